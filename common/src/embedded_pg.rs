@@ -1,0 +1,305 @@
+//! The throwaway Postgres: the embedded default when no database URL is given.
+//!
+//! `initdb` into a fresh temporary directory, `postgres` on a free loopback
+//! port with trust authentication, and everything removed again on
+//! [`EmbeddedPostgres::stop`] or drop. When this process runs as root the
+//! server runs as the `postgres` user (Postgres refuses root). The server is a
+//! direct child in its own process group, so a Ctrl-C at the terminal reaches
+//! the coordinator only and shutdown happens in order; a parent-death signal
+//! makes it shut down immediately even if the coordinator is killed outright.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sqlx::Connection;
+use thiserror::Error;
+
+use crate::process;
+
+/// Superuser created by `initdb` in the throwaway cluster.
+pub const SUPERUSER: &str = "loadgen";
+/// How long the server may take to accept connections.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a fast shutdown may take before the server is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+/// Connection slots of the throwaway server: room for many local agents.
+const MAX_CONNECTIONS: u32 = 400;
+
+/// Why the throwaway Postgres could not be started.
+#[derive(Debug, Error)]
+pub enum EmbeddedPgError {
+    #[error(
+        "no database URL given and the PostgreSQL server binaries (initdb, postgres) are not on PATH or in /usr/lib/postgresql/*/bin; install them (Debian/Ubuntu: apt-get install postgresql) or pass --database-url"
+    )]
+    NotInstalled,
+    #[error(
+        "running as root but there is no 'postgres' user to run the throwaway server as (Postgres refuses root); create one or pass --database-url"
+    )]
+    NoPostgresUser,
+    #[error("throwaway Postgres: {step} failed: {detail}")]
+    Step { step: &'static str, detail: String },
+}
+
+fn step(step: &'static str) -> impl FnOnce(std::io::Error) -> EmbeddedPgError {
+    move |e| EmbeddedPgError::Step { step, detail: e.to_string() }
+}
+
+/// A running throwaway cluster. Dropping it stops the server and removes its directory.
+#[derive(Debug)]
+pub struct EmbeddedPostgres {
+    dir: Option<tempfile::TempDir>,
+    child: Option<Child>,
+    bindir: PathBuf,
+    run_as: Option<(u32, u32)>,
+    port: u16,
+    url: String,
+}
+
+impl EmbeddedPostgres {
+    /// Create and start a new throwaway cluster, ready to accept connections.
+    pub async fn start() -> Result<Self, EmbeddedPgError> {
+        let bindir = find_bindir().ok_or(EmbeddedPgError::NotInstalled)?;
+        let run_as = if process::is_root() { Some(postgres_user().ok_or(EmbeddedPgError::NoPostgresUser)?) } else { None };
+        let dir = tempfile::Builder::new().prefix("loadgen-pg-").tempdir().map_err(step("creating the temp dir"))?;
+        if let Some((uid, gid)) = run_as {
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).map_err(step("chown of the temp dir"))?;
+        }
+        let mut pg = EmbeddedPostgres { dir: Some(dir), child: None, bindir, run_as, port: 0, url: String::new() };
+        pg.initdb().await?;
+        // A free port can be taken by someone else between our probe and the
+        // server's bind; try a few.
+        let mut last = None;
+        for _ in 0..3 {
+            match pg.spawn_server().await {
+                Ok(()) => return Ok(pg),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or(EmbeddedPgError::Step { step: "starting postgres", detail: "no attempt made".into() }))
+    }
+
+    /// Connection URL (trust auth on loopback; it carries no password).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// TCP port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The temporary directory holding the cluster (gone after stop).
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_ref().map(|d| d.path())
+    }
+
+    /// Process id of the postmaster, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.as_ref().map(|d| d.path().join("data")).unwrap_or_default()
+    }
+
+    fn command(&self, program: &str) -> Command {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(self.bindir.join(program));
+        if let Some((uid, gid)) = self.run_as {
+            cmd.uid(uid).gid(gid);
+        }
+        if let Some(d) = &self.dir {
+            cmd.current_dir(d.path());
+        }
+        // Our own settings only: a PGDATA or PGPORT from the caller's shell must not leak in.
+        for var in ["PGDATA", "PGPORT", "PGHOST", "PGUSER", "PGDATABASE", "PGOPTIONS"] {
+            cmd.env_remove(var);
+        }
+        cmd
+    }
+
+    async fn initdb(&self) -> Result<(), EmbeddedPgError> {
+        let mut cmd = self.command("initdb");
+        cmd.arg("-D")
+            .arg(self.data_dir())
+            .args(["-U", SUPERUSER, "--auth=trust", "--encoding=UTF8", "--no-locale", "--no-sync"]);
+        let out = tokio::process::Command::from(cmd)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(step("running initdb"))?;
+        if !out.status.success() {
+            return Err(EmbeddedPgError::Step { step: "initdb", detail: last_lines(&String::from_utf8_lossy(&out.stderr), 3) });
+        }
+        Ok(())
+    }
+
+    async fn spawn_server(&mut self) -> Result<(), EmbeddedPgError> {
+        use std::os::unix::process::CommandExt;
+        let port = free_port().map_err(step("finding a free port"))?;
+        let dir = self.dir.as_ref().map(|d| d.path().to_path_buf()).unwrap_or_default();
+        let log_path = dir.join("postgres.log");
+        let log = File::create(&log_path).map_err(step("creating the server log"))?;
+        let log_err = log.try_clone().map_err(step("creating the server log"))?;
+        let mut cmd = self.command("postgres");
+        cmd.arg("-D")
+            .arg(self.data_dir())
+            .arg("-p")
+            .arg(port.to_string())
+            .arg("-k")
+            .arg(&dir)
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            .args(["-c", &format!("max_connections={MAX_CONNECTIONS}")])
+            .args(["-c", "shared_buffers=128MB"]);
+        if self.bindir.join("../lib/pg_stat_statements.so").exists() {
+            // Lets users (and our own measurements) see which statements the
+            // provider and the generator run.
+            cmd.args(["-c", "shared_preload_libraries=pg_stat_statements"]);
+        }
+        cmd.stdin(Stdio::null()).stdout(log).stderr(log_err).process_group(0);
+        process::die_with_parent(&mut cmd, process::SIGQUIT);
+        let child = cmd.spawn().map_err(step("starting postgres"))?;
+        self.child = Some(child);
+        self.port = port;
+        self.url = format!("postgres://{SUPERUSER}@127.0.0.1:{port}/postgres");
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.child = None;
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                return Err(EmbeddedPgError::Step { step: "starting postgres", detail: format!("{status}: {}", last_lines(&log, 3)) });
+            }
+            if let Ok(mut conn) = sqlx::PgConnection::connect(&self.url).await {
+                let ok = sqlx::query("SELECT 1").execute(&mut conn).await.is_ok();
+                let _ = conn.close().await;
+                if ok {
+                    tracing::info!(port, dir = %dir.display(), "throwaway Postgres ready");
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                self.stop_server();
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                return Err(EmbeddedPgError::Step {
+                    step: "waiting for postgres",
+                    detail: format!("no connection within {READY_TIMEOUT:?}: {}", last_lines(&log, 3)),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stop the server (fast shutdown, then kill after a bound) without
+    /// removing the directory.
+    fn stop_server(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        // SIGINT is Postgres' "fast" shutdown: roll back sessions, checkpoint, exit.
+        process::signal(child.id(), process::SIGINT);
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            if matches!(child.try_wait(), Ok(Some(_)) | Err(_)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        tracing::warn!("throwaway Postgres did not stop within {STOP_TIMEOUT:?}; killing it");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Stop the server and remove its directory. Idempotent.
+    pub fn stop(&mut self) {
+        self.stop_server();
+        if let Some(dir) = self.dir.take() {
+            let path = dir.path().to_path_buf();
+            if let Err(e) = dir.close() {
+                tracing::warn!(dir = %path.display(), error = %e, "could not remove the throwaway Postgres directory");
+            }
+        }
+    }
+}
+
+impl Drop for EmbeddedPostgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The directory holding `initdb` and `postgres`: PATH first, then Debian's
+/// versioned directories (newest version first).
+pub fn find_bindir() -> Option<PathBuf> {
+    let has_both = |d: &Path| d.join("initdb").is_file() && d.join("postgres").is_file();
+    if let Some(path) = std::env::var_os("PATH") {
+        for d in std::env::split_paths(&path) {
+            if has_both(&d) {
+                return Some(d);
+            }
+        }
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let v = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            has_both(&bin).then_some((v, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, d)| d)
+}
+
+/// uid and gid of the `postgres` user, from /etc/passwd.
+fn postgres_user() -> Option<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut f = line.split(':');
+        if f.next()? != "postgres" {
+            return None;
+        }
+        let _password = f.next()?;
+        Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
+    })
+}
+
+fn free_port() -> std::io::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join(" | ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_lines_keeps_the_tail() {
+        assert_eq!(last_lines("a\n\nb\nc\nd\n", 2), "c | d");
+        assert_eq!(last_lines("", 2), "");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn starts_serves_and_leaves_nothing_behind() {
+        let mut pg = EmbeddedPostgres::start().await.expect("throwaway postgres starts");
+        let dir = pg.dir().expect("dir").to_path_buf();
+        let pid = pg.pid().expect("pid");
+        let mut conn = sqlx::PgConnection::connect(pg.url()).await.expect("connect");
+        let one: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&mut conn).await.expect("query");
+        assert_eq!(one, 1);
+        conn.close().await.expect("close");
+        pg.stop();
+        assert!(!dir.exists(), "temp dir removed");
+        assert!(!Path::new(&format!("/proc/{pid}")).exists(), "server process gone");
+    }
+}

@@ -1,0 +1,87 @@
+//! Run ids, schema names and identifier validation.
+//!
+//! Schema names are interpolated into SQL by duroxide-pg (identifiers cannot be
+//! bound as parameters), so every name that reaches the database is checked
+//! against the conservative grammar the provider itself accepts.
+
+use thiserror::Error;
+
+/// PostgreSQL truncates identifiers longer than this many bytes.
+pub const MAX_IDENTIFIER_LEN: usize = 63;
+
+/// Prefix of every schema this tool creates, so leaked ones are easy to find.
+pub const SCHEMA_PREFIX: &str = "loadgen_";
+
+/// A schema name that is not a plain identifier.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("invalid schema name {name:?}: {reason} (allowed: [A-Za-z_][A-Za-z0-9_]*, at most 63 bytes)")]
+pub struct InvalidSchemaName {
+    pub name: String,
+    pub reason: &'static str,
+}
+
+/// Check that `name` is a plain identifier: `[A-Za-z_][A-Za-z0-9_]*`, 1..=63 bytes.
+pub fn validate_schema_name(name: &str) -> Result<(), InvalidSchemaName> {
+    let err = |reason| Err(InvalidSchemaName { name: name.to_string(), reason });
+    let mut chars = name.chars();
+    match chars.next() {
+        None => return err("empty"),
+        Some(c) if !(c == '_' || c.is_ascii_alphabetic()) => {
+            return err("must start with a letter or underscore");
+        }
+        _ => {}
+    }
+    if !chars.all(|c| c == '_' || c.is_ascii_alphanumeric()) {
+        return err("only letters, digits and underscores are allowed");
+    }
+    if name.len() > MAX_IDENTIFIER_LEN {
+        return err("too long");
+    }
+    if name.eq_ignore_ascii_case("public") || name.starts_with("pg_") {
+        return err("reserved schema");
+    }
+    Ok(())
+}
+
+/// A new short run id: 8 lowercase hex digits from a v4 UUID. Short enough to
+/// keep instance ids small, random enough that two runs never share one.
+pub fn new_run_id() -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    id[..8].to_string()
+}
+
+/// The schema a run uses: `loadgen_<run id>`.
+pub fn schema_for_run(run_id: &str) -> String {
+    format!("{SCHEMA_PREFIX}{run_id}")
+}
+
+/// Instance id of the `seq`-th orchestration started by agent `agent_index`
+/// in run `run_id`: globally unique because run ids are.
+pub fn instance_id(run_id: &str, agent_index: u32, seq: u64) -> String {
+    format!("{run_id}-{agent_index}-{seq}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_schemas_are_valid_and_distinct() {
+        let a = new_run_id();
+        let b = new_run_id();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 8);
+        validate_schema_name(&schema_for_run(&a)).expect("generated schema is valid");
+        assert_eq!(instance_id("ab12cd34", 2, 17), "ab12cd34-2-17");
+    }
+
+    #[test]
+    fn hostile_names_are_refused() {
+        for bad in ["", "1abc", "a;drop schema public", "a b", "x\"y", "public", "PUBLIC", "pg_catalog", "é"] {
+            assert!(validate_schema_name(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(validate_schema_name(&"a".repeat(64)).is_err());
+        validate_schema_name(&"a".repeat(63)).expect("63 bytes is fine");
+        validate_schema_name("_my_Schema9").expect("plain identifier");
+    }
+}
