@@ -1,1 +1,89 @@
-//! placeholder
+//! The agent of the duroxide-pg load generator.
+//!
+//! An agent serves the coordinator's gRPC protocol. For each run it connects
+//! to the shared schema with its own `DATABASE_URL`, starts duroxide runtimes
+//! with the run's scenario registered, keeps its slice of orchestrations in
+//! flight, and streams progress and its latency histograms back.
+//!
+//! - [`service`]: the gRPC service and the agent's run state machine;
+//! - [`driver`]: the closed-loop load driver;
+//! - [`tracker`]: the batched completion query;
+//! - [`runtimes`]: starting and stopping the duroxide runtimes;
+//! - [`scenario`]: the registered workloads (one file each);
+//! - [`error`]: the agent's errors and their gRPC mapping.
+
+use std::net::SocketAddr;
+
+use loadgen_common::proto::agent_server::AgentServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+pub mod driver;
+pub mod error;
+pub mod runtimes;
+pub mod scenario;
+pub mod service;
+pub mod tracker;
+
+pub use service::Agent;
+
+/// duroxide-pg version this agent is built with (pinned in the workspace manifest).
+pub const DUROXIDE_PG_VERSION: &str = "0.1.38";
+
+/// Settings of one agent process.
+#[derive(Clone)]
+pub struct AgentConfig {
+    /// The agent's own database URL; it never crosses the wire.
+    pub database_url: String,
+    /// `DUROXIDE_PG_POOL_MAX` as the providers in this process will read it.
+    pub pool_max: u32,
+    pub hostname: String,
+}
+
+impl std::fmt::Debug for AgentConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentConfig")
+            .field("database_url", &loadgen_common::secret::mask_url(&self.database_url))
+            .field("pool_max", &self.pool_max)
+            .field("hostname", &self.hostname)
+            .finish()
+    }
+}
+
+/// Pool size the providers of this process will use: `DUROXIDE_PG_POOL_MAX`
+/// or duroxide-pg's default of 10.
+pub fn pool_max_from_env() -> u32 {
+    std::env::var("DUROXIDE_PG_POOL_MAX").ok().and_then(|v| v.parse().ok()).unwrap_or(10)
+}
+
+/// This machine's host name.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
+}
+
+/// Serve the agent protocol on `listener` until `shutdown` is cancelled, then
+/// release any active run (its runtimes are shut down) and return.
+pub async fn serve(listener: TcpListener, config: AgentConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let agent = Agent::new(config);
+    let local: SocketAddr = listener.local_addr()?;
+    tracing::info!(%local, "agent serving");
+    let result = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(2)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(5)))
+        .add_service(AgentServer::new(agent.clone()))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled())
+        .await;
+    agent.release_any().await;
+    result.map_err(Into::into)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn duroxide_pg_version_matches_the_lock_file() {
+        let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock")).expect("Cargo.lock");
+        let needle = format!("name = \"duroxide-pg\"\nversion = \"{}\"", super::DUROXIDE_PG_VERSION);
+        assert!(lock.contains(&needle), "DUROXIDE_PG_VERSION is stale");
+    }
+}

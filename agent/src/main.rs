@@ -1,1 +1,89 @@
-fn main() {}
+//! `agent`: serve the load generator's agent protocol.
+
+use std::net::SocketAddr;
+
+use clap::Parser;
+use loadgen_agent::{AgentConfig, hostname, pool_max_from_env, serve};
+use tokio_util::sync::CancellationToken;
+
+/// Agent of the duroxide-pg load generator.
+///
+/// Runs duroxide runtimes against the shared schema the coordinator prepared
+/// and drives its slice of the load. It reads its own DATABASE_URL: database
+/// credentials never travel between coordinator and agent.
+#[derive(Debug, Parser)]
+#[command(name = "agent", version)]
+struct Args {
+    /// Address to listen on. Use 0.0.0.0:7000 to accept remote coordinators;
+    /// port 0 picks a free port (printed on stdout as "listening on ADDR").
+    #[arg(long, env = "AGENT_LISTEN", default_value = "127.0.0.1:7000")]
+    listen: SocketAddr,
+
+    /// PostgreSQL URL of the database under test (postgres://user:pass@host:port/db).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+
+    /// Log filter (tracing EnvFilter syntax), e.g. "info" or "loadgen_agent=debug,warn".
+    #[arg(long, env = "AGENT_LOG", default_value = "info")]
+    log: String,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    // Install our subscriber before any duroxide runtime starts (it installs
+    // its own otherwise). Logs go to stderr; stdout carries the listen line.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("agent: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("agent: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+    let local = listener.local_addr()?;
+    if !local.ip().is_loopback() {
+        tracing::warn!(%local, "listening on a non-loopback address without TLS or authentication");
+    }
+    // The coordinator's --local mode reads this line to learn the port.
+    println!("listening on {local}");
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("signal received; shutting down");
+        signal.cancel();
+    });
+    let config = AgentConfig { database_url: args.database_url, pool_max: pool_max_from_env(), hostname: hostname() };
+    serve(listener, config, shutdown).await
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

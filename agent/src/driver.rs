@@ -1,0 +1,355 @@
+//! The closed-loop load driver of one agent.
+//!
+//! One task owns all run state (no locks on the hot path): it keeps the
+//! agent's slice of orchestrations in flight until the deadline, learns
+//! completions from one batched query per tick, records latencies into HDR
+//! histograms, streams one progress message a second, drains within a bound
+//! and ends with the full result. Start calls run as spawned tasks and report
+//! back over a channel, so a slow start never delays completion tracking.
+//!
+//! The load shape is data ([`Plan`]); later load models (open loop, steps)
+//! extend the plan rather than copying this loop.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use duroxide::{Client, OrchestrationStatus};
+use duroxide_pg::PostgresProvider;
+use loadgen_common::histogram::LatencyHistogram;
+use loadgen_common::proto::{self, RunEvent, run_event};
+use loadgen_common::result::Counts;
+use loadgen_common::schema::instance_id;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+
+use crate::scenario::Scenario;
+use crate::tracker::{Terminal, Tracker, category_from_output};
+
+/// Bound on one start call; past it the slot is freed and a start error counted.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on the typed look-up of a failed instance's error category.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause after a failed start before the slot is refilled, so a database
+/// outage does not turn into a hot loop of failing start calls.
+const START_RETRY_BACKOFF: Duration = Duration::from_millis(200);
+/// Progress interval.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// If the coordinator does not take a progress message within this bound it
+/// is considered gone and the agent stops starting orchestrations.
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What one agent must do in a run.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub run_id: String,
+    pub agent_index: u32,
+    /// Orchestrations kept in flight (closed loop).
+    pub concurrency: u64,
+    /// How long new orchestrations are started.
+    pub duration: Duration,
+    /// How long in-flight orchestrations may take to finish after the deadline.
+    pub drain_timeout: Duration,
+    /// Interval of the batched completion query.
+    pub completion_poll: Duration,
+}
+
+/// What the driver needs from the agent.
+#[derive(Clone)]
+pub struct Deps {
+    pub client: Arc<Client>,
+    pub provider: Arc<PostgresProvider>,
+    pub tracker: Tracker,
+    pub scenario: Arc<dyn Scenario>,
+    /// Activity executions of this agent's runtimes (incremented by the activities).
+    pub executed: Arc<AtomicU64>,
+}
+
+/// How the run ended, for the agent's bookkeeping.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Value of the activity counter when the result was taken: executions
+    /// after it are reported on release.
+    pub activities_mark: u64,
+    /// False when the coordinator stopped listening before the end.
+    pub delivered: bool,
+}
+
+struct Launch {
+    id: String,
+    issued: Instant,
+    took: Duration,
+    result: Result<(), String>,
+}
+
+struct Driver {
+    plan: Plan,
+    deps: Deps,
+    t0: Instant,
+    in_flight: HashMap<String, Instant>,
+    pending_starts: u64,
+    next_seq: u64,
+    retry_at: Option<Instant>,
+    totals: Counts,
+    interval: Counts,
+    e2e: LatencyHistogram,
+    e2e_interval: LatencyHistogram,
+    start: LatencyHistogram,
+    start_interval: LatencyHistogram,
+    activities_base: u64,
+    activities_seen: u64,
+    progress_seq: u64,
+    failures_logged: u32,
+    launch_tx: mpsc::UnboundedSender<Launch>,
+}
+
+/// Run the plan: wait `start_delay`, drive load, drain, and send progress and
+/// the result on `events`. Cancelling `cancel` stops it early (what is in
+/// flight then is reported as unfinished).
+pub async fn drive(
+    plan: Plan,
+    deps: Deps,
+    start_delay: Duration,
+    events: mpsc::Sender<Result<RunEvent, Status>>,
+    cancel: CancellationToken,
+) -> Outcome {
+    tokio::select! {
+        _ = tokio::time::sleep(start_delay) => {}
+        _ = cancel.cancelled() => return Outcome::default(),
+    }
+    let (launch_tx, mut launch_rx) = mpsc::unbounded_channel();
+    let t0 = Instant::now();
+    let base = deps.executed.load(Ordering::Relaxed);
+    let mut d = Driver {
+        plan,
+        deps,
+        t0,
+        in_flight: HashMap::new(),
+        pending_starts: 0,
+        next_seq: 0,
+        retry_at: None,
+        totals: Counts::default(),
+        interval: Counts::default(),
+        e2e: LatencyHistogram::new(),
+        e2e_interval: LatencyHistogram::new(),
+        start: LatencyHistogram::new(),
+        start_interval: LatencyHistogram::new(),
+        activities_base: base,
+        activities_seen: base,
+        progress_seq: 0,
+        failures_logged: 0,
+        launch_tx,
+    };
+    tracing::info!(run = %d.plan.run_id, agent = d.plan.agent_index, concurrency = d.plan.concurrency, "load started");
+    let deadline = t0 + d.plan.duration;
+    let drain_deadline = deadline + d.plan.drain_timeout;
+    let mut poll = tokio::time::interval_at(t0 + d.plan.completion_poll, d.plan.completion_poll);
+    poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut progress = tokio::time::interval_at(t0 + PROGRESS_EVERY, PROGRESS_EVERY);
+    progress.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut draining = false;
+    let mut delivered = true;
+    d.fill(draining);
+    loop {
+        if draining && d.in_flight.is_empty() && d.pending_starts == 0 {
+            break;
+        }
+        let retry_at = d.retry_at;
+        tokio::select! {
+            Some(launch) = launch_rx.recv() => d.on_launch(launch, draining),
+            _ = poll.tick() => {
+                d.poll_completions().await;
+                d.fill(draining);
+            }
+            _ = progress.tick() => {
+                if !d.send_progress(&events).await {
+                    delivered = false;
+                    tracing::warn!(run = %d.plan.run_id, "coordinator stopped listening; stopping load");
+                    break;
+                }
+            }
+            _ = tokio::time::sleep_until(retry_at.unwrap_or(drain_deadline)), if retry_at.is_some() => {
+                d.retry_at = None;
+                d.fill(draining);
+            }
+            _ = tokio::time::sleep_until(deadline), if !draining => {
+                draining = true;
+                tracing::info!(run = %d.plan.run_id, in_flight = d.in_flight.len(), "deadline reached; draining");
+            }
+            _ = tokio::time::sleep_until(drain_deadline) => {
+                tracing::warn!(run = %d.plan.run_id, unfinished = d.in_flight.len(), "drain timeout reached");
+                break;
+            }
+            _ = cancel.cancelled() => {
+                tracing::warn!(run = %d.plan.run_id, "run cancelled");
+                break;
+            }
+        }
+    }
+    // Start calls still under way when the loop ended are not waited for:
+    // they were launched (or failed) after the bound; count them as unfinished.
+    let unfinished = d.in_flight.len() as u64 + d.pending_starts;
+    d.totals.unfinished += unfinished;
+    d.interval.unfinished += unfinished;
+    let elapsed = d.t0.elapsed();
+    let activities_mark = d.sample_activities();
+    if delivered {
+        delivered = d.send_progress(&events).await;
+    }
+    if delivered {
+        let result = proto::AgentResult {
+            totals: Some((&d.totals).into()),
+            elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            e2e_latency: d.e2e.encode(),
+            start_latency: d.start.encode(),
+        };
+        let event = RunEvent { event: Some(run_event::Event::Result(result)) };
+        delivered = tokio::time::timeout(SEND_TIMEOUT, events.send(Ok(event))).await.is_ok_and(|r| r.is_ok());
+    }
+    tracing::info!(
+        run = %d.plan.run_id,
+        launched = d.totals.launched,
+        completed = d.totals.completed,
+        failed = d.totals.failed(),
+        unfinished = d.totals.unfinished,
+        elapsed_ms = elapsed.as_millis() as u64,
+        "load finished"
+    );
+    Outcome { activities_mark, delivered }
+}
+
+impl Driver {
+    /// Start orchestrations until the slice is full (never after the deadline,
+    /// never while backing off after a failed start).
+    fn fill(&mut self, draining: bool) {
+        if draining || self.retry_at.is_some() {
+            return;
+        }
+        while (self.in_flight.len() as u64 + self.pending_starts) < self.plan.concurrency {
+            let id = instance_id(&self.plan.run_id, self.plan.agent_index, self.next_seq);
+            self.next_seq += 1;
+            self.pending_starts += 1;
+            let client = Arc::clone(&self.deps.client);
+            let orchestration = self.deps.scenario.orchestration();
+            let input = self.deps.scenario.input();
+            let tx = self.launch_tx.clone();
+            tokio::spawn(async move {
+                let issued = Instant::now();
+                let call = client.start_orchestration(id.as_str(), orchestration, input);
+                let result = match tokio::time::timeout(START_TIMEOUT, call).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err(format!("start call took longer than {START_TIMEOUT:?}")),
+                };
+                // The driver may be gone (run ended); nothing to report then.
+                let _ = tx.send(Launch { id, issued, took: issued.elapsed(), result });
+            });
+        }
+    }
+
+    fn on_launch(&mut self, launch: Launch, draining: bool) {
+        self.pending_starts = self.pending_starts.saturating_sub(1);
+        self.start.record(launch.took);
+        self.start_interval.record(launch.took);
+        match launch.result {
+            Ok(()) => {
+                self.totals.launched += 1;
+                self.interval.launched += 1;
+                self.in_flight.insert(launch.id, launch.issued);
+            }
+            Err(e) => {
+                self.totals.start_errors += 1;
+                self.interval.start_errors += 1;
+                tracing::warn!(instance = %launch.id, error = %e, "start call failed");
+                self.retry_at = Some(Instant::now() + START_RETRY_BACKOFF);
+            }
+        }
+        self.fill(draining);
+    }
+
+    async fn poll_completions(&mut self) {
+        if self.in_flight.is_empty() {
+            return;
+        }
+        let ids: Vec<String> = self.in_flight.keys().cloned().collect();
+        self.totals.status_queries += 1;
+        self.interval.status_queries += 1;
+        let terminal = match self.deps.tracker.poll(&self.deps.provider, &ids).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "completion query failed; retrying next tick");
+                return;
+            }
+        };
+        let observed = Instant::now();
+        for (id, state) in terminal {
+            let Some(issued) = self.in_flight.remove(&id) else { continue };
+            let latency = observed.saturating_duration_since(issued);
+            self.e2e.record(latency);
+            self.e2e_interval.record(latency);
+            match state {
+                Terminal::Completed => {
+                    self.totals.completed += 1;
+                    self.interval.completed += 1;
+                }
+                Terminal::Failed { output } => {
+                    let category = self.failure_category(&id, &output).await;
+                    let bump = |c: &mut Counts| match category {
+                        "infrastructure" => c.failed_infrastructure += 1,
+                        "configuration" => c.failed_configuration += 1,
+                        "poison" => c.failed_poison += 1,
+                        _ => c.failed_application += 1,
+                    };
+                    bump(&mut self.totals);
+                    bump(&mut self.interval);
+                    if self.failures_logged < 10 {
+                        self.failures_logged += 1;
+                        tracing::warn!(instance = %id, category, error = %output, "orchestration failed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The typed error category of a failed instance, from the client; the
+    /// stored message's prefix when that look-up fails.
+    async fn failure_category(&self, id: &str, output: &str) -> &'static str {
+        match tokio::time::timeout(LOOKUP_TIMEOUT, self.deps.client.get_orchestration_status(id)).await {
+            Ok(Ok(OrchestrationStatus::Failed { details, .. })) => details.category(),
+            _ => category_from_output(output),
+        }
+    }
+
+    /// Read the activity counter, folding the new executions into the counts.
+    fn sample_activities(&mut self) -> u64 {
+        let now = self.deps.executed.load(Ordering::Relaxed);
+        let delta = now.saturating_sub(self.activities_seen);
+        self.activities_seen = now;
+        self.interval.activities += delta;
+        self.totals.activities = now.saturating_sub(self.activities_base);
+        now
+    }
+
+    /// Send this interval's counts and histogram deltas; false when the
+    /// coordinator is gone.
+    async fn send_progress(&mut self, events: &mpsc::Sender<Result<RunEvent, Status>>) -> bool {
+        self.sample_activities();
+        self.progress_seq += 1;
+        let progress = proto::Progress {
+            seq: self.progress_seq,
+            elapsed_ms: u64::try_from(self.t0.elapsed().as_millis()).unwrap_or(u64::MAX),
+            interval: Some((&self.interval).into()),
+            in_flight: self.in_flight.len() as u64,
+            e2e_latency: self.e2e_interval.encode(),
+            start_latency: self.start_interval.encode(),
+        };
+        self.interval = Counts::default();
+        self.e2e_interval.reset();
+        self.start_interval.reset();
+        let event = RunEvent { event: Some(run_event::Event::Progress(progress)) };
+        matches!(tokio::time::timeout(SEND_TIMEOUT, events.send(Ok(event))).await, Ok(Ok(())))
+    }
+}
