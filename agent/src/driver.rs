@@ -17,9 +17,8 @@ use std::time::Duration;
 
 use duroxide::{Client, OrchestrationStatus};
 use duroxide_pg::PostgresProvider;
-use loadgen_common::histogram::LatencyHistogram;
 use loadgen_common::proto::{self, RunEvent, run_event};
-use loadgen_common::result::Counts;
+use loadgen_common::result::{Counts, Histograms};
 use loadgen_common::schema::instance_id;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -27,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use crate::scenario::Scenario;
-use crate::tracker::{Terminal, Tracker, category_from_output};
+use crate::tracker::{Finished, Terminal, Tracker, category_from_output};
 
 /// Bound on one start call; past it the slot is freed and a start error counted.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -80,25 +79,32 @@ pub struct Outcome {
 
 struct Launch {
     id: String,
-    issued: Instant,
+    issued: Issued,
     took: Duration,
     result: Result<(), String>,
+}
+
+/// When a start call was issued, on both clocks: the monotonic one for
+/// observed latency, the wall clock to compare with the database's
+/// completion time.
+#[derive(Clone, Copy, Debug)]
+struct Issued {
+    at: Instant,
+    wall: std::time::SystemTime,
 }
 
 struct Driver {
     plan: Plan,
     deps: Deps,
     t0: Instant,
-    in_flight: HashMap<String, Instant>,
+    in_flight: HashMap<String, Issued>,
     pending_starts: u64,
     next_seq: u64,
     retry_at: Option<Instant>,
     totals: Counts,
     interval: Counts,
-    e2e: LatencyHistogram,
-    e2e_interval: LatencyHistogram,
-    start: LatencyHistogram,
-    start_interval: LatencyHistogram,
+    hist: Histograms,
+    hist_interval: Histograms,
     activities_base: u64,
     activities_seen: u64,
     progress_seq: u64,
@@ -133,10 +139,8 @@ pub async fn drive(
         retry_at: None,
         totals: Counts::default(),
         interval: Counts::default(),
-        e2e: LatencyHistogram::new(),
-        e2e_interval: LatencyHistogram::new(),
-        start: LatencyHistogram::new(),
-        start_interval: LatencyHistogram::new(),
+        hist: Histograms::default(),
+        hist_interval: Histograms::default(),
         activities_base: base,
         activities_seen: base,
         progress_seq: 0,
@@ -203,8 +207,9 @@ pub async fn drive(
         let result = proto::AgentResult {
             totals: Some((&d.totals).into()),
             elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
-            e2e_latency: d.e2e.encode(),
-            start_latency: d.start.encode(),
+            e2e_latency: d.hist.e2e.encode(),
+            start_latency: d.hist.start.encode(),
+            observed_latency: d.hist.observed.encode(),
         };
         let event = RunEvent { event: Some(run_event::Event::Result(result)) };
         delivered = tokio::time::timeout(SEND_TIMEOUT, events.send(Ok(event))).await.is_ok_and(|r| r.is_ok());
@@ -219,6 +224,22 @@ pub async fn drive(
         "load finished"
     );
     Outcome { activities_mark, delivered }
+}
+
+/// End-to-end latency from the database's completion time, clamped to
+/// `[0, seen]`: the runtime may run on another machine whose clock is off.
+/// Returns the latency and whether it had to be clamped.
+fn end_to_end(issued: std::time::SystemTime, completed_at: Option<chrono::DateTime<chrono::Utc>>, seen: Duration) -> (Duration, bool) {
+    let Some(done) = completed_at else { return (seen, true) };
+    let issued: chrono::DateTime<chrono::Utc> = issued.into();
+    match (done - issued).to_std() {
+        Ok(d) if d <= seen => (d, false),
+        Ok(_) => (seen, true),
+        // The runtime stores milliseconds: a completion in the same
+        // millisecond as the start call can read as slightly negative.
+        Err(_) if (issued - done) < chrono::TimeDelta::milliseconds(1) => (Duration::ZERO, false),
+        Err(_) => (Duration::ZERO, true),
+    }
 }
 
 impl Driver {
@@ -237,7 +258,7 @@ impl Driver {
             let input = self.deps.scenario.input();
             let tx = self.launch_tx.clone();
             tokio::spawn(async move {
-                let issued = Instant::now();
+                let issued = Issued { at: Instant::now(), wall: std::time::SystemTime::now() };
                 let call = client.start_orchestration(id.as_str(), orchestration, input);
                 let result = match tokio::time::timeout(START_TIMEOUT, call).await {
                     Ok(Ok(())) => Ok(()),
@@ -245,15 +266,15 @@ impl Driver {
                     Err(_) => Err(format!("start call took longer than {START_TIMEOUT:?}")),
                 };
                 // The driver may be gone (run ended); nothing to report then.
-                let _ = tx.send(Launch { id, issued, took: issued.elapsed(), result });
+                let _ = tx.send(Launch { id, issued, took: issued.at.elapsed(), result });
             });
         }
     }
 
     fn on_launch(&mut self, launch: Launch, draining: bool) {
         self.pending_starts = self.pending_starts.saturating_sub(1);
-        self.start.record(launch.took);
-        self.start_interval.record(launch.took);
+        self.hist.start.record(launch.took);
+        self.hist_interval.start.record(launch.took);
         match launch.result {
             Ok(()) => {
                 self.totals.launched += 1;
@@ -285,11 +306,15 @@ impl Driver {
             }
         };
         let observed = Instant::now();
-        for (id, state) in terminal {
+        for Finished { instance_id: id, state, completed_at } in terminal {
             let Some(issued) = self.in_flight.remove(&id) else { continue };
-            let latency = observed.saturating_duration_since(issued);
-            self.e2e.record(latency);
-            self.e2e_interval.record(latency);
+            let seen = observed.saturating_duration_since(issued.at);
+            let (e2e, clamped) = end_to_end(issued.wall, completed_at, seen);
+            for (h, c) in [(&mut self.hist, &mut self.totals), (&mut self.hist_interval, &mut self.interval)] {
+                h.e2e.record(e2e);
+                h.observed.record(seen);
+                c.latency_clamped += u64::from(clamped);
+            }
             match state {
                 Terminal::Completed => {
                     self.totals.completed += 1;
@@ -342,14 +367,34 @@ impl Driver {
             seq: self.progress_seq,
             elapsed_ms: u64::try_from(self.t0.elapsed().as_millis()).unwrap_or(u64::MAX),
             interval: Some((&self.interval).into()),
-            in_flight: self.in_flight.len() as u64,
-            e2e_latency: self.e2e_interval.encode(),
-            start_latency: self.start_interval.encode(),
+            in_flight: self.in_flight.len() as u64 + self.pending_starts,
+            e2e_latency: self.hist_interval.e2e.encode(),
+            start_latency: self.hist_interval.start.encode(),
+            observed_latency: self.hist_interval.observed.encode(),
         };
         self.interval = Counts::default();
-        self.e2e_interval.reset();
-        self.start_interval.reset();
+        self.hist_interval.reset();
         let event = RunEvent { event: Some(run_event::Event::Progress(progress)) };
         matches!(tokio::time::timeout(SEND_TIMEOUT, events.send(Ok(event))).await, Ok(Ok(())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::SystemTime;
+
+    #[test]
+    fn end_to_end_uses_the_database_time_within_bounds() {
+        let issued = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let at = |ms: i64| Some(chrono::DateTime::<chrono::Utc>::from(issued) + chrono::TimeDelta::milliseconds(ms));
+        let seen = Duration::from_millis(300);
+        assert_eq!(end_to_end(issued, at(120), seen), (Duration::from_millis(120), false));
+        assert_eq!(end_to_end(issued, at(300), seen), (seen, false));
+        // Completion "after" we saw it: the runtime's clock runs ahead.
+        assert_eq!(end_to_end(issued, at(450), seen), (seen, true));
+        // Completion before the start call: the runtime's clock runs behind.
+        assert_eq!(end_to_end(issued, at(-40), seen), (Duration::ZERO, true));
+        assert_eq!(end_to_end(issued, None, seen), (seen, true));
     }
 }

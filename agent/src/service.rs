@@ -25,7 +25,8 @@ use crate::error::AgentError;
 use crate::runtimes::Runtimes;
 use crate::scenario;
 use crate::tracker::Tracker;
-use crate::{AgentConfig, DUROXIDE_PG_VERSION};
+use crate::AgentConfig;
+use loadgen_common::DUROXIDE_PG_VERSION;
 
 /// A prepared run whose Run never comes is released after this long.
 pub const PREPARED_LEASE: Duration = Duration::from_secs(60);

@@ -12,6 +12,15 @@ use std::time::Duration;
 use duroxide_pg::PostgresProvider;
 use sqlx::Row;
 
+/// One instance found terminal by a completion query.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finished {
+    pub instance_id: String,
+    pub state: Terminal,
+    /// When the runtime recorded the terminal status (its own clock, ms precision).
+    pub completed_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// Terminal state of an instance as the tracker sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Terminal {
@@ -33,7 +42,7 @@ impl Tracker {
     /// A tracker for `schema` (already validated as an identifier).
     pub fn new(schema: &str) -> Self {
         let sql = format!(
-            "SELECT e.instance_id, e.status, CASE WHEN e.status = 'Failed' THEN e.output END AS output \
+            "SELECT e.instance_id, e.status, CASE WHEN e.status = 'Failed' THEN e.output END AS output, e.completed_at \
              FROM {schema}.executions e \
              JOIN {schema}.instances i ON i.instance_id = e.instance_id AND i.current_execution_id = e.execution_id \
              WHERE e.instance_id = ANY($1) AND e.status IN ('Completed', 'Failed')"
@@ -43,7 +52,7 @@ impl Tracker {
 
     /// Which of `ids` are terminal now. Instances not returned are still running
     /// (or not yet visible).
-    pub async fn poll(&self, provider: &PostgresProvider, ids: &[String]) -> Result<Vec<(String, Terminal)>, String> {
+    pub async fn poll(&self, provider: &PostgresProvider, ids: &[String]) -> Result<Vec<Finished>, String> {
         let query = sqlx::query(&self.sql).bind(ids).fetch_all(provider.pool());
         let rows = match tokio::time::timeout(QUERY_TIMEOUT, query).await {
             Ok(Ok(rows)) => rows,
@@ -55,12 +64,13 @@ impl Tracker {
             let id: String = row.try_get(0).map_err(|e| e.to_string())?;
             let status: String = row.try_get(1).map_err(|e| e.to_string())?;
             let output: Option<String> = row.try_get(2).map_err(|e| e.to_string())?;
-            let terminal = if status == "Completed" {
+            let completed_at: Option<chrono::DateTime<chrono::Utc>> = row.try_get(3).map_err(|e| e.to_string())?;
+            let state = if status == "Completed" {
                 Terminal::Completed
             } else {
                 Terminal::Failed { output: output.unwrap_or_default() }
             };
-            out.push((id, terminal));
+            out.push(Finished { instance_id: id, state, completed_at });
         }
         Ok(out)
     }

@@ -26,3 +26,17 @@ pub mod secret;
 
 /// Version of this load generator (both binaries share it).
 pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// duroxide-pg version the workspace is pinned to (agents and coordinator
+/// must agree: a runtime refuses a schema migrated by a newer provider).
+pub const DUROXIDE_PG_VERSION: &str = "0.1.38";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn duroxide_pg_version_matches_the_lock_file() {
+        let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock")).expect("Cargo.lock");
+        let needle = format!("name = \"duroxide-pg\"\nversion = \"{}\"", super::DUROXIDE_PG_VERSION);
+        assert!(lock.contains(&needle), "DUROXIDE_PG_VERSION is stale");
+    }
+}

@@ -26,6 +26,9 @@ pub struct Counts {
     pub activities: u64,
     /// Batched completion queries the generator made (its own database load).
     pub status_queries: u64,
+    /// End-to-end samples clamped because the database's completion time fell
+    /// outside [start call, observation] (clock skew between machines).
+    pub latency_clamped: u64,
 }
 
 impl Counts {
@@ -51,6 +54,7 @@ impl Counts {
         self.unfinished += o.unfinished;
         self.activities += o.activities;
         self.status_queries += o.status_queries;
+        self.latency_clamped += o.latency_clamped;
     }
 }
 
@@ -67,6 +71,7 @@ impl From<&proto::Counts> for Counts {
             unfinished: c.unfinished,
             activities: c.activities,
             status_queries: c.status_queries,
+            latency_clamped: c.latency_clamped,
         }
     }
 }
@@ -84,6 +89,7 @@ impl From<&Counts> for proto::Counts {
             unfinished: c.unfinished,
             activities: c.activities,
             status_queries: c.status_queries,
+            latency_clamped: c.latency_clamped,
         }
     }
 }
@@ -96,24 +102,53 @@ pub struct Section {
     pub elapsed_s: f64,
     pub orch_per_sec: f64,
     pub activities_per_sec: f64,
-    /// End-to-end: start call issued until the terminal status was observed.
+    /// End-to-end: start call issued until the runtime recorded the terminal
+    /// status (`executions.completed_at`, millisecond precision).
     pub e2e_latency: LatencySummary,
+    /// Start call issued until the generator's completion query saw the
+    /// terminal status (adds up to one completion-poll interval).
+    pub observed_latency: LatencySummary,
     /// Duration of the start call itself.
     pub start_latency: LatencySummary,
 }
 
 impl Section {
     /// Derive rates and percentiles from counts and histograms.
-    pub fn new(counts: Counts, elapsed_s: f64, e2e: &LatencyHistogram, start: &LatencyHistogram) -> Self {
+    pub fn new(counts: Counts, elapsed_s: f64, h: &Histograms) -> Self {
         let rate = |n: u64| if elapsed_s > 0.0 { n as f64 / elapsed_s } else { 0.0 };
         Section {
             orch_per_sec: rate(counts.completed),
             activities_per_sec: rate(counts.activities),
             counts,
             elapsed_s,
-            e2e_latency: e2e.summary(),
-            start_latency: start.summary(),
+            e2e_latency: h.e2e.summary(),
+            observed_latency: h.observed.summary(),
+            start_latency: h.start.summary(),
         }
+    }
+}
+
+/// The three latency histograms every agent keeps (and the merge of them).
+#[derive(Clone, Debug, Default)]
+pub struct Histograms {
+    pub e2e: LatencyHistogram,
+    pub observed: LatencyHistogram,
+    pub start: LatencyHistogram,
+}
+
+impl Histograms {
+    /// Merge another set into this one (exact).
+    pub fn merge(&mut self, o: &Histograms) -> Result<(), crate::histogram::HistogramError> {
+        self.e2e.merge(&o.e2e)?;
+        self.observed.merge(&o.observed)?;
+        self.start.merge(&o.start)
+    }
+
+    /// Forget every sample.
+    pub fn reset(&mut self) {
+        self.e2e.reset();
+        self.observed.reset();
+        self.start.reset();
     }
 }
 

@@ -1,1 +1,29 @@
-//! placeholder
+//! The coordinator of the duroxide-pg load generator.
+//!
+//! It prepares one shared schema, splits the cluster-wide budget over the
+//! agents, starts them at one instant, follows their progress, merges their
+//! HDR histograms exactly, checks the database, and evaluates the gates.
+//!
+//! - [`cli`]: the command line;
+//! - [`run`]: one run from start to teardown;
+//! - [`agents`]: reaching and checking agents;
+//! - [`local`]: `--local N` agent processes;
+//! - [`db`]: schema creation, database counters, the run's database check;
+//! - [`live`]: the once-a-second progress line;
+//! - [`gates`]: the must-pass gates;
+//! - [`report`]: text and JSON renderers of the result;
+//! - [`error`]: errors and exit codes.
+
+pub mod agents;
+pub mod cli;
+pub mod db;
+pub mod error;
+pub mod gates;
+pub mod live;
+pub mod local;
+pub mod report;
+pub mod run;
+
+pub use cli::Args;
+pub use error::CoordinatorError;
+pub use run::run;

@@ -1,0 +1,149 @@
+//! Reaching agents: address parsing, connection, and the Hello check
+//! (protocol revision, duroxide-pg version, idle state, no duplicates).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use loadgen_common::proto::agent_client::AgentClient;
+use loadgen_common::proto::{self, HelloReply};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::CoordinatorError;
+
+/// Bound on connecting to an agent and on its Hello.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connected, checked agent.
+#[derive(Debug, Clone)]
+pub struct AgentLink {
+    pub index: u32,
+    pub address: String,
+    pub client: AgentClient<Channel>,
+    pub hello: HelloReply,
+}
+
+/// Check an `--agents` list: every entry `host:port`, no entry twice.
+pub fn parse_agent_list(list: &[String]) -> Result<Vec<String>, CoordinatorError> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(list.len());
+    for raw in list {
+        let addr = raw.trim();
+        let valid = addr.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && !host.contains(['/', ' ', '@']) && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
+        if !valid {
+            return Err(CoordinatorError::Usage(format!("malformed agent address {raw:?}: expected host:port")));
+        }
+        if !seen.insert(addr.to_ascii_lowercase()) {
+            return Err(CoordinatorError::Usage(format!("agent {addr} is listed twice")));
+        }
+        out.push(addr.to_string());
+    }
+    if out.is_empty() {
+        return Err(CoordinatorError::Usage("no agents given (--agents host:port,... or --local N)".into()));
+    }
+    Ok(out)
+}
+
+/// Connect to one agent and say hello.
+async fn connect(index: u32, address: &str) -> Result<AgentLink, CoordinatorError> {
+    let endpoint = Endpoint::from_shared(format!("http://{address}"))
+        .map_err(|e| CoordinatorError::Usage(format!("malformed agent address {address:?}: {e}")))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        // HTTP/2 pings notice a dead agent or a cut link while a run streams.
+        .http2_keep_alive_interval(Duration::from_secs(2))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true);
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| CoordinatorError::agent(address, format!("unreachable ({})", source_chain(&e))))?;
+    let mut client = AgentClient::new(channel);
+    let mut req = tonic::Request::new(proto::HelloRequest { protocol_version: proto::PROTOCOL_VERSION });
+    req.set_timeout(CONNECT_TIMEOUT);
+    let hello = client
+        .hello(req)
+        .await
+        .map_err(|s| CoordinatorError::agent(address, format!("hello failed: {}", s.message())))?
+        .into_inner();
+    Ok(AgentLink { index, address: address.to_string(), client, hello })
+}
+
+/// Connect to every agent concurrently and check they can run one plan together.
+pub async fn connect_all(addresses: &[String]) -> Result<Vec<AgentLink>, CoordinatorError> {
+    let mut set = tokio::task::JoinSet::new();
+    for (i, a) in addresses.iter().enumerate() {
+        let a = a.clone();
+        set.spawn(async move { connect(i as u32, &a).await });
+    }
+    let mut links = Vec::with_capacity(addresses.len());
+    while let Some(joined) = set.join_next().await {
+        let link = joined.map_err(|e| CoordinatorError::Local(e.to_string()))??;
+        links.push(link);
+    }
+    links.sort_by_key(|l| l.index);
+    check(&links)?;
+    Ok(links)
+}
+
+/// Refuse agents that cannot take part in one run.
+pub fn check(links: &[AgentLink]) -> Result<(), CoordinatorError> {
+    let mut processes = HashSet::new();
+    for l in links {
+        let h = &l.hello;
+        if h.protocol_version != proto::PROTOCOL_VERSION {
+            return Err(CoordinatorError::agent(
+                &l.address,
+                format!("speaks protocol revision {}, this coordinator speaks {}", h.protocol_version, proto::PROTOCOL_VERSION),
+            ));
+        }
+        if h.duroxide_pg_version != loadgen_common::DUROXIDE_PG_VERSION {
+            return Err(CoordinatorError::agent(
+                &l.address,
+                format!(
+                    "runs duroxide-pg {}, this coordinator {}; every runtime on a schema must run the same version",
+                    h.duroxide_pg_version,
+                    loadgen_common::DUROXIDE_PG_VERSION
+                ),
+            ));
+        }
+        if h.state != "idle" {
+            return Err(CoordinatorError::agent(&l.address, format!("is busy ({}); another coordinator is using it", h.state)));
+        }
+        if !processes.insert((h.hostname.clone(), h.pid)) {
+            return Err(CoordinatorError::Usage(format!(
+                "agent {} is the same process as another listed agent ({} pid {})",
+                l.address, h.hostname, h.pid
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn source_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        parts.push(s.to_string());
+        cur = s.source();
+    }
+    parts.dedup();
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn agent_lists_are_checked() {
+        assert_eq!(parse_agent_list(&list(&["a:1", " b:7000", "[::1]:7000"])).expect("valid"), ["a:1", "b:7000", "[::1]:7000"]);
+        for bad in [&["a"][..], &["a:"], &[":70"], &["a:0"], &["a:99999"], &["a:1", "A:1"], &[]] {
+            assert!(parse_agent_list(&list(bad)).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! The coordinator's database work: create and migrate the run's schema once,
+//! read the server's transaction counters, check what the schema says about
+//! the run's instances, and drop the schema at the end.
+
+use duroxide_pg::PostgresProvider;
+use loadgen_common::result::DbCheck;
+use loadgen_common::secret;
+use sqlx::Row;
+
+use crate::error::{CoordinatorError, one_line};
+
+/// Create `schema` and apply duroxide-pg's migrations (agents only verify).
+pub async fn create_schema(url: &str, schema: &str) -> Result<PostgresProvider, CoordinatorError> {
+    let connect = PostgresProvider::new_with_schema(url, Some(schema));
+    match tokio::time::timeout(std::time::Duration::from_secs(60), connect).await {
+        Ok(Ok(p)) => Ok(p),
+        Ok(Err(e)) => Err(CoordinatorError::Database(one_line(&secret::scrub(
+            &format!("cannot prepare schema {schema} at {}: {e:#}", secret::mask_url(url)),
+            url,
+        )))),
+        Err(_) => Err(CoordinatorError::Database(format!(
+            "no answer from {} within 60s while preparing schema {schema}",
+            secret::mask_url(url)
+        ))),
+    }
+}
+
+/// Drop the schema and everything in it.
+pub async fn drop_schema(provider: &PostgresProvider) -> Result<(), CoordinatorError> {
+    provider
+        .cleanup_schema()
+        .await
+        .map_err(|e| CoordinatorError::Database(one_line(&format!("dropping schema {}: {e:#}", provider.schema_name()))))?;
+    provider.pool().close().await;
+    Ok(())
+}
+
+/// Committed and rolled-back transactions of the current database so far.
+pub async fn xact_counters(provider: &PostgresProvider) -> Result<(u64, u64), CoordinatorError> {
+    let row = sqlx::query(
+        "SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(provider.pool())
+    .await
+    .map_err(|e| CoordinatorError::Database(one_line(&format!("reading pg_stat_database: {e}"))))?;
+    let commit: i64 = row.try_get(0).unwrap_or(0);
+    let rollback: i64 = row.try_get(1).unwrap_or(0);
+    Ok((commit.max(0) as u64, rollback.max(0) as u64))
+}
+
+/// What the schema says about the run's instances: how many exist, how many
+/// completed exactly once, and any with an unexpected number of executions.
+pub async fn check_run(provider: &PostgresProvider, run_id: &str) -> Result<DbCheck, CoordinatorError> {
+    let s = provider.schema_name();
+    let sql = format!(
+        "SELECT count(*), \
+                count(*) FILTER (WHERE n_exec = 1 AND n_completed = 1), \
+                count(*) FILTER (WHERE n_exec <> 1), \
+                count(*) FILTER (WHERE n_running > 0), \
+                count(*) FILTER (WHERE n_failed > 0) \
+         FROM (SELECT i.instance_id, \
+                      count(e.execution_id) AS n_exec, \
+                      count(*) FILTER (WHERE e.status = 'Completed') AS n_completed, \
+                      count(*) FILTER (WHERE e.status = 'Running') AS n_running, \
+                      count(*) FILTER (WHERE e.status = 'Failed') AS n_failed \
+               FROM {s}.instances i LEFT JOIN {s}.executions e ON e.instance_id = i.instance_id \
+               WHERE i.instance_id LIKE $1 \
+               GROUP BY i.instance_id) per_instance"
+    );
+    let row = sqlx::query(&sql)
+        .bind(format!("{run_id}-%"))
+        .fetch_one(provider.pool())
+        .await
+        .map_err(|e| CoordinatorError::Database(one_line(&format!("checking the run's instances: {e}"))))?;
+    let get = |i: usize| row.try_get::<i64, _>(i).map(|v| v.max(0) as u64).unwrap_or(0);
+    Ok(DbCheck { instances: get(0), completed_once: get(1), anomalies: get(2), running: get(3), failed: get(4) })
+}

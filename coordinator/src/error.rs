@@ -1,0 +1,69 @@
+//! Errors of the coordinator and the exit codes they map to.
+
+use thiserror::Error;
+
+/// Exit code of a run that passed every gate.
+pub const EXIT_OK: u8 = 0;
+/// Exit code of a run that completed but failed a gate.
+pub const EXIT_GATES_FAILED: u8 = 1;
+/// Exit code of bad input (flags, profile, agent list, budget).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code of a run that could not be carried out (database, agents).
+pub const EXIT_RUN_FAILED: u8 = 3;
+/// Exit code after Ctrl-C or SIGTERM.
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// Why a run could not be carried out. Every message is one line and carries
+/// no password.
+#[derive(Debug, Error)]
+pub enum CoordinatorError {
+    /// The user asked for something impossible; nothing was started.
+    #[error("{0}")]
+    Usage(String),
+    #[error("database: {0}")]
+    Database(String),
+    #[error("agent {address}: {detail}")]
+    Agent { address: String, detail: String },
+    #[error("{0}")]
+    Embedded(#[from] loadgen_common::embedded_pg::EmbeddedPgError),
+    #[error("local agents: {0}")]
+    Local(String),
+    #[error("run did not finish within {0:?}; agents were released")]
+    Timeout(std::time::Duration),
+    #[error("interrupted; agents released and resources cleaned up")]
+    Interrupted,
+    #[error("cannot write {path}: {detail}")]
+    Output { path: String, detail: String },
+}
+
+impl CoordinatorError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CoordinatorError::Usage(_) => EXIT_USAGE,
+            CoordinatorError::Interrupted => EXIT_INTERRUPTED,
+            _ => EXIT_RUN_FAILED,
+        }
+    }
+
+    pub(crate) fn agent(address: &str, detail: impl std::fmt::Display) -> Self {
+        CoordinatorError::Agent { address: address.to_string(), detail: one_line(&detail.to_string()) }
+    }
+}
+
+/// Collapse a multi-line message into one line.
+pub fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl From<loadgen_common::config::ConfigError> for CoordinatorError {
+    fn from(e: loadgen_common::config::ConfigError) -> Self {
+        CoordinatorError::Usage(e.to_string())
+    }
+}
+
+impl From<loadgen_common::apportion::ApportionError> for CoordinatorError {
+    fn from(e: loadgen_common::apportion::ApportionError) -> Self {
+        CoordinatorError::Usage(e.to_string())
+    }
+}

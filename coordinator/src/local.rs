@@ -1,0 +1,147 @@
+//! `--local N`: agent processes on loopback, owned by the coordinator.
+//!
+//! Each agent is started with `--listen 127.0.0.1:0` and the database URL in
+//! its environment (never on its command line, where `ps` would show it);
+//! the coordinator learns the port from the agent's first stdout line. Agents
+//! run in their own process group, so a Ctrl-C at the terminal reaches the
+//! coordinator only and it can release them in order; a parent-death signal
+//! stops them if the coordinator itself is killed.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use loadgen_common::process;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::error::CoordinatorError;
+
+/// How long an agent may take to print its listen address.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an agent may take to exit after SIGTERM before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The local agent processes of one run.
+#[derive(Debug, Default)]
+pub struct LocalAgents {
+    agents: Vec<(String, Child)>,
+}
+
+/// The agent binary: the explicit path, or `agent` next to this executable
+/// (or one directory up, where test harnesses live).
+pub fn find_agent_binary(explicit: Option<&Path>) -> Result<PathBuf, CoordinatorError> {
+    if let Some(p) = explicit {
+        return if p.is_file() {
+            Ok(p.to_path_buf())
+        } else {
+            Err(CoordinatorError::Usage(format!("agent binary {} does not exist", p.display())))
+        };
+    }
+    let exe = std::env::current_exe().map_err(|e| CoordinatorError::Local(e.to_string()))?;
+    let mut dir = exe.parent();
+    for _ in 0..2 {
+        let Some(d) = dir else { break };
+        let candidate = d.join("agent");
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+        dir = d.parent();
+    }
+    Err(CoordinatorError::Usage(
+        "cannot find the `agent` binary next to the coordinator; build both (cargo build --release) or pass --agent-bin".into(),
+    ))
+}
+
+impl LocalAgents {
+    /// Start `n` agents and wait until each has printed its address.
+    pub async fn spawn(n: u32, bin: &Path, database_url: &str, log: &str) -> Result<Self, CoordinatorError> {
+        let mut agents = LocalAgents::default();
+        for i in 0..n {
+            match spawn_one(i, bin, database_url, log).await {
+                Ok(a) => agents.agents.push(a),
+                Err(e) => {
+                    agents.stop().await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(agents)
+    }
+
+    /// The agents' addresses, in index order.
+    pub fn addresses(&self) -> Vec<String> {
+        self.agents.iter().map(|(a, _)| a.clone()).collect()
+    }
+
+    /// Process ids, in index order (for tests and diagnostics).
+    pub fn pids(&self) -> Vec<u32> {
+        self.agents.iter().filter_map(|(_, c)| c.id()).collect()
+    }
+
+    /// SIGTERM every agent, wait (bounded), kill what is left.
+    pub async fn stop(&mut self) {
+        for (_, child) in &self.agents {
+            if let Some(pid) = child.id() {
+                process::signal(pid, process::SIGTERM);
+            }
+        }
+        for (addr, child) in &mut self.agents {
+            match tokio::time::timeout(STOP_TIMEOUT, child.wait()).await {
+                Ok(_) => {}
+                Err(_) => {
+                    tracing::warn!(agent = %addr, "local agent did not exit within {STOP_TIMEOUT:?}; killing it");
+                    let _ = child.kill().await;
+                }
+            }
+        }
+        self.agents.clear();
+    }
+}
+
+async fn spawn_one(index: u32, bin: &Path, database_url: &str, log: &str) -> Result<(String, Child), CoordinatorError> {
+    let mut std_cmd = std::process::Command::new(bin);
+    std_cmd
+        .args(["--listen", "127.0.0.1:0"])
+        .env("DATABASE_URL", database_url)
+        .env("AGENT_LOG", log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    {
+        use std::os::unix::process::CommandExt;
+        std_cmd.process_group(0);
+    }
+    process::die_with_parent(&mut std_cmd, process::SIGTERM);
+    let mut cmd = Command::from(std_cmd);
+    cmd.kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| CoordinatorError::Local(format!("cannot start {}: {e}", bin.display())))?;
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(CoordinatorError::Local("agent pipes missing".into()));
+    };
+    // Forward the agent's log lines to our stderr, tagged with its index.
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            eprintln!("agent-{index} | {line}");
+        }
+    });
+    let mut lines = BufReader::new(stdout).lines();
+    let first = tokio::time::timeout(START_TIMEOUT, lines.next_line()).await;
+    let address = match first {
+        Ok(Ok(Some(line))) => line.strip_prefix("listening on ").map(str::to_string),
+        _ => None,
+    };
+    let Some(address) = address else {
+        let _ = child.kill().await;
+        return Err(CoordinatorError::Local(format!(
+            "agent {index} did not report its address within {START_TIMEOUT:?} (see its log above)"
+        )));
+    };
+    // Keep draining stdout so the agent never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    tracing::info!(index, %address, "local agent started");
+    Ok((address, child))
+}
