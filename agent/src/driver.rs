@@ -229,7 +229,11 @@ pub async fn drive(
 /// End-to-end latency from the database's completion time, clamped to
 /// `[0, seen]`: the runtime may run on another machine whose clock is off.
 /// Returns the latency and whether it had to be clamped.
-fn end_to_end(issued: std::time::SystemTime, completed_at: Option<chrono::DateTime<chrono::Utc>>, seen: Duration) -> (Duration, bool) {
+fn end_to_end(
+    issued: std::time::SystemTime,
+    completed_at: Option<chrono::DateTime<chrono::Utc>>,
+    seen: Duration,
+) -> (Duration, bool) {
     let Some(done) = completed_at else { return (seen, true) };
     let issued: chrono::DateTime<chrono::Utc> = issued.into();
     match (done - issued).to_std() {

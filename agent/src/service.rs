@@ -20,12 +20,12 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use crate::AgentConfig;
 use crate::driver::{self, Deps, Plan};
 use crate::error::AgentError;
 use crate::runtimes::Runtimes;
 use crate::scenario;
 use crate::tracker::Tracker;
-use crate::AgentConfig;
 use loadgen_common::DUROXIDE_PG_VERSION;
 
 /// A prepared run whose Run never comes is released after this long.
@@ -184,9 +184,15 @@ impl Agent {
         let scenario = scenario::build(spec)?;
         let executed = self.lock().as_ref().map(|s| s.executed.clone()).unwrap_or_default();
         let node = format!("{}-a{}", req.run_id, req.agent_index);
-        let runtimes =
-            Runtimes::start(&self.config.database_url, &req.schema, &node, &settings, scenario.as_ref(), executed.clone())
-                .await?;
+        let runtimes = Runtimes::start(
+            &self.config.database_url,
+            &req.schema,
+            &node,
+            &settings,
+            scenario.as_ref(),
+            executed.clone(),
+        )
+        .await?;
         let deps = Deps {
             client: runtimes.client.clone(),
             provider: runtimes.client_provider.clone(),
@@ -211,7 +217,9 @@ impl Agent {
         let mut slot = self.lock();
         let Some(s) = slot.as_mut().filter(|s| s.run_id == req.run_id && s.phase == Phase::Prepared) else {
             return Err(match slot.as_ref() {
-                Some(s) if s.run_id != req.run_id => AgentError::Busy { run_id: s.run_id.clone(), phase: s.phase.name() },
+                Some(s) if s.run_id != req.run_id => {
+                    AgentError::Busy { run_id: s.run_id.clone(), phase: s.phase.name() }
+                }
                 _ => AgentError::UnknownRun { run_id: req.run_id, expected: "prepared" },
             });
         };

@@ -26,7 +26,9 @@ pub struct Finished {
 pub enum Terminal {
     Completed,
     /// Failed; the stored output is the runtime's display message of the error.
-    Failed { output: String },
+    Failed {
+        output: String,
+    },
 }
 
 /// Bound on one completion query, so a stalled database cannot stall the driver.

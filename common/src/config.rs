@@ -202,9 +202,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, ConfigError> {
 /// Format a duration the way [`parse_duration`] reads it ("10s", "5ms", "1.5s").
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if d.subsec_nanos() % 1_000_000 != 0 {
+    if !d.subsec_nanos().is_multiple_of(1_000_000) {
         format!("{}us", d.as_micros())
-    } else if ms % 1000 != 0 {
+    } else if !ms.is_multiple_of(1000) {
         if ms > 1000 { format!("{}s", d.as_secs_f64()) } else { format!("{ms}ms") }
     } else {
         format!("{}s", d.as_secs())
@@ -240,7 +240,10 @@ mod tests {
         let std = find_profile("standard").expect("standard");
         assert_eq!((std.max_concurrent, std.duration, std.tasks_per_instance), (20, Duration::from_secs(10), 5));
         let prod = find_profile("production").expect("production");
-        assert_eq!((prod.max_concurrent, prod.duration, prod.dispatchers()), (50, Duration::from_secs(60), "4:4".into()));
+        assert_eq!(
+            (prod.max_concurrent, prod.duration, prod.dispatchers()),
+            (50, Duration::from_secs(60), "4:4".into())
+        );
         assert_eq!(find_profile("high-concurrency").expect("hc").min_orch_per_sec, 2.0);
         assert_eq!(light.min_orch_per_sec, 1.0);
         assert_eq!(light.runtimes_per_agent, 1);
@@ -264,7 +267,11 @@ mod tests {
         let base = find_profile("light").expect("light");
         let p = base
             .clone()
-            .with_overrides(&Overrides { max_concurrent: Some(7), duration: Some(Duration::from_secs(2)), ..Default::default() })
+            .with_overrides(&Overrides {
+                max_concurrent: Some(7),
+                duration: Some(Duration::from_secs(2)),
+                ..Default::default()
+            })
             .expect("valid");
         assert_eq!((p.max_concurrent, p.duration), (7, Duration::from_secs(2)));
         for bad in [

@@ -61,7 +61,8 @@ impl EmbeddedPostgres {
     /// Create and start a new throwaway cluster, ready to accept connections.
     pub async fn start() -> Result<Self, EmbeddedPgError> {
         let bindir = find_bindir().ok_or(EmbeddedPgError::NotInstalled)?;
-        let run_as = if process::is_root() { Some(postgres_user().ok_or(EmbeddedPgError::NoPostgresUser)?) } else { None };
+        let run_as =
+            if process::is_root() { Some(postgres_user().ok_or(EmbeddedPgError::NoPostgresUser)?) } else { None };
         let dir = tempfile::Builder::new().prefix("loadgen-pg-").tempdir().map_err(step("creating the temp dir"))?;
         if let Some((uid, gid)) = run_as {
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).map_err(step("chown of the temp dir"))?;
@@ -122,16 +123,21 @@ impl EmbeddedPostgres {
 
     async fn initdb(&self) -> Result<(), EmbeddedPgError> {
         let mut cmd = self.command("initdb");
-        cmd.arg("-D")
-            .arg(self.data_dir())
-            .args(["-U", SUPERUSER, "--auth=trust", "--encoding=UTF8", "--no-locale", "--no-sync"]);
-        let out = tokio::process::Command::from(cmd)
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .map_err(step("running initdb"))?;
+        cmd.arg("-D").arg(self.data_dir()).args([
+            "-U",
+            SUPERUSER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-locale",
+            "--no-sync",
+        ]);
+        let out =
+            tokio::process::Command::from(cmd).stdin(Stdio::null()).output().await.map_err(step("running initdb"))?;
         if !out.status.success() {
-            return Err(EmbeddedPgError::Step { step: "initdb", detail: last_lines(&String::from_utf8_lossy(&out.stderr), 3) });
+            return Err(EmbeddedPgError::Step {
+                step: "initdb",
+                detail: last_lines(&String::from_utf8_lossy(&out.stderr), 3),
+            });
         }
         Ok(())
     }
@@ -171,7 +177,10 @@ impl EmbeddedPostgres {
             {
                 self.child = None;
                 let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                return Err(EmbeddedPgError::Step { step: "starting postgres", detail: format!("{status}: {}", last_lines(&log, 3)) });
+                return Err(EmbeddedPgError::Step {
+                    step: "starting postgres",
+                    detail: format!("{status}: {}", last_lines(&log, 3)),
+                });
             }
             if let Ok(mut conn) = sqlx::PgConnection::connect(&self.url).await {
                 let ok = sqlx::query("SELECT 1").execute(&mut conn).await.is_ok();

@@ -9,8 +9,8 @@
 
 use std::time::Duration;
 
-use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -27,9 +27,7 @@ pub const SIGNIFICANT_DIGITS: u8 = 3;
 pub enum HistogramError {
     #[error("histogram bytes do not decode: {0}")]
     Decode(String),
-    #[error(
-        "histogram bounds differ from ours (low {low}, high {high}, {sigfig} digits); refusing an inexact merge"
-    )]
+    #[error("histogram bounds differ from ours (low {low}, high {high}, {sigfig} digits); refusing an inexact merge")]
     Bounds { low: u64, high: u64, sigfig: u8 },
     #[error("histogram merge failed: {0}")]
     Merge(String),
@@ -78,9 +76,7 @@ impl LatencyHistogram {
 
     /// Add every sample of `other` into `self` (exact: the bounds are identical).
     pub fn merge(&mut self, other: &LatencyHistogram) -> Result<(), HistogramError> {
-        self.inner
-            .add(&other.inner)
-            .map_err(|e| HistogramError::Merge(format!("{e:?}")))?;
+        self.inner.add(&other.inner).map_err(|e| HistogramError::Merge(format!("{e:?}")))?;
         self.saturated += other.saturated;
         Ok(())
     }
@@ -103,22 +99,15 @@ impl LatencyHistogram {
         if bytes.is_empty() {
             return Ok(hist);
         }
-        let decoded: Histogram<u64> = Deserializer::new()
-            .deserialize(&mut &bytes[..])
-            .map_err(|e| HistogramError::Decode(format!("{e:?}")))?;
+        let decoded: Histogram<u64> =
+            Deserializer::new().deserialize(&mut &bytes[..]).map_err(|e| HistogramError::Decode(format!("{e:?}")))?;
         if decoded.low() != LOWEST_US || decoded.sigfig() != SIGNIFICANT_DIGITS {
-            return Err(HistogramError::Bounds {
-                low: decoded.low(),
-                high: decoded.high(),
-                sigfig: decoded.sigfig(),
-            });
+            return Err(HistogramError::Bounds { low: decoded.low(), high: decoded.high(), sigfig: decoded.sigfig() });
         }
         // A histogram encoded with our bounds may decode with a smaller
         // `high` (the encoding stores the configured one); adding it into a
         // fresh standard histogram restores the standard bounds exactly.
-        hist.inner
-            .add(&decoded)
-            .map_err(|e: hdrhistogram::AdditionError| HistogramError::Merge(format!("{e:?}")))?;
+        hist.inner.add(&decoded).map_err(|e: hdrhistogram::AdditionError| HistogramError::Merge(format!("{e:?}")))?;
         Ok(hist)
     }
 
@@ -134,11 +123,7 @@ impl LatencyHistogram {
 
     /// Value at quantile `q` (0.0..=1.0) in microseconds; 0 when empty.
     pub fn quantile_us(&self, q: f64) -> u64 {
-        if self.inner.is_empty() {
-            0
-        } else {
-            self.inner.value_at_quantile(q)
-        }
+        if self.inner.is_empty() { 0 } else { self.inner.value_at_quantile(q) }
     }
 
     /// Largest recorded value in microseconds (0 when empty).

@@ -232,7 +232,8 @@ mod tests {
 
     #[test]
     fn counts_add_and_derive() {
-        let mut a = Counts { launched: 10, completed: 8, failed_application: 1, failed_poison: 1, ..Default::default() };
+        let mut a =
+            Counts { launched: 10, completed: 8, failed_application: 1, failed_poison: 1, ..Default::default() };
         let b = Counts { launched: 5, completed: 5, activities: 25, ..Default::default() };
         a.add(&b);
         assert_eq!((a.launched, a.completed, a.failed(), a.activities), (15, 13, 2, 25));

@@ -108,7 +108,10 @@ mod tests {
     #[test]
     fn scrub_removes_the_password_from_any_text() {
         let url = "postgres://u:hunter2@h/db";
-        assert_eq!(scrub("connect to postgres://u:hunter2@h/db failed: hunter2", url), "connect to postgres://u:***@h/db failed: ***");
+        assert_eq!(
+            scrub("connect to postgres://u:hunter2@h/db failed: hunter2", url),
+            "connect to postgres://u:***@h/db failed: ***"
+        );
         assert_eq!(scrub("x", "postgres://u@h/db"), "x");
         assert_eq!(scrub("pw=zz", "postgres://h/db?password=zz"), "pw=***");
     }

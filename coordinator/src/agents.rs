@@ -94,7 +94,11 @@ pub fn check(links: &[AgentLink]) -> Result<(), CoordinatorError> {
         if h.protocol_version != proto::PROTOCOL_VERSION {
             return Err(CoordinatorError::agent(
                 &l.address,
-                format!("speaks protocol revision {}, this coordinator speaks {}", h.protocol_version, proto::PROTOCOL_VERSION),
+                format!(
+                    "speaks protocol revision {}, this coordinator speaks {}",
+                    h.protocol_version,
+                    proto::PROTOCOL_VERSION
+                ),
             ));
         }
         if h.duroxide_pg_version != loadgen_common::DUROXIDE_PG_VERSION {
@@ -108,7 +112,10 @@ pub fn check(links: &[AgentLink]) -> Result<(), CoordinatorError> {
             ));
         }
         if h.state != "idle" {
-            return Err(CoordinatorError::agent(&l.address, format!("is busy ({}); another coordinator is using it", h.state)));
+            return Err(CoordinatorError::agent(
+                &l.address,
+                format!("is busy ({}); another coordinator is using it", h.state),
+            ));
         }
         if !processes.insert((h.hostname.clone(), h.pid)) {
             return Err(CoordinatorError::Usage(format!(
@@ -141,7 +148,10 @@ mod tests {
 
     #[test]
     fn agent_lists_are_checked() {
-        assert_eq!(parse_agent_list(&list(&["a:1", " b:7000", "[::1]:7000"])).expect("valid"), ["a:1", "b:7000", "[::1]:7000"]);
+        assert_eq!(
+            parse_agent_list(&list(&["a:1", " b:7000", "[::1]:7000"])).expect("valid"),
+            ["a:1", "b:7000", "[::1]:7000"]
+        );
         for bad in [&["a"][..], &["a:"], &[":70"], &["a:0"], &["a:99999"], &["a:1", "A:1"], &[]] {
             assert!(parse_agent_list(&list(bad)).is_err(), "{bad:?}");
         }

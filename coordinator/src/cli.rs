@@ -28,7 +28,13 @@ fn duration(text: &str) -> Result<Duration, String> {
 #[command(name = "coordinator", version, verbatim_doc_comment)]
 pub struct Args {
     /// Agents to drive, as host:port[,host:port...].
-    #[arg(long, env = "LOADGEN_AGENTS", value_delimiter = ',', conflicts_with = "local", required_unless_present = "local")]
+    #[arg(
+        long,
+        env = "LOADGEN_AGENTS",
+        value_delimiter = ',',
+        conflicts_with = "local",
+        required_unless_present = "local"
+    )]
     pub agents: Vec<String>,
 
     /// Spawn N agent processes on loopback (free ports) and stop them at the end.
@@ -136,7 +142,8 @@ mod tests {
 
     #[test]
     fn parses_agents_and_overrides() {
-        let a = Args::try_parse_from(["coordinator", "--agents", "a:1,b:2", "--duration", "3s", "--tasks", "7"]).expect("parse");
+        let a = Args::try_parse_from(["coordinator", "--agents", "a:1,b:2", "--duration", "3s", "--tasks", "7"])
+            .expect("parse");
         assert_eq!(a.agents, ["a:1", "b:2"]);
         assert_eq!(a.overrides().duration, Some(Duration::from_secs(3)));
         assert_eq!(a.overrides().tasks_per_instance, Some(7));

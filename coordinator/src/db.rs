@@ -27,22 +27,19 @@ pub async fn create_schema(url: &str, schema: &str) -> Result<PostgresProvider, 
 
 /// Drop the schema and everything in it.
 pub async fn drop_schema(provider: &PostgresProvider) -> Result<(), CoordinatorError> {
-    provider
-        .cleanup_schema()
-        .await
-        .map_err(|e| CoordinatorError::Database(one_line(&format!("dropping schema {}: {e:#}", provider.schema_name()))))?;
+    provider.cleanup_schema().await.map_err(|e| {
+        CoordinatorError::Database(one_line(&format!("dropping schema {}: {e:#}", provider.schema_name())))
+    })?;
     provider.pool().close().await;
     Ok(())
 }
 
 /// Committed and rolled-back transactions of the current database so far.
 pub async fn xact_counters(provider: &PostgresProvider) -> Result<(u64, u64), CoordinatorError> {
-    let row = sqlx::query(
-        "SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = current_database()",
-    )
-    .fetch_one(provider.pool())
-    .await
-    .map_err(|e| CoordinatorError::Database(one_line(&format!("reading pg_stat_database: {e}"))))?;
+    let row = sqlx::query("SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = current_database()")
+        .fetch_one(provider.pool())
+        .await
+        .map_err(|e| CoordinatorError::Database(one_line(&format!("reading pg_stat_database: {e}"))))?;
     let commit: i64 = row.try_get(0).unwrap_or(0);
     let rollback: i64 = row.try_get(1).unwrap_or(0);
     Ok((commit.max(0) as u64, rollback.max(0) as u64))

@@ -6,7 +6,8 @@ use loadgen_common::result::{DbCheck, Gate, Section};
 /// Evaluate every must-pass gate.
 pub fn evaluate(profile: &Profile, merged: &Section, db: &DbCheck) -> Vec<Gate> {
     let c = &merged.counts;
-    let gate = |name: &str, limit: String, value: String, passed: bool| Gate { name: name.into(), limit, value, passed };
+    let gate =
+        |name: &str, limit: String, value: String, passed: bool| Gate { name: name.into(), limit, value, passed };
     vec![
         gate(
             "success rate",
@@ -14,12 +15,7 @@ pub fn evaluate(profile: &Profile, merged: &Section, db: &DbCheck) -> Vec<Gate> 
             format!("{:.2}% ({} of {})", c.success_pct(), c.completed, c.launched),
             c.launched > 0 && c.completed == c.launched,
         ),
-        gate(
-            "infrastructure failures",
-            "0".into(),
-            c.failed_infrastructure.to_string(),
-            c.failed_infrastructure == 0,
-        ),
+        gate("infrastructure failures", "0".into(), c.failed_infrastructure.to_string(), c.failed_infrastructure == 0),
         gate("configuration failures", "0".into(), c.failed_configuration.to_string(), c.failed_configuration == 0),
         gate("start errors", "0".into(), c.start_errors.to_string(), c.start_errors == 0),
         gate(
@@ -70,7 +66,13 @@ mod tests {
         let failed = |s: &Section, d: &DbCheck| -> Vec<String> {
             evaluate(&p, s, d).into_iter().filter(|g| !g.passed).map(|g| g.name).collect()
         };
-        assert_eq!(failed(&section(10, 9, 1, 5.0), &DbCheck { instances: 10, completed_once: 9, failed: 1, ..Default::default() }), ["success rate", "infrastructure failures"]);
+        assert_eq!(
+            failed(
+                &section(10, 9, 1, 5.0),
+                &DbCheck { instances: 10, completed_once: 9, failed: 1, ..Default::default() }
+            ),
+            ["success rate", "infrastructure failures"]
+        );
         assert_eq!(failed(&section(10, 10, 0, 1.5), &db(10)), ["throughput"]);
         assert_eq!(failed(&section(10, 10, 0, 5.0), &db(11)), ["database agrees"]);
         assert_eq!(failed(&section(0, 0, 0, 5.0), &db(0)), ["success rate"]);

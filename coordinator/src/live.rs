@@ -117,6 +117,6 @@ mod tests {
         assert!(line.contains("completed      2"), "{line}");
         assert!(line.contains("in flight    4"), "{line}");
         assert!(line.contains("agents 1/2"), "{line}");
-        assert!(line.contains("250.0ms"), "{line}");
+        assert!(line.contains("p99  250."), "{line}");
     }
 }

@@ -115,9 +115,7 @@ async fn spawn_one(index: u32, bin: &Path, database_url: &str, log: &str) -> Res
     process::die_with_parent(&mut std_cmd, process::SIGTERM);
     let mut cmd = Command::from(std_cmd);
     cmd.kill_on_drop(true);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| CoordinatorError::Local(format!("cannot start {}: {e}", bin.display())))?;
+    let mut child = cmd.spawn().map_err(|e| CoordinatorError::Local(format!("cannot start {}: {e}", bin.display())))?;
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
         return Err(CoordinatorError::Local("agent pipes missing".into()));
     };

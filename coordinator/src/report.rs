@@ -72,8 +72,24 @@ pub fn render_text(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     writeln!(
         w,
         "{:<22} {:>8} {:>9} {:>6} {:>5} {:>6} {:>5} {:>6} {:>6} {:>6} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        "agent", "launched", "completed", "failed", "infra", "config", "app", "poison", "st-err", "unfin", "success%",
-        "orch/s", "act/s", "p50", "p90", "p99", "p99.9", "max"
+        "agent",
+        "launched",
+        "completed",
+        "failed",
+        "infra",
+        "config",
+        "app",
+        "poison",
+        "st-err",
+        "unfin",
+        "success%",
+        "orch/s",
+        "act/s",
+        "p50",
+        "p90",
+        "p99",
+        "p99.9",
+        "max"
     )?;
     for a in &r.agents {
         row(w, &format!("{} {}", a.index, a.address), &a.section)?;
@@ -102,7 +118,12 @@ pub fn render_text(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     writeln!(
         w,
         "Database: {} commits ({:.1} per orchestration), {} rollbacks; generator's own calls {} ({:.1}% of commits), of which completion queries {} ({:.1}%).",
-        d.commits, d.commits_per_orchestration, d.rollbacks, d.generator_calls, d.generator_share_pct, d.completion_queries,
+        d.commits,
+        d.commits_per_orchestration,
+        d.rollbacks,
+        d.generator_calls,
+        d.generator_share_pct,
+        d.completion_queries,
         d.completion_share_pct
     )?;
     writeln!(w)?;
@@ -131,7 +152,13 @@ mod tests {
             elapsed_s: 6.0,
             orch_per_sec: 2.0,
             activities_per_sec: 6.0,
-            e2e_latency: LatencySummary { count: 12, p50_us: 120_000, p99_us: 340_500, max_us: 350_000, ..Default::default() },
+            e2e_latency: LatencySummary {
+                count: 12,
+                p50_us: 120_000,
+                p99_us: 340_500,
+                max_us: 350_000,
+                ..Default::default()
+            },
             observed_latency: LatencySummary::default(),
             start_latency: LatencySummary::default(),
         };
@@ -144,11 +171,22 @@ mod tests {
             duroxide_version: "0.1.32".into(),
             duroxide_pg_version: "0.1.38".into(),
             profile: find_profile("light").expect("light"),
-            agents: vec![AgentReport { index: 0, address: "127.0.0.1:1".into(), hostname: "h".into(), concurrency: 10, section: section.clone() }],
+            agents: vec![AgentReport {
+                index: 0,
+                address: "127.0.0.1:1".into(),
+                hostname: "h".into(),
+                concurrency: 10,
+                section: section.clone(),
+            }],
             merged: section,
             db_check: DbCheck { instances: 12, completed_once: 12, ..Default::default() },
             db_load: DbLoad::default(),
-            gates: vec![Gate { name: "throughput".into(), limit: ">= 1.00 orch/s".into(), value: "2.00 orch/s".into(), passed: true }],
+            gates: vec![Gate {
+                name: "throughput".into(),
+                limit: ">= 1.00 orch/s".into(),
+                value: "2.00 orch/s".into(),
+                passed: true,
+            }],
             passed: true,
         }
     }

@@ -79,7 +79,9 @@ impl Resources {
         if let Some(provider) = self.schema_owner.take() {
             if keep_schema {
                 if self.embedded.is_some() {
-                    eprintln!("note: --keep-schema has no lasting effect on the throwaway database, which is removed now");
+                    eprintln!(
+                        "note: --keep-schema has no lasting effect on the throwaway database, which is removed now"
+                    );
                 } else {
                     eprintln!("schema {} kept", provider.schema_name());
                 }
@@ -181,7 +183,9 @@ async fn execute(
     let started_at = chrono::Utc::now() + START_DELAY;
     let streams = start_all(&res.links, &res.run_id).await?;
     let started = Instant::now() + START_DELAY;
-    let results = follow(&res.links, streams, started, profile.duration + profile.drain_timeout + START_DELAY + RUN_SLACK).await?;
+    let results =
+        follow(&res.links, streams, started, profile.duration + profile.drain_timeout + START_DELAY + RUN_SLACK)
+            .await?;
     let late = res.release_agents().await;
 
     let Some(provider) = res.schema_owner.as_ref() else {
@@ -197,7 +201,8 @@ async fn execute(
     let mut elapsed_max: f64 = 0.0;
     for ((link, (result, _)), late) in res.links.iter().zip(&results).zip(late) {
         let decode = |bytes: &[u8]| {
-            LatencyHistogram::decode(bytes).map_err(|e| CoordinatorError::agent(&link.address, format!("bad histogram: {e}")))
+            LatencyHistogram::decode(bytes)
+                .map_err(|e| CoordinatorError::agent(&link.address, format!("bad histogram: {e}")))
         };
         let hist = Histograms {
             e2e: decode(&result.e2e_latency)?,

@@ -59,7 +59,11 @@ async fn orchestration(ctx: OrchestrationContext, input: String) -> Result<Strin
     let work: Vec<_> = (0..tasks).map(|i| ctx.schedule_activity(ACTIVITY, i.to_string())).collect();
     let results = ctx.join(work).await;
     let ok = results.iter().filter(|r| r.is_ok()).count();
-    if ok == tasks as usize { Ok(output(tasks)) } else { Err(format!("{} of {tasks} tasks failed", tasks as usize - ok)) }
+    if ok == tasks as usize {
+        Ok(output(tasks))
+    } else {
+        Err(format!("{} of {tasks} tasks failed", tasks as usize - ok))
+    }
 }
 
 fn output(tasks: u32) -> String {

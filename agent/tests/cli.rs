@@ -1,0 +1,43 @@
+//! The agent binary's command line: help that teaches, and clear errors.
+//! (Also makes `cargo test --workspace` build the `agent` binary that the
+//! coordinator's end-to-end tests spawn.)
+
+use std::process::Command;
+
+fn agent() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_agent"));
+    cmd.env_remove("DATABASE_URL").env_remove("AGENT_LISTEN");
+    cmd
+}
+
+#[test]
+fn help_names_the_settings() {
+    let out = agent().arg("--help").output().expect("run agent --help");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in ["--listen", "--database-url", "DATABASE_URL", "AGENT_LISTEN"] {
+        assert!(help.contains(needle), "help lacks {needle}:\n{help}");
+    }
+}
+
+#[test]
+fn missing_database_url_is_a_clear_error() {
+    let out = agent().output().expect("run agent");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--database-url"), "{err}");
+}
+
+#[test]
+fn an_address_in_use_is_a_one_line_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr");
+    let out = agent()
+        .args(["--listen", &addr.to_string(), "--database-url", "postgres://u:secret@127.0.0.1:1/db"])
+        .output()
+        .expect("run agent");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+    assert!(!err.contains("secret"), "password leaked: {err}");
+}

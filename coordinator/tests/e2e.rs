@@ -1,0 +1,183 @@
+//! End-to-end runs of the real `coordinator` and `agent` binaries against a
+//! real throwaway Postgres.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use loadgen_common::embedded_pg::EmbeddedPostgres;
+use loadgen_common::result::RunReport;
+use sqlx::Connection;
+
+fn coordinator(tmp: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_coordinator"));
+    // Our own TMPDIR: whatever the run creates there must be gone afterwards.
+    cmd.env("TMPDIR", tmp).env_remove("DATABASE_URL").env_remove("LOADGEN_AGENTS").env_remove("LOADGEN_PROFILE");
+    cmd
+}
+
+fn read_report(path: &Path) -> RunReport {
+    let text = std::fs::read_to_string(path).expect("json written");
+    serde_json::from_str(&text).expect("json parses into the result model")
+}
+
+fn show(out: &Output) -> String {
+    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// Processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(needle) {
+                found.push(cmdline);
+            }
+        }
+    }
+    found
+}
+
+fn assert_consistent(r: &RunReport, agents: usize) {
+    let m = &r.merged.counts;
+    assert_eq!(r.agents.len(), agents);
+    assert!(m.launched > 0, "nothing launched");
+    assert_eq!(m.completed, m.launched, "every launched instance completed");
+    assert_eq!((m.failed(), m.start_errors, m.unfinished), (0, 0, 0));
+    // Merged histogram count = completed = sum of the agents' counts.
+    assert_eq!(r.merged.e2e_latency.count, m.completed);
+    assert_eq!(r.agents.iter().map(|a| a.section.counts.completed).sum::<u64>(), m.completed);
+    assert_eq!(r.agents.iter().map(|a| a.section.e2e_latency.count).sum::<u64>(), m.completed);
+    assert_eq!(r.agents.iter().map(|a| a.concurrency).sum::<u64>(), r.profile.max_concurrent);
+    // Activities counted where they ran add up to at least tasks x completed.
+    assert!(m.activities >= m.completed * u64::from(r.profile.tasks_per_instance), "{m:?}");
+    // Percentiles are ordered and the end-to-end latency is at least the
+    // activity delay (every task sleeps that long).
+    let l = &r.merged.e2e_latency;
+    assert!(l.p50_us <= l.p90_us && l.p90_us <= l.p99_us && l.p99_us <= l.p999_us && l.p999_us <= l.max_us, "{l:?}");
+    assert!(l.min_us as u128 >= r.profile.activity_delay.as_micros(), "{l:?}");
+    assert!(r.merged.observed_latency.p50_us >= l.p50_us);
+    assert!(r.merged.orch_per_sec > 0.0 && r.merged.activities_per_sec > 0.0);
+    assert_eq!(r.db_check.completed_once, m.launched);
+    assert_eq!(r.db_check.instances, m.launched);
+    assert!(r.db_load.commits > 0 && r.db_load.completion_queries > 0);
+    assert!(r.passed, "{:?}", r.gates);
+}
+
+#[test]
+fn three_local_agents_on_the_embedded_default_complete_everything_and_leave_nothing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let json = tmp.path().join("out.json");
+    let out = coordinator(tmp.path())
+        .args(["--local", "3", "--profile", "light", "--duration", "3s", "--json"])
+        .arg(&json)
+        .output()
+        .expect("run coordinator");
+    assert!(out.status.success(), "{}", show(&out));
+    let report = read_report(&json);
+    assert_consistent(&report, 3);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("Gates: PASSED") && stdout.contains("merged"), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("orch/s"), "live line missing: {}", show(&out));
+    // The throwaway cluster lived in our TMPDIR: nothing may remain there
+    // except our own JSON file, and no process may still use it.
+    let left: Vec<PathBuf> =
+        std::fs::read_dir(tmp.path()).expect("tmp").flatten().map(|e| e.path()).filter(|p| *p != json).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let tmp_str = tmp.path().display().to_string();
+    assert!(processes_mentioning(&tmp_str).is_empty(), "processes left: {:?}", processes_mentioning(&tmp_str));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_shows_every_instance_completed_once_and_the_schema_is_dropped() {
+    let pg = EmbeddedPostgres::start().await.expect("throwaway postgres for the test");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let json = tmp.path().join("keep.json");
+    let run = |extra: &[&str], json: &Path| {
+        let mut cmd = coordinator(tmp.path());
+        cmd.args(["--local", "2", "--profile", "light", "--duration", "2s", "--database-url", pg.url(), "--json"])
+            .arg(json)
+            .args(extra);
+        let out = cmd.output().expect("run coordinator");
+        assert!(out.status.success(), "{}", show(&out));
+        read_report(json)
+    };
+    // Run 1 keeps its schema so the test can read it independently.
+    let kept = run(&["--keep-schema"], &json);
+    assert_consistent(&kept, 2);
+    let mut conn = sqlx::PgConnection::connect(pg.url()).await.expect("connect");
+    let sql = format!(
+        "SELECT count(*), count(*) FILTER (WHERE n = 1 AND done = 1) FROM \
+         (SELECT i.instance_id, count(e.*) AS n, count(*) FILTER (WHERE e.status = 'Completed') AS done \
+          FROM {s}.instances i LEFT JOIN {s}.executions e ON e.instance_id = i.instance_id GROUP BY i.instance_id) t",
+        s = kept.schema
+    );
+    let (instances, once): (i64, i64) = sqlx::query_as(&sql).fetch_one(&mut conn).await.expect("read schema");
+    assert_eq!(instances as u64, kept.merged.counts.launched);
+    assert_eq!(once as u64, kept.merged.counts.launched);
+    let queued: i64 = sqlx::query_scalar(&format!(
+        "SELECT (SELECT count(*) FROM {s}.orchestrator_queue) + (SELECT count(*) FROM {s}.worker_queue)",
+        s = kept.schema
+    ))
+    .fetch_one(&mut conn)
+    .await
+    .expect("queues");
+    assert_eq!(queued, 0, "work left queued");
+    sqlx::query(&format!("DROP SCHEMA {} CASCADE", kept.schema)).execute(&mut conn).await.expect("drop kept");
+
+    // Run 2 drops its schema at the end.
+    let dropped = run(&[], &tmp.path().join("drop.json"));
+    assert_consistent(&dropped, 2);
+    let schemas: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM information_schema.schemata WHERE schema_name LIKE 'loadgen_%'")
+            .fetch_one(&mut conn)
+            .await
+            .expect("schemata");
+    assert_eq!(schemas, 0, "schema leaked");
+    conn.close().await.expect("close");
+}
+
+#[test]
+fn bad_input_fails_with_one_clear_line_and_leaves_nothing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    // (arguments, exit code, text the error must contain)
+    let cases: &[(&[&str], i32, &str)] = &[
+        (
+            &["--local", "1", "--profile", "nope"],
+            2,
+            "unknown profile \"nope\" (known: light, standard, production, high-concurrency)",
+        ),
+        (&["--local", "3", "--max-concurrent", "2"], 2, "budget 2 is smaller than the number of agents (3)"),
+        (&["--local", "0"], 2, "--local needs at least 1 agent"),
+        (&["--local", "1", "--duration", "0s"], 2, "invalid duration 0s"),
+        (&["--agents", "127.0.0.1:7000"], 2, "--agents needs --database-url"),
+        (
+            &["--agents", "nohost", "--database-url", "postgres://u:hunter2@127.0.0.1:1/db"],
+            2,
+            "malformed agent address \"nohost\"",
+        ),
+        (
+            &["--agents", "127.0.0.1:1,127.0.0.1:1", "--database-url", "postgres://u:hunter2@127.0.0.1:1/db"],
+            2,
+            "listed twice",
+        ),
+        (
+            &["--agents", "127.0.0.1:1", "--database-url", "postgres://u:hunter2@127.0.0.1:1/db"],
+            3,
+            "agent 127.0.0.1:1: unreachable",
+        ),
+    ];
+    for (args, code, needle) in cases {
+        let out = coordinator(tmp.path()).args(*args).output().expect("run coordinator");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(*code), "{args:?}: {}", show(&out));
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{args:?}: want one line: {err}");
+        assert!(lines[0].contains(needle), "{args:?}: {err}");
+        assert!(
+            !err.contains("hunter2") && !String::from_utf8_lossy(&out.stdout).contains("hunter2"),
+            "password leaked"
+        );
+    }
+    assert_eq!(std::fs::read_dir(tmp.path()).expect("tmp").count(), 0, "bad input left files behind");
+}
