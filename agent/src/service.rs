@@ -238,6 +238,15 @@ impl Agent {
                 s.phase = Phase::Finished;
                 s.since = Instant::now();
             }
+            if !outcome.delivered {
+                // The coordinator is gone: do not keep runtimes polling the
+                // database on our own. Release from a separate task, because
+                // release waits for this one.
+                let agent = agent.clone();
+                tokio::spawn(async move {
+                    let _ = agent.release(&run_id).await;
+                });
+            }
             outcome
         }));
         Ok(rx)

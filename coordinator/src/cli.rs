@@ -108,7 +108,7 @@ pub struct Args {
     pub agent_bin: Option<PathBuf>,
 
     /// Log filter (tracing EnvFilter syntax) for the coordinator, and for local agents.
-    #[arg(long, env = "LOADGEN_LOG", default_value = "warn")]
+    #[arg(long, env = "LOADGEN_LOG", default_value = "warn,sqlx=error")]
     pub log: String,
 }
 

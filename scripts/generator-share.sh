@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Measure how much of the database's work the load generator itself causes.
+#
+# Starts a throwaway Postgres with pg_stat_statements, runs the coordinator
+# against it with the arguments given (e.g. --local 3 --profile standard),
+# then prints the top-level statements executed during the run by kind:
+# the agents' batched completion queries, the start calls, and everything
+# else (the duroxide runtimes' own work). Removes the cluster on exit.
+#
+#   scripts/generator-share.sh --local 1 --profile standard
+#
+# Needs the release binaries (cargo build --release) and the PostgreSQL server
+# binaries; run as root it runs Postgres as the `postgres` user.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-target/release}
+[ -x "$BIN/coordinator" ] || { echo "build first: cargo build --release" >&2; exit 2; }
+
+pgbin=$(dirname "$(command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)")
+dir=$(mktemp -d /tmp/loadgen-share-XXXXXX)
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+[ "$(id -u)" = 0 ] && chown postgres: "$dir"
+cleanup() {
+  as_pg "$pgbin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+as_pg "$pgbin/initdb" -D "$dir/data" -U loadgen --auth=trust --no-sync >/dev/null
+as_pg "$pgbin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w start \
+  -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=400 -c shared_preload_libraries=pg_stat_statements" >/dev/null
+url="postgres://loadgen@127.0.0.1:$port/postgres"
+psql -q "$url" -c "CREATE EXTENSION pg_stat_statements" -c "SELECT pg_stat_statements_reset()" >/dev/null
+
+status=0
+"$BIN/coordinator" --database-url "$url" "$@" || status=$?
+
+psql "$url" -P pager=off -c "
+  WITH s AS (
+    SELECT calls,
+           CASE WHEN query LIKE '%CASE WHEN e.status = %' THEN 'generator: completion query'
+                WHEN query LIKE '%enqueue_orchestrator_work%' THEN 'generator: start call'
+                WHEN query LIKE '%pg_stat%' OR query LIKE '%_duroxide_migrations%' OR query ~* '^(create|drop|alter|set|begin|commit)' THEN 'setup / bookkeeping'
+                ELSE 'runtimes (provider)' END AS kind
+    FROM pg_stat_statements
+    WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()))
+  SELECT kind, sum(calls) AS calls, round(100.0 * sum(calls) / (SELECT sum(calls) FROM s), 1) AS pct
+  FROM s GROUP BY kind ORDER BY calls DESC"
+exit $status
