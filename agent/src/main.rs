@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use clap::Parser;
 use loadgen_agent::{AgentConfig, hostname, pool_max_from_env, serve};
+use loadgen_common::startup;
 use tokio_util::sync::CancellationToken;
 
 /// Agent of the duroxide-pg load generator.
@@ -30,13 +31,11 @@ struct Args {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    // Install our subscriber before any duroxide runtime starts (it installs
-    // its own otherwise). Logs go to stderr; stdout carries the listen line.
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    // Logs go to stderr; stdout carries the listen line.
+    if let Err(e) = startup::init_tracing(&args.log) {
+        eprintln!("agent: {e}");
+        return std::process::ExitCode::from(2);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -66,25 +65,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        startup::shutdown_signal().await;
         tracing::info!("signal received; shutting down");
         signal.cancel();
     });
     let config = AgentConfig { database_url: args.database_url, pool_max: pool_max_from_env(), hostname: hostname() };
     serve(listener, config, shutdown).await
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

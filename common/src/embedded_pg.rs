@@ -31,7 +31,7 @@ const MAX_CONNECTIONS: u32 = 400;
 #[derive(Debug, Error)]
 pub enum EmbeddedPgError {
     #[error(
-        "no database URL given and the PostgreSQL server binaries (initdb, postgres) are not on PATH or in /usr/lib/postgresql/*/bin; install them (Debian/Ubuntu: apt-get install postgresql) or pass --database-url"
+        "no database URL given and the PostgreSQL server binaries (initdb, postgres) are not in $LOADGEN_PG_BINDIR, on PATH or in /usr/lib/postgresql/*/bin; install them (Debian/Ubuntu: apt-get install postgresql) or pass --database-url"
     )]
     NotInstalled,
     #[error(
@@ -241,10 +241,18 @@ impl Drop for EmbeddedPostgres {
     }
 }
 
-/// The directory holding `initdb` and `postgres`: PATH first, then Debian's
-/// versioned directories (newest version first).
+/// Environment variable naming the directory of the server binaries to use
+/// (for a machine with several PostgreSQL versions installed).
+pub const BINDIR_ENV: &str = "LOADGEN_PG_BINDIR";
+
+/// The directory holding `initdb` and `postgres`: `$LOADGEN_PG_BINDIR` when
+/// set (and only it), else PATH, then Debian's versioned directories (newest first).
 pub fn find_bindir() -> Option<PathBuf> {
     let has_both = |d: &Path| d.join("initdb").is_file() && d.join("postgres").is_file();
+    if let Some(dir) = std::env::var_os(BINDIR_ENV) {
+        let dir = PathBuf::from(dir);
+        return has_both(&dir).then_some(dir);
+    }
     if let Some(path) = std::env::var_os("PATH") {
         for d in std::env::split_paths(&path) {
             if has_both(&d) {

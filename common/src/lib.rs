@@ -12,7 +12,8 @@
 //! - [`schema`]: run ids, schema names and identifier validation;
 //! - [`secret`]: masking of passwords in database URLs;
 //! - [`embedded_pg`]: the throwaway Postgres started from the installed server binaries;
-//! - [`process`]: the few process-level calls (signals, parent-death) that need `libc`.
+//! - [`process`]: the few process-level calls (signals, parent-death) that need `libc`;
+//! - [`startup`]: logging set-up and the shutdown signal both binaries use.
 
 pub mod apportion;
 pub mod config;
@@ -23,6 +24,7 @@ pub mod proto;
 pub mod result;
 pub mod schema;
 pub mod secret;
+pub mod startup;
 
 /// Version of this load generator (both binaries share it).
 pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -4,17 +4,17 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
+use loadgen_common::startup;
 use loadgen_coordinator::error::{EXIT_GATES_FAILED, EXIT_OK, EXIT_RUN_FAILED};
 use loadgen_coordinator::{Args, CoordinatorError, report, run};
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    if let Err(e) = startup::init_tracing(&args.log) {
+        eprintln!("coordinator: {e}");
+        return ExitCode::from(loadgen_coordinator::error::EXIT_USAGE);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -29,7 +29,7 @@ async fn async_main(args: Args) -> u8 {
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        startup::shutdown_signal().await;
         eprintln!("interrupted; releasing agents and cleaning up (Ctrl-C again does not speed this up)");
         signal.cancel();
     });
@@ -53,19 +53,4 @@ async fn async_main(args: Args) -> u8 {
         }
     }
     if report.passed { EXIT_OK } else { EXIT_GATES_FAILED }
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

@@ -143,10 +143,10 @@ async fn execute(
     let (url, database) = match &args.database_url {
         Some(u) => (u.clone(), secret::mask_url(u)),
         None => {
-            eprintln!("starting a throwaway Postgres (no --database-url given)...");
             let pg = EmbeddedPostgres::start().await?;
             let url = pg.url().to_string();
             let label = format!("throwaway Postgres on 127.0.0.1:{}", pg.port());
+            eprintln!("no --database-url given: started a {label} (removed at exit)");
             res.embedded = Some(pg);
             (url, label)
         }

@@ -169,15 +169,24 @@ fn bad_input_fails_with_one_clear_line_and_leaves_nothing() {
     ];
     for (args, code, needle) in cases {
         let out = coordinator(tmp.path()).args(*args).output().expect("run coordinator");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(*code), "{args:?}: {}", show(&out));
-        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-        assert_eq!(lines.len(), 1, "{args:?}: want one line: {err}");
-        assert!(lines[0].contains(needle), "{args:?}: {err}");
-        assert!(
-            !err.contains("hunter2") && !String::from_utf8_lossy(&out.stdout).contains("hunter2"),
-            "password leaked"
-        );
+        check_one_line(args, &out, *code, needle);
     }
+    // No server binaries where we are told to look: say what to install.
+    let empty = tempfile::tempdir().expect("empty bindir");
+    let out = coordinator(tmp.path())
+        .args(["--local", "1"])
+        .env("LOADGEN_PG_BINDIR", empty.path())
+        .output()
+        .expect("run coordinator");
+    check_one_line(&["--local", "1"], &out, 3, "apt-get install postgresql");
     assert_eq!(std::fs::read_dir(tmp.path()).expect("tmp").count(), 0, "bad input left files behind");
+}
+
+fn check_one_line(args: &[&str], out: &Output, code: i32, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{args:?}: {}", show(out));
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{args:?}: want one line: {err}");
+    assert!(lines[0].contains(needle), "{args:?}: {err}");
+    assert!(!err.contains("hunter2") && !String::from_utf8_lossy(&out.stdout).contains("hunter2"), "password leaked");
 }
