@@ -24,15 +24,16 @@ fn show(out: &Output) -> String {
     format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
-/// Processes whose command line mentions `needle`.
+/// Processes whose command line or environment mentions `needle` (children
+/// of a coordinator inherit its TMPDIR, so this finds its agents and Postgres).
 fn processes_mentioning(needle: &str) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if cmdline.contains(needle) {
-                found.push(cmdline);
-            }
+        let read =
+            |f: &str| std::fs::read(entry.path().join(f)).map(|b| String::from_utf8_lossy(&b).replace('\0', " "));
+        let (Ok(cmdline), environ) = (read("cmdline"), read("environ").unwrap_or_default()) else { continue };
+        if cmdline.contains(needle) || environ.contains(needle) {
+            found.push(cmdline);
         }
     }
     found
@@ -189,4 +190,53 @@ fn check_one_line(args: &[&str], out: &Output, code: i32, needle: &str) {
     assert_eq!(lines.len(), 1, "{args:?}: want one line: {err}");
     assert!(lines[0].contains(needle), "{args:?}: {err}");
     assert!(!err.contains("hunter2") && !String::from_utf8_lossy(&out.stdout).contains("hunter2"), "password leaked");
+}
+
+#[test]
+fn ctrl_c_mid_run_releases_agents_and_removes_the_throwaway_postgres() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut child = coordinator(tmp.path())
+        .args(["--local", "2", "--profile", "light", "--duration", "60s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn coordinator");
+    let stderr = child.stderr.take().expect("stderr");
+    // Wait (bounded) until the load is running: the first live line.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    loop {
+        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("a live line within 60s");
+        let live = line.contains("orch/s");
+        seen.push(line);
+        if live {
+            break;
+        }
+    }
+    assert!(loadgen_common::process::signal(child.id(), loadgen_common::process::SIGINT));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "coordinator did not stop after Ctrl-C: {seen:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(130), "{seen:?}");
+    let rest: Vec<String> = rx.try_iter().collect();
+    assert!(rest.iter().any(|l| l.contains("interrupted")), "{rest:?}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).expect("tmp").flatten().map(|e| e.path()).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let tmp_str = tmp.path().display().to_string();
+    assert!(processes_mentioning(&tmp_str).is_empty(), "processes left: {:?}", processes_mentioning(&tmp_str));
 }
