@@ -375,6 +375,7 @@ impl Driver {
             e2e_latency: self.hist_interval.e2e.encode(),
             start_latency: self.hist_interval.start.encode(),
             observed_latency: self.hist_interval.observed.encode(),
+            rss_bytes: loadgen_common::process::rss_bytes(),
         };
         self.interval = Counts::default();
         self.hist_interval.reset();

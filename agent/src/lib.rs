@@ -9,6 +9,7 @@
 //! - [`driver`]: the closed-loop load driver;
 //! - [`tracker`]: the batched completion query;
 //! - [`runtimes`]: starting and stopping the duroxide runtimes;
+//! - [`relay`]: the TCP relay that adds an artificial database latency;
 //! - [`scenario`]: the registered workloads (one file each);
 //! - [`error`]: the agent's errors and their gRPC mapping.
 
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod driver;
 pub mod error;
+pub mod relay;
 pub mod runtimes;
 pub mod scenario;
 pub mod service;
@@ -52,11 +54,6 @@ impl std::fmt::Debug for AgentConfig {
 /// or duroxide-pg's default of 10.
 pub fn pool_max_from_env() -> u32 {
     std::env::var("DUROXIDE_PG_POOL_MAX").ok().and_then(|v| v.parse().ok()).unwrap_or(10)
-}
-
-/// This machine's host name.
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
 }
 
 /// Serve the agent protocol on `listener` until `shutdown` is cancelled, then

@@ -3,7 +3,8 @@
 use std::net::SocketAddr;
 
 use clap::Parser;
-use loadgen_agent::{AgentConfig, hostname, pool_max_from_env, serve};
+use loadgen_agent::{AgentConfig, pool_max_from_env, serve};
+use loadgen_common::process::hostname;
 use loadgen_common::startup;
 use tokio_util::sync::CancellationToken;
 
@@ -24,6 +25,11 @@ struct Args {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
 
+    /// Connection-pool size of each duroxide-pg provider in this process
+    /// (duroxide-pg reads DUROXIDE_PG_POOL_MAX once per provider; default 10).
+    #[arg(long, env = "DUROXIDE_PG_POOL_MAX")]
+    pool_max: Option<u32>,
+
     /// Log filter (tracing EnvFilter syntax), e.g. "info" or "loadgen_agent=debug,warn".
     #[arg(long, env = "AGENT_LOG", default_value = "info")]
     log: String,
@@ -35,6 +41,14 @@ fn main() -> std::process::ExitCode {
     if let Err(e) = startup::init_tracing(&args.log) {
         eprintln!("agent: {e}");
         return std::process::ExitCode::from(2);
+    }
+    if let Some(n) = args.pool_max {
+        if n == 0 {
+            eprintln!("agent: --pool-max must be at least 1");
+            return std::process::ExitCode::from(2);
+        }
+        // Before the async runtime exists: no other thread can read the environment yet.
+        loadgen_common::process::set_env_before_threads("DUROXIDE_PG_POOL_MAX", &n.to_string());
     }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -23,10 +23,12 @@ use tonic::{Request, Response, Status};
 use crate::AgentConfig;
 use crate::driver::{self, Deps, Plan};
 use crate::error::AgentError;
+use crate::relay::Relay;
 use crate::runtimes::Runtimes;
 use crate::scenario;
 use crate::tracker::Tracker;
 use loadgen_common::DUROXIDE_PG_VERSION;
+use loadgen_common::dburl::{DbUrl, Endpoint};
 
 /// A prepared run whose Run never comes is released after this long.
 pub const PREPARED_LEASE: Duration = Duration::from_secs(60);
@@ -64,6 +66,8 @@ struct Session {
     cancel: CancellationToken,
     driver: Option<JoinHandle<driver::Outcome>>,
     executed: Arc<AtomicU64>,
+    /// Delay relay between the providers and Postgres, when asked for.
+    relay: Option<Relay>,
 }
 
 /// The agent: configuration plus the run it currently serves.
@@ -123,15 +127,17 @@ impl Agent {
                 cancel: CancellationToken::new(),
                 driver: None,
                 executed: Arc::new(AtomicU64::new(0)),
+                relay: None,
             });
         }
         match self.build(&req).await {
-            Ok((runtimes, deps, plan)) => {
+            Ok((runtimes, deps, plan, relay)) => {
                 // Hand the runtimes to the session unless it was released meanwhile.
                 let leftover = {
                     let mut slot = self.lock();
                     match slot.as_mut() {
                         Some(s) if s.run_id == req.run_id && s.phase == Phase::Preparing => {
+                            s.relay = relay;
                             s.runtimes = Some(runtimes);
                             s.deps = Some(deps);
                             s.plan = Some(plan);
@@ -161,7 +167,7 @@ impl Agent {
         }
     }
 
-    async fn build(&self, req: &proto::PrepareRequest) -> Result<(Runtimes, Deps, Plan), AgentError> {
+    async fn build(&self, req: &proto::PrepareRequest) -> Result<(Runtimes, Deps, Plan, Option<Relay>), AgentError> {
         let invalid = |field, detail: &str| AgentError::InvalidRequest { field, detail: detail.to_string() };
         if req.run_id.is_empty() || !req.run_id.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Err(invalid("run_id", "must be non-empty and alphanumeric"));
@@ -184,15 +190,9 @@ impl Agent {
         let scenario = scenario::build(spec)?;
         let executed = self.lock().as_ref().map(|s| s.executed.clone()).unwrap_or_default();
         let node = format!("{}-a{}", req.run_id, req.agent_index);
-        let runtimes = Runtimes::start(
-            &self.config.database_url,
-            &req.schema,
-            &node,
-            &settings,
-            scenario.as_ref(),
-            executed.clone(),
-        )
-        .await?;
+        let (url, relay) = self.database_route(Duration::from_micros(req.db_latency_us)).await?;
+        let runtimes =
+            Runtimes::start(&url, &req.schema, &node, &settings, scenario.as_ref(), executed.clone()).await?;
         let deps = Deps {
             client: runtimes.client.clone(),
             provider: runtimes.client_provider.clone(),
@@ -208,7 +208,27 @@ impl Agent {
             drain_timeout: Duration::from_millis(req.drain_timeout_ms),
             completion_poll: Duration::from_millis(req.completion_poll_ms),
         };
-        Ok((runtimes, deps, plan))
+        Ok((runtimes, deps, plan, relay))
+    }
+
+    /// The URL the providers use: the agent's own, or, with an artificial
+    /// delay, the same URL pointed at a delay relay on loopback.
+    async fn database_route(&self, delay: Duration) -> Result<(String, Option<Relay>), AgentError> {
+        let url = &self.config.database_url;
+        if delay.is_zero() {
+            return Ok((url.clone(), None));
+        }
+        let invalid = |detail: String| AgentError::InvalidRequest { field: "db_latency", detail };
+        let parsed = DbUrl::parse(url).map_err(|e| invalid(e.to_string()))?;
+        let Endpoint::Tcp { host, port } = &parsed.endpoint else {
+            return Err(invalid("an artificial delay needs a TCP database URL, not a unix socket".into()));
+        };
+        let target = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+        let relay = Relay::start(target, delay)
+            .await
+            .map_err(|e| AgentError::Database(format!("cannot start the latency relay: {e}")))?;
+        let routed = parsed.with_tcp_endpoint("127.0.0.1", relay.local_addr().port());
+        Ok((routed, Some(relay)))
     }
 
     /// Start the prepared run; returns the stream of progress and result.
@@ -277,6 +297,9 @@ impl Agent {
         }
         if let Some(runtimes) = s.runtimes.take() {
             runtimes.shutdown().await;
+        }
+        if let Some(relay) = s.relay.take() {
+            relay.stop();
         }
         tracing::info!(run = %s.run_id, late_activities = late, "released");
         Ok(late)

@@ -48,6 +48,29 @@ pub struct Profile {
     pub drain_timeout: Duration,
     #[serde(default = "default_min_orch_per_sec")]
     pub min_orch_per_sec: f64,
+    /// Connection-pool size of every provider in each agent process
+    /// (`DUROXIDE_PG_POOL_MAX`); `None` leaves the agents' own setting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_max: Option<u32>,
+    /// Artificial one-way delay between each agent's runtimes and Postgres
+    /// (a relay on the agent's loopback); 0 for none.
+    #[serde(default, with = "duration_text", skip_serializing_if = "Duration::is_zero")]
+    pub db_latency: Duration,
+    /// A suite: one run per dispatcher combination ("1:1", "2:2", ...), each
+    /// on a fresh schema, replacing orch/worker concurrency.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suite: Vec<String>,
+    /// Gate: merged end-to-end p99 at most this many milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_ms: Option<f64>,
+    /// Gate: at most this many orchestrations may fail or stay unfinished
+    /// (default 0: 100% success).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_failed: Option<u64>,
+    /// Warning threshold on each agent's memory growth (MB per minute, from a
+    /// least-squares fit after warm-up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_growth_mb_per_min: Option<f64>,
 }
 
 fn default_runtimes() -> u32 {
@@ -85,16 +108,60 @@ pub fn builtin_profiles() -> Vec<Profile> {
     parse_profiles(BUILTIN_PROFILES).unwrap_or_default()
 }
 
-/// Look a built-in profile up by name.
-pub fn find_profile(name: &str) -> Result<Profile, ConfigError> {
-    let all = builtin_profiles();
+/// The built-in profiles plus those of a profile file (which replace built-in
+/// ones of the same name), in listing order.
+pub fn all_profiles(file_text: Option<&str>) -> Result<Vec<Profile>, ConfigError> {
+    let mut all = builtin_profiles();
+    if let Some(text) = file_text {
+        for p in parse_profiles(text)? {
+            match all.iter_mut().find(|q| q.name == p.name) {
+                Some(q) => *q = p,
+                None => all.push(p),
+            }
+        }
+    }
+    Ok(all)
+}
+
+/// Pick a profile: by `name` if given; else the only profile of the file if
+/// it has exactly one; else `light`.
+pub fn select_profile(name: Option<&str>, file_text: Option<&str>) -> Result<Profile, ConfigError> {
+    let all = all_profiles(file_text)?;
+    let name = match (name, file_text) {
+        (Some(n), _) => n.to_string(),
+        (None, Some(text)) => match parse_profiles(text)?.as_slice() {
+            [only] => only.name.clone(),
+            _ => "light".to_string(),
+        },
+        (None, None) => "light".to_string(),
+    };
     match all.iter().find(|p| p.name == name) {
         Some(p) => Ok(p.clone()),
         None => Err(ConfigError::UnknownProfile {
-            name: name.to_string(),
+            name,
             known: all.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "),
         }),
     }
+}
+
+/// Look a built-in profile up by name.
+pub fn find_profile(name: &str) -> Result<Profile, ConfigError> {
+    select_profile(Some(name), None)
+}
+
+/// Parse a dispatcher combination "N:M" (orchestration:worker slots).
+pub fn parse_dispatchers(text: &str) -> Result<(u32, u32), ConfigError> {
+    let bad = || ConfigError::InvalidOption {
+        option: "dispatcher combination",
+        value: text.to_string(),
+        detail: "expected N:M with N, M >= 1 (e.g. 2:2)",
+    };
+    let (o, w) = text.trim().split_once(':').ok_or_else(bad)?;
+    let (o, w): (u32, u32) = (o.parse().map_err(|_| bad())?, w.parse().map_err(|_| bad())?);
+    if o == 0 || w == 0 {
+        return Err(bad());
+    }
+    Ok((o, w))
 }
 
 /// Command-line overrides of profile fields; `None` keeps the profile's value.
@@ -110,6 +177,12 @@ pub struct Overrides {
     pub poll_interval: Option<Duration>,
     pub drain_timeout: Option<Duration>,
     pub min_orch_per_sec: Option<f64>,
+    pub pool_max: Option<u32>,
+    pub db_latency: Option<Duration>,
+    pub suite: Option<Vec<String>>,
+    pub p99_ms: Option<f64>,
+    pub max_failed: Option<u64>,
+    pub rss_growth_mb_per_min: Option<f64>,
 }
 
 impl Profile {
@@ -128,8 +201,16 @@ impl Profile {
             runtimes_per_agent,
             poll_interval,
             drain_timeout,
-            min_orch_per_sec
+            min_orch_per_sec,
+            db_latency
         );
+        if let Some(v) = &o.suite {
+            self.suite = v.clone();
+        }
+        macro_rules! set_opt {
+            ($($f:ident),*) => { $( if o.$f.is_some() { self.$f = o.$f; } )* };
+        }
+        set_opt!(pool_max, p99_ms, max_failed, rss_growth_mb_per_min);
         self.validate()?;
         Ok(self)
     }
@@ -165,12 +246,43 @@ impl Profile {
         if !(self.min_orch_per_sec.is_finite() && self.min_orch_per_sec >= 0.0) {
             return bad("min_orch_per_sec", self.min_orch_per_sec.to_string(), "must be a non-negative number");
         }
+        if self.pool_max == Some(0) {
+            return bad("pool_max", "0".into(), "must be at least 1");
+        }
+        for (option, v) in [("p99_ms", self.p99_ms), ("rss_growth_mb_per_min", self.rss_growth_mb_per_min)] {
+            if let Some(v) = v
+                && !(v.is_finite() && v > 0.0)
+            {
+                return bad(option, v.to_string(), "must be a positive number");
+            }
+        }
+        if self.db_latency > Duration::from_secs(10) {
+            return bad("db_latency", format_duration(self.db_latency), "must be at most 10s");
+        }
+        for combo in &self.suite {
+            parse_dispatchers(combo)?;
+        }
         Ok(())
     }
 
     /// "N:M" dispatcher notation.
     pub fn dispatchers(&self) -> String {
         format!("{}:{}", self.orch_concurrency, self.worker_concurrency)
+    }
+
+    /// The runs this profile stands for: itself, or one per suite combination
+    /// (with the suite cleared and the dispatchers set).
+    pub fn expand(&self) -> Result<Vec<Profile>, ConfigError> {
+        if self.suite.is_empty() {
+            return Ok(vec![self.clone()]);
+        }
+        self.suite
+            .iter()
+            .map(|combo| {
+                let (o, w) = parse_dispatchers(combo)?;
+                Ok(Profile { orch_concurrency: o, worker_concurrency: w, suite: Vec::new(), ..self.clone() })
+            })
+            .collect()
     }
 }
 
@@ -233,26 +345,70 @@ mod tests {
     fn builtin_profiles_parse_and_match_the_spec() {
         let all = parse_profiles(BUILTIN_PROFILES).expect("shipped profiles parse");
         let names: Vec<_> = all.iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(names, ["light", "standard", "production", "high-concurrency"]);
-        let light = find_profile("light").expect("light");
-        assert_eq!((light.max_concurrent, light.duration, light.tasks_per_instance), (10, Duration::from_secs(5), 3));
-        assert_eq!((light.activity_delay, light.dispatchers()), (Duration::from_millis(5), "2:2".to_string()));
-        let std = find_profile("standard").expect("standard");
-        assert_eq!((std.max_concurrent, std.duration, std.tasks_per_instance), (20, Duration::from_secs(10), 5));
-        let prod = find_profile("production").expect("production");
         assert_eq!(
-            (prod.max_concurrent, prod.duration, prod.dispatchers()),
-            (50, Duration::from_secs(60), "4:4".into())
+            names,
+            ["light", "standard", "production", "high-concurrency", "pool-stress", "soak", "high-latency", "suite"]
         );
-        assert_eq!(find_profile("high-concurrency").expect("hc").min_orch_per_sec, 2.0);
-        assert_eq!(light.min_orch_per_sec, 1.0);
-        assert_eq!(light.runtimes_per_agent, 1);
+        let get = |n| find_profile(n).expect(n);
+        // (max_concurrent, duration s, tasks, delay ms, dispatchers, min orch/s) from the spec's table
+        let table = [
+            ("light", 10, 5, 3, 5, "2:2", 1.0),
+            ("standard", 20, 10, 5, 10, "2:2", 1.0),
+            ("production", 50, 60, 10, 10, "4:4", 1.0),
+            ("high-concurrency", 50, 30, 10, 10, "4:4", 2.0),
+            ("pool-stress", 30, 10, 5, 10, "4:4", 1.0),
+            ("soak", 20, 300, 5, 10, "2:2", 1.5),
+            ("high-latency", 10, 20, 5, 10, "2:2", 0.5),
+            ("suite", 20, 10, 5, 10, "2:2", 1.0),
+        ];
+        for (name, mc, secs, tasks, delay, disp, min) in table {
+            let p = get(name);
+            assert_eq!(p.max_concurrent, mc, "{name}");
+            assert_eq!(p.duration, Duration::from_secs(secs), "{name}");
+            assert_eq!(p.tasks_per_instance, tasks, "{name}");
+            assert_eq!(p.activity_delay, Duration::from_millis(delay), "{name}");
+            assert_eq!(p.dispatchers(), disp, "{name}");
+            assert_eq!(p.min_orch_per_sec, min, "{name}");
+            assert_eq!(p.runtimes_per_agent, 1, "{name}");
+        }
+        assert_eq!(get("pool-stress").pool_max, Some(5));
+        assert_eq!(get("high-latency").db_latency, Duration::from_millis(50));
+        assert!(get("soak").rss_growth_mb_per_min.is_some());
+        let suite: Vec<String> = get("suite").expand().expect("expand").iter().map(Profile::dispatchers).collect();
+        assert_eq!(suite, ["1:1", "2:2", "4:4"]);
+        assert_eq!(get("light").expand().expect("expand"), vec![get("light")]);
+    }
+
+    #[test]
+    fn profile_files_add_and_replace_profiles() {
+        let file = "[[profile]]\nname='mine'\nmax_concurrent=3\nduration='2s'\ntasks_per_instance=2\nactivity_delay='1ms'\norch_concurrency=1\nworker_concurrency=1\np99_ms=900.0\n";
+        // The only profile of the file is picked when no name is given.
+        let p = select_profile(None, Some(file)).expect("mine");
+        assert_eq!((p.name.as_str(), p.max_concurrent, p.p99_ms), ("mine", 3, Some(900.0)));
+        assert_eq!(select_profile(Some("standard"), Some(file)).expect("builtin").name, "standard");
+        let replaced = file.replace("'mine'", "'light'");
+        assert_eq!(select_profile(Some("light"), Some(&replaced)).expect("light").max_concurrent, 3);
+        assert_eq!(all_profiles(Some(file)).expect("all").len(), 9);
+        assert_eq!(select_profile(None, None).expect("default").name, "light");
+        let e = select_profile(Some("x"), Some(file)).expect_err("unknown");
+        assert!(e.to_string().contains("mine"), "{e}");
+    }
+
+    #[test]
+    fn dispatcher_combinations_parse() {
+        assert_eq!(parse_dispatchers("4:2"), Ok((4, 2)));
+        for bad in ["4", "0:1", "1:0", "a:b", "1:2:3", ""] {
+            assert!(parse_dispatchers(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
     fn unknown_profile_names_the_known_ones() {
         let e = find_profile("nope").expect_err("unknown");
-        assert_eq!(e.to_string(), "unknown profile \"nope\" (known: light, standard, production, high-concurrency)");
+        assert_eq!(
+            e.to_string(),
+            "unknown profile \"nope\" (known: light, standard, production, high-concurrency, pool-stress, soak, high-latency, suite)"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! - [`proto`]: the generated gRPC code (the only module that includes it) and
 //!   the protocol version;
 //! - [`config`]: run configuration, named profiles (TOML data) and duration parsing;
+//! - [`dburl`]: the parts of a database URL the tool needs (host, port, socket);
 //! - [`histogram`]: the latency histogram with its fixed bounds, wire codec and exact merge;
 //! - [`apportion`]: largest-remainder splitting of a cluster-wide budget;
 //! - [`result`]: the result model (counts, latency summaries, per-agent and merged results);
@@ -17,6 +18,7 @@
 
 pub mod apportion;
 pub mod config;
+pub mod dburl;
 pub mod embedded_pg;
 pub mod histogram;
 pub mod process;

@@ -41,4 +41,39 @@ pub fn die_with_parent(cmd: &mut Command, signal: i32) {
     }
 }
 
+/// Resident set size of this process in bytes (from /proc/self/statm), or 0
+/// where it cannot be read.
+pub fn rss_bytes() -> u64 {
+    let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else { return 0 };
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    // SAFETY: sysconf has no memory arguments.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    pages * u64::try_from(page).unwrap_or(4096)
+}
+
+/// This machine's host name.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
+}
+
+/// Set an environment variable for this process.
+///
+/// Call it only from `main` before any other thread exists (before the async
+/// runtime is built): the environment is not synchronised across threads.
+/// duroxide-pg reads `DUROXIDE_PG_POOL_MAX` from the environment at every
+/// provider construction, so this is how an agent fixes its pool size.
+pub fn set_env_before_threads(key: &str, value: &str) {
+    // SAFETY: called single-threaded from main before the runtime starts (see above).
+    unsafe { std::env::set_var(key, value) }
+}
+
 pub use libc::{SIGINT, SIGKILL, SIGQUIT, SIGTERM};
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rss_is_read() {
+        let rss = super::rss_bytes();
+        assert!(rss > 1 << 20 && rss < 1 << 40, "{rss}");
+    }
+}

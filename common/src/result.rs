@@ -160,8 +160,58 @@ pub struct AgentReport {
     pub hostname: String,
     /// Its slice of the cluster-wide concurrency budget.
     pub concurrency: u64,
+    /// Connection-pool size of each provider in the agent process.
+    #[serde(default)]
+    pub pool_max: u32,
     #[serde(flatten)]
     pub section: Section,
+    /// The agent process's resident memory over the run.
+    #[serde(default)]
+    pub memory: MemorySummary,
+}
+
+/// One memory sample of an agent process.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MemorySample {
+    /// Seconds since the common start instant.
+    pub t_s: f64,
+    pub rss_mb: f64,
+}
+
+/// An agent's memory over a run: the samples (one a second) and what they say.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MemorySummary {
+    pub start_mb: f64,
+    pub end_mb: f64,
+    pub peak_mb: f64,
+    /// Least-squares slope after the first fifth of the run (warm-up), in MB
+    /// per minute; absent with fewer than 5 samples after warm-up.
+    pub growth_mb_per_min: Option<f64>,
+    pub samples: Vec<MemorySample>,
+}
+
+impl MemorySummary {
+    /// Summarise samples taken in time order.
+    pub fn from_samples(samples: Vec<MemorySample>) -> Self {
+        let (Some(first), Some(last)) = (samples.first(), samples.last()) else { return Self::default() };
+        let warm = last.t_s * 0.2;
+        let steady: Vec<&MemorySample> = samples.iter().filter(|s| s.t_s >= warm).collect();
+        let growth_mb_per_min = (steady.len() >= 5).then(|| {
+            let n = steady.len() as f64;
+            let mt = steady.iter().map(|s| s.t_s).sum::<f64>() / n;
+            let mm = steady.iter().map(|s| s.rss_mb).sum::<f64>() / n;
+            let cov: f64 = steady.iter().map(|s| (s.t_s - mt) * (s.rss_mb - mm)).sum();
+            let var: f64 = steady.iter().map(|s| (s.t_s - mt).powi(2)).sum();
+            if var > 0.0 { cov / var * 60.0 } else { 0.0 }
+        });
+        MemorySummary {
+            start_mb: first.rss_mb,
+            end_mb: last.rss_mb,
+            peak_mb: samples.iter().map(|s| s.rss_mb).fold(0.0, f64::max),
+            growth_mb_per_min,
+            samples,
+        }
+    }
 }
 
 /// What the database itself says about the run's instances.
@@ -205,6 +255,38 @@ pub struct Gate {
     pub passed: bool,
 }
 
+/// Where and from what a run was made, for tracking results over time.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Environment {
+    /// File-name-safe label of the database host ("embedded" for a throwaway cluster).
+    pub db_host: String,
+    /// Marked as a remote/cloud database (--track-cloud).
+    pub cloud: bool,
+    /// Git commit and branch of the working directory, when it is a checkout.
+    pub commit: Option<String>,
+    pub branch: Option<String>,
+    /// Host name and CPU count of the machine the coordinator ran on.
+    pub machine: String,
+    pub cpus: usize,
+    /// `server_version` of the database.
+    pub postgres_version: String,
+}
+
+/// The result of comparing a run with an earlier comparable one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// What was compared against ("tracked run 2026-11-26T10:00:00Z (abc123)" or a file).
+    pub against: String,
+    pub baseline_orch_per_sec: f64,
+    pub baseline_p99_us: u64,
+    /// Change of merged orch/s, in percent (negative is slower).
+    pub throughput_change_pct: f64,
+    /// Change of merged end-to-end p99, in percent (positive is slower).
+    pub p99_change_pct: f64,
+    /// Throughput dropped more than 20% or p99 rose more than 50%.
+    pub regressed: bool,
+}
+
 /// The whole result of a run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunReport {
@@ -224,11 +306,66 @@ pub struct RunReport {
     pub db_load: DbLoad,
     pub gates: Vec<Gate>,
     pub passed: bool,
+    /// Should-gates that did not hold (regression, memory growth): warnings
+    /// unless --fail-on-regression turned them into failed gates.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    #[serde(default)]
+    pub comparison: Option<Comparison>,
+    #[serde(default)]
+    pub environment: Environment,
+}
+
+impl RunReport {
+    /// Identity of the configuration: runs with equal keys are comparable.
+    pub fn comparable_key(&self) -> String {
+        let p = &self.profile;
+        format!(
+            "{}|{}|mc{}|t{}|d{}|r{}|pool{}|lat{}|agents{}|{}|cloud{}",
+            p.name,
+            p.dispatchers(),
+            p.max_concurrent,
+            p.tasks_per_instance,
+            p.activity_delay.as_micros(),
+            p.runtimes_per_agent,
+            p.pool_max.map_or("-".to_string(), |n| n.to_string()),
+            p.db_latency.as_micros(),
+            self.agents.len(),
+            self.environment.db_host,
+            self.environment.cloud
+        )
+    }
+}
+
+/// The result of a suite: one run per dispatcher combination.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SuiteReport {
+    pub profile: String,
+    pub runs: Vec<RunReport>,
+    pub passed: bool,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_growth_is_fitted_after_warm_up() {
+        // 100 s of samples: a jump during warm-up, then +1 MB every 10 s (6 MB/min).
+        let samples: Vec<MemorySample> = (0..=100)
+            .map(|t| {
+                let t = t as f64;
+                MemorySample { t_s: t, rss_mb: if t < 10.0 { 20.0 + t } else { 40.0 + t / 10.0 } }
+            })
+            .collect();
+        let m = MemorySummary::from_samples(samples);
+        assert_eq!((m.start_mb, m.end_mb, m.peak_mb), (20.0, 50.0, 50.0));
+        let g = m.growth_mb_per_min.expect("enough samples");
+        assert!((g - 6.0).abs() < 1e-9, "{g}");
+        assert_eq!(MemorySummary::from_samples(vec![]).growth_mb_per_min, None);
+        let few = (0..3).map(|t| MemorySample { t_s: t as f64, rss_mb: 1.0 }).collect();
+        assert_eq!(MemorySummary::from_samples(few).growth_mb_per_min, None);
+    }
 
     #[test]
     fn counts_add_and_derive() {

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use loadgen_common::config::{self, ConfigError, Overrides};
 
 fn duration(text: &str) -> Result<Duration, String> {
@@ -19,13 +19,41 @@ fn duration(text: &str) -> Result<Duration, String> {
 ///
 /// Examples:
 ///   coordinator --local 3 --profile light                 # throwaway Postgres, 3 local agents
-///   coordinator --local 2 --profile standard --json out.json
-///   DATABASE_URL=postgres://u:p@db/x coordinator --agents a:7000,b:7000 --profile production
+///   coordinator --local 2 --profile suite --json out.json # 1:1, 2:2, 4:4 compared
+///   coordinator profiles                                  # the profiles and their gates
+///   DATABASE_URL=postgres://u:p@db/x coordinator --agents a:7000,b:7000 --profile production --track
 ///
-/// Exit codes: 0 gates passed, 1 a gate failed, 2 bad input, 3 the run could
-/// not be carried out (database or agent trouble), 130 interrupted.
+/// Exit codes: 0 gates passed, 1 a gate failed (or a regression with
+/// --fail-on-regression), 2 bad input, 3 the run could not be carried out
+/// (database or agent trouble), 130 interrupted.
 #[derive(Debug, Parser)]
-#[command(name = "coordinator", version, verbatim_doc_comment)]
+#[command(
+    name = "coordinator",
+    version,
+    verbatim_doc_comment,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: Args,
+}
+
+/// Subcommands besides the default (a run).
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the profiles (built-in and from --profile-file) with their values and gates.
+    Profiles {
+        /// Also list the profiles of this TOML file.
+        #[arg(long, env = "LOADGEN_PROFILE_FILE")]
+        profile_file: Option<PathBuf>,
+    },
+}
+
+/// Settings of a run.
+#[derive(Debug, clap::Args)]
 pub struct Args {
     /// Agents to drive, as host:port[,host:port...].
     #[arg(
@@ -41,52 +69,84 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub local: Option<u32>,
 
-    /// Named load profile: light, standard, production, high-concurrency.
-    #[arg(long, env = "LOADGEN_PROFILE", default_value = "light")]
-    pub profile: String,
+    /// Named load profile (see `coordinator profiles`); default light, or the
+    /// only profile of --profile-file.
+    #[arg(long, env = "LOADGEN_PROFILE")]
+    pub profile: Option<String>,
 
-    /// How long new orchestrations are started (e.g. 30s, 2m); overrides the profile.
-    #[arg(long, value_parser = duration)]
+    /// TOML file with [[profile]] tables that add to (or replace) the built-in ones.
+    #[arg(long, env = "LOADGEN_PROFILE_FILE", value_name = "FILE")]
+    pub profile_file: Option<PathBuf>,
+
+    /// How long new orchestrations are started (e.g. 30s, 2m).
+    #[arg(long, value_parser = duration, help_heading = "Profile overrides")]
     pub duration: Option<Duration>,
 
-    /// Orchestrations kept in flight cluster-wide; overrides the profile.
-    #[arg(long)]
+    /// Orchestrations kept in flight cluster-wide.
+    #[arg(long, help_heading = "Profile overrides")]
     pub max_concurrent: Option<u64>,
 
-    /// Activities each orchestration fans out to; overrides the profile.
-    #[arg(long)]
+    /// Activities each orchestration fans out to.
+    #[arg(long, help_heading = "Profile overrides")]
     pub tasks: Option<u32>,
 
-    /// How long each activity sleeps (e.g. 10ms); overrides the profile.
-    #[arg(long, value_parser = duration)]
+    /// How long each activity sleeps (e.g. 10ms).
+    #[arg(long, value_parser = duration, help_heading = "Profile overrides")]
     pub activity_delay: Option<Duration>,
 
-    /// Orchestration dispatcher slots per runtime; overrides the profile.
-    #[arg(long)]
+    /// Orchestration dispatcher slots per runtime.
+    #[arg(long, help_heading = "Profile overrides")]
     pub orch_concurrency: Option<u32>,
 
-    /// Worker (activity) dispatcher slots per runtime; overrides the profile.
-    #[arg(long)]
+    /// Worker (activity) dispatcher slots per runtime.
+    #[arg(long, help_heading = "Profile overrides")]
     pub worker_concurrency: Option<u32>,
 
-    /// duroxide runtimes per agent process; overrides the profile.
-    #[arg(long)]
+    /// duroxide runtimes per agent process.
+    #[arg(long, help_heading = "Profile overrides")]
     pub runtimes_per_agent: Option<u32>,
 
+    /// Connection-pool size of each provider in every agent process
+    /// (DUROXIDE_PG_POOL_MAX). Local agents get it at spawn; remote agents
+    /// must already run with it (agent --pool-max).
+    #[arg(long, help_heading = "Profile overrides")]
+    pub pool_max: Option<u32>,
+
     /// Idle poll interval of each dispatcher (the provider's latency floor).
-    #[arg(long, value_parser = duration)]
+    #[arg(long, value_parser = duration, help_heading = "Profile overrides")]
     pub poll_interval: Option<Duration>,
 
     /// How long in-flight orchestrations may take to finish after the deadline.
-    #[arg(long, value_parser = duration)]
+    #[arg(long, visible_alias = "wait-timeout", value_parser = duration, help_heading = "Profile overrides")]
     pub drain_timeout: Option<Duration>,
 
-    /// Must-pass gate: merged orchestrations per second at least this.
-    #[arg(long)]
+    /// Artificial one-way delay between each agent's runtimes and Postgres
+    /// (a relay on the agent; 0 turns it off).
+    #[arg(long, value_parser = duration, help_heading = "Profile overrides")]
+    pub db_latency: Option<Duration>,
+
+    /// Run once per dispatcher combination, each on a fresh schema (e.g. 1:1,2:2,4:4).
+    #[arg(long, value_delimiter = ',', help_heading = "Profile overrides")]
+    pub suite: Option<Vec<String>>,
+
+    /// Gate: merged orchestrations per second at least this.
+    #[arg(long, help_heading = "Gates")]
     pub min_orch_per_sec: Option<f64>,
 
-    /// Interval of each agent's batched completion query (the resolution of
-    /// end-to-end latency, and the generator's own query rate).
+    /// Gate: merged end-to-end p99 at most this many milliseconds.
+    #[arg(long, help_heading = "Gates")]
+    pub p99_ms: Option<f64>,
+
+    /// Gate: at most this many orchestrations may fail or stay unfinished (default 0).
+    #[arg(long, help_heading = "Gates")]
+    pub max_failed: Option<u64>,
+
+    /// Warn when an agent's memory grows faster than this (MB per minute).
+    #[arg(long, help_heading = "Gates")]
+    pub rss_growth_mb_per_min: Option<f64>,
+
+    /// Interval of each agent's batched completion query (the generator's own
+    /// query rate; the latency it *observes* is this coarse).
     #[arg(long, value_parser = duration, default_value = "50ms")]
     pub completion_poll: Duration,
 
@@ -96,8 +156,29 @@ pub struct Args {
     pub database_url: Option<String>,
 
     /// Write the full result as JSON to this file.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Results")]
     pub json: Option<PathBuf>,
+
+    /// Append the run to the per-database-host results file and history under
+    /// --results-dir, after comparing it with the previous comparable run.
+    #[arg(long, help_heading = "Results")]
+    pub track: bool,
+
+    /// Like --track, marking the database as remote/cloud (its own results file).
+    #[arg(long, help_heading = "Results")]
+    pub track_cloud: bool,
+
+    /// Where tracked results live.
+    #[arg(long, env = "LOADGEN_RESULTS_DIR", default_value = "results", help_heading = "Results")]
+    pub results_dir: PathBuf,
+
+    /// Compare against this JSON result (from --json) instead of the previous tracked run.
+    #[arg(long, value_name = "FILE", help_heading = "Results")]
+    pub baseline: Option<PathBuf>,
+
+    /// Fail (exit 1) on a regression (throughput -20%, p99 +50%) or excessive memory growth.
+    #[arg(long, help_heading = "Results")]
+    pub fail_on_regression: bool,
 
     /// Keep the run's schema instead of dropping it (for inspection).
     #[arg(long)]
@@ -126,6 +207,12 @@ impl Args {
             poll_interval: self.poll_interval,
             drain_timeout: self.drain_timeout,
             min_orch_per_sec: self.min_orch_per_sec,
+            pool_max: self.pool_max,
+            db_latency: self.db_latency,
+            suite: self.suite.clone(),
+            p99_ms: self.p99_ms,
+            max_failed: self.max_failed,
+            rss_growth_mb_per_min: self.rss_growth_mb_per_min,
         }
     }
 }
@@ -137,17 +224,25 @@ mod tests {
 
     #[test]
     fn cli_is_consistent() {
-        Args::command().debug_assert();
+        Cli::command().debug_assert();
     }
 
     #[test]
-    fn parses_agents_and_overrides() {
-        let a = Args::try_parse_from(["coordinator", "--agents", "a:1,b:2", "--duration", "3s", "--tasks", "7"])
+    fn parses_agents_overrides_and_subcommands() {
+        let c = Cli::try_parse_from(["coordinator", "--agents", "a:1,b:2", "--duration", "3s", "--tasks", "7"])
             .expect("parse");
+        assert!(c.command.is_none());
+        let a = c.run;
         assert_eq!(a.agents, ["a:1", "b:2"]);
         assert_eq!(a.overrides().duration, Some(Duration::from_secs(3)));
         assert_eq!(a.overrides().tasks_per_instance, Some(7));
-        assert!(Args::try_parse_from(["coordinator", "--agents", "a:1", "--local", "2"]).is_err());
-        assert!(Args::try_parse_from(["coordinator", "--local", "2", "--duration", "soon"]).is_err());
+        assert!(Cli::try_parse_from(["coordinator", "--agents", "a:1", "--local", "2"]).is_err());
+        assert!(Cli::try_parse_from(["coordinator", "--local", "2", "--duration", "soon"]).is_err());
+        let s = Cli::try_parse_from(["coordinator", "--local", "1", "--suite", "1:1,4:4", "--wait-timeout", "9s"])
+            .expect("suite");
+        assert_eq!(s.run.overrides().suite, Some(vec!["1:1".to_string(), "4:4".to_string()]));
+        assert_eq!(s.run.overrides().drain_timeout, Some(Duration::from_secs(9)));
+        let p = Cli::try_parse_from(["coordinator", "profiles"]).expect("profiles");
+        assert!(matches!(p.command, Some(Command::Profiles { .. })));
     }
 }

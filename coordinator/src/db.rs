@@ -45,6 +45,14 @@ pub async fn xact_counters(provider: &PostgresProvider) -> Result<(u64, u64), Co
     Ok((commit.max(0) as u64, rollback.max(0) as u64))
 }
 
+/// The server's `server_version`.
+pub async fn server_version(provider: &PostgresProvider) -> Result<String, CoordinatorError> {
+    sqlx::query_scalar::<_, String>("SHOW server_version")
+        .fetch_one(provider.pool())
+        .await
+        .map_err(|e| CoordinatorError::Database(one_line(&format!("reading server_version: {e}"))))
+}
+
 /// What the schema says about the run's instances: how many exist, how many
 /// completed exactly once, and any with an unexpected number of executions.
 pub async fn check_run(provider: &PostgresProvider, run_id: &str) -> Result<DbCheck, CoordinatorError> {

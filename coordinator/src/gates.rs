@@ -1,20 +1,39 @@
-//! Must-pass gates, evaluated once on the merged result.
+//! Gates, evaluated once on the merged result.
+//!
+//! Must-pass gates set the exit code: success (100%, or at most `max_failed`
+//! failed or unfinished), no infrastructure or configuration failures, no
+//! start errors, throughput at least the profile's minimum, p99 at most
+//! `p99_ms` when set, and the database agreeing with the agents. Should-gates
+//! (memory growth here, regressions in [`crate::track`]) are warnings unless
+//! the user asks for them to fail the run.
 
 use loadgen_common::config::Profile;
-use loadgen_common::result::{DbCheck, Gate, Section};
+use loadgen_common::result::{AgentReport, DbCheck, Gate, Section};
+
+use crate::report::fmt_ms;
 
 /// Evaluate every must-pass gate.
 pub fn evaluate(profile: &Profile, merged: &Section, db: &DbCheck) -> Vec<Gate> {
     let c = &merged.counts;
     let gate =
         |name: &str, limit: String, value: String, passed: bool| Gate { name: name.into(), limit, value, passed };
-    vec![
-        gate(
+    let not_completed = c.launched.saturating_sub(c.completed);
+    let success = match profile.max_failed {
+        None | Some(0) => gate(
             "success rate",
             "100% of launched completed".into(),
             format!("{:.2}% ({} of {})", c.success_pct(), c.completed, c.launched),
-            c.launched > 0 && c.completed == c.launched,
+            c.launched > 0 && not_completed == 0,
         ),
+        Some(max) => gate(
+            "failed or unfinished",
+            format!("<= {max}"),
+            format!("{not_completed} ({} failed, {} unfinished)", c.failed(), c.unfinished),
+            c.launched > 0 && not_completed <= max,
+        ),
+    };
+    let mut gates = vec![
+        success,
         gate("infrastructure failures", "0".into(), c.failed_infrastructure.to_string(), c.failed_infrastructure == 0),
         gate("configuration failures", "0".into(), c.failed_configuration.to_string(), c.failed_configuration == 0),
         gate("start errors", "0".into(), c.start_errors.to_string(), c.start_errors == 0),
@@ -24,34 +43,66 @@ pub fn evaluate(profile: &Profile, merged: &Section, db: &DbCheck) -> Vec<Gate> 
             format!("{:.2} orch/s", merged.orch_per_sec),
             merged.orch_per_sec >= profile.min_orch_per_sec,
         ),
-        gate(
-            "database agrees",
-            "every launched instance completed exactly once".into(),
-            format!(
-                "{} instances, {} completed once, {} anomalies, {} running, {} failed",
-                db.instances, db.completed_once, db.anomalies, db.running, db.failed
-            ),
-            db.instances == c.launched && db.completed_once == c.completed && db.anomalies == 0 && db.running == 0,
+    ];
+    if let Some(limit) = profile.p99_ms {
+        let p99 = merged.e2e_latency.p99_us;
+        gates.push(gate("p99 latency", format!("<= {limit}ms"), fmt_ms(p99), (p99 as f64) / 1000.0 <= limit));
+    }
+    gates.push(gate(
+        "database agrees",
+        "every launched instance terminal exactly once, none running".into(),
+        format!(
+            "{} instances, {} completed once, {} anomalies, {} running, {} failed",
+            db.instances, db.completed_once, db.anomalies, db.running, db.failed
         ),
-    ]
+        db.instances == c.launched
+            && db.completed_once == c.completed
+            && db.anomalies == 0
+            && db.running == 0
+            && db.failed == c.failed(),
+    ));
+    gates
+}
+
+/// Warnings for agents whose memory grew faster than the profile allows.
+pub fn memory_warnings(profile: &Profile, agents: &[AgentReport]) -> Vec<String> {
+    let Some(limit) = profile.rss_growth_mb_per_min else { return Vec::new() };
+    agents
+        .iter()
+        .filter_map(|a| {
+            let g = a.memory.growth_mb_per_min?;
+            (g > limit).then(|| {
+                format!(
+                    "memory growth: agent {} ({}) grew {g:.2} MB/min (limit {limit} MB/min; {:.1} -> {:.1} MB)",
+                    a.index, a.address, a.memory.start_mb, a.memory.end_mb
+                )
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use loadgen_common::config::find_profile;
-    use loadgen_common::result::Counts;
+    use loadgen_common::histogram::LatencySummary;
+    use loadgen_common::result::{Counts, MemorySummary};
 
     fn section(launched: u64, completed: u64, infra: u64, rate: f64) -> Section {
         Section {
             counts: Counts { launched, completed, failed_infrastructure: infra, ..Default::default() },
             orch_per_sec: rate,
+            e2e_latency: LatencySummary { p99_us: 400_000, ..Default::default() },
             ..Default::default()
         }
     }
 
     fn db(n: u64) -> DbCheck {
         DbCheck { instances: n, completed_once: n, ..Default::default() }
+    }
+
+    fn failed(p: &Profile, s: &Section, d: &DbCheck) -> Vec<String> {
+        evaluate(p, s, d).into_iter().filter(|g| !g.passed).map(|g| g.name).collect()
     }
 
     #[test]
@@ -63,18 +114,43 @@ mod tests {
     #[test]
     fn each_gate_fails_on_its_own_condition() {
         let p = find_profile("high-concurrency").expect("profile"); // min 2.0 orch/s
-        let failed = |s: &Section, d: &DbCheck| -> Vec<String> {
-            evaluate(&p, s, d).into_iter().filter(|g| !g.passed).map(|g| g.name).collect()
+        let one_failed = DbCheck { instances: 10, completed_once: 9, failed: 1, ..Default::default() };
+        assert_eq!(failed(&p, &section(10, 9, 1, 5.0), &one_failed), ["success rate", "infrastructure failures"]);
+        assert_eq!(failed(&p, &section(10, 10, 0, 1.5), &db(10)), ["throughput"]);
+        assert_eq!(failed(&p, &section(10, 10, 0, 5.0), &db(11)), ["database agrees"]);
+        assert_eq!(failed(&p, &section(0, 0, 0, 5.0), &db(0)), ["success rate"]);
+    }
+
+    #[test]
+    fn profile_thresholds_add_and_relax_gates() {
+        let mut p = find_profile("light").expect("light");
+        p.p99_ms = Some(300.0);
+        assert_eq!(failed(&p, &section(10, 10, 0, 5.0), &db(10)), ["p99 latency"]);
+        p.p99_ms = Some(500.0);
+        assert!(failed(&p, &section(10, 10, 0, 5.0), &db(10)).is_empty());
+        // Two application failures allowed: the success gate becomes a count.
+        p.max_failed = Some(2);
+        let mut s = section(10, 8, 0, 5.0);
+        s.counts.failed_application = 2;
+        let d = DbCheck { instances: 10, completed_once: 8, failed: 2, ..Default::default() };
+        assert!(failed(&p, &s, &d).is_empty(), "{:?}", evaluate(&p, &s, &d));
+        let gate = evaluate(&p, &s, &d).into_iter().next().expect("first gate");
+        assert_eq!((gate.name.as_str(), gate.limit.as_str()), ("failed or unfinished", "<= 2"));
+        p.max_failed = Some(1);
+        assert_eq!(failed(&p, &s, &d), ["failed or unfinished"]);
+    }
+
+    #[test]
+    fn memory_growth_above_the_limit_warns() {
+        let mut p = find_profile("soak").expect("soak");
+        p.rss_growth_mb_per_min = Some(5.0);
+        let agent = |g: f64| AgentReport {
+            memory: MemorySummary { growth_mb_per_min: Some(g), ..Default::default() },
+            ..Default::default()
         };
-        assert_eq!(
-            failed(
-                &section(10, 9, 1, 5.0),
-                &DbCheck { instances: 10, completed_once: 9, failed: 1, ..Default::default() }
-            ),
-            ["success rate", "infrastructure failures"]
-        );
-        assert_eq!(failed(&section(10, 10, 0, 1.5), &db(10)), ["throughput"]);
-        assert_eq!(failed(&section(10, 10, 0, 5.0), &db(11)), ["database agrees"]);
-        assert_eq!(failed(&section(0, 0, 0, 5.0), &db(0)), ["success rate"]);
+        assert!(memory_warnings(&p, &[agent(1.0)]).is_empty());
+        let w = memory_warnings(&p, &[agent(1.0), agent(7.5)]);
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("7.50 MB/min"), "{w:?}");
     }
 }

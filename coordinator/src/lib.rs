@@ -5,7 +5,9 @@
 //! HDR histograms exactly, checks the database, and evaluates the gates.
 //!
 //! - [`cli`]: the command line;
-//! - [`run`]: one run from start to teardown;
+//! - [`run`]: the runs of one invocation (one, or a suite);
+//! - [`session`]: the database and agents a coordinator brings up and takes down;
+//! - [`track`]: tracked results over time and regression checks;
 //! - [`agents`]: reaching and checking agents;
 //! - [`local`]: `--local N` agent processes;
 //! - [`db`]: schema creation, database counters, the run's database check;
@@ -23,7 +25,9 @@ pub mod live;
 pub mod local;
 pub mod report;
 pub mod run;
+pub mod session;
+pub mod track;
 
-pub use cli::Args;
+pub use cli::{Args, Cli, Command};
 pub use error::CoordinatorError;
 pub use run::run;

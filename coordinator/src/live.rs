@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use loadgen_common::histogram::{HistogramError, LatencyHistogram};
 use loadgen_common::proto::Progress;
-use loadgen_common::result::Counts;
+use loadgen_common::result::{Counts, MemorySample};
 
 /// Running view of the whole cluster.
 #[derive(Debug)]
@@ -18,6 +18,8 @@ pub struct Live {
     /// Histogram samples received through progress messages, per agent (to
     /// cross-check against the final histograms).
     samples: Vec<u64>,
+    /// Each agent's memory, one sample per progress message.
+    memory: Vec<Vec<MemorySample>>,
 }
 
 impl Live {
@@ -30,6 +32,7 @@ impl Live {
             in_flight: vec![0; agents],
             e2e: LatencyHistogram::new(),
             samples: vec![0; agents],
+            memory: vec![Vec::new(); agents],
         }
     }
 
@@ -46,6 +49,11 @@ impl Live {
         if let Some(f) = self.in_flight.get_mut(i) {
             *f = p.in_flight;
         }
+        if let Some(m) = self.memory.get_mut(i)
+            && p.rss_bytes > 0
+        {
+            m.push(MemorySample { t_s: p.elapsed_ms as f64 / 1000.0, rss_mb: p.rss_bytes as f64 / (1024.0 * 1024.0) });
+        }
         Ok(())
     }
 
@@ -59,6 +67,11 @@ impl Live {
     /// Counts agent `i` reported through its progress messages.
     pub fn streamed_counts(&self, i: usize) -> Option<&Counts> {
         self.per_agent.get(i)
+    }
+
+    /// Memory samples of agent `i`, in time order.
+    pub fn memory(&self, i: usize) -> Vec<MemorySample> {
+        self.memory.get(i).cloned().unwrap_or_default()
     }
 
     /// Latency samples agent `i` reported through its progress messages.
@@ -107,12 +120,14 @@ mod tests {
             e2e_latency: h.encode(),
             start_latency: Vec::new(),
             observed_latency: Vec::new(),
+            rss_bytes: 64 << 20,
         };
         live.progress(0, &p).expect("fold");
         live.progress(1, &p).expect("fold");
         live.lost(1);
         assert_eq!(live.streamed_counts(0).map(|c| c.completed), Some(1));
         assert_eq!(live.streamed_samples(1), 1);
+        assert_eq!(live.memory(0), vec![MemorySample { t_s: 1.0, rss_mb: 64.0 }]);
         let line = live.line();
         assert!(line.contains("completed      2"), "{line}");
         assert!(line.contains("in flight    4"), "{line}");

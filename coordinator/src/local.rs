@@ -55,10 +55,16 @@ pub fn find_agent_binary(explicit: Option<&Path>) -> Result<PathBuf, Coordinator
 
 impl LocalAgents {
     /// Start `n` agents and wait until each has printed its address.
-    pub async fn spawn(n: u32, bin: &Path, database_url: &str, log: &str) -> Result<Self, CoordinatorError> {
+    pub async fn spawn(
+        n: u32,
+        bin: &Path,
+        database_url: &str,
+        log: &str,
+        pool_max: Option<u32>,
+    ) -> Result<Self, CoordinatorError> {
         let mut agents = LocalAgents::default();
         for i in 0..n {
-            match spawn_one(i, bin, database_url, log).await {
+            match spawn_one(i, bin, database_url, log, pool_max).await {
                 Ok(a) => agents.agents.push(a),
                 Err(e) => {
                     agents.stop().await;
@@ -99,10 +105,19 @@ impl LocalAgents {
     }
 }
 
-async fn spawn_one(index: u32, bin: &Path, database_url: &str, log: &str) -> Result<(String, Child), CoordinatorError> {
+async fn spawn_one(
+    index: u32,
+    bin: &Path,
+    database_url: &str,
+    log: &str,
+    pool_max: Option<u32>,
+) -> Result<(String, Child), CoordinatorError> {
     let mut std_cmd = std::process::Command::new(bin);
+    std_cmd.args(["--listen", "127.0.0.1:0"]);
+    if let Some(n) = pool_max {
+        std_cmd.args(["--pool-max", &n.to_string()]);
+    }
     std_cmd
-        .args(["--listen", "127.0.0.1:0"])
         .env("DATABASE_URL", database_url)
         .env("AGENT_LOG", log)
         .stdin(Stdio::null())

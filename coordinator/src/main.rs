@@ -5,15 +5,20 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use loadgen_common::startup;
-use loadgen_coordinator::error::{EXIT_GATES_FAILED, EXIT_OK, EXIT_RUN_FAILED};
-use loadgen_coordinator::{Args, CoordinatorError, report, run};
+use loadgen_coordinator::error::{EXIT_GATES_FAILED, EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE};
+use loadgen_coordinator::run::Outcome;
+use loadgen_coordinator::{Args, Cli, Command, CoordinatorError, report, run, track};
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let cli = Cli::parse();
+    if let Some(Command::Profiles { profile_file }) = &cli.command {
+        return ExitCode::from(list_profiles(profile_file.as_deref()));
+    }
+    let args = cli.run;
     if let Err(e) = startup::init_tracing(&args.log) {
         eprintln!("coordinator: {e}");
-        return ExitCode::from(loadgen_coordinator::error::EXIT_USAGE);
+        return ExitCode::from(EXIT_USAGE);
     }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -25,32 +30,72 @@ fn main() -> ExitCode {
     ExitCode::from(rt.block_on(async_main(args)))
 }
 
+fn list_profiles(file: Option<&std::path::Path>) -> u8 {
+    let text = match file.map(std::fs::read_to_string).transpose() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("coordinator: cannot read profile file: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    match loadgen_common::config::all_profiles(text.as_deref()) {
+        Ok(all) => {
+            let _ = report::render_profiles(&all, &mut std::io::stdout().lock());
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("coordinator: {e}");
+            EXIT_USAGE
+        }
+    }
+}
+
 async fn async_main(args: Args) -> u8 {
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
     tokio::spawn(async move {
         startup::shutdown_signal().await;
-        eprintln!("interrupted; releasing agents and cleaning up (Ctrl-C again does not speed this up)");
+        eprintln!("interrupted; releasing agents and cleaning up");
         signal.cancel();
     });
-    let report = match run(&args, shutdown).await {
-        Ok(r) => r,
+    let mut outcome = match run(&args, shutdown).await {
+        Ok(o) => o,
         Err(e) => {
             eprintln!("coordinator: {e}");
             return e.exit_code();
         }
     };
-    let mut stdout = std::io::stdout().lock();
-    if let Err(e) = report::render_text(&report, &mut stdout).and_then(|()| stdout.flush()) {
+    if let Err(e) = track::finish(&args, &mut outcome) {
+        eprintln!("coordinator: {e}");
+        return e.exit_code();
+    }
+    if let Err(e) = render(&outcome) {
         eprintln!("coordinator: cannot write the summary: {e}");
     }
     if let Some(path) = &args.json {
-        let written = std::fs::File::create(path).and_then(|mut f| report::render_json(&report, &mut f));
+        let written = std::fs::File::create(path).and_then(|mut f| {
+            if outcome.is_suite() {
+                report::render_suite_json(&outcome.profile.name, &outcome.runs, &mut f)
+            } else {
+                outcome.runs.iter().try_for_each(|r| report::render_json(r, &mut f))
+            }
+        });
         if let Err(e) = written {
             let e = CoordinatorError::Output { path: path.display().to_string(), detail: e.to_string() };
             eprintln!("coordinator: {e}");
             return e.exit_code();
         }
     }
-    if report.passed { EXIT_OK } else { EXIT_GATES_FAILED }
+    if outcome.passed() { EXIT_OK } else { EXIT_GATES_FAILED }
+}
+
+fn render(outcome: &Outcome) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    for r in &outcome.runs {
+        report::render_text(r, &mut stdout)?;
+    }
+    if outcome.is_suite() {
+        report::render_suite(&outcome.profile.name, &outcome.runs, &mut stdout)?;
+    }
+    stdout.flush()
 }

@@ -3,9 +3,9 @@
 
 use std::io::{self, Write};
 
-use loadgen_common::config::format_duration;
+use loadgen_common::config::{Profile, format_duration};
 use loadgen_common::histogram::LatencySummary;
-use loadgen_common::result::{RunReport, Section};
+use loadgen_common::result::{RunReport, Section, SuiteReport};
 
 /// Microseconds as milliseconds with one decimal ("12.3ms"), or "-" for none.
 pub fn fmt_ms(us: u64) -> String {
@@ -126,12 +126,231 @@ pub fn render_text(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
         d.completion_queries,
         d.completion_share_pct
     )?;
+    render_memory(r, w)?;
+    if let Some(c) = &r.comparison {
+        writeln!(
+            w,
+            "Compared with {}: throughput {:+.1}% ({:.2} -> {:.2} orch/s), p99 {:+.1}% ({} -> {}){}.",
+            c.against,
+            c.throughput_change_pct,
+            c.baseline_orch_per_sec,
+            r.merged.orch_per_sec,
+            c.p99_change_pct,
+            fmt_ms(c.baseline_p99_us),
+            fmt_ms(r.merged.e2e_latency.p99_us),
+            if c.regressed { ": REGRESSION" } else { "" }
+        )?;
+    }
     writeln!(w)?;
     writeln!(w, "Gates: {}", if r.passed { "PASSED" } else { "FAILED" })?;
     for g in &r.gates {
         writeln!(w, "  [{}] {}: {} (limit {})", if g.passed { "ok" } else { "FAIL" }, g.name, g.value, g.limit)?;
     }
+    for warning in &r.warnings {
+        writeln!(w, "  [warn] {warning}")?;
+    }
     Ok(())
+}
+
+/// Memory of each agent: start, end, peak, growth, and (for runs of a minute
+/// or more) the curve at ten points.
+fn render_memory(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
+    if r.agents.iter().all(|a| a.memory.samples.is_empty()) {
+        return Ok(());
+    }
+    writeln!(w, "Agent memory (RSS):")?;
+    for a in &r.agents {
+        let m = &a.memory;
+        let growth = m.growth_mb_per_min.map_or("n/a (short run)".to_string(), |g| format!("{g:+.2} MB/min"));
+        write!(
+            w,
+            "  agent {}: {:.1} -> {:.1} MB, peak {:.1} MB, growth {growth}",
+            a.index, m.start_mb, m.end_mb, m.peak_mb
+        )?;
+        if m.samples.last().is_some_and(|s| s.t_s >= 60.0) {
+            let points: Vec<String> = (0..10)
+                .filter_map(|i| m.samples.get(i * (m.samples.len() - 1) / 9))
+                .map(|s| format!("{:.0}s:{:.0}", s.t_s, s.rss_mb))
+                .collect();
+            write!(w, "; over time (s:MB) {}", points.join(" "))?;
+        }
+        writeln!(w)?;
+    }
+    Ok(())
+}
+
+/// The comparison table of a suite: one row per run, then the overall verdict.
+pub fn render_suite(profile: &str, runs: &[RunReport], w: &mut dyn Write) -> io::Result<()> {
+    writeln!(w)?;
+    writeln!(w, "Suite {profile}: one run per dispatcher combination, each on a fresh schema")?;
+    writeln!(
+        w,
+        "{:<12} {:<8} {:>9} {:>6} {:>5} {:>6} {:>5} {:>9} {:>9} {:>12} {:>9} {:>9}",
+        "Provider",
+        "Config",
+        "Completed",
+        "Failed",
+        "Infra",
+        "Config",
+        "App",
+        "Success %",
+        "Orch/sec",
+        "Activity/sec",
+        "p50",
+        "p99"
+    )?;
+    for r in runs {
+        let c = &r.merged.counts;
+        writeln!(
+            w,
+            "{:<12} {:<8} {:>9} {:>6} {:>5} {:>6} {:>5} {:>9.2} {:>9.2} {:>12.2} {:>9} {:>9}",
+            "duroxide-pg",
+            r.profile.dispatchers(),
+            c.completed,
+            c.failed(),
+            c.failed_infrastructure,
+            c.failed_configuration,
+            c.failed_application,
+            c.success_pct(),
+            r.merged.orch_per_sec,
+            r.merged.activities_per_sec,
+            fmt_ms(r.merged.e2e_latency.p50_us),
+            fmt_ms(r.merged.e2e_latency.p99_us)
+        )?;
+    }
+    let failed: Vec<String> = runs.iter().filter(|r| !r.passed).map(|r| r.profile.dispatchers()).collect();
+    if failed.is_empty() {
+        writeln!(w, "Suite gates: PASSED (every run passed its gates)")
+    } else {
+        writeln!(w, "Suite gates: FAILED in {}", failed.join(", "))
+    }
+}
+
+/// One tracked run as a markdown section (appended to the per-host results file).
+pub fn render_markdown(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
+    let p = &r.profile;
+    let e = &r.environment;
+    let m = &r.merged;
+    writeln!(w, "## {} · {} · {} · {} agent(s)\n", r.started_at, p.name, p.dispatchers(), r.agents.len())?;
+    writeln!(
+        w,
+        "- commit `{}` on `{}`; machine `{}` ({} CPUs); PostgreSQL {}; environment: {}",
+        e.commit.as_deref().unwrap_or("-"),
+        e.branch.as_deref().unwrap_or("-"),
+        e.machine,
+        e.cpus,
+        e.postgres_version,
+        if e.cloud { "cloud/remote" } else { "local" }
+    )?;
+    writeln!(
+        w,
+        "- configuration: {} in flight, {} of load, fanout {} x {}, dispatchers {} x {} runtime(s)/agent, pool {}, db latency {}",
+        p.max_concurrent,
+        format_duration(p.duration),
+        p.tasks_per_instance,
+        format_duration(p.activity_delay),
+        p.dispatchers(),
+        p.runtimes_per_agent,
+        p.pool_max.map_or("default".into(), |n| n.to_string()),
+        if p.db_latency.is_zero() { "none".into() } else { format_duration(p.db_latency) }
+    )?;
+    writeln!(
+        w,
+        "- key metrics: **{:.2} orch/s**, {:.1} activities/s, p50 {}, p99 {}, max {}, success {:.2}%, {:.1} commits/orchestration",
+        m.orch_per_sec,
+        m.activities_per_sec,
+        fmt_ms(m.e2e_latency.p50_us),
+        fmt_ms(m.e2e_latency.p99_us),
+        fmt_ms(m.e2e_latency.max_us),
+        m.counts.success_pct(),
+        r.db_load.commits_per_orchestration
+    )?;
+    if let Some(c) = &r.comparison {
+        writeln!(
+            w,
+            "- compared with {}: throughput {:+.1}%, p99 {:+.1}%{}",
+            c.against,
+            c.throughput_change_pct,
+            c.p99_change_pct,
+            if c.regressed { " — **regression**" } else { "" }
+        )?;
+    }
+    for warning in &r.warnings {
+        writeln!(w, "- warning: {warning}")?;
+    }
+    writeln!(w, "- gates: {}\n", if r.passed { "passed" } else { "**FAILED**" })?;
+    writeln!(w, "| agent | launched | completed | failed | infra | orch/s | act/s | p50 | p99 | max |")?;
+    writeln!(w, "|---|---|---|---|---|---|---|---|---|---|")?;
+    let row = |w: &mut dyn Write, label: &str, s: &Section| {
+        writeln!(
+            w,
+            "| {label} | {} | {} | {} | {} | {:.2} | {:.1} | {} | {} | {} |",
+            s.counts.launched,
+            s.counts.completed,
+            s.counts.failed(),
+            s.counts.failed_infrastructure,
+            s.orch_per_sec,
+            s.activities_per_sec,
+            fmt_ms(s.e2e_latency.p50_us),
+            fmt_ms(s.e2e_latency.p99_us),
+            fmt_ms(s.e2e_latency.max_us)
+        )
+    };
+    for a in &r.agents {
+        row(w, &format!("{} {}", a.index, a.address), &a.section)?;
+    }
+    row(w, "**merged**", m)?;
+    writeln!(w)
+}
+
+/// The profiles and their gates, as `coordinator profiles` lists them.
+pub fn render_profiles(profiles: &[Profile], w: &mut dyn Write) -> io::Result<()> {
+    writeln!(
+        w,
+        "{:<17} {:>8} {:>8} {:>5} {:>6} {:<14} {:>4} {:>5} {:>7}  {:<44} description",
+        "profile", "in-flt", "duration", "tasks", "delay", "dispatchers", "rt", "pool", "db-lat", "gates"
+    )?;
+    for p in profiles {
+        let dispatchers = if p.suite.is_empty() { p.dispatchers() } else { p.suite.join(",") };
+        let mut gates = vec![format!(">={} orch/s", p.min_orch_per_sec)];
+        if let Some(v) = p.p99_ms {
+            gates.push(format!("p99<={v}ms"));
+        }
+        gates.push(match p.max_failed {
+            Some(n) if n > 0 => format!("failed<={n}"),
+            _ => "100% success".into(),
+        });
+        if let Some(v) = p.rss_growth_mb_per_min {
+            gates.push(format!("warn RSS>{v}MB/min"));
+        }
+        writeln!(
+            w,
+            "{:<17} {:>8} {:>8} {:>5} {:>6} {:<14} {:>4} {:>5} {:>7}  {:<44} {}",
+            p.name,
+            p.max_concurrent,
+            format_duration(p.duration),
+            p.tasks_per_instance,
+            format_duration(p.activity_delay),
+            dispatchers,
+            p.runtimes_per_agent,
+            p.pool_max.map_or("-".into(), |n| n.to_string()),
+            if p.db_latency.is_zero() { "-".into() } else { format_duration(p.db_latency) },
+            gates.join(", "),
+            p.description
+        )?;
+    }
+    writeln!(
+        w,
+        "\nAll profiles also gate on 0 infrastructure/configuration failures, 0 start errors and the database check."
+    )
+}
+
+/// A suite's JSON: the runs and the overall verdict.
+pub fn render_suite_json(profile: &str, runs: &[RunReport], w: &mut dyn Write) -> io::Result<()> {
+    let suite =
+        SuiteReport { profile: profile.to_string(), runs: runs.to_vec(), passed: runs.iter().all(|r| r.passed) };
+    serde_json::to_writer_pretty(&mut *w, &suite).map_err(io::Error::other)?;
+    writeln!(w)
 }
 
 /// The full report as pretty JSON.
@@ -176,7 +395,9 @@ mod tests {
                 address: "127.0.0.1:1".into(),
                 hostname: "h".into(),
                 concurrency: 10,
+                pool_max: 10,
                 section: section.clone(),
+                memory: Default::default(),
             }],
             merged: section,
             db_check: DbCheck { instances: 12, completed_once: 12, ..Default::default() },
@@ -188,7 +409,38 @@ mod tests {
                 passed: true,
             }],
             passed: true,
+            warnings: vec!["memory growth: agent 0 grew 9.00 MB/min".into()],
+            comparison: None,
+            environment: Default::default(),
         }
+    }
+
+    #[test]
+    fn suite_markdown_and_profiles_render() {
+        let r = report();
+        let mut out = Vec::new();
+        render_suite("suite", &[r.clone(), r.clone()], &mut out).expect("suite");
+        let text = String::from_utf8(out).expect("utf8");
+        assert!(
+            text.contains("Provider") && text.contains("Activity/sec") && text.contains("Suite gates: PASSED"),
+            "{text}"
+        );
+        assert_eq!(text.lines().filter(|l| l.starts_with("duroxide-pg")).count(), 2, "{text}");
+        let mut out = Vec::new();
+        render_markdown(&r, &mut out).expect("markdown");
+        let md = String::from_utf8(out).expect("utf8");
+        assert!(md.starts_with("## 2026-11-26T00:00:00Z · light · 2:2 · 1 agent(s)"), "{md}");
+        assert!(md.contains("| **merged** | 12 | 12 |"), "{md}");
+        assert!(md.contains("- warning: memory growth"), "{md}");
+        let mut out = Vec::new();
+        render_profiles(&loadgen_common::config::builtin_profiles(), &mut out).expect("profiles");
+        let list = String::from_utf8(out).expect("utf8");
+        assert!(list.lines().any(|l| l.starts_with("suite") && l.contains("1:1,2:2,4:4")), "{list}");
+        assert!(list.lines().any(|l| l.starts_with("pool-stress") && l.contains(" 5 ")), "{list}");
+        assert!(
+            list.lines().any(|l| l.starts_with("high-latency") && l.contains("50ms") && l.contains(">=0.5 orch/s")),
+            "{list}"
+        );
     }
 
     #[test]
@@ -201,6 +453,7 @@ mod tests {
         assert!(text.lines().any(|l| l.starts_with("merged") && l.contains("340.5ms")), "{text}");
         assert!(text.contains("Gates: PASSED"), "{text}");
         assert!(text.contains("[ok] throughput: 2.00 orch/s"), "{text}");
+        assert!(text.contains("[warn] memory growth"), "{text}");
     }
 
     #[test]

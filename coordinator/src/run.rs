@@ -1,217 +1,173 @@
-//! One run from start to finish: resolve the plan, bring up the database and
-//! agents, prepare the schema, start every agent at one instant, follow their
-//! progress, merge their histograms, check the database, and tear everything
-//! down again on every path (success, error, Ctrl-C).
+//! Runs from start to finish: resolve the plan, open the session (database
+//! and agents), then for each run of the profile (one, or one per suite
+//! combination): prepare a fresh schema, start every agent at one instant,
+//! follow their progress, merge their histograms, check the database, and
+//! drop the schema. The session is closed on every path (success, error, Ctrl-C).
 
 use std::time::{Duration, Instant};
 
-use duroxide_pg::PostgresProvider;
 use loadgen_common::apportion::split_budget;
-use loadgen_common::config::{Profile, SCENARIO_FANOUT, find_profile};
-use loadgen_common::embedded_pg::EmbeddedPostgres;
+use loadgen_common::config::{Profile, SCENARIO_FANOUT, select_profile};
 use loadgen_common::histogram::LatencyHistogram;
 use loadgen_common::proto::{self, run_event};
-use loadgen_common::result::{AgentReport, Counts, DbLoad, Histograms, RunReport, Section};
+use loadgen_common::result::{
+    AgentReport, Counts, DbLoad, Environment, Histograms, MemorySample, MemorySummary, RunReport, Section,
+};
 use loadgen_common::schema::{new_run_id, schema_for_run};
 use loadgen_common::secret;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::agents::{AgentLink, connect_all, parse_agent_list};
+use crate::agents::AgentLink;
 use crate::cli::Args;
 use crate::db;
 use crate::error::CoordinatorError;
 use crate::gates;
 use crate::live::Live;
-use crate::local::{LocalAgents, find_agent_binary};
+use crate::session::{Session, plan_agents};
 
 /// Delay between sending Run to every agent and the common start instant.
 const START_DELAY: Duration = Duration::from_millis(500);
 /// Bound on Prepare (connecting, verifying the schema, starting runtimes).
 const PREPARE_TIMEOUT: Duration = Duration::from_secs(90);
-/// Bound on Release (stopping the driver and shutting runtimes down).
-const RELEASE_TIMEOUT: Duration = Duration::from_secs(45);
 /// Slack on top of duration + drain timeout before the run is declared hung.
 const RUN_SLACK: Duration = Duration::from_secs(30);
 
-/// Everything a run brings up, so that teardown can take it down on any path.
-#[derive(Default)]
-struct Resources {
-    embedded: Option<EmbeddedPostgres>,
-    local: Option<LocalAgents>,
-    links: Vec<AgentLink>,
-    run_id: String,
-    schema_owner: Option<PostgresProvider>,
+/// What the runs of one invocation produced.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The resolved profile (a suite keeps its combination list here).
+    pub profile: Profile,
+    /// One report per run, in order.
+    pub runs: Vec<RunReport>,
 }
 
-impl Resources {
-    async fn release_agents(&mut self) -> Vec<u64> {
-        let mut set = tokio::task::JoinSet::new();
-        for l in &self.links {
-            let mut client = l.client.clone();
-            let (index, address, run_id) = (l.index, l.address.clone(), self.run_id.clone());
-            set.spawn(async move {
-                let mut req = tonic::Request::new(proto::ReleaseRequest { run_id });
-                req.set_timeout(RELEASE_TIMEOUT);
-                match client.release(req).await {
-                    Ok(r) => (index, r.into_inner().late_activities),
-                    Err(s) => {
-                        tracing::warn!(agent = %address, error = %s.message(), "release failed");
-                        (index, 0)
-                    }
-                }
-            });
-        }
-        let mut late = vec![0; self.links.len()];
-        while let Some(Ok((i, n))) = set.join_next().await {
-            if let Some(slot) = late.get_mut(i as usize) {
-                *slot = n;
-            }
-        }
-        late
+impl Outcome {
+    /// True when the profile is a suite (several runs compared).
+    pub fn is_suite(&self) -> bool {
+        !self.profile.suite.is_empty()
     }
 
-    async fn teardown(&mut self, keep_schema: bool) {
-        if !self.links.is_empty() {
-            self.release_agents().await;
-            self.links.clear();
-        }
-        if let Some(provider) = self.schema_owner.take() {
-            if keep_schema {
-                if self.embedded.is_some() {
-                    eprintln!(
-                        "note: --keep-schema has no lasting effect on the throwaway database, which is removed now"
-                    );
-                } else {
-                    eprintln!("schema {} kept", provider.schema_name());
-                }
-            } else if let Err(e) = db::drop_schema(&provider).await {
-                eprintln!("warning: {e}; drop it by hand: DROP SCHEMA {} CASCADE", provider.schema_name());
-            }
-        }
-        if let Some(mut local) = self.local.take() {
-            local.stop().await;
-        }
-        if let Some(mut pg) = self.embedded.take() {
-            tokio::task::spawn_blocking(move || pg.stop()).await.ok();
-        }
+    /// True when every run passed its gates.
+    pub fn passed(&self) -> bool {
+        self.runs.iter().all(|r| r.passed)
     }
 }
 
-/// Carry out one run as `args` describe. Returns the report (gates included)
-/// or why the run could not be carried out. Cancelling `shutdown` interrupts
-/// it; resources are released on every path.
-pub async fn run(args: &Args, shutdown: CancellationToken) -> Result<RunReport, CoordinatorError> {
+/// Resolve the profile from --profile, --profile-file and the overrides.
+pub fn resolve_profile(args: &Args) -> Result<Profile, CoordinatorError> {
+    let file_text = match &args.profile_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| CoordinatorError::Usage(format!("cannot read profile file {}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
+    let profile = select_profile(args.profile.as_deref(), file_text.as_deref())?;
+    Ok(profile.with_overrides(&args.overrides())?)
+}
+
+/// Carry out the runs `args` describe. Returns their reports (gates included)
+/// or why they could not be carried out. Cancelling `shutdown` interrupts;
+/// everything brought up is taken down on every path.
+pub async fn run(args: &Args, shutdown: CancellationToken) -> Result<Outcome, CoordinatorError> {
     // Everything that can be checked before touching a database or agent.
-    let profile = find_profile(&args.profile)?.with_overrides(&args.overrides())?;
+    let profile = resolve_profile(args)?;
+    let runs = profile.expand()?;
     if args.completion_poll.is_zero() {
         return Err(CoordinatorError::Usage("--completion-poll must be positive".into()));
     }
-    let addresses = match args.local {
-        Some(0) => return Err(CoordinatorError::Usage("--local needs at least 1 agent".into())),
-        Some(n) => {
-            find_agent_binary(args.agent_bin.as_deref())?;
-            vec![String::new(); n as usize]
-        }
-        None => {
-            if args.database_url.is_none() {
-                return Err(CoordinatorError::Usage(
-                    "--agents needs --database-url (or DATABASE_URL): the coordinator prepares the schema the remote agents use".into(),
-                ));
-            }
-            parse_agent_list(&args.agents)?
-        }
-    };
+    let addresses = plan_agents(args)?;
     let slices = split_budget(profile.max_concurrent, addresses.len())?;
 
-    let mut res = Resources { run_id: new_run_id(), ..Default::default() };
-    let outcome = tokio::select! {
-        r = execute(args, &profile, &slices, addresses, &mut res) => r,
+    let mut session = Session::default();
+    let result = tokio::select! {
+        r = execute(args, &runs, &slices, addresses, &mut session) => r,
         _ = shutdown.cancelled() => Err(CoordinatorError::Interrupted),
     };
-    res.teardown(args.keep_schema).await;
-    outcome
+    session.close().await;
+    result.map(|runs| Outcome { profile, runs })
 }
 
 async fn execute(
     args: &Args,
-    profile: &Profile,
+    runs: &[Profile],
     slices: &[u64],
     addresses: Vec<String>,
-    res: &mut Resources,
+    session: &mut Session,
+) -> Result<Vec<RunReport>, CoordinatorError> {
+    let first = runs.first().ok_or_else(|| CoordinatorError::Usage("the profile expands to no run".into()))?;
+    session.open(args, first, addresses).await?;
+    let mut reports = Vec::with_capacity(runs.len());
+    for (i, profile) in runs.iter().enumerate() {
+        if runs.len() > 1 {
+            eprintln!("\n=== suite run {} of {}: dispatchers {} ===", i + 1, runs.len(), profile.dispatchers());
+        }
+        let report = run_once(session, profile, slices, args).await?;
+        session.end_run().await;
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+/// One run on a fresh schema.
+async fn run_once(
+    session: &mut Session,
+    profile: &Profile,
+    slices: &[u64],
+    args: &Args,
 ) -> Result<RunReport, CoordinatorError> {
-    let (url, database) = match &args.database_url {
-        Some(u) => (u.clone(), secret::mask_url(u)),
-        None => {
-            let pg = EmbeddedPostgres::start().await?;
-            let url = pg.url().to_string();
-            let label = format!("throwaway Postgres on 127.0.0.1:{}", pg.port());
-            eprintln!("no --database-url given: started a {label} (removed at exit)");
-            res.embedded = Some(pg);
-            (url, label)
-        }
-    };
-    let addresses = match args.local {
-        Some(n) => {
-            let bin = find_agent_binary(args.agent_bin.as_deref())?;
-            let local = LocalAgents::spawn(n, &bin, &url, &args.log).await?;
-            let addrs = local.addresses();
-            res.local = Some(local);
-            addrs
-        }
-        None => addresses,
-    };
-    res.links = connect_all(&addresses).await?;
-    let schema = schema_for_run(&res.run_id);
-    let provider = db::create_schema(&url, &schema).await?;
+    let run_id = new_run_id();
+    let schema = schema_for_run(&run_id);
+    let url = session.url.clone();
     let scrub = |e: CoordinatorError| match e {
         CoordinatorError::Database(m) => CoordinatorError::Database(secret::scrub(&m, &url)),
         other => other,
     };
-    let (commits0, rollbacks0) = db::xact_counters(&provider).await.map_err(scrub)?;
-    res.schema_owner = Some(provider);
+    let provider = session.begin_run(&run_id, &schema).await?;
+    let (commits0, rollbacks0) = db::xact_counters(provider).await.map_err(scrub)?;
+    let postgres_version = db::server_version(provider).await.unwrap_or_default();
     eprintln!(
-        "run {} on schema {schema}: {} agent(s), {} in flight ({}), {} of load",
-        res.run_id,
-        res.links.len(),
+        "run {run_id} on schema {schema}: {} agent(s), {} in flight ({}), {} of load",
+        session.links.len(),
         profile.max_concurrent,
         slices.iter().map(u64::to_string).collect::<Vec<_>>().join("+"),
         loadgen_common::config::format_duration(profile.duration)
     );
 
-    prepare_all(&res.links, &res.run_id, &schema, profile, slices, args.completion_poll).await?;
+    prepare_all(&session.links, &run_id, &schema, profile, slices, args.completion_poll).await?;
     let started_at = chrono::Utc::now() + START_DELAY;
-    let streams = start_all(&res.links, &res.run_id).await?;
+    let streams = start_all(&session.links, &run_id).await?;
     let started = Instant::now() + START_DELAY;
-    let results =
-        follow(&res.links, streams, started, profile.duration + profile.drain_timeout + START_DELAY + RUN_SLACK)
-            .await?;
-    let late = res.release_agents().await;
+    let bound = profile.duration + profile.drain_timeout + START_DELAY + RUN_SLACK;
+    let results = follow(&session.links, streams, started, bound).await?;
+    let late = session.release_agents(&run_id).await;
 
-    let Some(provider) = res.schema_owner.as_ref() else {
+    let Some((_, provider)) = session.current.as_ref() else {
         return Err(CoordinatorError::Database("schema owner missing".into()));
     };
     let (commits1, rollbacks1) = db::xact_counters(provider).await.map_err(scrub)?;
-    let db_check = db::check_run(provider, &res.run_id).await.map_err(scrub)?;
+    let db_check = db::check_run(provider, &run_id).await.map_err(scrub)?;
 
     // Per-agent sections and the exact merge.
     let mut agents = Vec::with_capacity(results.len());
     let mut merged_counts = Counts::default();
     let mut merged_hist = Histograms::default();
     let mut elapsed_max: f64 = 0.0;
-    for ((link, (result, _)), late) in res.links.iter().zip(&results).zip(late) {
+    for ((link, followed), late) in session.links.iter().zip(results).zip(late) {
         let decode = |bytes: &[u8]| {
             LatencyHistogram::decode(bytes)
                 .map_err(|e| CoordinatorError::agent(&link.address, format!("bad histogram: {e}")))
         };
+        let r = &followed.result;
         let hist = Histograms {
-            e2e: decode(&result.e2e_latency)?,
-            observed: decode(&result.observed_latency)?,
-            start: decode(&result.start_latency)?,
+            e2e: decode(&r.e2e_latency)?,
+            observed: decode(&r.observed_latency)?,
+            start: decode(&r.start_latency)?,
         };
-        let mut counts: Counts = result.totals.as_ref().map(Counts::from).unwrap_or_default();
+        let mut counts: Counts = r.totals.as_ref().map(Counts::from).unwrap_or_default();
         counts.activities += late;
-        let elapsed_s = result.elapsed_ms as f64 / 1000.0;
+        let elapsed_s = r.elapsed_ms as f64 / 1000.0;
         elapsed_max = elapsed_max.max(elapsed_s);
         merged_counts.add(&counts);
         merged_hist.merge(&hist).map_err(|e| CoordinatorError::agent(&link.address, e))?;
@@ -220,7 +176,9 @@ async fn execute(
             address: link.address.clone(),
             hostname: link.hello.hostname.clone(),
             concurrency: slices.get(link.index as usize).copied().unwrap_or(0),
+            pool_max: link.hello.pool_max,
             section: Section::new(counts, elapsed_s, &hist),
+            memory: MemorySummary::from_samples(followed.memory),
         });
     }
     let merged = Section::new(merged_counts, elapsed_max, &merged_hist);
@@ -238,15 +196,16 @@ async fn execute(
         generator_share_pct: pct(generator_calls),
     };
     let gates = gates::evaluate(profile, &merged, &db_check);
-    let first = res.links.first().map(|l| l.hello.clone()).unwrap_or_default();
+    let warnings = gates::memory_warnings(profile, &agents);
+    let hello = session.links.first().map(|l| l.hello.clone()).unwrap_or_default();
     Ok(RunReport {
         tool_version: loadgen_common::TOOL_VERSION.to_string(),
-        run_id: res.run_id.clone(),
+        run_id: run_id.clone(),
         schema,
         started_at: started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        database,
-        duroxide_version: first.duroxide_version,
-        duroxide_pg_version: first.duroxide_pg_version,
+        database: session.database.clone(),
+        duroxide_version: hello.duroxide_version,
+        duroxide_pg_version: hello.duroxide_pg_version,
         profile: profile.clone(),
         agents,
         passed: gates.iter().all(|g| g.passed),
@@ -254,6 +213,17 @@ async fn execute(
         merged,
         db_check,
         db_load,
+        warnings,
+        comparison: None,
+        environment: Environment {
+            db_host: session.db_host.clone(),
+            cloud: args.track_cloud,
+            commit: None,
+            branch: None,
+            machine: loadgen_common::process::hostname(),
+            cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            postgres_version,
+        },
     })
 }
 
@@ -288,6 +258,7 @@ async fn prepare_all(
             duration_ms: ms(profile.duration),
             drain_timeout_ms: ms(profile.drain_timeout),
             completion_poll_ms: ms(completion_poll).max(1),
+            db_latency_us: u64::try_from(profile.db_latency.as_micros()).unwrap_or(u64::MAX),
         };
         let mut client = l.client.clone();
         let address = l.address.clone();
@@ -339,14 +310,20 @@ enum StreamEvent {
     Ended,
 }
 
+/// What one agent delivered in a run.
+struct Followed {
+    result: proto::AgentResult,
+    memory: Vec<MemorySample>,
+}
+
 /// Follow every agent's stream until each has sent its result; print a live
-/// line every second. Returns each agent's result with its stream counts.
+/// line every second.
 async fn follow(
     links: &[AgentLink],
     streams: Vec<EventStream>,
     started: Instant,
     bound: Duration,
-) -> Result<Vec<(proto::AgentResult, Counts)>, CoordinatorError> {
+) -> Result<Vec<Followed>, CoordinatorError> {
     let n = links.len();
     let (tx, mut rx) = mpsc::channel::<(usize, StreamEvent)>(256);
     for (i, mut stream) in streams.into_iter().enumerate() {
@@ -413,7 +390,7 @@ async fn follow(
         if streamed != totals || live.streamed_samples(i) != samples {
             tracing::warn!(agent = %address, ?streamed, ?totals, "progress stream and final result disagree");
         }
-        out.push((r, streamed));
+        out.push(Followed { result: r, memory: live.memory(i) });
     }
     Ok(out)
 }

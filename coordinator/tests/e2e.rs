@@ -146,7 +146,7 @@ fn bad_input_fails_with_one_clear_line_and_leaves_nothing() {
         (
             &["--local", "1", "--profile", "nope"],
             2,
-            "unknown profile \"nope\" (known: light, standard, production, high-concurrency)",
+            "unknown profile \"nope\" (known: light, standard, production, high-concurrency, pool-stress, soak, high-latency, suite)",
         ),
         (&["--local", "3", "--max-concurrent", "2"], 2, "budget 2 is smaller than the number of agents (3)"),
         (&["--local", "0"], 2, "--local needs at least 1 agent"),

@@ -1,0 +1,177 @@
+//! What a coordinator brings up for its runs and must take down on every path:
+//! the database (URL or throwaway cluster), the agents (local processes or
+//! connections to remote ones), and the schema of the run in progress.
+
+use duroxide_pg::PostgresProvider;
+use loadgen_common::config::Profile;
+use loadgen_common::dburl::DbUrl;
+use loadgen_common::embedded_pg::EmbeddedPostgres;
+use loadgen_common::proto;
+use loadgen_common::secret;
+use std::time::Duration;
+
+use crate::agents::{AgentLink, connect_all};
+use crate::cli::Args;
+use crate::db;
+use crate::error::CoordinatorError;
+use crate::local::{LocalAgents, find_agent_binary};
+
+/// Bound on Release (stopping the driver and shutting runtimes down).
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// Database, agents and the current run's schema.
+#[derive(Default)]
+pub struct Session {
+    pub embedded: Option<EmbeddedPostgres>,
+    pub local: Option<LocalAgents>,
+    pub links: Vec<AgentLink>,
+    /// The database URL (secret: never print it; see `database`).
+    pub url: String,
+    /// How reports name the database (password masked).
+    pub database: String,
+    /// File-name-safe database host label for tracking.
+    pub db_host: String,
+    /// Run id and schema owner of the run in progress.
+    pub current: Option<(String, PostgresProvider)>,
+    pub keep_schema: bool,
+}
+
+impl Session {
+    /// Bring up the database and the agents, and check the agents can run `profile`.
+    pub async fn open(
+        &mut self,
+        args: &Args,
+        profile: &Profile,
+        addresses: Vec<String>,
+    ) -> Result<(), CoordinatorError> {
+        self.keep_schema = args.keep_schema;
+        match &args.database_url {
+            Some(u) => {
+                self.url = u.clone();
+                self.database = secret::mask_url(u);
+                self.db_host = DbUrl::parse(u).map_err(|e| CoordinatorError::Usage(e.to_string()))?.host_label();
+            }
+            None => {
+                let pg = EmbeddedPostgres::start().await?;
+                self.url = pg.url().to_string();
+                self.database = format!("throwaway Postgres on 127.0.0.1:{}", pg.port());
+                self.db_host = "embedded".into();
+                eprintln!("no --database-url given: started a {} (removed at exit)", self.database);
+                self.embedded = Some(pg);
+            }
+        }
+        let addresses = match args.local {
+            Some(n) => {
+                let bin = find_agent_binary(args.agent_bin.as_deref())?;
+                let local = LocalAgents::spawn(n, &bin, &self.url, &args.log, profile.pool_max).await?;
+                let addrs = local.addresses();
+                self.local = Some(local);
+                addrs
+            }
+            None => addresses,
+        };
+        self.links = connect_all(&addresses).await?;
+        if let Some(want) = profile.pool_max {
+            for l in &self.links {
+                if l.hello.pool_max != want {
+                    return Err(CoordinatorError::agent(
+                        &l.address,
+                        format!(
+                            "runs with a connection pool of {}, the profile needs {want}: restart it with --pool-max {want} (or DUROXIDE_PG_POOL_MAX={want})",
+                            l.hello.pool_max
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Create and migrate the schema of a new run.
+    pub async fn begin_run(&mut self, run_id: &str, schema: &str) -> Result<&PostgresProvider, CoordinatorError> {
+        let provider = db::create_schema(&self.url, schema).await?;
+        let (_, p) = self.current.insert((run_id.to_string(), provider));
+        Ok(p)
+    }
+
+    /// Release every agent from `run_id`; returns each agent's late activity count.
+    pub async fn release_agents(&self, run_id: &str) -> Vec<u64> {
+        let mut set = tokio::task::JoinSet::new();
+        for l in &self.links {
+            let mut client = l.client.clone();
+            let (index, address, run_id) = (l.index, l.address.clone(), run_id.to_string());
+            set.spawn(async move {
+                let mut req = tonic::Request::new(proto::ReleaseRequest { run_id });
+                req.set_timeout(RELEASE_TIMEOUT);
+                match client.release(req).await {
+                    Ok(r) => (index, r.into_inner().late_activities),
+                    Err(s) => {
+                        tracing::warn!(agent = %address, error = %s.message(), "release failed");
+                        (index, 0)
+                    }
+                }
+            });
+        }
+        let mut late = vec![0; self.links.len()];
+        while let Some(Ok((i, n))) = set.join_next().await {
+            if let Some(slot) = late.get_mut(i as usize) {
+                *slot = n;
+            }
+        }
+        late
+    }
+
+    /// Drop (or keep) the current run's schema.
+    pub async fn end_run(&mut self) {
+        let Some((_, provider)) = self.current.take() else { return };
+        if self.keep_schema {
+            if self.embedded.is_some() {
+                eprintln!(
+                    "note: --keep-schema has no lasting effect on the throwaway database, which is removed at exit"
+                );
+            } else {
+                eprintln!("schema {} kept", provider.schema_name());
+            }
+        } else if let Err(e) = db::drop_schema(&provider).await {
+            eprintln!("warning: {e}; drop it by hand: DROP SCHEMA {} CASCADE", provider.schema_name());
+        }
+    }
+
+    /// Release agents, drop the current schema, stop local agents and the
+    /// throwaway database. Safe to call on any path, more than once.
+    pub async fn close(&mut self) {
+        if let Some((run_id, _)) = &self.current {
+            let run_id = run_id.clone();
+            self.release_agents(&run_id).await;
+        }
+        self.end_run().await;
+        self.links.clear();
+        if let Some(mut local) = self.local.take() {
+            local.stop().await;
+        }
+        if let Some(mut pg) = self.embedded.take() {
+            tokio::task::spawn_blocking(move || pg.stop()).await.ok();
+        }
+    }
+}
+
+/// Check the flags that need no database or agent: returns the agent addresses
+/// (placeholders for --local).
+pub fn plan_agents(args: &Args) -> Result<Vec<String>, CoordinatorError> {
+    match args.local {
+        Some(0) => Err(CoordinatorError::Usage("--local needs at least 1 agent".into())),
+        Some(n) => {
+            find_agent_binary(args.agent_bin.as_deref())?;
+            Ok(vec![String::new(); n as usize])
+        }
+        None => {
+            if args.database_url.is_none() {
+                return Err(CoordinatorError::Usage(
+                    "--agents needs --database-url (or DATABASE_URL): the coordinator prepares the schema the remote agents use"
+                        .into(),
+                ));
+            }
+            crate::agents::parse_agent_list(&args.agents)
+        }
+    }
+}
