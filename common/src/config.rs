@@ -271,7 +271,8 @@ impl Profile {
     }
 
     /// The runs this profile stands for: itself, or one per suite combination
-    /// (with the suite cleared and the dispatchers set).
+    /// (the dispatchers set, and `suite` narrowed to that one combination so
+    /// the run still says it belongs to a suite).
     pub fn expand(&self) -> Result<Vec<Profile>, ConfigError> {
         if self.suite.is_empty() {
             return Ok(vec![self.clone()]);
@@ -280,7 +281,7 @@ impl Profile {
             .iter()
             .map(|combo| {
                 let (o, w) = parse_dispatchers(combo)?;
-                Ok(Profile { orch_concurrency: o, worker_concurrency: w, suite: Vec::new(), ..self.clone() })
+                Ok(Profile { orch_concurrency: o, worker_concurrency: w, suite: vec![combo.clone()], ..self.clone() })
             })
             .collect()
     }

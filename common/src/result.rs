@@ -285,6 +285,9 @@ pub struct Comparison {
     pub p99_change_pct: f64,
     /// Throughput dropped more than 20% or p99 rose more than 50%.
     pub regressed: bool,
+    /// Configuration that differs from the baseline's (empty: same configuration).
+    #[serde(default)]
+    pub config_differences: Vec<String>,
 }
 
 /// The whole result of a run.
@@ -317,23 +320,33 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    /// Identity of the configuration: runs with equal keys are comparable.
+    /// Runs with equal keys are comparable: the same profile (and suite
+    /// combination) against the same database host and environment. Other
+    /// configuration changes are reported by [`Self::config_differences`], not
+    /// hidden by refusing the comparison.
     pub fn comparable_key(&self) -> String {
-        let p = &self.profile;
-        format!(
-            "{}|{}|mc{}|t{}|d{}|r{}|pool{}|lat{}|agents{}|{}|cloud{}",
-            p.name,
-            p.dispatchers(),
-            p.max_concurrent,
-            p.tasks_per_instance,
-            p.activity_delay.as_micros(),
-            p.runtimes_per_agent,
-            p.pool_max.map_or("-".to_string(), |n| n.to_string()),
-            p.db_latency.as_micros(),
-            self.agents.len(),
-            self.environment.db_host,
-            self.environment.cloud
-        )
+        let combo = if self.profile.suite.is_empty() { String::new() } else { self.profile.dispatchers() };
+        format!("{}|{combo}|{}|cloud={}", self.profile.name, self.environment.db_host, self.environment.cloud)
+    }
+
+    /// How this run's configuration differs from `other`'s ("dispatchers 2:2 -> 1:1").
+    pub fn config_differences(&self, other: &RunReport) -> Vec<String> {
+        use crate::config::format_duration as d;
+        let (a, b) = (&other.profile, &self.profile);
+        let opt = |v: Option<u32>| v.map_or("default".to_string(), |n| n.to_string());
+        let fields = [
+            ("max_concurrent", a.max_concurrent.to_string(), b.max_concurrent.to_string()),
+            ("duration", d(a.duration), d(b.duration)),
+            ("tasks", a.tasks_per_instance.to_string(), b.tasks_per_instance.to_string()),
+            ("activity_delay", d(a.activity_delay), d(b.activity_delay)),
+            ("dispatchers", a.dispatchers(), b.dispatchers()),
+            ("runtimes_per_agent", a.runtimes_per_agent.to_string(), b.runtimes_per_agent.to_string()),
+            ("pool_max", opt(a.pool_max), opt(b.pool_max)),
+            ("poll_interval", d(a.poll_interval), d(b.poll_interval)),
+            ("db_latency", d(a.db_latency), d(b.db_latency)),
+            ("agents", other.agents.len().to_string(), self.agents.len().to_string()),
+        ];
+        fields.into_iter().filter(|(_, x, y)| x != y).map(|(name, x, y)| format!("{name} {x} -> {y}")).collect()
     }
 }
 

@@ -140,6 +140,9 @@ pub fn render_text(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
             fmt_ms(r.merged.e2e_latency.p99_us),
             if c.regressed { ": REGRESSION" } else { "" }
         )?;
+        if !c.config_differences.is_empty() {
+            writeln!(w, "  (configuration differs from that run: {})", c.config_differences.join(", "))?;
+        }
     }
     writeln!(w)?;
     writeln!(w, "Gates: {}", if r.passed { "PASSED" } else { "FAILED" })?;

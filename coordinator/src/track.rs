@@ -54,6 +54,7 @@ pub fn compare(current: &RunReport, baseline: &RunReport, against: String) -> Co
         throughput_change_pct,
         p99_change_pct,
         regressed: throughput_change_pct < -MAX_THROUGHPUT_DROP_PCT || p99_change_pct > MAX_P99_RISE_PCT,
+        config_differences: current.config_differences(baseline),
     }
 }
 
@@ -129,7 +130,8 @@ pub fn finish(args: &Args, outcome: &mut Outcome) -> Result<(), CoordinatorError
         let previous = match &baseline {
             Some((runs, file)) => runs
                 .iter()
-                .find(|r| r.profile.dispatchers() == report.profile.dispatchers())
+                .find(|r| r.comparable_key() == key)
+                .or_else(|| runs.iter().find(|r| r.profile.dispatchers() == report.profile.dispatchers()))
                 .or(runs.first())
                 .map(|r| (r, format!("baseline {file} (run {})", r.run_id))),
             None => history.iter().rev().find(|r| r.comparable_key() == key).map(|r| {
@@ -140,8 +142,13 @@ pub fn finish(args: &Args, outcome: &mut Outcome) -> Result<(), CoordinatorError
         if let Some((base, against)) = previous {
             let c = compare(report, base, against);
             if c.regressed {
+                let differs = if c.config_differences.is_empty() {
+                    String::new()
+                } else {
+                    format!("; configuration differs: {}", c.config_differences.join(", "))
+                };
                 report.warnings.push(format!(
-                    "regression against {}: throughput {:+.1}% (limit -{MAX_THROUGHPUT_DROP_PCT}%), p99 {:+.1}% (limit +{MAX_P99_RISE_PCT}%)",
+                    "regression against {}: throughput {:+.1}% (limit -{MAX_THROUGHPUT_DROP_PCT}%), p99 {:+.1}% (limit +{MAX_P99_RISE_PCT}%){differs}",
                     c.against, c.throughput_change_pct, c.p99_change_pct
                 ));
             }
@@ -205,6 +212,15 @@ mod tests {
         assert!(c(100.0, 310_000).regressed);
         let x = c(90.0, 250_000);
         assert!((x.throughput_change_pct + 10.0).abs() < 1e-9 && (x.p99_change_pct - 25.0).abs() < 1e-9);
+        assert!(x.config_differences.is_empty());
+        // A slower configuration of the same profile is compared, and says how it differs.
+        let mut slower = report(50.0, 200_000);
+        slower.profile.orch_concurrency = 1;
+        slower.profile.worker_concurrency = 1;
+        assert_eq!(slower.comparable_key(), base.comparable_key());
+        let c = compare(&slower, &base, "b".into());
+        assert!(c.regressed);
+        assert_eq!(c.config_differences, ["dispatchers 2:2 -> 1:1"]);
     }
 
     #[test]
