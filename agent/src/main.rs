@@ -83,6 +83,25 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tracing::info!("signal received; shutting down");
         signal.cancel();
     });
+    // Say at once when the database is out of reach; keep serving, since it
+    // may come up before a coordinator does.
+    let url = args.database_url.clone();
+    tokio::spawn(async move {
+        use sqlx::Connection;
+        let attempt = tokio::time::timeout(std::time::Duration::from_secs(10), sqlx::PgConnection::connect(&url)).await;
+        let problem = match attempt {
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+                None
+            }
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some("no answer within 10s".to_string()),
+        };
+        if let Some(p) = problem {
+            let masked = loadgen_common::secret::mask_url(&url);
+            tracing::warn!(database = %masked, error = %loadgen_common::secret::scrub(&p, &url), "cannot reach the database yet");
+        }
+    });
     let config = AgentConfig { database_url: args.database_url, pool_max: pool_max_from_env(), hostname: hostname() };
     serve(listener, config, shutdown).await
 }

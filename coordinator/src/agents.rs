@@ -40,7 +40,9 @@ pub fn parse_agent_list(list: &[String]) -> Result<Vec<String>, CoordinatorError
         out.push(addr.to_string());
     }
     if out.is_empty() {
-        return Err(CoordinatorError::Usage("no agents given (--agents host:port,... or --local N)".into()));
+        return Err(CoordinatorError::Usage(
+            "no agents: give --local N (agent processes on this machine) or --agents host:port,...".into(),
+        ));
     }
     Ok(out)
 }

@@ -56,13 +56,7 @@ pub enum Command {
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Agents to drive, as host:port[,host:port...].
-    #[arg(
-        long,
-        env = "LOADGEN_AGENTS",
-        value_delimiter = ',',
-        conflicts_with = "local",
-        required_unless_present = "local"
-    )]
+    #[arg(long, env = "LOADGEN_AGENTS", value_delimiter = ',', conflicts_with = "local")]
     pub agents: Vec<String>,
 
     /// Spawn N agent processes on loopback (free ports) and stop them at the end.
@@ -102,7 +96,7 @@ pub struct Args {
     #[arg(long, help_heading = "Profile overrides")]
     pub worker_concurrency: Option<u32>,
 
-    /// duroxide runtimes per agent process.
+    /// duroxide runtimes per agent process [profiles: 1].
     #[arg(long, help_heading = "Profile overrides")]
     pub runtimes_per_agent: Option<u32>,
 
@@ -112,11 +106,11 @@ pub struct Args {
     #[arg(long, help_heading = "Profile overrides")]
     pub pool_max: Option<u32>,
 
-    /// Idle poll interval of each dispatcher (the provider's latency floor).
+    /// Idle poll interval of each dispatcher, the provider's latency floor [profiles: 100ms].
     #[arg(long, value_parser = duration, help_heading = "Profile overrides")]
     pub poll_interval: Option<Duration>,
 
-    /// How long in-flight orchestrations may take to finish after the deadline.
+    /// How long in-flight orchestrations may take to finish after the deadline [profiles: 60s].
     #[arg(long, visible_alias = "wait-timeout", value_parser = duration, help_heading = "Profile overrides")]
     pub drain_timeout: Option<Duration>,
 
@@ -193,6 +187,17 @@ pub struct Args {
     pub log: String,
 }
 
+/// A command-line error as one line (clap's own is several, with usage).
+pub fn parse_error_line(e: &clap::Error) -> String {
+    let text = e.to_string();
+    let parts: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .collect();
+    format!("{} (see --help)", parts.join(" ").trim_start_matches("error: "))
+}
+
 impl Args {
     /// The profile overrides given on the command line.
     pub fn overrides(&self) -> Overrides {
@@ -244,5 +249,15 @@ mod tests {
         assert_eq!(s.run.overrides().drain_timeout, Some(Duration::from_secs(9)));
         let p = Cli::try_parse_from(["coordinator", "profiles"]).expect("profiles");
         assert!(matches!(p.command, Some(Command::Profiles { .. })));
+        assert!(one_line_error(&["coordinator", "--local", "2", "--agents", "a:1"]).contains("cannot be used with"));
+        let e = one_line_error(&["coordinator", "--duration", "5parsecs"]);
+        assert!(!e.contains('\n') && e.contains("unknown unit"), "{e}");
+    }
+
+    fn one_line_error(args: &[&str]) -> String {
+        match Cli::try_parse_from(args) {
+            Ok(_) => panic!("{args:?} parsed"),
+            Err(e) => parse_error_line(&e),
+        }
     }
 }

@@ -9,6 +9,29 @@ use sqlx::Row;
 
 use crate::error::{CoordinatorError, one_line};
 
+/// Bound on the pre-flight connection.
+const PREFLIGHT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Connect once, before any agent starts, so an unreachable database or a bad
+/// password is reported at once and with its real cause.
+pub async fn preflight(url: &str) -> Result<(), CoordinatorError> {
+    use sqlx::Connection;
+    let fail = |detail: String| {
+        CoordinatorError::Database(one_line(&secret::scrub(
+            &format!("cannot connect to {}: {detail}", secret::mask_url(url)),
+            url,
+        )))
+    };
+    match tokio::time::timeout(PREFLIGHT_TIMEOUT, sqlx::PgConnection::connect(url)).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(fail(e.to_string())),
+        Err(_) => Err(fail(format!("no answer within {PREFLIGHT_TIMEOUT:?}"))),
+    }
+}
+
 /// Create `schema` and apply duroxide-pg's migrations (agents only verify).
 pub async fn create_schema(url: &str, schema: &str) -> Result<PostgresProvider, CoordinatorError> {
     let connect = PostgresProvider::new_with_schema(url, Some(schema));

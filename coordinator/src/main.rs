@@ -4,6 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
+use clap::error::ErrorKind;
 use loadgen_common::startup;
 use loadgen_coordinator::error::{EXIT_GATES_FAILED, EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE};
 use loadgen_coordinator::run::Outcome;
@@ -11,7 +12,17 @@ use loadgen_coordinator::{Args, Cli, Command, CoordinatorError, report, run, tra
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            let _ = e.print();
+            return ExitCode::from(EXIT_OK);
+        }
+        Err(e) => {
+            eprintln!("coordinator: {}", loadgen_coordinator::cli::parse_error_line(&e));
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     if let Some(Command::Profiles { profile_file }) = &cli.command {
         return ExitCode::from(list_profiles(profile_file.as_deref()));
     }

@@ -60,6 +60,7 @@ impl Session {
                 self.embedded = Some(pg);
             }
         }
+        db::preflight(&self.url).await?;
         let addresses = match args.local {
             Some(n) => {
                 let bin = find_agent_binary(args.agent_bin.as_deref())?;
@@ -165,6 +166,9 @@ pub fn plan_agents(args: &Args) -> Result<Vec<String>, CoordinatorError> {
             Ok(vec![String::new(); n as usize])
         }
         None => {
+            if args.agents.is_empty() {
+                return crate::agents::parse_agent_list(&args.agents);
+            }
             if args.database_url.is_none() {
                 return Err(CoordinatorError::Usage(
                     "--agents needs --database-url (or DATABASE_URL): the coordinator prepares the schema the remote agents use"
