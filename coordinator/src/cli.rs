@@ -32,7 +32,8 @@ fn duration(text: &str) -> Result<Duration, String> {
     version,
     verbatim_doc_comment,
     args_conflicts_with_subcommands = true,
-    subcommand_negates_reqs = true
+    subcommand_negates_reqs = true,
+    allow_negative_numbers = true
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -73,7 +74,7 @@ pub struct Args {
     pub profile_file: Option<PathBuf>,
 
     /// How long new orchestrations are started (e.g. 30s, 2m).
-    #[arg(long, value_parser = duration, help_heading = "Profile overrides")]
+    #[arg(long, value_parser = duration, allow_hyphen_values = true, help_heading = "Profile overrides")]
     pub duration: Option<Duration>,
 
     /// Orchestrations kept in flight cluster-wide.
@@ -85,7 +86,7 @@ pub struct Args {
     pub tasks: Option<u32>,
 
     /// How long each activity sleeps (e.g. 10ms).
-    #[arg(long, value_parser = duration, help_heading = "Profile overrides")]
+    #[arg(long, value_parser = duration, allow_hyphen_values = true, help_heading = "Profile overrides")]
     pub activity_delay: Option<Duration>,
 
     /// Orchestration dispatcher slots per runtime.
@@ -107,16 +108,16 @@ pub struct Args {
     pub pool_max: Option<u32>,
 
     /// Idle poll interval of each dispatcher, the provider's latency floor [profiles: 100ms].
-    #[arg(long, value_parser = duration, help_heading = "Profile overrides")]
+    #[arg(long, value_parser = duration, allow_hyphen_values = true, help_heading = "Profile overrides")]
     pub poll_interval: Option<Duration>,
 
     /// How long in-flight orchestrations may take to finish after the deadline [profiles: 60s].
-    #[arg(long, visible_alias = "wait-timeout", value_parser = duration, help_heading = "Profile overrides")]
+    #[arg(long, visible_alias = "wait-timeout", value_parser = duration, allow_hyphen_values = true, help_heading = "Profile overrides")]
     pub drain_timeout: Option<Duration>,
 
     /// Artificial one-way delay between each agent's runtimes and Postgres
     /// (a relay on the agent; 0 turns it off).
-    #[arg(long, value_parser = duration, help_heading = "Profile overrides")]
+    #[arg(long, value_parser = duration, allow_hyphen_values = true, help_heading = "Profile overrides")]
     pub db_latency: Option<Duration>,
 
     /// Run once per dispatcher combination, each on a fresh schema (e.g. 1:1,2:2,4:4).
@@ -141,7 +142,7 @@ pub struct Args {
 
     /// Interval of each agent's batched completion query (the generator's own
     /// query rate; the latency it *observes* is this coarse).
-    #[arg(long, value_parser = duration, default_value = "50ms")]
+    #[arg(long, value_parser = duration, allow_hyphen_values = true, default_value = "50ms")]
     pub completion_poll: Duration,
 
     /// PostgreSQL URL. Without it a throwaway Postgres is started from the

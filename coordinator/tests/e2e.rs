@@ -138,38 +138,38 @@ async fn the_database_shows_every_instance_completed_once_and_the_schema_is_drop
     conn.close().await.expect("close");
 }
 
-#[test]
-fn bad_input_fails_with_one_clear_line_and_leaves_nothing() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_fails_with_one_clear_line_and_leaves_nothing() {
     let tmp = tempfile::tempdir().expect("tmp");
+    // A reachable database (trust authentication takes any password) for the
+    // cases that get past the database pre-flight.
+    let pg = EmbeddedPostgres::start().await.expect("throwaway postgres for the test");
+    let good = format!("postgres://loadgen:hunter2@127.0.0.1:{}/postgres", pg.port());
+    let dead = "postgres://u:hunter2@127.0.0.1:1/db";
     // (arguments, exit code, text the error must contain)
-    let cases: &[(&[&str], i32, &str)] = &[
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
         (
-            &["--local", "1", "--profile", "nope"],
+            vec!["--local", "1", "--profile", "nope"],
             2,
             "unknown profile \"nope\" (known: light, standard, production, high-concurrency, pool-stress, soak, high-latency, suite)",
         ),
-        (&["--local", "3", "--max-concurrent", "2"], 2, "budget 2 is smaller than the number of agents (3)"),
-        (&["--local", "0"], 2, "--local needs at least 1 agent"),
-        (&["--local", "1", "--duration", "0s"], 2, "invalid duration 0s"),
-        (&["--agents", "127.0.0.1:7000"], 2, "--agents needs --database-url"),
-        (
-            &["--agents", "nohost", "--database-url", "postgres://u:hunter2@127.0.0.1:1/db"],
-            2,
-            "malformed agent address \"nohost\"",
-        ),
-        (
-            &["--agents", "127.0.0.1:1,127.0.0.1:1", "--database-url", "postgres://u:hunter2@127.0.0.1:1/db"],
-            2,
-            "listed twice",
-        ),
-        (
-            &["--agents", "127.0.0.1:1", "--database-url", "postgres://u:hunter2@127.0.0.1:1/db"],
-            3,
-            "agent 127.0.0.1:1: unreachable",
-        ),
+        (vec!["--local", "3", "--max-concurrent", "2"], 2, "budget 2 is smaller than the number of agents (3)"),
+        (vec!["--local", "0"], 2, "--local needs at least 1 agent"),
+        (vec!["--local", "1", "--duration", "0s"], 2, "invalid duration 0s"),
+        (vec!["--local", "1", "--duration", "-5s"], 2, "must not be negative"),
+        (vec!["--local", "1", "--duration", "5parsecs"], 2, "unknown unit"),
+        (vec!["--local", "1", "--max-concurrent", "-3"], 2, "invalid value '-3' for '--max-concurrent"),
+        (vec![], 2, "no agents: give --local N"),
+        (vec!["--local", "1", "--agents", "a:1"], 2, "cannot be used with"),
+        (vec!["--agents", "127.0.0.1:7000"], 2, "--agents needs --database-url"),
+        (vec!["--agents", "nohost", "--database-url", dead], 2, "malformed agent address \"nohost\""),
+        (vec!["--agents", "127.0.0.1:1,127.0.0.1:1", "--database-url", dead], 2, "listed twice"),
+        (vec!["--local", "1", "--database-url", dead], 3, "cannot connect to postgres://u:***@127.0.0.1:1/db"),
+        (vec!["--agents", "127.0.0.1:1", "--database-url", &good], 3, "agent 127.0.0.1:1: unreachable"),
+        (vec!["--local", "1", "--profile-file", "/nonexistent.toml"], 2, "cannot read profile file /nonexistent.toml"),
     ];
-    for (args, code, needle) in cases {
-        let out = coordinator(tmp.path()).args(*args).output().expect("run coordinator");
+    for (args, code, needle) in &cases {
+        let out = coordinator(tmp.path()).args(args).output().expect("run coordinator");
         check_one_line(args, &out, *code, needle);
     }
     // No server binaries where we are told to look: say what to install.
