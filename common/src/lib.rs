@@ -14,7 +14,8 @@
 //! - [`secret`]: masking of passwords in database URLs;
 //! - [`embedded_pg`]: the throwaway Postgres started from the installed server binaries;
 //! - [`process`]: the few process-level calls (signals, parent-death) that need `libc`;
-//! - [`startup`]: logging set-up and the shutdown signal both binaries use.
+//! - [`startup`]: logging set-up and the shutdown signal both binaries use;
+//! - [`stress_factory`]: `PostgresStressFactory`, duroxide's own stress module on the same setup.
 
 pub mod apportion;
 pub mod config;
@@ -27,6 +28,7 @@ pub mod result;
 pub mod schema;
 pub mod secret;
 pub mod startup;
+pub mod stress_factory;
 
 /// Version of this load generator (both binaries share it).
 pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
