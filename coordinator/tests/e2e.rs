@@ -2,68 +2,13 @@
 //! real throwaway Postgres.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use loadgen_common::embedded_pg::EmbeddedPostgres;
-use loadgen_common::result::RunReport;
 use sqlx::Connection;
 
-fn coordinator(tmp: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_coordinator"));
-    // Our own TMPDIR: whatever the run creates there must be gone afterwards.
-    cmd.env("TMPDIR", tmp).env_remove("DATABASE_URL").env_remove("LOADGEN_AGENTS").env_remove("LOADGEN_PROFILE");
-    cmd
-}
-
-fn read_report(path: &Path) -> RunReport {
-    let text = std::fs::read_to_string(path).expect("json written");
-    serde_json::from_str(&text).expect("json parses into the result model")
-}
-
-fn show(out: &Output) -> String {
-    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
-/// Processes whose command line or environment mentions `needle` (children
-/// of a coordinator inherit its TMPDIR, so this finds its agents and Postgres).
-fn processes_mentioning(needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let read =
-            |f: &str| std::fs::read(entry.path().join(f)).map(|b| String::from_utf8_lossy(&b).replace('\0', " "));
-        let (Ok(cmdline), environ) = (read("cmdline"), read("environ").unwrap_or_default()) else { continue };
-        if cmdline.contains(needle) || environ.contains(needle) {
-            found.push(cmdline);
-        }
-    }
-    found
-}
-
-fn assert_consistent(r: &RunReport, agents: usize) {
-    let m = &r.merged.counts;
-    assert_eq!(r.agents.len(), agents);
-    assert!(m.launched > 0, "nothing launched");
-    assert_eq!(m.completed, m.launched, "every launched instance completed");
-    assert_eq!((m.failed(), m.start_errors, m.unfinished), (0, 0, 0));
-    // Merged histogram count = completed = sum of the agents' counts.
-    assert_eq!(r.merged.e2e_latency.count, m.completed);
-    assert_eq!(r.agents.iter().map(|a| a.section.counts.completed).sum::<u64>(), m.completed);
-    assert_eq!(r.agents.iter().map(|a| a.section.e2e_latency.count).sum::<u64>(), m.completed);
-    assert_eq!(r.agents.iter().map(|a| a.concurrency).sum::<u64>(), r.profile.max_concurrent);
-    // Activities counted where they ran add up to at least tasks x completed.
-    assert!(m.activities >= m.completed * u64::from(r.profile.tasks_per_instance), "{m:?}");
-    // Percentiles are ordered and the end-to-end latency is at least the
-    // activity delay (every task sleeps that long).
-    let l = &r.merged.e2e_latency;
-    assert!(l.p50_us <= l.p90_us && l.p90_us <= l.p99_us && l.p99_us <= l.p999_us && l.p999_us <= l.max_us, "{l:?}");
-    assert!(l.min_us as u128 >= r.profile.activity_delay.as_micros(), "{l:?}");
-    assert!(r.merged.observed_latency.p50_us >= l.p50_us);
-    assert!(r.merged.orch_per_sec > 0.0 && r.merged.activities_per_sec > 0.0);
-    assert_eq!(r.db_check.completed_once, m.launched);
-    assert_eq!(r.db_check.instances, m.launched);
-    assert!(r.db_load.commits > 0 && r.db_load.completion_queries > 0);
-    assert!(r.passed, "{:?}", r.gates);
-}
+mod support;
+use support::{assert_consistent, coordinator, processes_mentioning, read_report, show};
 
 #[test]
 fn three_local_agents_on_the_embedded_default_complete_everything_and_leave_nothing() {
