@@ -173,7 +173,7 @@ fn render_memory(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
         if m.samples.last().is_some_and(|s| s.t_s >= 60.0) {
             let points: Vec<String> = (0..10)
                 .filter_map(|i| m.samples.get(i * (m.samples.len() - 1) / 9))
-                .map(|s| format!("{:.0}s:{:.0}", s.t_s, s.rss_mb))
+                .map(|s| format!("{:.0}s:{:.1}", s.t_s, s.rss_mb))
                 .collect();
             write!(w, "; over time (s:MB) {}", points.join(" "))?;
         }
