@@ -185,3 +185,33 @@ fn ctrl_c_mid_run_releases_agents_and_removes_the_throwaway_postgres() {
     let tmp_str = tmp.path().display().to_string();
     assert!(processes_mentioning(&tmp_str).is_empty(), "processes left: {:?}", processes_mentioning(&tmp_str));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_agent_with_the_wrong_pool_size_is_refused_and_the_right_one_runs() {
+    let pg = EmbeddedPostgres::start().await.expect("throwaway postgres for the test");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let default_pool = support::spawn_agent(pg.url(), &[]);
+    let out = coordinator(tmp.path())
+        .args(["--agents", &default_pool.address, "--database-url", pg.url(), "--profile", "pool-stress"])
+        .output()
+        .expect("run coordinator");
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("runs with a connection pool of 10, the profile needs 5: restart it with --pool-max 5"),
+        "{err}"
+    );
+    drop(default_pool);
+    let right = support::spawn_agent(pg.url(), &["--pool-max", "5"]);
+    let json = tmp.path().join("pool.json");
+    let out = coordinator(tmp.path())
+        .args(["--agents", &right.address, "--database-url", pg.url(), "--profile", "pool-stress", "--duration", "3s"])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("run coordinator");
+    assert!(out.status.success(), "{}", show(&out));
+    let r = read_report(&json);
+    assert_eq!(r.agents[0].pool_max, 5);
+    assert_consistent(&r, 1);
+}

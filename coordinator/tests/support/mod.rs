@@ -96,3 +96,46 @@ pub fn assert_consistent(r: &RunReport, agents: usize) {
     assert!(r.db_load.commits > 0 && r.db_load.completion_queries > 0);
     assert!(r.passed, "{:?}", r.gates);
 }
+
+/// A standalone agent process on a free loopback port (killed on drop).
+pub struct AgentProcess {
+    pub child: std::process::Child,
+    pub address: String,
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start `agent --listen 127.0.0.1:0` against `database_url` with `extra` flags
+/// and wait (bounded) for its address.
+pub fn spawn_agent(database_url: &str, extra: &[&str]) -> AgentProcess {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let coordinator = std::path::PathBuf::from(env!("CARGO_BIN_EXE_coordinator"));
+    let bin = coordinator.with_file_name("agent");
+    let mut child = Command::new(&bin)
+        .args(["--listen", "127.0.0.1:0", "--log", "warn"])
+        .args(extra)
+        .env("DATABASE_URL", database_url)
+        .env_remove("DUROXIDE_PG_POOL_MAX")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e} (build the workspace first)", bin.display()));
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(line)) = lines.next() {
+            let _ = tx.send(line);
+        }
+        for _ in lines {}
+    });
+    let line = rx.recv_timeout(std::time::Duration::from_secs(30)).expect("agent prints its address");
+    let address = line.strip_prefix("listening on ").expect("listen line").to_string();
+    AgentProcess { child, address }
+}
