@@ -25,6 +25,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
+use crate::lease::Lease;
 use crate::scenario::Scenario;
 use crate::tracker::{Finished, Terminal, Tracker, category_from_output};
 
@@ -121,10 +122,12 @@ pub async fn drive(
     start_delay: Duration,
     events: mpsc::Sender<Result<RunEvent, Status>>,
     cancel: CancellationToken,
+    lease: Lease,
 ) -> Outcome {
     tokio::select! {
         _ = tokio::time::sleep(start_delay) => {}
         _ = cancel.cancelled() => return Outcome::default(),
+        _ = lease.lost.cancelled() => return Outcome::default(),
     }
     let (launch_tx, mut launch_rx) = mpsc::unbounded_channel();
     let t0 = Instant::now();
@@ -190,6 +193,20 @@ pub async fn drive(
             _ = cancel.cancelled() => {
                 tracing::warn!(run = %d.plan.run_id, "run cancelled");
                 break;
+            }
+            _ = lease.lost.cancelled() => {
+                delivered = false;
+                tracing::warn!(
+                    run = %d.plan.run_id,
+                    reason = lease.reason().unwrap_or_default(),
+                    in_flight = d.in_flight.len(),
+                    "coordinator lost: stopped starting orchestrations"
+                );
+                break;
+            }
+            _ = lease.stop.cancelled(), if !draining => {
+                tracing::warn!(run = %d.plan.run_id, "coordinator asked to stop; draining");
+                draining = true;
             }
         }
     }

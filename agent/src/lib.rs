@@ -8,6 +8,7 @@
 //! - [`service`]: the gRPC service and the agent's run state machine;
 //! - [`driver`]: the closed-loop load driver;
 //! - [`tracker`]: the batched completion query;
+//! - [`lease`]: the coordinator's heartbeat lease on a running agent;
 //! - [`runtimes`]: starting and stopping the duroxide runtimes;
 //! - [`relay`]: the TCP relay that adds an artificial database latency;
 //! - [`scenario`]: the registered workloads (one file each);
@@ -22,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod driver;
 pub mod error;
+pub mod lease;
 pub mod relay;
 pub mod runtimes;
 pub mod scenario;
@@ -38,6 +40,8 @@ pub struct AgentConfig {
     /// `DUROXIDE_PG_POOL_MAX` as the providers in this process will read it.
     pub pool_max: u32,
     pub hostname: String,
+    /// Exit after the first run is released.
+    pub run_once: bool,
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -59,7 +63,11 @@ pub fn pool_max_from_env() -> u32 {
 /// Serve the agent protocol on `listener` until `shutdown` is cancelled, then
 /// release any active run (its runtimes are shut down) and return.
 pub async fn serve(listener: TcpListener, config: AgentConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let agent = Agent::new(config);
+    let run_once = config.run_once;
+    let mut agent = Agent::new(config);
+    if run_once {
+        agent = agent.exit_after_run(shutdown.clone());
+    }
     let local: SocketAddr = listener.local_addr()?;
     tracing::info!(%local, "agent serving");
     let result = tonic::transport::Server::builder()

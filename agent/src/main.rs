@@ -30,6 +30,11 @@ struct Args {
     #[arg(long, env = "DUROXIDE_PG_POOL_MAX")]
     pool_max: Option<u32>,
 
+    /// Exit after one run (released by the coordinator, or after losing it),
+    /// so a Kubernetes Job completes.
+    #[arg(long, env = "AGENT_RUN_ONCE")]
+    run_once: bool,
+
     /// Log filter (tracing EnvFilter syntax), e.g. "info" or "loadgen_agent=debug,warn".
     #[arg(long, env = "AGENT_LOG", default_value = "info")]
     log: String,
@@ -102,6 +107,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             tracing::warn!(database = %masked, error = %loadgen_common::secret::scrub(&p, &url), "cannot reach the database yet");
         }
     });
-    let config = AgentConfig { database_url: args.database_url, pool_max: pool_max_from_env(), hostname: hostname() };
+    let config = AgentConfig {
+        database_url: args.database_url,
+        pool_max: pool_max_from_env(),
+        hostname: hostname(),
+        run_once: args.run_once,
+    };
     serve(listener, config, shutdown).await
 }

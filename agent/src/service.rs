@@ -18,11 +18,12 @@ use tokio::task::JoinHandle;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::AgentConfig;
 use crate::driver::{self, Deps, Plan};
 use crate::error::AgentError;
+use crate::lease::{LEASE, Lease};
 use crate::relay::Relay;
 use crate::runtimes::Runtimes;
 use crate::scenario;
@@ -32,8 +33,6 @@ use loadgen_common::dburl::{DbUrl, Endpoint};
 
 /// A prepared run whose Run never comes is released after this long.
 pub const PREPARED_LEASE: Duration = Duration::from_secs(60);
-/// A finished run whose Release never comes is released after this long.
-pub const FINISHED_LEASE: Duration = Duration::from_secs(60);
 /// Bound on waiting for the driver when a run is released.
 const DRIVER_STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -68,6 +67,8 @@ struct Session {
     executed: Arc<AtomicU64>,
     /// Delay relay between the providers and Postgres, when asked for.
     relay: Option<Relay>,
+    /// The coordinator's heartbeat lease, once running.
+    lease: Option<Lease>,
 }
 
 /// The agent: configuration plus the run it currently serves.
@@ -75,6 +76,8 @@ struct Session {
 pub struct Agent {
     config: Arc<AgentConfig>,
     session: Arc<Mutex<Option<Session>>>,
+    /// Cancelled after the first run is released (`--run-once`).
+    exit_after_run: Option<CancellationToken>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -86,7 +89,13 @@ impl std::fmt::Debug for Agent {
 impl Agent {
     /// A new idle agent.
     pub fn new(config: AgentConfig) -> Self {
-        Agent { config: Arc::new(config), session: Arc::new(Mutex::new(None)) }
+        Agent { config: Arc::new(config), session: Arc::new(Mutex::new(None)), exit_after_run: None }
+    }
+
+    /// Cancel `token` once a run has been released (for `--run-once`).
+    pub fn exit_after_run(mut self, token: CancellationToken) -> Self {
+        self.exit_after_run = Some(token);
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<Session>> {
@@ -128,6 +137,7 @@ impl Agent {
                 driver: None,
                 executed: Arc::new(AtomicU64::new(0)),
                 relay: None,
+                lease: None,
             });
         }
         match self.build(&req).await {
@@ -231,8 +241,9 @@ impl Agent {
         Ok((routed, Some(relay)))
     }
 
-    /// Start the prepared run; returns the stream of progress and result.
-    pub fn run(&self, req: proto::RunRequest) -> Result<mpsc::Receiver<Result<RunEvent, Status>>, AgentError> {
+    /// Start the prepared run; returns the stream of progress and result, and
+    /// the lease the caller renews with the coordinator's heartbeats.
+    pub fn run(&self, req: proto::RunRequest) -> Result<(mpsc::Receiver<Result<RunEvent, Status>>, Lease), AgentError> {
         let (tx, rx) = mpsc::channel(64);
         let mut slot = self.lock();
         let Some(s) = slot.as_mut().filter(|s| s.run_id == req.run_id && s.phase == Phase::Prepared) else {
@@ -249,11 +260,14 @@ impl Agent {
         s.phase = Phase::Running;
         s.since = Instant::now();
         let cancel = s.cancel.clone();
+        let lease = Lease::start(LEASE, cancel.clone());
         let agent = self.clone();
         let run_id = req.run_id.clone();
         let delay = Duration::from_millis(req.start_delay_ms.min(60_000));
+        let driver_lease = lease.clone();
+        s.lease = Some(lease.clone());
         s.driver = Some(tokio::spawn(async move {
-            let outcome = driver::drive(plan, deps, delay, tx, cancel).await;
+            let outcome = driver::drive(plan, deps, delay, tx, cancel, driver_lease).await;
             if let Some(s) = agent.lock().as_mut().filter(|s| s.run_id == run_id) {
                 s.phase = Phase::Finished;
                 s.since = Instant::now();
@@ -269,7 +283,7 @@ impl Agent {
             }
             outcome
         }));
-        Ok(rx)
+        Ok((rx, lease))
     }
 
     /// Stop and tear down the run (any phase). Returns the activities executed
@@ -302,11 +316,17 @@ impl Agent {
             relay.stop();
         }
         tracing::info!(run = %s.run_id, late_activities = late, "released");
+        if let Some(exit) = &self.exit_after_run {
+            tracing::info!("--run-once: exiting after this run");
+            exit.cancel();
+        }
         Ok(late)
     }
 
     /// Release a run that its coordinator stopped caring about: prepared but
-    /// never run, or finished but never released.
+    /// never run within [`PREPARED_LEASE`], or finished and then its
+    /// coordinator's lease lost (control stream closed or silent) without a
+    /// Release. (A running one is stopped by the driver itself.)
     fn spawn_lease_watch(&self, run_id: String) {
         let agent = self.clone();
         tokio::spawn(async move {
@@ -317,7 +337,7 @@ impl Agent {
                     match slot.as_ref() {
                         Some(s) if s.run_id == run_id => match s.phase {
                             Phase::Prepared => s.since.elapsed() > PREPARED_LEASE,
-                            Phase::Finished => s.since.elapsed() > FINISHED_LEASE,
+                            Phase::Finished => s.lease.as_ref().is_none_or(|l| l.lost.is_cancelled()),
                             _ => false,
                         },
                         _ => return,
@@ -353,8 +373,30 @@ impl AgentRpc for Agent {
 
     type RunStream = EventStream;
 
-    async fn run(&self, req: Request<proto::RunRequest>) -> Result<Response<Self::RunStream>, Status> {
-        let rx = Agent::run(self, req.into_inner())?;
+    async fn run(&self, req: Request<Streaming<proto::RunControl>>) -> Result<Response<Self::RunStream>, Status> {
+        use proto::run_control::Control;
+        let mut control = req.into_inner();
+        let first = tokio::time::timeout(Duration::from_secs(10), control.message()).await;
+        let Ok(Ok(Some(proto::RunControl { control: Some(Control::Start(start)) }))) = first else {
+            return Err(Status::invalid_argument("the first message of Run must be `start`"));
+        };
+        let (rx, lease) = Agent::run(self, start)?;
+        // Feed the coordinator's heartbeats and stop requests into the lease.
+        tokio::spawn(async move {
+            loop {
+                match control.message().await {
+                    Ok(Some(proto::RunControl { control: Some(Control::Heartbeat(_)) })) => lease.renew(),
+                    Ok(Some(proto::RunControl { control: Some(Control::Stop(s)) })) => {
+                        tracing::info!(reason = %s.reason, "stop requested");
+                        lease.renew();
+                        lease.stop.cancel();
+                    }
+                    Ok(Some(_)) => lease.renew(),
+                    Ok(None) => return lease.lose("the coordinator closed its control stream".into()),
+                    Err(e) => return lease.lose(format!("control stream failed: {}", e.message())),
+                }
+            }
+        });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 

@@ -67,7 +67,7 @@ pub fn set_env_before_threads(key: &str, value: &str) {
     unsafe { std::env::set_var(key, value) }
 }
 
-pub use libc::{SIGINT, SIGKILL, SIGQUIT, SIGTERM};
+pub use libc::{SIGCONT, SIGINT, SIGKILL, SIGQUIT, SIGSTOP, SIGTERM};
 
 #[cfg(test)]
 mod tests {

@@ -165,6 +165,10 @@ pub struct AgentReport {
     pub pool_max: u32,
     #[serde(flatten)]
     pub section: Section,
+    /// True when the agent was lost mid-run: its figures are what it streamed
+    /// until then (see `RunReport::lost_agents`).
+    #[serde(default)]
+    pub lost: bool,
     /// The agent process's resident memory over the run.
     #[serde(default)]
     pub memory: MemorySummary,
@@ -255,6 +259,28 @@ pub struct Gate {
     pub passed: bool,
 }
 
+/// An agent lost mid-run, and what became of the orchestrations it started.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LostAgent {
+    pub index: u32,
+    pub address: String,
+    /// Seconds after the common start instant.
+    pub at_s: f64,
+    pub reason: String,
+    /// What it had reported until then.
+    pub last_reported: Counts,
+    /// Orchestrations it had in flight by its last report.
+    pub in_flight_at_loss: u64,
+    /// Its instances as the database shows them after the others drained.
+    pub instances_in_db: u64,
+    pub completed_in_db: u64,
+    pub failed_in_db: u64,
+    pub still_running: u64,
+    /// Of its instances, completed after it was lost (by the runtimes' own
+    /// clocks), so by other runtimes.
+    pub completed_by_others: u64,
+}
+
 /// Where and from what a run was made, for tracking results over time.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Environment {
@@ -317,6 +343,16 @@ pub struct RunReport {
     pub comparison: Option<Comparison>,
     #[serde(default)]
     pub environment: Environment,
+    /// Agents lost mid-run; a run with any is degraded.
+    #[serde(default)]
+    pub lost_agents: Vec<LostAgent>,
+}
+
+impl RunReport {
+    /// True when an agent was lost: the figures cover less than the plan.
+    pub fn degraded(&self) -> bool {
+        !self.lost_agents.is_empty()
+    }
 }
 
 impl RunReport {

@@ -140,6 +140,12 @@ pub struct Args {
     #[arg(long, help_heading = "Gates")]
     pub rss_growth_mb_per_min: Option<f64>,
 
+    /// What to do when an agent is lost mid-run (its stream breaks, or it is
+    /// silent for 5 s): continue with the others, or stop them too. Either way
+    /// the run is reported as degraded (exit code 4).
+    #[arg(long, value_enum, env = "LOADGEN_ON_AGENT_LOSS", default_value = "continue")]
+    pub on_agent_loss: crate::stream::OnAgentLoss,
+
     /// Interval of each agent's batched completion query (the generator's own
     /// query rate; the latency it *observes* is this coarse).
     #[arg(long, value_parser = duration, allow_hyphen_values = true, default_value = "50ms")]

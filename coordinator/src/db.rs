@@ -68,6 +68,33 @@ pub async fn xact_counters(provider: &PostgresProvider) -> Result<(u64, u64), Co
     Ok((commit.max(0) as u64, rollback.max(0) as u64))
 }
 
+/// Instances agent `index` started in `run_id`: (total, completed, failed,
+/// not terminal, completed after `after`).
+pub async fn agent_instances(
+    provider: &PostgresProvider,
+    run_id: &str,
+    index: u32,
+    after: chrono::DateTime<chrono::Utc>,
+) -> Result<(u64, u64, u64, u64, u64), CoordinatorError> {
+    let s = provider.schema_name();
+    let sql = format!(
+        "SELECT count(*), count(*) FILTER (WHERE e.status = 'Completed'), count(*) FILTER (WHERE e.status = 'Failed'), \
+                count(*) FILTER (WHERE e.status IS NULL OR e.status NOT IN ('Completed', 'Failed')), \
+                count(*) FILTER (WHERE e.status = 'Completed' AND e.completed_at > $2) \
+         FROM {s}.instances i \
+         LEFT JOIN {s}.executions e ON e.instance_id = i.instance_id AND e.execution_id = i.current_execution_id \
+         WHERE i.instance_id LIKE $1"
+    );
+    let row = sqlx::query(&sql)
+        .bind(format!("{run_id}-{index}-%"))
+        .bind(after)
+        .fetch_one(provider.pool())
+        .await
+        .map_err(|e| CoordinatorError::Database(one_line(&format!("counting agent {index}'s instances: {e}"))))?;
+    let get = |i: usize| row.try_get::<i64, _>(i).map(|v| v.max(0) as u64).unwrap_or(0);
+    Ok((get(0), get(1), get(2), get(3), get(4)))
+}
+
 /// The server's `server_version`.
 pub async fn server_version(provider: &PostgresProvider) -> Result<String, CoordinatorError> {
     sqlx::query_scalar::<_, String>("SHOW server_version")

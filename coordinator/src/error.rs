@@ -10,6 +10,8 @@ pub const EXIT_GATES_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 /// Exit code of a run that could not be carried out (database, agents).
 pub const EXIT_RUN_FAILED: u8 = 3;
+/// Exit code of a run that finished degraded (an agent was lost).
+pub const EXIT_DEGRADED: u8 = 4;
 /// Exit code after Ctrl-C or SIGTERM.
 pub const EXIT_INTERRUPTED: u8 = 130;
 

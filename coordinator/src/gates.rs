@@ -8,7 +8,7 @@
 //! the user asks for them to fail the run.
 
 use loadgen_common::config::Profile;
-use loadgen_common::result::{AgentReport, DbCheck, Gate, Section};
+use loadgen_common::result::{AgentReport, DbCheck, Gate, LostAgent, Section};
 
 use crate::report::fmt_ms;
 
@@ -62,6 +62,18 @@ pub fn evaluate(profile: &Profile, merged: &Section, db: &DbCheck) -> Vec<Gate> 
             && db.failed == c.failed(),
     ));
     gates
+}
+
+/// The gate a degraded run fails: every agent must finish.
+pub fn agents_gate(agents: usize, lost: &[LostAgent]) -> Gate {
+    let names: Vec<String> =
+        lost.iter().map(|l| format!("{} ({}) at {:.1}s: {}", l.index, l.address, l.at_s, l.reason)).collect();
+    Gate {
+        name: "agents".into(),
+        limit: format!("all {agents} finish"),
+        value: format!("{} lost: {}", lost.len(), names.join("; ")),
+        passed: lost.is_empty(),
+    }
 }
 
 /// Warnings for agents whose memory grew faster than the profile allows.

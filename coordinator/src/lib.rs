@@ -7,6 +7,7 @@
 //! - [`cli`]: the command line;
 //! - [`run`]: the runs of one invocation (one, or a suite);
 //! - [`session`]: the database and agents a coordinator brings up and takes down;
+//! - [`stream`]: the Run streams: start, heartbeats, progress, agent loss;
 //! - [`track`]: tracked results over time and regression checks;
 //! - [`agents`]: reaching and checking agents;
 //! - [`local`]: `--local N` agent processes;
@@ -26,6 +27,7 @@ pub mod local;
 pub mod report;
 pub mod run;
 pub mod session;
+pub mod stream;
 pub mod track;
 
 pub use cli::{Args, Cli, Command};

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use loadgen_common::histogram::{HistogramError, LatencyHistogram};
 use loadgen_common::proto::Progress;
-use loadgen_common::result::{Counts, MemorySample};
+use loadgen_common::result::{Counts, Histograms, MemorySample};
 
 /// Running view of the whole cluster.
 #[derive(Debug)]
@@ -20,6 +20,9 @@ pub struct Live {
     samples: Vec<u64>,
     /// Each agent's memory, one sample per progress message.
     memory: Vec<Vec<MemorySample>>,
+    /// Each agent's histograms, summed from its interval deltas (what is
+    /// known of an agent that is lost before its result).
+    hist: Vec<Histograms>,
 }
 
 impl Live {
@@ -33,6 +36,7 @@ impl Live {
             e2e: LatencyHistogram::new(),
             samples: vec![0; agents],
             memory: vec![Vec::new(); agents],
+            hist: vec![Histograms::default(); agents],
         }
     }
 
@@ -40,6 +44,13 @@ impl Live {
     pub fn progress(&mut self, i: usize, p: &Progress) -> Result<(), HistogramError> {
         let delta = LatencyHistogram::decode(&p.e2e_latency)?;
         self.e2e.merge(&delta)?;
+        if let Some(h) = self.hist.get_mut(i) {
+            h.merge(&Histograms {
+                e2e: delta.clone(),
+                observed: LatencyHistogram::decode(&p.observed_latency)?,
+                start: LatencyHistogram::decode(&p.start_latency)?,
+            })?;
+        }
         if let (Some(c), Some(interval)) = (self.per_agent.get_mut(i), p.interval.as_ref()) {
             c.add(&interval.into());
         }
@@ -67,6 +78,16 @@ impl Live {
     /// Counts agent `i` reported through its progress messages.
     pub fn streamed_counts(&self, i: usize) -> Option<&Counts> {
         self.per_agent.get(i)
+    }
+
+    /// Histograms agent `i` streamed so far.
+    pub fn streamed_histograms(&self, i: usize) -> Histograms {
+        self.hist.get(i).cloned().unwrap_or_default()
+    }
+
+    /// Last reported in-flight count of agent `i`.
+    pub fn in_flight(&self, i: usize) -> u64 {
+        self.in_flight.get(i).copied().unwrap_or(0)
     }
 
     /// Memory samples of agent `i`, in time order.

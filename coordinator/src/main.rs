@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use clap::error::ErrorKind;
 use loadgen_common::startup;
-use loadgen_coordinator::error::{EXIT_GATES_FAILED, EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE};
+use loadgen_coordinator::error::{EXIT_DEGRADED, EXIT_GATES_FAILED, EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE};
 use loadgen_coordinator::run::Outcome;
 use loadgen_coordinator::{Args, Cli, Command, CoordinatorError, report, run, track};
 use tokio_util::sync::CancellationToken;
@@ -97,7 +97,13 @@ async fn async_main(args: Args) -> u8 {
             return e.exit_code();
         }
     }
-    if outcome.passed() { EXIT_OK } else { EXIT_GATES_FAILED }
+    if outcome.runs.iter().any(|r| r.degraded()) {
+        EXIT_DEGRADED
+    } else if outcome.passed() {
+        EXIT_OK
+    } else {
+        EXIT_GATES_FAILED
+    }
 }
 
 fn render(outcome: &Outcome) -> std::io::Result<()> {

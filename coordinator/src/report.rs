@@ -92,10 +92,38 @@ pub fn render_text(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
         "max"
     )?;
     for a in &r.agents {
-        row(w, &format!("{} {}", a.index, a.address), &a.section)?;
+        let label = format!("{} {}{}", a.index, a.address, if a.lost { " LOST" } else { "" });
+        row(w, &label, &a.section)?;
     }
     row(w, "merged", &r.merged)?;
     writeln!(w)?;
+    if r.degraded() {
+        writeln!(
+            w,
+            "DEGRADED: {} agent(s) lost. A lost agent's row counts its orchestrations as the database shows them; its latencies are what it reported.",
+            r.lost_agents.len()
+        )?;
+        for l in &r.lost_agents {
+            let c = &l.last_reported;
+            writeln!(
+                w,
+                "  agent {} ({}) lost at {:.1}s: {}. Its last report: {} launched, {} completed, {} in flight. In the database: {} instances, {} completed ({} after the loss, by the other runtimes), {} failed, {} not terminal.",
+                l.index,
+                l.address,
+                l.at_s,
+                l.reason,
+                c.launched,
+                c.completed,
+                l.in_flight_at_loss,
+                l.instances_in_db,
+                l.completed_in_db,
+                l.completed_by_others,
+                l.failed_in_db,
+                l.still_running
+            )?;
+        }
+        writeln!(w)?;
+    }
     let m = &r.merged;
     writeln!(
         w,
@@ -400,6 +428,7 @@ mod tests {
                 concurrency: 10,
                 pool_max: 10,
                 section: section.clone(),
+                lost: false,
                 memory: Default::default(),
             }],
             merged: section,
@@ -415,6 +444,7 @@ mod tests {
             warnings: vec!["memory growth: agent 0 grew 9.00 MB/min".into()],
             comparison: None,
             environment: Default::default(),
+            lost_agents: Vec::new(),
         }
     }
 

@@ -9,13 +9,12 @@ use std::time::{Duration, Instant};
 use loadgen_common::apportion::split_budget;
 use loadgen_common::config::{Profile, SCENARIO_FANOUT, select_profile};
 use loadgen_common::histogram::LatencyHistogram;
-use loadgen_common::proto::{self, run_event};
+use loadgen_common::proto;
 use loadgen_common::result::{
-    AgentReport, Counts, DbLoad, Environment, Histograms, MemorySample, MemorySummary, RunReport, Section,
+    AgentReport, Counts, DbLoad, Environment, Histograms, LostAgent, MemorySummary, RunReport, Section,
 };
 use loadgen_common::schema::{new_run_id, schema_for_run};
 use loadgen_common::secret;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::agents::AgentLink;
@@ -23,8 +22,8 @@ use crate::cli::Args;
 use crate::db;
 use crate::error::CoordinatorError;
 use crate::gates;
-use crate::live::Live;
 use crate::session::{Session, plan_agents};
+use crate::stream::{Followed, follow, start_all};
 
 /// Delay between sending Run to every agent and the common start instant.
 const START_DELAY: Duration = Duration::from_millis(500);
@@ -137,12 +136,22 @@ async fn run_once(
 
     prepare_all(&session.links, &run_id, &schema, profile, slices, args.completion_poll).await?;
     let started_at = chrono::Utc::now() + START_DELAY;
-    let streams = start_all(&session.links, &run_id).await?;
+    let (controls, streams) = start_all(&session.links, &run_id, START_DELAY).await?;
     let started = Instant::now() + START_DELAY;
     let bound = profile.duration + profile.drain_timeout + START_DELAY + RUN_SLACK;
-    let results = follow(&session.links, streams, started, bound).await?;
-    let late = session.release_agents(&run_id).await;
-
+    let followed = follow(&session.links, streams, &controls, args.on_agent_loss, started, bound).await?;
+    let Some((_, provider)) = session.current.as_ref() else {
+        return Err(CoordinatorError::Database("schema owner missing".into()));
+    };
+    // Orchestrations a lost agent started are finished by the other runtimes,
+    // which stay up (their leases renewed) until everything is terminal or the
+    // drain timeout passes.
+    let lost_agents =
+        settle_orphans(provider, &run_id, &session.links, &followed, started_at, profile.drain_timeout).await?;
+    let finished: Vec<usize> =
+        followed.iter().enumerate().filter(|(_, f)| matches!(f, Followed::Finished { .. })).map(|(i, _)| i).collect();
+    let late = session.release_agents_among(&run_id, &finished).await;
+    controls.close();
     let Some((_, provider)) = session.current.as_ref() else {
         return Err(CoordinatorError::Database("schema owner missing".into()));
     };
@@ -150,24 +159,38 @@ async fn run_once(
     let db_check = db::check_run(provider, &run_id).await.map_err(scrub)?;
 
     // Per-agent sections and the exact merge.
-    let mut agents = Vec::with_capacity(results.len());
+    let mut agents = Vec::with_capacity(followed.len());
     let mut merged_counts = Counts::default();
     let mut merged_hist = Histograms::default();
     let mut elapsed_max: f64 = 0.0;
-    for ((link, followed), late) in session.links.iter().zip(results).zip(late) {
-        let decode = |bytes: &[u8]| {
-            LatencyHistogram::decode(bytes)
-                .map_err(|e| CoordinatorError::agent(&link.address, format!("bad histogram: {e}")))
+    for ((link, followed), late) in session.links.iter().zip(followed).zip(late) {
+        let (counts, elapsed_s, hist, memory, lost) = match followed {
+            Followed::Finished { result: r, memory } => {
+                let decode = |bytes: &[u8]| {
+                    LatencyHistogram::decode(bytes)
+                        .map_err(|e| CoordinatorError::agent(&link.address, format!("bad histogram: {e}")))
+                };
+                let hist = Histograms {
+                    e2e: decode(&r.e2e_latency)?,
+                    observed: decode(&r.observed_latency)?,
+                    start: decode(&r.start_latency)?,
+                };
+                let mut counts: Counts = r.totals.as_ref().map(Counts::from).unwrap_or_default();
+                counts.activities += late;
+                (counts, r.elapsed_ms as f64 / 1000.0, hist, memory, false)
+            }
+            Followed::Lost { at, mut counts, histograms, memory, .. } => {
+                // Outcomes from the database (it cannot report them any more):
+                // everything it started, and how it ended after the others
+                // finished it. Latencies and activities are what it reported.
+                if let Some(l) = lost_agents.iter().find(|l| l.index == link.index) {
+                    counts.launched = counts.launched.max(l.instances_in_db);
+                    counts.completed = l.completed_in_db;
+                    counts.unfinished = counts.launched.saturating_sub(counts.completed + counts.failed());
+                }
+                (counts, at.as_secs_f64(), *histograms, memory, true)
+            }
         };
-        let r = &followed.result;
-        let hist = Histograms {
-            e2e: decode(&r.e2e_latency)?,
-            observed: decode(&r.observed_latency)?,
-            start: decode(&r.start_latency)?,
-        };
-        let mut counts: Counts = r.totals.as_ref().map(Counts::from).unwrap_or_default();
-        counts.activities += late;
-        let elapsed_s = r.elapsed_ms as f64 / 1000.0;
         elapsed_max = elapsed_max.max(elapsed_s);
         merged_counts.add(&counts);
         merged_hist.merge(&hist).map_err(|e| CoordinatorError::agent(&link.address, e))?;
@@ -178,7 +201,8 @@ async fn run_once(
             concurrency: slices.get(link.index as usize).copied().unwrap_or(0),
             pool_max: link.hello.pool_max,
             section: Section::new(counts, elapsed_s, &hist),
-            memory: MemorySummary::from_samples(followed.memory),
+            lost,
+            memory: MemorySummary::from_samples(memory),
         });
     }
     let merged = Section::new(merged_counts, elapsed_max, &merged_hist);
@@ -195,7 +219,10 @@ async fn run_once(
         completion_share_pct: pct(c.status_queries),
         generator_share_pct: pct(generator_calls),
     };
-    let gates = gates::evaluate(profile, &merged, &db_check);
+    let mut gates = gates::evaluate(profile, &merged, &db_check);
+    if !lost_agents.is_empty() {
+        gates.push(gates::agents_gate(session.links.len(), &lost_agents));
+    }
     let warnings = gates::memory_warnings(profile, &agents);
     let hello = session.links.first().map(|l| l.hello.clone()).unwrap_or_default();
     Ok(RunReport {
@@ -224,7 +251,58 @@ async fn run_once(
             cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             postgres_version,
         },
+        lost_agents,
     })
+}
+
+/// After a loss, wait (bounded) until the lost agents' instances are terminal,
+/// then describe what became of them.
+async fn settle_orphans(
+    provider: &duroxide_pg::PostgresProvider,
+    run_id: &str,
+    links: &[AgentLink],
+    followed: &[Followed],
+    started_at: chrono::DateTime<chrono::Utc>,
+    bound: Duration,
+) -> Result<Vec<LostAgent>, CoordinatorError> {
+    let lost: Vec<(usize, &Followed)> =
+        followed.iter().enumerate().filter(|(_, f)| matches!(f, Followed::Lost { .. })).collect();
+    if lost.is_empty() {
+        return Ok(Vec::new());
+    }
+    let deadline = Instant::now() + bound;
+    loop {
+        let mut open = 0;
+        for (i, _) in &lost {
+            open += db::agent_instances(provider, run_id, *i as u32, started_at).await?.3;
+        }
+        if open == 0 || Instant::now() >= deadline {
+            break;
+        }
+        eprintln!("waiting for {open} orchestration(s) of lost agents to be finished by the other runtimes...");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let mut out = Vec::with_capacity(lost.len());
+    for (i, f) in lost {
+        let Followed::Lost { at, reason, counts, in_flight, .. } = f else { continue };
+        let lost_at = started_at + chrono::TimeDelta::from_std(*at).unwrap_or_default();
+        let (total, completed, failed, running, after) =
+            db::agent_instances(provider, run_id, i as u32, lost_at).await?;
+        out.push(LostAgent {
+            index: i as u32,
+            address: links.get(i).map(|l| l.address.clone()).unwrap_or_default(),
+            at_s: at.as_secs_f64(),
+            reason: reason.clone(),
+            last_reported: counts.clone(),
+            in_flight_at_loss: *in_flight,
+            instances_in_db: total,
+            completed_in_db: completed,
+            failed_in_db: failed,
+            still_running: running,
+            completed_by_others: after,
+        });
+    }
+    Ok(out)
 }
 
 /// Prepare every agent concurrently; the first failure fails the run.
@@ -276,121 +354,4 @@ async fn prepare_all(
         joined.map_err(|e| CoordinatorError::Local(e.to_string()))??;
     }
     Ok(())
-}
-
-type EventStream = tonic::Streaming<proto::RunEvent>;
-
-/// Send Run to every agent at once; they all start after the same delay.
-async fn start_all(links: &[AgentLink], run_id: &str) -> Result<Vec<EventStream>, CoordinatorError> {
-    let mut set = tokio::task::JoinSet::new();
-    for (i, l) in links.iter().enumerate() {
-        let mut client = l.client.clone();
-        let req = proto::RunRequest { run_id: run_id.to_string(), start_delay_ms: START_DELAY.as_millis() as u64 };
-        let address = l.address.clone();
-        set.spawn(async move {
-            let r = client
-                .run(req)
-                .await
-                .map(tonic::Response::into_inner)
-                .map_err(|s| CoordinatorError::agent(&address, format!("run refused: {}", s.message())));
-            (i, r)
-        });
-    }
-    let mut streams: Vec<Option<EventStream>> = (0..links.len()).map(|_| None).collect();
-    while let Some(joined) = set.join_next().await {
-        let (i, r) = joined.map_err(|e| CoordinatorError::Local(e.to_string()))?;
-        streams[i] = Some(r?);
-    }
-    Ok(streams.into_iter().flatten().collect())
-}
-
-enum StreamEvent {
-    Event(proto::RunEvent),
-    Failed(tonic::Status),
-    Ended,
-}
-
-/// What one agent delivered in a run.
-struct Followed {
-    result: proto::AgentResult,
-    memory: Vec<MemorySample>,
-}
-
-/// Follow every agent's stream until each has sent its result; print a live
-/// line every second.
-async fn follow(
-    links: &[AgentLink],
-    streams: Vec<EventStream>,
-    started: Instant,
-    bound: Duration,
-) -> Result<Vec<Followed>, CoordinatorError> {
-    let n = links.len();
-    let (tx, mut rx) = mpsc::channel::<(usize, StreamEvent)>(256);
-    for (i, mut stream) in streams.into_iter().enumerate() {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            loop {
-                let ev = match stream.message().await {
-                    Ok(Some(ev)) => StreamEvent::Event(ev),
-                    Ok(None) => StreamEvent::Ended,
-                    Err(s) => StreamEvent::Failed(s),
-                };
-                let last = !matches!(ev, StreamEvent::Event(_));
-                if tx.send((i, ev)).await.is_err() || last {
-                    return;
-                }
-            }
-        });
-    }
-    drop(tx);
-    let mut live = Live::new(n, started);
-    let mut results: Vec<Option<proto::AgentResult>> = vec![None; n];
-    let mut ended = 0;
-    let deadline = tokio::time::Instant::from_std(started + bound);
-    // Tick a little after the agents' own second boundaries, so each line
-    // includes the interval that just ended.
-    let first = tokio::time::Instant::from_std(started) + Duration::from_millis(1300);
-    let mut ticker = tokio::time::interval_at(first, Duration::from_secs(1));
-    while ended < n {
-        tokio::select! {
-            msg = rx.recv() => {
-                let Some((i, ev)) = msg else { break };
-                let address = links.get(i).map(|l| l.address.as_str()).unwrap_or("?");
-                match ev {
-                    StreamEvent::Event(proto::RunEvent { event: Some(run_event::Event::Progress(p)) }) => {
-                        live.progress(i, &p).map_err(|e| CoordinatorError::agent(address, format!("bad progress: {e}")))?;
-                    }
-                    StreamEvent::Event(proto::RunEvent { event: Some(run_event::Event::Result(r)) }) => results[i] = Some(r),
-                    StreamEvent::Event(_) => {}
-                    StreamEvent::Failed(s) => {
-                        live.lost(i);
-                        return Err(CoordinatorError::agent(address, format!("lost during the run: {}", s.message())));
-                    }
-                    StreamEvent::Ended => {
-                        ended += 1;
-                        if results[i].is_none() {
-                            live.lost(i);
-                            return Err(CoordinatorError::agent(address, "ended its stream without a result"));
-                        }
-                    }
-                }
-            }
-            _ = ticker.tick() => eprintln!("{}", live.line()),
-            _ = tokio::time::sleep_until(deadline) => return Err(CoordinatorError::Timeout(bound)),
-        }
-    }
-    eprintln!("{}", live.line());
-    let mut out = Vec::with_capacity(n);
-    for (i, r) in results.into_iter().enumerate() {
-        let address = links.get(i).map(|l| l.address.as_str()).unwrap_or("?");
-        let r = r.ok_or_else(|| CoordinatorError::agent(address, "no result"))?;
-        let streamed = live.streamed_counts(i).cloned().unwrap_or_default();
-        let totals: Counts = r.totals.as_ref().map(Counts::from).unwrap_or_default();
-        let samples = LatencyHistogram::decode(&r.e2e_latency).map(|h| h.count()).unwrap_or(0);
-        if streamed != totals || live.streamed_samples(i) != samples {
-            tracing::warn!(agent = %address, ?streamed, ?totals, "progress stream and final result disagree");
-        }
-        out.push(Followed { result: r, memory: live.memory(i) });
-    }
-    Ok(out)
 }

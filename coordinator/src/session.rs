@@ -97,8 +97,15 @@ impl Session {
 
     /// Release every agent from `run_id`; returns each agent's late activity count.
     pub async fn release_agents(&self, run_id: &str) -> Vec<u64> {
+        let all: Vec<usize> = (0..self.links.len()).collect();
+        self.release_agents_among(run_id, &all).await
+    }
+
+    /// Release the agents at `indices` (lost ones are skipped: they cannot
+    /// answer); returns every agent's late activity count (0 for the others).
+    pub async fn release_agents_among(&self, run_id: &str, indices: &[usize]) -> Vec<u64> {
         let mut set = tokio::task::JoinSet::new();
-        for l in &self.links {
+        for l in indices.iter().filter_map(|&i| self.links.get(i)) {
             let mut client = l.client.clone();
             let (index, address, run_id) = (l.index, l.address.clone(), run_id.to_string());
             set.spawn(async move {

@@ -200,6 +200,7 @@ mod tests {
             warnings: Vec::new(),
             comparison: None,
             environment: Environment { db_host: "h".into(), ..Default::default() },
+            lost_agents: Vec::new(),
         }
     }
 

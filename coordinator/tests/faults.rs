@@ -1,0 +1,185 @@
+//! Faults with real processes: an agent killed or frozen mid-run, a
+//! coordinator killed mid-run. Each test bounds every wait.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use loadgen_common::embedded_pg::EmbeddedPostgres;
+use loadgen_common::process::{SIGCONT, SIGKILL, SIGSTOP, signal};
+use sqlx::Connection;
+use support::{coordinator, read_report};
+
+/// Spawn the coordinator with piped stderr; lines arrive on the receiver.
+fn spawn_coordinator(tmp: &std::path::Path, args: &[&str]) -> (Child, Receiver<String>) {
+    let mut child =
+        coordinator(tmp).args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn coordinator");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
+/// Wait (bounded) for a stderr line containing `needle`; returns when it came.
+fn wait_for_line(rx: &Receiver<String>, needle: &str, within: Duration) -> Instant {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx.recv_timeout(left).unwrap_or_else(|_| panic!("no line with {needle:?} within {within:?}"));
+        if line.contains(needle) {
+            return Instant::now();
+        }
+    }
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "process did not exit within {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Pids of this coordinator's local agents (they inherit its TMPDIR).
+fn local_agent_pids(tmp: &std::path::Path) -> Vec<u32> {
+    let needle = format!("TMPDIR={}", tmp.display());
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let env = std::fs::read(e.path().join("environ")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmd).contains("agent\0--listen") && String::from_utf8_lossy(&env).contains(&needle)
+        {
+            pids.push(pid);
+        }
+    }
+    pids.sort();
+    pids
+}
+
+#[test]
+fn a_killed_agent_is_noticed_at_once_and_its_orchestrations_are_finished_by_the_others() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let json = tmp.path().join("loss.json");
+    let json_arg = json.display().to_string();
+    let (mut child, rx) = spawn_coordinator(
+        tmp.path(),
+        &["--local", "3", "--profile", "light", "--duration", "10s", "--json", &json_arg],
+    );
+    let first_line = wait_for_line(&rx, "orch/s", Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(2));
+    let pids = local_agent_pids(tmp.path());
+    assert_eq!(pids.len(), 3, "{pids:?}");
+    assert!(signal(pids[1], SIGKILL));
+    // The first live line is printed 1.3 s after the common start.
+    let killed_at_s = 1.3 + first_line.elapsed().as_secs_f64();
+    let status = wait_exit(&mut child, Duration::from_secs(180));
+    assert_eq!(status.code(), Some(4), "a run with a lost agent is degraded");
+    let r = read_report(&json);
+    assert_eq!(r.lost_agents.len(), 1, "{:?}", r.lost_agents);
+    let lost = &r.lost_agents[0];
+    // Noticed within a second of the kill (the stream breaks at once).
+    assert!((lost.at_s - killed_at_s).abs() < 1.5, "lost at {:.2}s, killed at ~{killed_at_s:.2}s", lost.at_s);
+    // Everything it started was finished by the other runtimes.
+    assert!(lost.instances_in_db >= lost.last_reported.launched && lost.instances_in_db > 0, "{lost:?}");
+    assert_eq!((lost.still_running, lost.failed_in_db), (0, 0), "{lost:?}");
+    assert_eq!(lost.completed_in_db, lost.instances_in_db, "{lost:?}");
+    assert!(r.agents.iter().filter(|a| a.lost).count() == 1);
+    let m = &r.merged.counts;
+    assert_eq!(m.completed, m.launched);
+    assert_eq!(r.db_check.completed_once, r.db_check.instances);
+    assert!(r.gates.iter().any(|g| g.name == "agents" && !g.passed));
+    assert!(r.gates.iter().filter(|g| g.name != "agents").all(|g| g.passed), "{:?}", r.gates);
+    support::assert_nothing_left(tmp.path(), &["loss.json"]);
+}
+
+#[test]
+fn a_frozen_agent_is_noticed_within_the_silence_bound() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let json = tmp.path().join("frozen.json");
+    let json_arg = json.display().to_string();
+    let (mut child, rx) = spawn_coordinator(
+        tmp.path(),
+        &["--local", "2", "--profile", "light", "--duration", "12s", "--on-agent-loss", "abort", "--json", &json_arg],
+    );
+    wait_for_line(&rx, "orch/s", Duration::from_secs(60));
+    let pids = local_agent_pids(tmp.path());
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    assert!(signal(pids[0], SIGSTOP));
+    let frozen = Instant::now();
+    let noticed = wait_for_line(&rx, "lost after", Duration::from_secs(30));
+    let took = noticed.duration_since(frozen);
+    // Silence bound 5 s, checked once a second, after at most 1 s of progress lag.
+    assert!(took >= Duration::from_secs(4) && took <= Duration::from_secs(8), "noticed after {took:?}");
+    // Let it go so the coordinator's teardown can stop it normally.
+    signal(pids[0], SIGCONT);
+    let status = wait_exit(&mut child, Duration::from_secs(180));
+    assert_eq!(status.code(), Some(4));
+    let r = read_report(&json);
+    assert_eq!(r.lost_agents.len(), 1);
+    assert!(r.lost_agents[0].reason.contains("silent"), "{:?}", r.lost_agents[0]);
+    // abort: the other agent was stopped early, long before its 12 s.
+    let other = r.agents.iter().find(|a| !a.lost).expect("the other agent");
+    assert!(other.section.elapsed_s < 11.0, "the other agent ran {}s despite abort", other.section.elapsed_s);
+    support::assert_nothing_left(tmp.path(), &["frozen.json"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_loses_its_coordinator_stops_loading_the_database_within_its_lease() {
+    let pg = EmbeddedPostgres::start().await.expect("throwaway postgres");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut agent = support::spawn_agent(pg.url(), &["--run-once"]);
+    let (mut child, rx) = spawn_coordinator(
+        tmp.path(),
+        &[
+            "--agents",
+            &agent.address,
+            "--database-url",
+            pg.url(),
+            "--profile",
+            "light",
+            "--duration",
+            "60s",
+            "--keep-schema",
+        ],
+    );
+    wait_for_line(&rx, "orch/s", Duration::from_secs(60));
+    child.kill().expect("kill -9 the coordinator");
+    let killed = Instant::now();
+    child.wait().expect("reap");
+    let mut conn = sqlx::PgConnection::connect(pg.url()).await.expect("connect");
+    let count = || "SELECT count(*) FROM instances".to_string();
+    let schema: String =
+        sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'loadgen\\_%' LIMIT 1")
+            .fetch_one(&mut conn)
+            .await
+            .expect("the run's schema");
+    sqlx::query(&format!("SET search_path TO {schema}")).execute(&mut conn).await.expect("search path");
+    // Lease 3 s (+0.25 s check, +1 s progress tick): no start after that.
+    tokio::time::sleep(Duration::from_millis(4500).saturating_sub(killed.elapsed())).await;
+    let n1: i64 = sqlx::query_scalar(&count()).fetch_one(&mut conn).await.expect("count");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let n2: i64 = sqlx::query_scalar(&count()).fetch_one(&mut conn).await.expect("count");
+    assert_eq!(n1, n2, "the agent kept starting orchestrations after losing its coordinator");
+    // --run-once: it releases its runtimes and exits.
+    let status = wait_exit(&mut agent.child, Duration::from_secs(30));
+    assert!(status.success(), "{status:?}");
+    let others: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("activity");
+    assert_eq!(others, 0, "connections left after the agent stopped");
+    conn.close().await.expect("close");
+}
