@@ -119,8 +119,9 @@ impl Agent {
         }
     }
 
-    /// Verify the schema and start the runtimes for a run.
-    pub async fn prepare(&self, req: proto::PrepareRequest) -> Result<(), AgentError> {
+    /// Verify the schema and start the runtimes for a run; returns what the
+    /// scenario's instances must end with.
+    pub async fn prepare(&self, req: proto::PrepareRequest) -> Result<proto::PrepareReply, AgentError> {
         {
             let mut slot = self.lock();
             if let Some(s) = slot.as_ref() {
@@ -142,6 +143,10 @@ impl Agent {
         }
         match self.build(&req).await {
             Ok((runtimes, deps, plan, relay)) => {
+                let reply = proto::PrepareReply {
+                    expected_output: deps.scenario.expected_output(),
+                    activities_per_instance: deps.scenario.activities_per_instance(),
+                };
                 // Hand the runtimes to the session unless it was released meanwhile.
                 let leftover = {
                     let mut slot = self.lock();
@@ -164,7 +169,7 @@ impl Agent {
                 }
                 self.spawn_lease_watch(req.run_id.clone());
                 tracing::info!(run = %req.run_id, schema = %req.schema, agent = req.agent_index, "prepared");
-                Ok(())
+                Ok(reply)
             }
             Err(e) => {
                 let mut slot = self.lock();
@@ -367,8 +372,7 @@ impl AgentRpc for Agent {
     }
 
     async fn prepare(&self, req: Request<proto::PrepareRequest>) -> Result<Response<proto::PrepareReply>, Status> {
-        Agent::prepare(self, req.into_inner()).await?;
-        Ok(Response::new(proto::PrepareReply {}))
+        Ok(Response::new(Agent::prepare(self, req.into_inner()).await?))
     }
 
     type RunStream = EventStream;

@@ -218,18 +218,43 @@ impl MemorySummary {
     }
 }
 
-/// What the database itself says about the run's instances.
+/// The correctness audit: what the schema itself says about a run.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DbCheck {
-    /// Instances of this run found in the schema.
+pub struct Audit {
+    /// Instances of the run found in the schema.
     pub instances: u64,
-    /// Of those, with exactly one execution in `Completed`.
-    pub completed_once: u64,
-    /// Instances with more than one execution row, or none (must be 0).
-    pub anomalies: u64,
-    /// Instances whose current execution is still `Running`.
-    pub running: u64,
+    /// Instances the generator counted as launched (0 when unknown).
+    pub launched: u64,
+    /// Instances with exactly one execution, and that one terminal.
+    pub terminal_once: u64,
+    pub completed: u64,
     pub failed: u64,
+    /// Instances whose current execution is not terminal (must be 0).
+    pub not_terminal: u64,
+    /// Instances with other than one execution (must be 0 for this workload).
+    pub anomalies: u64,
+    /// Completed instances whose output is not what the scenario returns.
+    pub wrong_output: u64,
+    /// Messages left in the orchestrator and worker queues (must be 0).
+    pub queued: u64,
+    /// ActivityCompleted events in the history, and how many there should be.
+    pub activity_completions: u64,
+    pub expected_activity_completions: u64,
+    /// Activity executions counted where they ran (0 when unknown) and how
+    /// many of them were redeliveries (executions beyond the history's count).
+    pub activities_executed: u64,
+    pub redeliveries: u64,
+    /// What failed the audit, one line each (empty: passed).
+    pub problems: Vec<String>,
+    /// Remarks that do not fail it (extra instances, redeliveries).
+    pub notes: Vec<String>,
+}
+
+impl Audit {
+    /// True when nothing failed the audit.
+    pub fn passed(&self) -> bool {
+        self.problems.is_empty()
+    }
 }
 
 /// The database's own activity during the run, and the generator's share of it.
@@ -331,7 +356,8 @@ pub struct RunReport {
     pub profile: Profile,
     pub agents: Vec<AgentReport>,
     pub merged: Section,
-    pub db_check: DbCheck,
+    /// The correctness audit of the run's schema.
+    pub audit: Audit,
     pub db_load: DbLoad,
     pub gates: Vec<Gate>,
     pub passed: bool,

@@ -51,6 +51,20 @@ pub enum Command {
         #[arg(long, env = "LOADGEN_PROFILE_FILE")]
         profile_file: Option<PathBuf>,
     },
+    /// Audit a kept schema (from --keep-schema): every instance terminal exactly
+    /// once, the right outputs, nothing queued, every activity in the history.
+    /// Exit 0 when it passes, 1 when it does not.
+    Audit {
+        /// The schema to audit (e.g. loadgen_3f2a9c1d).
+        #[arg(long)]
+        schema: String,
+        /// PostgreSQL URL of the database holding it.
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        /// Also write the audit as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+    },
 }
 
 /// Settings of a run.

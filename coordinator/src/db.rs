@@ -3,7 +3,6 @@
 //! the run's instances, and drop the schema at the end.
 
 use duroxide_pg::PostgresProvider;
-use loadgen_common::result::DbCheck;
 use loadgen_common::secret;
 use sqlx::Row;
 
@@ -103,30 +102,7 @@ pub async fn server_version(provider: &PostgresProvider) -> Result<String, Coord
         .map_err(|e| CoordinatorError::Database(one_line(&format!("reading server_version: {e}"))))
 }
 
-/// What the schema says about the run's instances: how many exist, how many
-/// completed exactly once, and any with an unexpected number of executions.
-pub async fn check_run(provider: &PostgresProvider, run_id: &str) -> Result<DbCheck, CoordinatorError> {
-    let s = provider.schema_name();
-    let sql = format!(
-        "SELECT count(*), \
-                count(*) FILTER (WHERE n_exec = 1 AND n_completed = 1), \
-                count(*) FILTER (WHERE n_exec <> 1), \
-                count(*) FILTER (WHERE n_running > 0), \
-                count(*) FILTER (WHERE n_failed > 0) \
-         FROM (SELECT i.instance_id, \
-                      count(e.execution_id) AS n_exec, \
-                      count(*) FILTER (WHERE e.status = 'Completed') AS n_completed, \
-                      count(*) FILTER (WHERE e.status = 'Running') AS n_running, \
-                      count(*) FILTER (WHERE e.status = 'Failed') AS n_failed \
-               FROM {s}.instances i LEFT JOIN {s}.executions e ON e.instance_id = i.instance_id \
-               WHERE i.instance_id LIKE $1 \
-               GROUP BY i.instance_id) per_instance"
-    );
-    let row = sqlx::query(&sql)
-        .bind(format!("{run_id}-%"))
-        .fetch_one(provider.pool())
-        .await
-        .map_err(|e| CoordinatorError::Database(one_line(&format!("checking the run's instances: {e}"))))?;
-    let get = |i: usize| row.try_get::<i64, _>(i).map(|v| v.max(0) as u64).unwrap_or(0);
-    Ok(DbCheck { instances: get(0), completed_once: get(1), anomalies: get(2), running: get(3), failed: get(4) })
+/// A database error as a one-line coordinator error.
+pub fn db_err(what: &str, e: impl std::fmt::Display) -> CoordinatorError {
+    CoordinatorError::Database(one_line(&format!("{what}: {e}")))
 }

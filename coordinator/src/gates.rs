@@ -8,12 +8,12 @@
 //! the user asks for them to fail the run.
 
 use loadgen_common::config::Profile;
-use loadgen_common::result::{AgentReport, DbCheck, Gate, LostAgent, Section};
+use loadgen_common::result::{AgentReport, Audit, Gate, LostAgent, Section};
 
 use crate::report::fmt_ms;
 
 /// Evaluate every must-pass gate.
-pub fn evaluate(profile: &Profile, merged: &Section, db: &DbCheck) -> Vec<Gate> {
+pub fn evaluate(profile: &Profile, merged: &Section, audit: &Audit) -> Vec<Gate> {
     let c = &merged.counts;
     let gate =
         |name: &str, limit: String, value: String, passed: bool| Gate { name: name.into(), limit, value, passed };
@@ -48,18 +48,24 @@ pub fn evaluate(profile: &Profile, merged: &Section, db: &DbCheck) -> Vec<Gate> 
         let p99 = merged.e2e_latency.p99_us;
         gates.push(gate("p99 latency", format!("<= {limit}ms"), fmt_ms(p99), (p99 as f64) / 1000.0 <= limit));
     }
+    let audit_value = if audit.passed() {
+        let mut v = format!(
+            "{} instances, all terminal once; {} activity completions; {} redeliveries",
+            audit.instances, audit.activity_completions, audit.redeliveries
+        );
+        for note in &audit.notes {
+            v.push_str("; ");
+            v.push_str(note);
+        }
+        v
+    } else {
+        audit.problems.join("; ")
+    };
     gates.push(gate(
-        "database agrees",
-        "every launched instance terminal exactly once, none running".into(),
-        format!(
-            "{} instances, {} completed once, {} anomalies, {} running, {} failed",
-            db.instances, db.completed_once, db.anomalies, db.running, db.failed
-        ),
-        db.instances == c.launched
-            && db.completed_once == c.completed
-            && db.anomalies == 0
-            && db.running == 0
-            && db.failed == c.failed(),
+        "correctness audit",
+        "every launched instance terminal exactly once, right output, nothing queued, history complete".into(),
+        audit_value,
+        audit.passed(),
     ));
     gates
 }
@@ -109,11 +115,15 @@ mod tests {
         }
     }
 
-    fn db(n: u64) -> DbCheck {
-        DbCheck { instances: n, completed_once: n, ..Default::default() }
+    fn db(n: u64) -> Audit {
+        Audit { instances: n, terminal_once: n, completed: n, ..Default::default() }
     }
 
-    fn failed(p: &Profile, s: &Section, d: &DbCheck) -> Vec<String> {
+    fn broken(problem: &str) -> Audit {
+        Audit { problems: vec![problem.to_string()], ..Default::default() }
+    }
+
+    fn failed(p: &Profile, s: &Section, d: &Audit) -> Vec<String> {
         evaluate(p, s, d).into_iter().filter(|g| !g.passed).map(|g| g.name).collect()
     }
 
@@ -126,10 +136,10 @@ mod tests {
     #[test]
     fn each_gate_fails_on_its_own_condition() {
         let p = find_profile("high-concurrency").expect("profile"); // min 2.0 orch/s
-        let one_failed = DbCheck { instances: 10, completed_once: 9, failed: 1, ..Default::default() };
+        let one_failed = Audit { instances: 10, terminal_once: 10, completed: 9, failed: 1, ..Default::default() };
         assert_eq!(failed(&p, &section(10, 9, 1, 5.0), &one_failed), ["success rate", "infrastructure failures"]);
         assert_eq!(failed(&p, &section(10, 10, 0, 1.5), &db(10)), ["throughput"]);
-        assert_eq!(failed(&p, &section(10, 10, 0, 5.0), &db(11)), ["database agrees"]);
+        assert_eq!(failed(&p, &section(10, 10, 0, 5.0), &broken("1 instance(s) not terminal")), ["correctness audit"]);
         assert_eq!(failed(&p, &section(0, 0, 0, 5.0), &db(0)), ["success rate"]);
     }
 
@@ -144,7 +154,7 @@ mod tests {
         p.max_failed = Some(2);
         let mut s = section(10, 8, 0, 5.0);
         s.counts.failed_application = 2;
-        let d = DbCheck { instances: 10, completed_once: 8, failed: 2, ..Default::default() };
+        let d = Audit { instances: 10, terminal_once: 10, completed: 8, failed: 2, ..Default::default() };
         assert!(failed(&p, &s, &d).is_empty(), "{:?}", evaluate(&p, &s, &d));
         let gate = evaluate(&p, &s, &d).into_iter().next().expect("first gate");
         assert_eq!((gate.name.as_str(), gate.limit.as_str()), ("failed or unfinished", "<= 2"));

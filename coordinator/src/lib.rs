@@ -10,6 +10,7 @@
 //! - [`stream`]: the Run streams: start, heartbeats, progress, agent loss;
 //! - [`track`]: tracked results over time and regression checks;
 //! - [`agents`]: reaching and checking agents;
+//! - [`audit`]: the correctness audit of a run's schema;
 //! - [`local`]: `--local N` agent processes;
 //! - [`db`]: schema creation, database counters, the run's database check;
 //! - [`live`]: the once-a-second progress line;
@@ -18,6 +19,7 @@
 //! - [`error`]: errors and exit codes.
 
 pub mod agents;
+pub mod audit;
 pub mod cli;
 pub mod db;
 pub mod error;

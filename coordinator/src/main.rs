@@ -23,8 +23,12 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    if let Some(Command::Profiles { profile_file }) = &cli.command {
-        return ExitCode::from(list_profiles(profile_file.as_deref()));
+    match &cli.command {
+        Some(Command::Profiles { profile_file }) => return ExitCode::from(list_profiles(profile_file.as_deref())),
+        Some(Command::Audit { schema, database_url, json }) => {
+            return ExitCode::from(audit_command(schema, database_url, json.as_deref()));
+        }
+        None => {}
     }
     let args = cli.run;
     if let Err(e) = startup::init_tracing(&args.log) {
@@ -59,6 +63,33 @@ fn list_profiles(file: Option<&std::path::Path>) -> u8 {
             EXIT_USAGE
         }
     }
+}
+
+fn audit_command(schema: &str, url: &str, json: Option<&std::path::Path>) -> u8 {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("coordinator: cannot start the async runtime: {e}");
+            return EXIT_RUN_FAILED;
+        }
+    };
+    let audit = match rt.block_on(loadgen_coordinator::audit::audit_schema(url, schema)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("coordinator: {e}");
+            return e.exit_code();
+        }
+    };
+    let _ = report::render_audit(schema, &audit, &mut std::io::stdout().lock());
+    if let Some(path) = json {
+        let written = std::fs::File::create(path)
+            .and_then(|f| serde_json::to_writer_pretty(f, &audit).map_err(std::io::Error::other));
+        if let Err(e) = written {
+            eprintln!("coordinator: cannot write {}: {e}", path.display());
+            return EXIT_RUN_FAILED;
+        }
+    }
+    if audit.passed() { EXIT_OK } else { EXIT_GATES_FAILED }
 }
 
 async fn async_main(args: Args) -> u8 {

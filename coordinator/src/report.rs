@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use loadgen_common::config::{Profile, format_duration};
 use loadgen_common::histogram::LatencySummary;
-use loadgen_common::result::{RunReport, Section, SuiteReport};
+use loadgen_common::result::{Audit, RunReport, Section, SuiteReport};
 
 /// Microseconds as milliseconds with one decimal ("12.3ms"), or "-" for none.
 pub fn fmt_ms(us: u64) -> String {
@@ -210,6 +210,39 @@ fn render_memory(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     Ok(())
 }
 
+/// A correctness audit on its own (`coordinator audit`).
+pub fn render_audit(schema: &str, a: &Audit, w: &mut dyn Write) -> io::Result<()> {
+    writeln!(w, "Audit of schema {schema}: {}", if a.passed() { "PASSED" } else { "FAILED" })?;
+    writeln!(
+        w,
+        "  instances {} (launched {}), terminal exactly once {}, completed {}, failed {}, not terminal {}, other than one execution {}",
+        a.instances,
+        if a.launched > 0 { a.launched.to_string() } else { "unknown".into() },
+        a.terminal_once,
+        a.completed,
+        a.failed,
+        a.not_terminal,
+        a.anomalies
+    )?;
+    writeln!(
+        w,
+        "  unexpected outputs {}, queued messages {}, activity completions {} (expected {}), executed {}, redeliveries {}",
+        a.wrong_output,
+        a.queued,
+        a.activity_completions,
+        a.expected_activity_completions,
+        a.activities_executed,
+        a.redeliveries
+    )?;
+    for p in &a.problems {
+        writeln!(w, "  [FAIL] {p}")?;
+    }
+    for n in &a.notes {
+        writeln!(w, "  [note] {n}")?;
+    }
+    Ok(())
+}
+
 /// The comparison table of a suite: one row per run, then the overall verdict.
 pub fn render_suite(profile: &str, runs: &[RunReport], w: &mut dyn Write) -> io::Result<()> {
     writeln!(w)?;
@@ -394,7 +427,7 @@ pub fn render_json(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
 mod tests {
     use super::*;
     use loadgen_common::config::find_profile;
-    use loadgen_common::result::{AgentReport, Counts, DbCheck, DbLoad, Gate};
+    use loadgen_common::result::{AgentReport, Audit, Counts, DbLoad, Gate};
 
     fn report() -> RunReport {
         let section = Section {
@@ -432,7 +465,7 @@ mod tests {
                 memory: Default::default(),
             }],
             merged: section,
-            db_check: DbCheck { instances: 12, completed_once: 12, ..Default::default() },
+            audit: Audit { instances: 12, terminal_once: 12, completed: 12, ..Default::default() },
             db_load: DbLoad::default(),
             gates: vec![Gate {
                 name: "throughput".into(),

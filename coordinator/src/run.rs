@@ -18,6 +18,7 @@ use loadgen_common::secret;
 use tokio_util::sync::CancellationToken;
 
 use crate::agents::AgentLink;
+use crate::audit::{self, Expectation};
 use crate::cli::Args;
 use crate::db;
 use crate::error::CoordinatorError;
@@ -134,7 +135,17 @@ async fn run_once(
         loadgen_common::config::format_duration(profile.duration)
     );
 
-    prepare_all(&session.links, &run_id, &schema, profile, slices, args.completion_poll).await?;
+    let (expected_output, activities_per_instance) =
+        prepare_all(&session.links, &run_id, &schema, profile, slices, args.completion_poll).await?;
+    let mut expectation = Expectation {
+        run_id: Some(run_id.clone()),
+        output: Some(expected_output),
+        activities_per_instance: Some(activities_per_instance),
+        ..Default::default()
+    };
+    if let Some((_, p)) = session.current.as_ref() {
+        audit::record(p, &expectation).await.map_err(scrub)?;
+    }
     let started_at = chrono::Utc::now() + START_DELAY;
     let (controls, streams) = start_all(&session.links, &run_id, START_DELAY).await?;
     let started = Instant::now() + START_DELAY;
@@ -156,7 +167,6 @@ async fn run_once(
         return Err(CoordinatorError::Database("schema owner missing".into()));
     };
     let (commits1, rollbacks1) = db::xact_counters(provider).await.map_err(scrub)?;
-    let db_check = db::check_run(provider, &run_id).await.map_err(scrub)?;
 
     // Per-agent sections and the exact merge.
     let mut agents = Vec::with_capacity(followed.len());
@@ -206,6 +216,14 @@ async fn run_once(
         });
     }
     let merged = Section::new(merged_counts, elapsed_max, &merged_hist);
+    expectation.launched = merged.counts.launched;
+    expectation.completed = Some(merged.counts.completed);
+    expectation.activities_executed = merged.counts.activities;
+    let Some((_, provider)) = session.current.as_ref() else {
+        return Err(CoordinatorError::Database("schema owner missing".into()));
+    };
+    audit::record(provider, &expectation).await.map_err(scrub)?;
+    let audit = audit::audit(provider, &expectation).await.map_err(scrub)?;
     let commits = commits1.saturating_sub(commits0);
     let c = &merged.counts;
     let generator_calls = c.launched + c.start_errors + c.status_queries + c.failed();
@@ -219,7 +237,7 @@ async fn run_once(
         completion_share_pct: pct(c.status_queries),
         generator_share_pct: pct(generator_calls),
     };
-    let mut gates = gates::evaluate(profile, &merged, &db_check);
+    let mut gates = gates::evaluate(profile, &merged, &audit);
     if !lost_agents.is_empty() {
         gates.push(gates::agents_gate(session.links.len(), &lost_agents));
     }
@@ -238,7 +256,7 @@ async fn run_once(
         passed: gates.iter().all(|g| g.passed),
         gates,
         merged,
-        db_check,
+        audit,
         db_load,
         warnings,
         comparison: None,
@@ -313,7 +331,7 @@ async fn prepare_all(
     profile: &Profile,
     slices: &[u64],
     completion_poll: Duration,
-) -> Result<(), CoordinatorError> {
+) -> Result<(String, u64), CoordinatorError> {
     let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     let mut set = tokio::task::JoinSet::new();
     for l in links {
@@ -346,12 +364,27 @@ async fn prepare_all(
             client
                 .prepare(req)
                 .await
-                .map(|_| ())
+                .map(|r| (address.clone(), r.into_inner()))
                 .map_err(|s| CoordinatorError::agent(&address, format!("prepare failed: {}", s.message())))
         });
     }
+    // Every agent must expect the same of the scenario (same registrations).
+    let mut expected: Option<(String, u64)> = None;
     while let Some(joined) = set.join_next().await {
-        joined.map_err(|e| CoordinatorError::Local(e.to_string()))??;
+        let (address, reply) = joined.map_err(|e| CoordinatorError::Local(e.to_string()))??;
+        let mine = (reply.expected_output, reply.activities_per_instance);
+        match &expected {
+            None => expected = Some(mine),
+            Some(first) if *first != mine => {
+                return Err(CoordinatorError::agent(
+                    &address,
+                    format!(
+                        "expects {mine:?} of the scenario where another agent expects {first:?}: mixed agent builds"
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
     }
-    Ok(())
+    expected.ok_or_else(|| CoordinatorError::Usage("no agents to prepare".into()))
 }

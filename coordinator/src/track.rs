@@ -175,7 +175,7 @@ mod tests {
     use super::*;
     use loadgen_common::config::find_profile;
     use loadgen_common::histogram::LatencySummary;
-    use loadgen_common::result::{DbCheck, DbLoad, Environment, Section};
+    use loadgen_common::result::{Audit, DbLoad, Environment, Section};
 
     fn report(orch_per_sec: f64, p99_us: u64) -> RunReport {
         RunReport {
@@ -193,7 +193,7 @@ mod tests {
                 e2e_latency: LatencySummary { p99_us, ..Default::default() },
                 ..Default::default()
             },
-            db_check: DbCheck::default(),
+            audit: Audit::default(),
             db_load: DbLoad::default(),
             gates: Vec::new(),
             passed: true,

@@ -69,6 +69,32 @@ async fn the_database_shows_every_instance_completed_once_and_the_schema_is_drop
     .await
     .expect("queues");
     assert_eq!(queued, 0, "work left queued");
+    // `coordinator audit` on the kept schema passes, and catches tampering.
+    let audit = |json: &Path| {
+        let mut cmd = coordinator(tmp.path());
+        cmd.args(["audit", "--schema", &kept.schema, "--database-url", pg.url(), "--json"]).arg(json);
+        cmd.output().expect("run coordinator audit")
+    };
+    let out = audit(&tmp.path().join("audit1.json"));
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("PASSED"), "{}", show(&out));
+    let recorded: loadgen_common::result::Audit =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("audit1.json")).expect("audit json")).expect("parse");
+    assert_eq!((recorded.launched, recorded.completed), (kept.merged.counts.launched, kept.merged.counts.completed));
+    sqlx::query(&format!(
+        "UPDATE {s}.executions SET output = 'tampered' WHERE instance_id = (SELECT min(instance_id) FROM {s}.instances)",
+        s = kept.schema
+    ))
+    .execute(&mut conn)
+    .await
+    .expect("tamper");
+    let out = audit(&tmp.path().join("audit2.json"));
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 completed instance(s) with an unexpected output"),
+        "{}",
+        show(&out)
+    );
     sqlx::query(&format!("DROP SCHEMA {} CASCADE", kept.schema)).execute(&mut conn).await.expect("drop kept");
 
     // Run 2 drops its schema at the end.

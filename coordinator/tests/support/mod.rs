@@ -91,8 +91,14 @@ pub fn assert_consistent(r: &RunReport, agents: usize) {
     assert!(l.min_us as u128 >= r.profile.activity_delay.as_micros(), "{l:?}");
     assert!(r.merged.observed_latency.p50_us >= l.p50_us);
     assert!(r.merged.orch_per_sec > 0.0 && r.merged.activities_per_sec > 0.0);
-    assert_eq!(r.db_check.completed_once, m.launched);
-    assert_eq!(r.db_check.instances, m.launched);
+    // The correctness audit: every launched instance completed exactly once,
+    // with the scenario's output, nothing queued, every activity in the history.
+    let a = &r.audit;
+    assert!(a.passed(), "{:?}", a.problems);
+    assert_eq!((a.instances, a.terminal_once, a.completed), (m.launched, m.launched, m.launched));
+    assert_eq!((a.not_terminal, a.anomalies, a.wrong_output, a.queued), (0, 0, 0, 0));
+    assert_eq!(a.activity_completions, m.completed * u64::from(r.profile.tasks_per_instance));
+    assert_eq!(a.redeliveries, m.activities - a.activity_completions);
     assert!(r.db_load.commits > 0 && r.db_load.completion_queries > 0);
     assert!(r.passed, "{:?}", r.gates);
 }
