@@ -16,6 +16,7 @@
 
 use std::net::SocketAddr;
 
+use loadgen_common::auth::RequireToken;
 use loadgen_common::proto::agent_server::AgentServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -42,6 +43,10 @@ pub struct AgentConfig {
     pub hostname: String,
     /// Exit after the first run is released.
     pub run_once: bool,
+    /// The shared token every request must carry.
+    pub token: String,
+    /// PEM certificate and key, to serve over TLS.
+    pub tls: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -50,7 +55,8 @@ impl std::fmt::Debug for AgentConfig {
             .field("database_url", &loadgen_common::secret::mask_url(&self.database_url))
             .field("pool_max", &self.pool_max)
             .field("hostname", &self.hostname)
-            .finish()
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -64,16 +70,25 @@ pub fn pool_max_from_env() -> u32 {
 /// release any active run (its runtimes are shut down) and return.
 pub async fn serve(listener: TcpListener, config: AgentConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let run_once = config.run_once;
+    let require = RequireToken::new(&config.token).map_err(anyhow::Error::msg)?;
+    let tls = config.tls.clone();
     let mut agent = Agent::new(config);
     if run_once {
         agent = agent.exit_after_run(shutdown.clone());
     }
     let local: SocketAddr = listener.local_addr()?;
-    tracing::info!(%local, "agent serving");
-    let result = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(2)))
-        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(5)))
-        .add_service(AgentServer::new(agent.clone()))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(5)));
+    if let Some((cert, key)) = tls {
+        let identity = tonic::transport::Identity::from_pem(cert, key);
+        builder = builder
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .map_err(|e| anyhow::anyhow!("TLS configuration: {e}"))?;
+    }
+    tracing::info!(%local, "agent serving");
+    let result = builder
+        .add_service(AgentServer::with_interceptor(agent.clone(), require))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled())
         .await;
     agent.release_any().await;

@@ -30,6 +30,18 @@ struct Args {
     #[arg(long, env = "DUROXIDE_PG_POOL_MAX")]
     pool_max: Option<u32>,
 
+    /// Shared token every coordinator request must carry (required).
+    #[arg(long, env = "LOADGEN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+
+    /// PEM certificate to serve over TLS (with --tls-key).
+    #[arg(long, env = "AGENT_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "AGENT_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+
     /// Exit after one run (released by the coordinator, or after losing it),
     /// so a Kubernetes Job completes.
     #[arg(long, env = "AGENT_RUN_ONCE")]
@@ -72,12 +84,26 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    let Some(token) = args.token.clone() else {
+        anyhow::bail!(
+            "the agent API requires a shared token: set LOADGEN_TOKEN (or pass --token) here and on the coordinator"
+        );
+    };
+    loadgen_common::auth::validate_token(&token).map_err(anyhow::Error::msg)?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => {
+            let read =
+                |p: &std::path::Path| std::fs::read(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()));
+            Some((read(c)?, read(k)?))
+        }
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
     let local = listener.local_addr()?;
-    if !local.ip().is_loopback() {
-        tracing::warn!(%local, "listening on a non-loopback address without TLS or authentication");
+    if !local.ip().is_loopback() && tls.is_none() {
+        tracing::warn!(%local, "listening on a non-loopback address without TLS: the token and all traffic travel in clear");
     }
     // The coordinator's --local mode reads this line to learn the port.
     println!("listening on {local}");
@@ -112,6 +138,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         pool_max: pool_max_from_env(),
         hostname: hostname(),
         run_once: args.run_once,
+        token,
+        tls,
     };
     serve(listener, config, shutdown).await
 }

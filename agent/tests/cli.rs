@@ -6,7 +6,10 @@ use std::process::Command;
 
 fn agent() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_agent"));
-    cmd.env_remove("DATABASE_URL").env_remove("AGENT_LISTEN");
+    cmd.env_remove("DATABASE_URL")
+        .env_remove("AGENT_LISTEN")
+        .env_remove("LOADGEN_TOKEN")
+        .env_remove("DUROXIDE_PG_POOL_MAX");
     cmd
 }
 
@@ -15,7 +18,17 @@ fn help_names_the_settings() {
     let out = agent().arg("--help").output().expect("run agent --help");
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
-    for needle in ["--listen", "--database-url", "DATABASE_URL", "AGENT_LISTEN"] {
+    for needle in [
+        "--listen",
+        "--database-url",
+        "DATABASE_URL",
+        "AGENT_LISTEN",
+        "--token",
+        "LOADGEN_TOKEN",
+        "--tls-cert",
+        "--run-once",
+        "--pool-max",
+    ] {
         assert!(help.contains(needle), "help lacks {needle}:\n{help}");
     }
 }
@@ -34,10 +47,24 @@ fn an_address_in_use_is_a_one_line_error() {
     let addr = taken.local_addr().expect("addr");
     let out = agent()
         .args(["--listen", &addr.to_string(), "--database-url", "postgres://u:secret@127.0.0.1:1/db"])
+        .env("LOADGEN_TOKEN", "a-token")
         .output()
         .expect("run agent");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+    assert!(!err.contains("secret"), "password leaked: {err}");
+}
+
+#[test]
+fn a_missing_token_is_refused_before_listening() {
+    let out = agent()
+        .args(["--listen", "127.0.0.1:0", "--database-url", "postgres://u:secret@127.0.0.1:1/db"])
+        .output()
+        .expect("run agent");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("requires a shared token: set LOADGEN_TOKEN"), "{err}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("listening"), "it listened without a token");
     assert!(!err.contains("secret"), "password leaked: {err}");
 }

@@ -3,6 +3,7 @@
 //! Everything the coordinator and the agents must agree on lives here, so that
 //! the two binaries cannot drift apart:
 //!
+//! - [`auth`]: the shared agent token (client and server interceptors);
 //! - [`proto`]: the generated gRPC code (the only module that includes it) and
 //!   the protocol version;
 //! - [`config`]: run configuration, named profiles (TOML data) and duration parsing;
@@ -18,6 +19,7 @@
 //! - [`stress_factory`]: `PostgresStressFactory`, duroxide's own stress module on the same setup.
 
 pub mod apportion;
+pub mod auth;
 pub mod config;
 pub mod dburl;
 pub mod embedded_pg;

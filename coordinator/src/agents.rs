@@ -4,21 +4,34 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use loadgen_common::auth::AddToken;
 use loadgen_common::proto::agent_client::AgentClient;
 use loadgen_common::proto::{self, HelloReply};
-use tonic::transport::{Channel, Endpoint};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::error::CoordinatorError;
 
 /// Bound on connecting to an agent and on its Hello.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A client that sends the agent token with every call.
+pub type Client = AgentClient<InterceptedService<Channel, AddToken>>;
+
+/// How to reach agents: the token, and TLS when asked for.
+#[derive(Clone, Debug)]
+pub struct Access {
+    pub token: String,
+    /// PEM CA certificate and the name to verify (None: each address's host).
+    pub tls: Option<(Vec<u8>, Option<String>)>,
+}
+
 /// A connected, checked agent.
 #[derive(Debug, Clone)]
 pub struct AgentLink {
     pub index: u32,
     pub address: String,
-    pub client: AgentClient<Channel>,
+    pub client: Client,
     pub hello: HelloReply,
 }
 
@@ -48,9 +61,18 @@ pub fn parse_agent_list(list: &[String]) -> Result<Vec<String>, CoordinatorError
 }
 
 /// Connect to one agent and say hello.
-async fn connect(index: u32, address: &str) -> Result<AgentLink, CoordinatorError> {
-    let endpoint = Endpoint::from_shared(format!("http://{address}"))
-        .map_err(|e| CoordinatorError::Usage(format!("malformed agent address {address:?}: {e}")))?
+async fn connect(index: u32, address: &str, access: &Access) -> Result<AgentLink, CoordinatorError> {
+    let scheme = if access.tls.is_some() { "https" } else { "http" };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
+        .map_err(|e| CoordinatorError::Usage(format!("malformed agent address {address:?}: {e}")))?;
+    if let Some((ca, domain)) = &access.tls {
+        let host = address.rsplit_once(':').map_or(address, |(h, _)| h).trim_matches(['[', ']']);
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(ca))
+            .domain_name(domain.clone().unwrap_or_else(|| host.to_string()));
+        endpoint = endpoint.tls_config(tls).map_err(|e| CoordinatorError::Usage(format!("TLS configuration: {e}")))?;
+    }
+    let endpoint = endpoint
         .connect_timeout(CONNECT_TIMEOUT)
         // HTTP/2 pings notice a dead agent or a cut link while a run streams.
         .http2_keep_alive_interval(Duration::from_secs(2))
@@ -60,23 +82,28 @@ async fn connect(index: u32, address: &str) -> Result<AgentLink, CoordinatorErro
         .connect()
         .await
         .map_err(|e| CoordinatorError::agent(address, format!("unreachable ({})", source_chain(&e))))?;
-    let mut client = AgentClient::new(channel);
+    let token = AddToken::new(&access.token).map_err(CoordinatorError::Usage)?;
+    let mut client = AgentClient::with_interceptor(channel, token);
     let mut req = tonic::Request::new(proto::HelloRequest { protocol_version: proto::PROTOCOL_VERSION });
     req.set_timeout(CONNECT_TIMEOUT);
-    let hello = client
-        .hello(req)
-        .await
-        .map_err(|s| CoordinatorError::agent(address, format!("hello failed: {}", s.message())))?
-        .into_inner();
+    let hello = match client.hello(req).await {
+        Ok(r) => r.into_inner(),
+        Err(s) if s.code() == tonic::Code::Unauthenticated => {
+            return Err(CoordinatorError::Usage(format!(
+                "agent {address} refused our token: give the agents' token in LOADGEN_TOKEN (or --token)"
+            )));
+        }
+        Err(s) => return Err(CoordinatorError::agent(address, format!("hello failed: {}", s.message()))),
+    };
     Ok(AgentLink { index, address: address.to_string(), client, hello })
 }
 
 /// Connect to every agent concurrently and check they can run one plan together.
-pub async fn connect_all(addresses: &[String]) -> Result<Vec<AgentLink>, CoordinatorError> {
+pub async fn connect_all(addresses: &[String], access: &Access) -> Result<Vec<AgentLink>, CoordinatorError> {
     let mut set = tokio::task::JoinSet::new();
     for (i, a) in addresses.iter().enumerate() {
-        let a = a.clone();
-        set.spawn(async move { connect(i as u32, &a).await });
+        let (a, access) = (a.clone(), access.clone());
+        set.spawn(async move { connect(i as u32, &a, &access).await });
     }
     let mut links = Vec::with_capacity(addresses.len());
     while let Some(joined) = set.join_next().await {

@@ -74,6 +74,18 @@ pub struct Args {
     #[arg(long, env = "LOADGEN_AGENTS", value_delimiter = ',', conflicts_with = "local")]
     pub agents: Vec<String>,
 
+    /// Shared agent token (required with --agents; --local makes a fresh one).
+    #[arg(long, env = "LOADGEN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// PEM CA certificate that signed the agents' TLS certificates: talk TLS to --agents.
+    #[arg(long, env = "LOADGEN_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// Name to verify in the agents' certificates (default: the host of each address).
+    #[arg(long, env = "LOADGEN_TLS_DOMAIN", requires = "tls_ca")]
+    pub tls_domain: Option<String>,
+
     /// Spawn N agent processes on loopback (free ports) and stop them at the end.
     #[arg(long, value_name = "N")]
     pub local: Option<u32>,

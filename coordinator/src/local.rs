@@ -61,10 +61,11 @@ impl LocalAgents {
         database_url: &str,
         log: &str,
         pool_max: Option<u32>,
+        token: &str,
     ) -> Result<Self, CoordinatorError> {
         let mut agents = LocalAgents::default();
         for i in 0..n {
-            match spawn_one(i, bin, database_url, log, pool_max).await {
+            match spawn_one(i, bin, database_url, log, pool_max, token).await {
                 Ok(a) => agents.agents.push(a),
                 Err(e) => {
                     agents.stop().await;
@@ -111,6 +112,7 @@ async fn spawn_one(
     database_url: &str,
     log: &str,
     pool_max: Option<u32>,
+    token: &str,
 ) -> Result<(String, Child), CoordinatorError> {
     let mut std_cmd = std::process::Command::new(bin);
     std_cmd.args(["--listen", "127.0.0.1:0"]);
@@ -119,6 +121,7 @@ async fn spawn_one(
     }
     std_cmd
         .env("DATABASE_URL", database_url)
+        .env("LOADGEN_TOKEN", token)
         .env("AGENT_LOG", log)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -10,7 +10,7 @@ use loadgen_common::proto;
 use loadgen_common::secret;
 use std::time::Duration;
 
-use crate::agents::{AgentLink, connect_all};
+use crate::agents::{Access, AgentLink, connect_all};
 use crate::cli::Args;
 use crate::db;
 use crate::error::CoordinatorError;
@@ -61,17 +61,20 @@ impl Session {
             }
         }
         db::preflight(&self.url).await?;
-        let addresses = match args.local {
+        let (addresses, access) = match args.local {
             Some(n) => {
+                // Agents we spawn get a fresh token of their own, and plain
+                // HTTP/2 on loopback.
+                let token = args.token.clone().unwrap_or_else(loadgen_common::auth::new_token);
                 let bin = find_agent_binary(args.agent_bin.as_deref())?;
-                let local = LocalAgents::spawn(n, &bin, &self.url, &args.log, profile.pool_max).await?;
+                let local = LocalAgents::spawn(n, &bin, &self.url, &args.log, profile.pool_max, &token).await?;
                 let addrs = local.addresses();
                 self.local = Some(local);
-                addrs
+                (addrs, Access { token, tls: None })
             }
-            None => addresses,
+            None => (addresses, remote_access(args)?),
         };
-        self.links = connect_all(&addresses).await?;
+        self.links = connect_all(&addresses, &access).await?;
         if let Some(want) = profile.pool_max {
             for l in &self.links {
                 if l.hello.pool_max != want {
@@ -163,6 +166,25 @@ impl Session {
     }
 }
 
+/// Token and TLS settings for remote agents.
+fn remote_access(args: &Args) -> Result<Access, CoordinatorError> {
+    let Some(token) = args.token.clone() else {
+        return Err(CoordinatorError::Usage(
+            "--agents needs the agents' shared token: set LOADGEN_TOKEN (or pass --token)".into(),
+        ));
+    };
+    loadgen_common::auth::validate_token(&token).map_err(CoordinatorError::Usage)?;
+    let tls = match &args.tls_ca {
+        Some(path) => {
+            let ca = std::fs::read(path)
+                .map_err(|e| CoordinatorError::Usage(format!("cannot read --tls-ca {}: {e}", path.display())))?;
+            Some((ca, args.tls_domain.clone()))
+        }
+        None => None,
+    };
+    Ok(Access { token, tls })
+}
+
 /// Check the flags that need no database or agent: returns the agent addresses
 /// (placeholders for --local).
 pub fn plan_agents(args: &Args) -> Result<Vec<String>, CoordinatorError> {
@@ -182,6 +204,7 @@ pub fn plan_agents(args: &Args) -> Result<Vec<String>, CoordinatorError> {
                         .into(),
                 ));
             }
+            remote_access(args)?;
             crate::agents::parse_agent_list(&args.agents)
         }
     }

@@ -133,6 +133,7 @@ async fn bad_input_fails_with_one_clear_line_and_leaves_nothing() {
         (vec![], 2, "no agents: give --local N"),
         (vec!["--local", "1", "--agents", "a:1"], 2, "cannot be used with"),
         (vec!["--agents", "127.0.0.1:7000"], 2, "--agents needs --database-url"),
+        (vec!["--agents", "127.0.0.1:7000", "--database-url", &good, "--token", ""], 2, "the agent token is empty"),
         (vec!["--agents", "nohost", "--database-url", dead], 2, "malformed agent address \"nohost\""),
         (vec!["--agents", "127.0.0.1:1,127.0.0.1:1", "--database-url", dead], 2, "listed twice"),
         (vec!["--local", "1", "--database-url", dead], 3, "cannot connect to postgres://u:***@127.0.0.1:1/db"),

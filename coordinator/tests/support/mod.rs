@@ -7,6 +7,9 @@ use std::process::{Command, Output};
 
 use loadgen_common::result::{RunReport, SuiteReport};
 
+/// The token the tests' standalone agents and coordinators share.
+pub const TEST_TOKEN: &str = "test-token-0123456789abcdef";
+
 pub fn coordinator(tmp: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_coordinator"));
     // Our own TMPDIR: whatever the run creates there must be gone afterwards.
@@ -16,7 +19,9 @@ pub fn coordinator(tmp: &Path) -> Command {
         .env_remove("LOADGEN_PROFILE")
         .env_remove("LOADGEN_PROFILE_FILE")
         .env_remove("LOADGEN_RESULTS_DIR")
-        .env_remove("DUROXIDE_PG_POOL_MAX");
+        .env_remove("DUROXIDE_PG_POOL_MAX")
+        .env_remove("LOADGEN_TLS_CA")
+        .env("LOADGEN_TOKEN", TEST_TOKEN);
     cmd
 }
 
@@ -127,6 +132,7 @@ pub fn spawn_agent(database_url: &str, extra: &[&str]) -> AgentProcess {
         .args(["--listen", "127.0.0.1:0", "--log", "warn"])
         .args(extra)
         .env("DATABASE_URL", database_url)
+        .env("LOADGEN_TOKEN", TEST_TOKEN)
         .env_remove("DUROXIDE_PG_POOL_MAX")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
