@@ -124,18 +124,26 @@ impl Drop for AgentProcess {
 /// Start `agent --listen 127.0.0.1:0` against `database_url` with `extra` flags
 /// and wait (bounded) for its address.
 pub fn spawn_agent(database_url: &str, extra: &[&str]) -> AgentProcess {
+    spawn_agent_logging(database_url, extra, None)
+}
+
+/// Like [`spawn_agent`], with the agent's log written to `log`.
+pub fn spawn_agent_logging(database_url: &str, extra: &[&str], log: Option<&Path>) -> AgentProcess {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
     let coordinator = std::path::PathBuf::from(env!("CARGO_BIN_EXE_coordinator"));
     let bin = coordinator.with_file_name("agent");
     let mut child = Command::new(&bin)
-        .args(["--listen", "127.0.0.1:0", "--log", "warn"])
+        .args(["--listen", "127.0.0.1:0", "--log", "info"])
         .args(extra)
         .env("DATABASE_URL", database_url)
         .env("LOADGEN_TOKEN", TEST_TOKEN)
         .env_remove("DUROXIDE_PG_POOL_MAX")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(match log {
+            Some(path) => Stdio::from(std::fs::File::create(path).expect("agent log file")),
+            None => Stdio::null(),
+        })
         .spawn()
         .unwrap_or_else(|e| panic!("start {}: {e} (build the workspace first)", bin.display()));
     let stdout = child.stdout.take().expect("stdout");
