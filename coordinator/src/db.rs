@@ -31,6 +31,24 @@ pub async fn preflight(url: &str) -> Result<(), CoordinatorError> {
     }
 }
 
+/// The server's connection limits: (max_connections, reserved for superusers, in use now).
+pub async fn connection_limits(url: &str) -> Result<(u64, u64, u64), CoordinatorError> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url)
+        .await
+        .map_err(|e| CoordinatorError::Database(one_line(&secret::scrub(&format!("connecting: {e}"), url))))?;
+    let row = sqlx::query(
+        "SELECT current_setting('max_connections')::bigint, current_setting('superuser_reserved_connections')::bigint, \
+                (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .map_err(|e| db_err("reading max_connections", e))?;
+    let _ = conn.close().await;
+    let get = |i: usize| row.try_get::<i64, _>(i).map(|v| v.max(0) as u64).unwrap_or(0);
+    Ok((get(0), get(1), get(2)))
+}
+
 /// Create `schema` and apply duroxide-pg's migrations (agents only verify).
 pub async fn create_schema(url: &str, schema: &str) -> Result<PostgresProvider, CoordinatorError> {
     let connect = PostgresProvider::new_with_schema(url, Some(schema));

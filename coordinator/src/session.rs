@@ -75,6 +75,7 @@ impl Session {
             None => (addresses, remote_access(args)?),
         };
         self.links = connect_all(&addresses, &access).await?;
+        self.check_connections(profile).await?;
         if let Some(want) = profile.pool_max {
             for l in &self.links {
                 if l.hello.pool_max != want {
@@ -88,6 +89,32 @@ impl Session {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Refuse a plan whose pools could need more connections than the server
+    /// has left: every agent opens `runtimes + 1` pools of its pool size, and
+    /// the coordinator one more.
+    async fn check_connections(&self, profile: &Profile) -> Result<(), CoordinatorError> {
+        let (max, reserved, in_use) = db::connection_limits(&self.url).await?;
+        let coordinator_pool = u64::from(pool_max_here());
+        let per_agent: Vec<u64> = self
+            .links
+            .iter()
+            .map(|l| u64::from(profile.runtimes_per_agent + 1) * u64::from(l.hello.pool_max))
+            .collect();
+        let need = per_agent.iter().sum::<u64>() + coordinator_pool;
+        let available = max.saturating_sub(reserved).saturating_sub(in_use);
+        if need > available {
+            let pools: Vec<String> = self.links.iter().map(|l| l.hello.pool_max.to_string()).collect();
+            return Err(CoordinatorError::Usage(format!(
+                "the plan needs up to {need} connections ({} agent(s) x ({} runtime(s) + 1 client) x pool {} + {coordinator_pool} for the coordinator) but the server has {available} available (max_connections {max}, {reserved} reserved, {in_use} in use); lower --pool-max or --runtimes-per-agent, use fewer agents, or raise max_connections",
+                self.links.len(),
+                profile.runtimes_per_agent,
+                pools.join("/"),
+            )));
+        }
+        tracing::info!(need, available, "connection plan fits");
         Ok(())
     }
 
@@ -164,6 +191,11 @@ impl Session {
             tokio::task::spawn_blocking(move || pg.stop()).await.ok();
         }
     }
+}
+
+/// Pool size duroxide-pg will give this process's providers.
+fn pool_max_here() -> u32 {
+    std::env::var("DUROXIDE_PG_POOL_MAX").ok().and_then(|v| v.parse().ok()).unwrap_or(10)
 }
 
 /// Token and TLS settings for remote agents.

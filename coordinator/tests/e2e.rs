@@ -139,6 +139,11 @@ async fn bad_input_fails_with_one_clear_line_and_leaves_nothing() {
         (vec!["--local", "1", "--database-url", dead], 3, "cannot connect to postgres://u:***@127.0.0.1:1/db"),
         (vec!["--agents", "127.0.0.1:1", "--database-url", &good], 3, "agent 127.0.0.1:1: unreachable"),
         (vec!["--local", "1", "--profile-file", "/nonexistent.toml"], 2, "cannot read profile file /nonexistent.toml"),
+        (
+            vec!["--local", "2", "--runtimes-per-agent", "20", "--pool-max", "20", "--database-url", &good],
+            2,
+            "the plan needs up to 850 connections (2 agent(s) x (20 runtime(s) + 1 client) x pool 20/20 + 10 for the coordinator) but the server has",
+        ),
     ];
     for (args, code, needle) in &cases {
         let out = coordinator(tmp.path()).args(args).output().expect("run coordinator");
