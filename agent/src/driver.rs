@@ -132,6 +132,7 @@ pub async fn drive(
     let (launch_tx, mut launch_rx) = mpsc::unbounded_channel();
     let t0 = Instant::now();
     let base = deps.executed.load(Ordering::Relaxed);
+    let errors_before = crate::metrics::provider_errors();
     let mut d = Driver {
         plan,
         deps,
@@ -227,6 +228,7 @@ pub async fn drive(
             e2e_latency: d.hist.e2e.encode(),
             start_latency: d.hist.start.encode(),
             observed_latency: d.hist.observed.encode(),
+            provider_errors: crate::metrics::since(&errors_before).into_iter().collect(),
         };
         let event = RunEvent { event: Some(run_event::Event::Result(result)) };
         delivered = tokio::time::timeout(SEND_TIMEOUT, events.send(Ok(event))).await.is_ok_and(|r| r.is_ok());
@@ -322,6 +324,8 @@ impl Driver {
         let terminal = match self.deps.tracker.poll(&self.deps.provider, &ids).await {
             Ok(t) => t,
             Err(e) => {
+                self.totals.status_query_errors += 1;
+                self.interval.status_query_errors += 1;
                 tracing::warn!(error = %e, "completion query failed; retrying next tick");
                 return;
             }

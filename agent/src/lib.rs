@@ -9,6 +9,7 @@
 //! - [`driver`]: the closed-loop load driver;
 //! - [`tracker`]: the batched completion query;
 //! - [`lease`]: the coordinator's heartbeat lease on a running agent;
+//! - [`metrics`]: provider errors counted from duroxide's metrics;
 //! - [`runtimes`]: starting and stopping the duroxide runtimes;
 //! - [`relay`]: the TCP relay that adds an artificial database latency;
 //! - [`scenario`]: the registered workloads (one file each);
@@ -25,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 pub mod driver;
 pub mod error;
 pub mod lease;
+pub mod metrics;
 pub mod relay;
 pub mod runtimes;
 pub mod scenario;

@@ -59,6 +59,7 @@ fn main() -> std::process::ExitCode {
         eprintln!("agent: {e}");
         return std::process::ExitCode::from(2);
     }
+    loadgen_agent::metrics::install();
     if let Some(n) = args.pool_max {
         if n == 0 {
             eprintln!("agent: --pool-max must be at least 1");

@@ -8,7 +8,6 @@
 //! the coordinator only and shutdown happens in order; a parent-death signal
 //! makes it shut down immediately even if the coordinator is killed outright.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -73,7 +72,7 @@ impl EmbeddedPostgres {
         // server's bind; try a few.
         let mut last = None;
         for _ in 0..3 {
-            match pg.spawn_server().await {
+            match pg.spawn_server(None).await {
                 Ok(()) => return Ok(pg),
                 Err(e) => last = Some(e),
             }
@@ -142,12 +141,29 @@ impl EmbeddedPostgres {
         Ok(())
     }
 
-    async fn spawn_server(&mut self) -> Result<(), EmbeddedPgError> {
+    /// Stop the server (fast shutdown), stay down for `downtime`, and start it
+    /// again on the same port and data: what a database restart looks like to
+    /// its clients. For fault tests.
+    pub async fn restart(&mut self, downtime: std::time::Duration) -> Result<(), EmbeddedPgError> {
+        let port = self.port;
+        self.stop_server();
+        tokio::time::sleep(downtime).await;
+        self.spawn_server(Some(port)).await
+    }
+
+    async fn spawn_server(&mut self, port: Option<u16>) -> Result<(), EmbeddedPgError> {
         use std::os::unix::process::CommandExt;
-        let port = free_port().map_err(step("finding a free port"))?;
+        let port = match port {
+            Some(p) => p,
+            None => free_port().map_err(step("finding a free port"))?,
+        };
         let dir = self.dir.as_ref().map(|d| d.path().to_path_buf()).unwrap_or_default();
         let log_path = dir.join("postgres.log");
-        let log = File::create(&log_path).map_err(step("creating the server log"))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(step("creating the server log"))?;
         let log_err = log.try_clone().map_err(step("creating the server log"))?;
         let mut cmd = self.command("postgres");
         cmd.arg("-D")

@@ -29,6 +29,9 @@ pub struct Counts {
     /// End-to-end samples clamped because the database's completion time fell
     /// outside [start call, observation] (clock skew between machines).
     pub latency_clamped: u64,
+    /// Completion queries that failed (and were retried next tick).
+    #[serde(default)]
+    pub status_query_errors: u64,
 }
 
 impl Counts {
@@ -55,6 +58,7 @@ impl Counts {
         self.activities += o.activities;
         self.status_queries += o.status_queries;
         self.latency_clamped += o.latency_clamped;
+        self.status_query_errors += o.status_query_errors;
     }
 }
 
@@ -72,6 +76,7 @@ impl From<&proto::Counts> for Counts {
             activities: c.activities,
             status_queries: c.status_queries,
             latency_clamped: c.latency_clamped,
+            status_query_errors: c.status_query_errors,
         }
     }
 }
@@ -90,6 +95,7 @@ impl From<&Counts> for proto::Counts {
             activities: c.activities,
             status_queries: c.status_queries,
             latency_clamped: c.latency_clamped,
+            status_query_errors: c.status_query_errors,
         }
     }
 }
@@ -372,6 +378,9 @@ pub struct RunReport {
     /// Agents lost mid-run; a run with any is degraded.
     #[serde(default)]
     pub lost_agents: Vec<LostAgent>,
+    /// Provider errors the runtimes met and retried, "operation/error_type" -> count.
+    #[serde(default)]
+    pub provider_errors: std::collections::BTreeMap<String, u64>,
 }
 
 impl RunReport {

@@ -154,6 +154,16 @@ pub fn render_text(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
         d.completion_queries,
         d.completion_share_pct
     )?;
+    if !r.provider_errors.is_empty() || m.counts.status_query_errors > 0 || m.counts.start_errors > 0 {
+        let errors: Vec<String> = r.provider_errors.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        writeln!(
+            w,
+            "Errors met and retried: provider calls by the runtimes [{}]; start calls {}; completion queries {}.",
+            if errors.is_empty() { "none".into() } else { errors.join(", ") },
+            m.counts.start_errors,
+            m.counts.status_query_errors
+        )?;
+    }
     render_memory(r, w)?;
     if let Some(c) = &r.comparison {
         writeln!(
@@ -478,6 +488,7 @@ mod tests {
             comparison: None,
             environment: Default::default(),
             lost_agents: Vec::new(),
+            provider_errors: Default::default(),
         }
     }
 

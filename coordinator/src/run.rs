@@ -173,6 +173,7 @@ async fn run_once(
     let mut merged_counts = Counts::default();
     let mut merged_hist = Histograms::default();
     let mut elapsed_max: f64 = 0.0;
+    let mut provider_errors = std::collections::BTreeMap::<String, u64>::new();
     for ((link, followed), late) in session.links.iter().zip(followed).zip(late) {
         let (counts, elapsed_s, hist, memory, lost) = match followed {
             Followed::Finished { result: r, memory } => {
@@ -187,6 +188,9 @@ async fn run_once(
                 };
                 let mut counts: Counts = r.totals.as_ref().map(Counts::from).unwrap_or_default();
                 counts.activities += late;
+                for (k, n) in &r.provider_errors {
+                    *provider_errors.entry(k.clone()).or_default() += n;
+                }
                 (counts, r.elapsed_ms as f64 / 1000.0, hist, memory, false)
             }
             Followed::Lost { at, mut counts, histograms, memory, .. } => {
@@ -272,6 +276,7 @@ async fn run_once(
             postgres_version,
         },
         lost_agents,
+        provider_errors,
     })
 }
 

@@ -201,6 +201,7 @@ mod tests {
             comparison: None,
             environment: Environment { db_host: "h".into(), ..Default::default() },
             lost_agents: Vec::new(),
+            provider_errors: Default::default(),
         }
     }
 

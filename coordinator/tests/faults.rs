@@ -185,3 +185,36 @@ async fn an_agent_that_loses_its_coordinator_stops_loading_the_database_within_i
     assert_eq!(others, 0, "connections left after the agent stopped");
     conn.close().await.expect("close");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_restart_mid_run_is_survived_and_accounted_for() {
+    let mut pg = EmbeddedPostgres::start().await.expect("throwaway postgres");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let json = tmp.path().join("restart.json");
+    let json_arg = json.display().to_string();
+    let url = pg.url().to_string();
+    let (mut child, rx) = spawn_coordinator(
+        tmp.path(),
+        &["--local", "2", "--profile", "light", "--duration", "12s", "--database-url", &url, "--json", &json_arg],
+    );
+    wait_for_line(&rx, "orch/s", Duration::from_secs(60));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    pg.restart(Duration::from_secs(2)).await.expect("restart postgres");
+    let restarted = Instant::now();
+    let status =
+        tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(240))).await.expect("join");
+    eprintln!("run ended {:?} after the restart with {status:?}", restarted.elapsed());
+    let lines: Vec<String> = rx.try_iter().collect();
+    // It finished on its own, with a result: gates may fail, nothing hangs.
+    assert!(matches!(status.code(), Some(0) | Some(1)), "{status:?}: {lines:?}");
+    let r = read_report(&json);
+    let c = &r.merged.counts;
+    eprintln!("{c:?}\n{:?}\n{:?}", r.audit, r.provider_errors);
+    assert_eq!(c.launched, c.completed + c.failed() + c.unfinished, "{c:?}");
+    // The outage was seen and counted.
+    let seen = c.start_errors + c.status_query_errors + r.provider_errors.values().sum::<u64>();
+    assert!(seen > 0, "the restart left no trace in the counts: {c:?}");
+    // Whatever was launched is accounted for by the audit: terminal or named.
+    assert_eq!(r.audit.instances, r.audit.terminal_once + r.audit.not_terminal + r.audit.anomalies, "{:?}", r.audit);
+    support::assert_nothing_left(tmp.path(), &["restart.json"]);
+}
