@@ -140,7 +140,7 @@ pub enum Followed {
 }
 
 enum StreamEvent {
-    Event(proto::RunEvent),
+    Event(Box<proto::RunEvent>),
     Failed(tonic::Status),
     Ended,
 }
@@ -162,7 +162,7 @@ pub async fn follow(
         tokio::spawn(async move {
             loop {
                 let ev = match stream.message().await {
-                    Ok(Some(ev)) => StreamEvent::Event(ev),
+                    Ok(Some(ev)) => StreamEvent::Event(Box::new(ev)),
                     Ok(None) => StreamEvent::Ended,
                     Err(s) => StreamEvent::Failed(s),
                 };
@@ -195,19 +195,25 @@ pub async fn follow(
                 if let Some(t) = last_heard.get_mut(i) {
                     *t = Instant::now();
                 }
+                let ev = match ev {
+                    StreamEvent::Event(boxed) => match boxed.event {
+                        Some(e) => Ok(e),
+                        None => continue,
+                    },
+                    other => Err(other),
+                };
                 match ev {
-                    StreamEvent::Event(proto::RunEvent { event: Some(run_event::Event::Progress(p)) }) => {
+                    Ok(run_event::Event::Progress(p)) => {
                         live.progress(i, &p)
                             .map_err(|e| CoordinatorError::agent(address, format!("bad progress: {e}")))?;
                     }
-                    StreamEvent::Event(proto::RunEvent { event: Some(run_event::Event::Result(r)) }) => {
+                    Ok(run_event::Event::Result(r)) => {
                         results[i] = Some(r);
                     }
-                    StreamEvent::Event(_) => {}
-                    StreamEvent::Failed(s) if results[i].is_none() && lost[i].is_none() => {
+                    Err(StreamEvent::Failed(s)) if results[i].is_none() && lost[i].is_none() => {
                         newly_lost = Some((i, format!("stream broke: {}", s.message())));
                     }
-                    StreamEvent::Ended if results[i].is_none() && lost[i].is_none() => {
+                    Err(StreamEvent::Ended) if results[i].is_none() && lost[i].is_none() => {
                         newly_lost = Some((i, "stream ended without a result".into()));
                     }
                     _ => {}
