@@ -211,9 +211,14 @@ async fn a_postgres_restart_mid_run_is_survived_and_accounted_for() {
     let c = &r.merged.counts;
     eprintln!("{c:?}\n{:?}\n{:?}", r.audit, r.provider_errors);
     assert_eq!(c.launched, c.completed + c.failed() + c.unfinished, "{c:?}");
-    // The outage was seen and counted.
-    let seen = c.start_errors + c.status_query_errors + r.provider_errors.values().sum::<u64>();
-    assert!(seen > 0, "the restart left no trace in the counts: {c:?}");
+    // The outage happened mid-run: orchestrations in flight then waited it out
+    // (the provider may absorb it without an error; errors it met are counted
+    // in start_errors, status_query_errors and provider_errors, printed above).
+    assert!(
+        r.merged.e2e_latency.max_us >= 2_000_000,
+        "no orchestration spanned the 2 s outage: {:?}",
+        r.merged.e2e_latency
+    );
     // Whatever was launched is accounted for by the audit: terminal or named.
     assert_eq!(r.audit.instances, r.audit.terminal_once + r.audit.not_terminal + r.audit.anomalies, "{:?}", r.audit);
     support::assert_nothing_left(tmp.path(), &["restart.json"]);
