@@ -54,11 +54,23 @@ pub struct EmbeddedPostgres {
     run_as: Option<(u32, u32)>,
     port: u16,
     url: String,
+    /// Password of the superuser over TCP (None: trust authentication).
+    password: Option<String>,
 }
 
 impl EmbeddedPostgres {
     /// Create and start a new throwaway cluster, ready to accept connections.
     pub async fn start() -> Result<Self, EmbeddedPgError> {
+        Self::start_inner(None).await
+    }
+
+    /// Like [`Self::start`], but TCP connections must authenticate with
+    /// `password` (SCRAM): for tests of bad passwords and of masking.
+    pub async fn start_with_password(password: &str) -> Result<Self, EmbeddedPgError> {
+        Self::start_inner(Some(password.to_string())).await
+    }
+
+    async fn start_inner(password: Option<String>) -> Result<Self, EmbeddedPgError> {
         let bindir = find_bindir().ok_or(EmbeddedPgError::NotInstalled)?;
         let run_as =
             if process::is_root() { Some(postgres_user().ok_or(EmbeddedPgError::NoPostgresUser)?) } else { None };
@@ -66,7 +78,8 @@ impl EmbeddedPostgres {
         if let Some((uid, gid)) = run_as {
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).map_err(step("chown of the temp dir"))?;
         }
-        let mut pg = EmbeddedPostgres { dir: Some(dir), child: None, bindir, run_as, port: 0, url: String::new() };
+        let mut pg =
+            EmbeddedPostgres { dir: Some(dir), child: None, bindir, run_as, port: 0, url: String::new(), password };
         pg.initdb().await?;
         // A free port can be taken by someone else between our probe and the
         // server's bind; try a few.
@@ -80,7 +93,7 @@ impl EmbeddedPostgres {
         Err(last.unwrap_or(EmbeddedPgError::Step { step: "starting postgres", detail: "no attempt made".into() }))
     }
 
-    /// Connection URL (trust auth on loopback; it carries no password).
+    /// Connection URL (trust auth on loopback unless started with a password).
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -122,16 +135,25 @@ impl EmbeddedPostgres {
 
     async fn initdb(&self) -> Result<(), EmbeddedPgError> {
         let mut cmd = self.command("initdb");
-        cmd.arg("-D").arg(self.data_dir()).args([
-            "-U",
-            SUPERUSER,
-            "--auth=trust",
-            "--encoding=UTF8",
-            "--no-locale",
-            "--no-sync",
-        ]);
+        cmd.arg("-D").arg(self.data_dir()).args(["-U", SUPERUSER, "--encoding=UTF8", "--no-locale", "--no-sync"]);
+        let pwfile = self.dir.as_ref().map(|d| d.path().join("pwfile")).unwrap_or_default();
+        match &self.password {
+            None => {
+                cmd.arg("--auth=trust");
+            }
+            Some(pw) => {
+                std::fs::write(&pwfile, pw).map_err(step("writing the password file"))?;
+                if let Some((uid, gid)) = self.run_as {
+                    std::os::unix::fs::chown(&pwfile, Some(uid), Some(gid))
+                        .map_err(step("chown of the password file"))?;
+                }
+                cmd.args(["--auth-local=trust", "--auth-host=scram-sha-256"])
+                    .arg(format!("--pwfile={}", pwfile.display()));
+            }
+        }
         let out =
             tokio::process::Command::from(cmd).stdin(Stdio::null()).output().await.map_err(step("running initdb"))?;
+        let _ = std::fs::remove_file(&pwfile);
         if !out.status.success() {
             return Err(EmbeddedPgError::Step {
                 step: "initdb",
@@ -185,7 +207,10 @@ impl EmbeddedPostgres {
         let child = cmd.spawn().map_err(step("starting postgres"))?;
         self.child = Some(child);
         self.port = port;
-        self.url = format!("postgres://{SUPERUSER}@127.0.0.1:{port}/postgres");
+        self.url = match &self.password {
+            None => format!("postgres://{SUPERUSER}@127.0.0.1:{port}/postgres"),
+            Some(pw) => format!("postgres://{SUPERUSER}:{pw}@127.0.0.1:{port}/postgres"),
+        };
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Some(child) = self.child.as_mut()

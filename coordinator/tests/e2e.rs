@@ -112,11 +112,15 @@ async fn the_database_shows_every_instance_completed_once_and_the_schema_is_drop
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_fails_with_one_clear_line_and_leaves_nothing() {
     let tmp = tempfile::tempdir().expect("tmp");
-    // A reachable database (trust authentication takes any password) for the
-    // cases that get past the database pre-flight.
-    let pg = EmbeddedPostgres::start().await.expect("throwaway postgres for the test");
-    let good = format!("postgres://loadgen:hunter2@127.0.0.1:{}/postgres", pg.port());
+    // A reachable database that checks passwords, for the cases that get past
+    // the database pre-flight (and the one with a wrong password).
+    let pg = EmbeddedPostgres::start_with_password("hunter2").await.expect("throwaway postgres for the test");
+    let good = pg.url().to_string();
+    let wrong_password = format!("postgres://loadgen:hunter3@127.0.0.1:{}/postgres", pg.port());
     let dead = "postgres://u:hunter2@127.0.0.1:1/db";
+    let profile_typo = tmp.path().join("typo.toml");
+    std::fs::write(&profile_typo, "[[profile]]\nname='typo'\nmax_concurent=5\n").expect("profile file");
+    let typo_arg = profile_typo.display().to_string();
     // (arguments, exit code, text the error must contain)
     let cases: Vec<(Vec<&str>, i32, &str)> = vec![
         (
@@ -139,6 +143,9 @@ async fn bad_input_fails_with_one_clear_line_and_leaves_nothing() {
         (vec!["--local", "1", "--database-url", dead], 3, "cannot connect to postgres://u:***@127.0.0.1:1/db"),
         (vec!["--agents", "127.0.0.1:1", "--database-url", &good], 3, "agent 127.0.0.1:1: unreachable"),
         (vec!["--local", "1", "--profile-file", "/nonexistent.toml"], 2, "cannot read profile file /nonexistent.toml"),
+        (vec!["--local", "1", "--profile-file", &typo_arg], 2, "unknown field `max_concurent`"),
+        (vec!["--local", "1", "--max-concurrent", "0"], 2, "invalid max_concurrent 0: must be at least 1"),
+        (vec!["--local", "1", "--database-url", &wrong_password], 3, "password authentication failed"),
         (
             vec!["--local", "2", "--runtimes-per-agent", "20", "--pool-max", "20", "--database-url", &good],
             2,
@@ -157,7 +164,14 @@ async fn bad_input_fails_with_one_clear_line_and_leaves_nothing() {
         .output()
         .expect("run coordinator");
     check_one_line(&["--local", "1"], &out, 3, "apt-get install postgresql");
-    assert_eq!(std::fs::read_dir(tmp.path()).expect("tmp").count(), 0, "bad input left files behind");
+    // Nothing left behind: no file, no process, no schema.
+    support::assert_nothing_left(tmp.path(), &["typo.toml"]);
+    let mut conn = sqlx::PgConnection::connect(pg.url()).await.expect("connect");
+    let schemas: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'loadgen%'")
+        .fetch_one(&mut conn)
+        .await
+        .expect("schemas");
+    assert_eq!(schemas, 0, "bad input left a schema");
 }
 
 fn check_one_line(args: &[&str], out: &Output, code: i32, needle: &str) {
@@ -166,7 +180,9 @@ fn check_one_line(args: &[&str], out: &Output, code: i32, needle: &str) {
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "{args:?}: want one line: {err}");
     assert!(lines[0].contains(needle), "{args:?}: {err}");
-    assert!(!err.contains("hunter2") && !String::from_utf8_lossy(&out.stdout).contains("hunter2"), "password leaked");
+    for pw in ["hunter2", "hunter3"] {
+        assert!(!err.contains(pw) && !String::from_utf8_lossy(&out.stdout).contains(pw), "password leaked");
+    }
 }
 
 #[test]

@@ -150,14 +150,17 @@ mod foreign {
     use loadgen_common::proto::*;
     use tonic::{Request, Response, Status, Streaming};
 
-    pub struct Foreign;
+    pub struct Foreign {
+        pub protocol: u32,
+        pub duroxide_pg: String,
+    }
 
     #[tonic::async_trait]
     impl Agent for Foreign {
         async fn hello(&self, _: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
             Ok(Response::new(HelloReply {
-                protocol_version: 99,
-                duroxide_pg_version: loadgen_common::DUROXIDE_PG_VERSION.into(),
+                protocol_version: self.protocol,
+                duroxide_pg_version: self.duroxide_pg.clone(),
                 state: "idle".into(),
                 ..Default::default()
             }))
@@ -174,12 +177,12 @@ mod foreign {
         }
     }
 
-    pub async fn serve() -> String {
+    pub async fn serve(protocol: u32, duroxide_pg: &str) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(
             tonic::transport::Server::builder()
-                .add_service(AgentServer::new(Foreign))
+                .add_service(AgentServer::new(Foreign { protocol, duroxide_pg: duroxide_pg.to_string() }))
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
         );
         addr.to_string()
@@ -190,17 +193,23 @@ mod foreign {
 async fn a_protocol_mismatch_and_a_hostile_schema_are_refused_with_one_line() {
     let pg = EmbeddedPostgres::start().await.expect("postgres");
     let tmp = tempfile::tempdir().expect("tmp");
-    let addr = foreign::serve().await;
-    let out = tokio::task::spawn_blocking({
-        let (addr, url, dir) = (addr.clone(), pg.url().to_string(), tmp.path().to_path_buf());
-        move || coordinator(&dir).args(["--agents", &addr, "--database-url", &url]).output().expect("run")
-    })
-    .await
-    .expect("join");
-    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("speaks protocol revision 99"), "{err}");
-    assert_eq!(err.lines().count(), 1, "{err}");
+    let cases = [
+        (99, loadgen_common::DUROXIDE_PG_VERSION, "speaks protocol revision 99"),
+        (loadgen_common::proto::PROTOCOL_VERSION, "0.0.1", "runs duroxide-pg 0.0.1"),
+    ];
+    for (protocol, version, needle) in cases {
+        let addr = foreign::serve(protocol, version).await;
+        let out = tokio::task::spawn_blocking({
+            let (url, dir) = (pg.url().to_string(), tmp.path().to_path_buf());
+            move || coordinator(&dir).args(["--agents", &addr, "--database-url", &url]).output().expect("run")
+        })
+        .await
+        .expect("join");
+        assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
     for hostile in ["x; DROP SCHEMA public CASCADE", "public", "a\"b", ""] {
         let out = coordinator(tmp.path())
             .args(["audit", "--schema", hostile, "--database-url", pg.url()])
