@@ -12,6 +12,22 @@ pub fn fmt_ms(us: u64) -> String {
     if us == 0 { "-".into() } else { format!("{:.1}ms", us as f64 / 1000.0) }
 }
 
+/// One line that says what a profile asks for.
+fn describe_config(p: &Profile) -> String {
+    format!(
+        "{} in flight, {} of load, fanout {} x {}, dispatchers {} x {} runtime(s)/agent, poll {}, pool {}, db latency {}",
+        p.max_concurrent,
+        format_duration(p.duration),
+        p.tasks_per_instance,
+        format_duration(p.activity_delay),
+        p.dispatchers(),
+        p.runtimes_per_agent,
+        format_duration(p.poll_interval),
+        p.pool_max.map_or("default".into(), |n| n.to_string()),
+        if p.db_latency.is_zero() { "none".into() } else { format_duration(p.db_latency) }
+    )
+}
+
 fn latency_cells(l: &LatencySummary) -> String {
     format!(
         "{:>9} {:>9} {:>9} {:>9} {:>9}",
@@ -55,19 +71,7 @@ pub fn render_text(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
         "Run {} on schema {} ({}), duroxide {} / duroxide-pg {}",
         r.run_id, r.schema, r.database, r.duroxide_version, r.duroxide_pg_version
     )?;
-    writeln!(
-        w,
-        "Profile {}: {} in flight, {} of load, fanout {} x {}, dispatchers {} x {} runtime(s)/agent, poll {}, {} agent(s)",
-        p.name,
-        p.max_concurrent,
-        format_duration(p.duration),
-        p.tasks_per_instance,
-        format_duration(p.activity_delay),
-        p.dispatchers(),
-        p.runtimes_per_agent,
-        format_duration(p.poll_interval),
-        r.agents.len()
-    )?;
+    writeln!(w, "Profile {}: {}, {} agent(s)", p.name, describe_config(p), r.agents.len())?;
     writeln!(w)?;
     writeln!(
         w,
@@ -316,18 +320,7 @@ pub fn render_markdown(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
         e.postgres_version,
         if e.cloud { "cloud/remote" } else { "local" }
     )?;
-    writeln!(
-        w,
-        "- configuration: {} in flight, {} of load, fanout {} x {}, dispatchers {} x {} runtime(s)/agent, pool {}, db latency {}",
-        p.max_concurrent,
-        format_duration(p.duration),
-        p.tasks_per_instance,
-        format_duration(p.activity_delay),
-        p.dispatchers(),
-        p.runtimes_per_agent,
-        p.pool_max.map_or("default".into(), |n| n.to_string()),
-        if p.db_latency.is_zero() { "none".into() } else { format_duration(p.db_latency) }
-    )?;
+    writeln!(w, "- configuration: {}", describe_config(p))?;
     writeln!(
         w,
         "- key metrics: **{:.2} orch/s**, {:.1} activities/s, p50 {}, p99 {}, max {}, success {:.2}%, {:.1} commits/orchestration",
