@@ -111,6 +111,8 @@ struct Driver {
     progress_seq: u64,
     failures_logged: u32,
     launch_tx: mpsc::UnboundedSender<Launch>,
+    poll_tx: mpsc::UnboundedSender<PollResult>,
+    poll_pending: bool,
 }
 
 /// Run the plan: wait `start_delay`, drive load, drain, and send progress and
@@ -130,6 +132,7 @@ pub async fn drive(
         _ = lease.lost.cancelled() => return Outcome::default(),
     }
     let (launch_tx, mut launch_rx) = mpsc::unbounded_channel();
+    let (poll_tx, mut poll_rx) = mpsc::unbounded_channel();
     let t0 = Instant::now();
     let base = deps.executed.load(Ordering::Relaxed);
     let errors_before = crate::metrics::provider_errors();
@@ -150,6 +153,8 @@ pub async fn drive(
         progress_seq: 0,
         failures_logged: 0,
         launch_tx,
+        poll_tx,
+        poll_pending: false,
     };
     tracing::info!(run = %d.plan.run_id, agent = d.plan.agent_index, concurrency = d.plan.concurrency, "load started");
     let deadline = t0 + d.plan.duration;
@@ -168,8 +173,9 @@ pub async fn drive(
         let retry_at = d.retry_at;
         tokio::select! {
             Some(launch) = launch_rx.recv() => d.on_launch(launch, draining),
-            _ = poll.tick() => {
-                d.poll_completions().await;
+            _ = poll.tick() => d.start_poll(),
+            Some(done) = poll_rx.recv() => {
+                d.on_poll(done);
                 d.fill(draining);
             }
             _ = progress.tick() => {
@@ -245,6 +251,19 @@ pub async fn drive(
     Outcome { activities_mark, delivered }
 }
 
+/// What a completion query found: terminal rows (with the failure category
+/// of failed ones) and when the answer arrived.
+type PollResult = Result<(Vec<(Finished, Option<&'static str>)>, Instant), String>;
+
+/// The typed error category of a failed instance, from the client; the
+/// stored message's prefix when that look-up fails.
+async fn failure_category(client: &Client, id: &str, output: &str) -> &'static str {
+    match tokio::time::timeout(LOOKUP_TIMEOUT, client.get_orchestration_status(id)).await {
+        Ok(Ok(OrchestrationStatus::Failed { details, .. })) => details.category(),
+        _ => category_from_output(output),
+    }
+}
+
 /// End-to-end latency from the database's completion time, clamped to
 /// `[0, seen]`: the runtime may run on another machine whose clock is off.
 /// Returns the latency and whether it had to be clamped.
@@ -314,15 +333,45 @@ impl Driver {
         self.fill(draining);
     }
 
-    async fn poll_completions(&mut self) {
-        if self.in_flight.is_empty() {
+    /// Start a completion query unless one is under way. It runs as its own
+    /// task, so a slow database never delays progress messages (which the
+    /// coordinator uses to tell a live agent from a dead one).
+    fn start_poll(&mut self) {
+        if self.poll_pending || self.in_flight.is_empty() {
             return;
         }
-        let ids: Vec<String> = self.in_flight.keys().cloned().collect();
+        self.poll_pending = true;
         self.totals.status_queries += 1;
         self.interval.status_queries += 1;
-        let terminal = match self.deps.tracker.poll(&self.deps.provider, &ids).await {
-            Ok(t) => t,
+        let ids: Vec<String> = self.in_flight.keys().cloned().collect();
+        let (deps, tx) = (self.deps.clone(), self.poll_tx.clone());
+        tokio::spawn(async move {
+            let result = match deps.tracker.poll(&deps.provider, &ids).await {
+                Ok(rows) => {
+                    let observed = Instant::now();
+                    let mut out = Vec::with_capacity(rows.len());
+                    for row in rows {
+                        let category = match &row.state {
+                            Terminal::Completed => None,
+                            Terminal::Failed { output } => {
+                                Some(failure_category(&deps.client, &row.instance_id, output).await)
+                            }
+                        };
+                        out.push((row, category));
+                    }
+                    Ok((out, observed))
+                }
+                Err(e) => Err(e),
+            };
+            // The driver may be gone (run ended); nothing to report then.
+            let _ = tx.send(result);
+        });
+    }
+
+    fn on_poll(&mut self, done: PollResult) {
+        self.poll_pending = false;
+        let (rows, observed) = match done {
+            Ok(ok) => ok,
             Err(e) => {
                 self.totals.status_query_errors += 1;
                 self.interval.status_query_errors += 1;
@@ -330,8 +379,7 @@ impl Driver {
                 return;
             }
         };
-        let observed = Instant::now();
-        for Finished { instance_id: id, state, completed_at } in terminal {
+        for (Finished { instance_id: id, state, completed_at }, category) in rows {
             let Some(issued) = self.in_flight.remove(&id) else { continue };
             let seen = observed.saturating_duration_since(issued.at);
             let (e2e, clamped) = end_to_end(issued.wall, completed_at, seen);
@@ -346,7 +394,7 @@ impl Driver {
                     self.interval.completed += 1;
                 }
                 Terminal::Failed { output } => {
-                    let category = self.failure_category(&id, &output).await;
+                    let category = category.unwrap_or("application");
                     let bump = |c: &mut Counts| match category {
                         "infrastructure" => c.failed_infrastructure += 1,
                         "configuration" => c.failed_configuration += 1,
@@ -361,15 +409,6 @@ impl Driver {
                     }
                 }
             }
-        }
-    }
-
-    /// The typed error category of a failed instance, from the client; the
-    /// stored message's prefix when that look-up fails.
-    async fn failure_category(&self, id: &str, output: &str) -> &'static str {
-        match tokio::time::timeout(LOOKUP_TIMEOUT, self.deps.client.get_orchestration_status(id)).await {
-            Ok(Ok(OrchestrationStatus::Failed { details, .. })) => details.category(),
-            _ => category_from_output(output),
         }
     }
 
