@@ -51,6 +51,38 @@ pub enum Command {
         #[arg(long, env = "LOADGEN_PROFILE_FILE")]
         profile_file: Option<PathBuf>,
     },
+    /// Run duroxide's own stress module and this tool (one local agent) side by
+    /// side on one database, per dispatcher setting, and compare throughput and
+    /// commits per orchestration.
+    Bench {
+        /// Dispatcher settings to compare.
+        #[arg(long, value_delimiter = ',', default_value = "1:1,2:2,4:4")]
+        combos: Vec<String>,
+        /// Runs per tool and setting (the table shows min / median / max).
+        #[arg(long, default_value_t = 3)]
+        repeat: u32,
+        /// Load duration of each run.
+        #[arg(long, value_parser = duration, allow_hyphen_values = true, default_value = "10s")]
+        duration: Duration,
+        /// Orchestrations in flight (the standard workload's 20).
+        #[arg(long, default_value_t = 20)]
+        max_concurrent: u64,
+        /// Activities per orchestration.
+        #[arg(long, default_value_t = 5)]
+        tasks: u32,
+        /// Sleep of each activity.
+        #[arg(long, value_parser = duration, allow_hyphen_values = true, default_value = "10ms")]
+        activity_delay: Duration,
+        /// PostgreSQL URL (default: a throwaway cluster).
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
+        /// Also write the comparison as JSON.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Agent binary (default: `agent` next to this executable).
+        #[arg(long, env = "LOADGEN_AGENT_BIN")]
+        agent_bin: Option<PathBuf>,
+    },
     /// Audit a kept schema (from --keep-schema): every instance terminal exactly
     /// once, the right outputs, nothing queued, every activity in the history.
     /// Exit 0 when it passes, 1 when it does not.

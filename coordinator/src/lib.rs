@@ -11,6 +11,7 @@
 //! - [`track`]: tracked results over time and regression checks;
 //! - [`agents`]: reaching and checking agents;
 //! - [`audit`]: the correctness audit of a run's schema;
+//! - [`bench`]: duroxide's own stress module and this tool side by side;
 //! - [`local`]: `--local N` agent processes;
 //! - [`db`]: schema creation, database counters, the run's database check;
 //! - [`live`]: the once-a-second progress line;
@@ -20,6 +21,7 @@
 
 pub mod agents;
 pub mod audit;
+pub mod bench;
 pub mod cli;
 pub mod db;
 pub mod error;

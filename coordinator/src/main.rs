@@ -28,6 +28,32 @@ fn main() -> ExitCode {
         Some(Command::Audit { schema, database_url, json }) => {
             return ExitCode::from(audit_command(schema, database_url, json.as_deref()));
         }
+        Some(Command::Bench {
+            combos,
+            repeat,
+            duration,
+            max_concurrent,
+            tasks,
+            activity_delay,
+            database_url,
+            json,
+            agent_bin,
+        }) => {
+            if let Some(bin) = agent_bin {
+                // The bench spawns agents through the normal run path, which reads this.
+                loadgen_common::process::set_env_before_threads("LOADGEN_AGENT_BIN", &bin.display().to_string());
+            }
+            let plan = loadgen_coordinator::bench::BenchPlan {
+                combos: combos.clone(),
+                repeat: *repeat,
+                duration: *duration,
+                max_concurrent: *max_concurrent,
+                tasks: *tasks,
+                activity_delay: *activity_delay,
+                database_url: database_url.clone(),
+            };
+            return ExitCode::from(bench_command(&plan, json.as_deref()));
+        }
         None => {}
     }
     let args = cli.run;
@@ -63,6 +89,46 @@ fn list_profiles(file: Option<&std::path::Path>) -> u8 {
             EXIT_USAGE
         }
     }
+}
+
+fn bench_command(plan: &loadgen_coordinator::bench::BenchPlan, json: Option<&std::path::Path>) -> u8 {
+    if let Err(e) = startup::init_tracing("warn,sqlx=error") {
+        eprintln!("coordinator: {e}");
+        return EXIT_USAGE;
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("coordinator: cannot start the async runtime: {e}");
+            return EXIT_RUN_FAILED;
+        }
+    };
+    let report = rt.block_on(async {
+        let shutdown = CancellationToken::new();
+        let signal = shutdown.clone();
+        tokio::spawn(async move {
+            startup::shutdown_signal().await;
+            signal.cancel();
+        });
+        loadgen_coordinator::bench::bench(plan, shutdown).await
+    });
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("coordinator: {e}");
+            return e.exit_code();
+        }
+    };
+    let _ = loadgen_coordinator::bench::render(&report, &mut std::io::stdout().lock());
+    if let Some(path) = json {
+        let written = std::fs::File::create(path)
+            .and_then(|f| serde_json::to_writer_pretty(f, &report).map_err(std::io::Error::other));
+        if let Err(e) = written {
+            eprintln!("coordinator: cannot write {}: {e}", path.display());
+            return EXIT_RUN_FAILED;
+        }
+    }
+    EXIT_OK
 }
 
 fn audit_command(schema: &str, url: &str, json: Option<&std::path::Path>) -> u8 {
