@@ -13,6 +13,7 @@
 //! - [`runtimes`]: starting and stopping the duroxide runtimes;
 //! - [`relay`]: the TCP relay that adds an artificial database latency;
 //! - [`scenario`]: the registered workloads (one file each);
+//! - [`synthetic`]: database-free agents for measuring the coordinator's fan-in;
 //! - [`error`]: the agent's errors and their gRPC mapping.
 
 use std::net::SocketAddr;
@@ -31,6 +32,7 @@ pub mod relay;
 pub mod runtimes;
 pub mod scenario;
 pub mod service;
+pub mod synthetic;
 pub mod tracker;
 
 pub use service::Agent;

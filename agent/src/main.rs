@@ -22,8 +22,8 @@ struct Args {
     listen: SocketAddr,
 
     /// PostgreSQL URL of the database under test (postgres://user:pass@host:port/db).
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: String,
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, required_unless_present = "synthetic")]
+    database_url: Option<String>,
 
     /// Connection-pool size of each duroxide-pg provider in this process
     /// (duroxide-pg reads DUROXIDE_PG_POOL_MAX once per provider; default 10).
@@ -41,6 +41,11 @@ struct Args {
     /// PEM private key of --tls-cert.
     #[arg(long, env = "AGENT_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
+
+    /// Serve N synthetic agents instead: the protocol without a database, for
+    /// measuring the coordinator (prints one "listening on ADDR" line each).
+    #[arg(long, value_name = "N", hide = true)]
+    synthetic: Option<u32>,
 
     /// Exit after one run (released by the coordinator, or after losing it),
     /// so a Kubernetes Job completes.
@@ -85,6 +90,19 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(n) = args.synthetic {
+        let token = args.token.clone().unwrap_or_default();
+        let shutdown = CancellationToken::new();
+        let signal = shutdown.clone();
+        tokio::spawn(async move {
+            startup::shutdown_signal().await;
+            signal.cancel();
+        });
+        return loadgen_agent::synthetic::serve(n, &token, shutdown).await;
+    }
+    let Some(database_url) = args.database_url.clone() else {
+        anyhow::bail!("--database-url (or DATABASE_URL) is required");
+    };
     let Some(token) = args.token.clone() else {
         anyhow::bail!(
             "the agent API requires a shared token: set LOADGEN_TOKEN (or pass --token) here and on the coordinator"
@@ -117,7 +135,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     });
     // Say at once when the database is out of reach; keep serving, since it
     // may come up before a coordinator does.
-    let url = args.database_url.clone();
+    let url = database_url.clone();
     tokio::spawn(async move {
         use sqlx::Connection;
         let attempt = tokio::time::timeout(std::time::Duration::from_secs(10), sqlx::PgConnection::connect(&url)).await;
@@ -135,7 +153,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     });
     let config = AgentConfig {
-        database_url: args.database_url,
+        database_url,
         pool_max: pool_max_from_env(),
         hostname: hostname(),
         run_once: args.run_once,

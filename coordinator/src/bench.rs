@@ -97,7 +97,8 @@ async fn settle() {
 
 async fn theirs(url: &str, plan: &BenchPlan, combo: &str) -> Result<Sample, CoordinatorError> {
     let (o, w) = parse_dispatchers(combo)?;
-    let factory = PostgresStressFactory::new(url, SchemaMode::Unique).map_err(|e| CoordinatorError::Usage(e.to_string()))?;
+    let factory =
+        PostgresStressFactory::new(url, SchemaMode::Unique).map_err(|e| CoordinatorError::Usage(e.to_string()))?;
     let config = StressTestConfig {
         max_concurrent: plan.max_concurrent as usize,
         duration_secs: plan.duration.as_secs().max(1),
@@ -193,11 +194,17 @@ pub async fn bench(plan: &BenchPlan, shutdown: CancellationToken) -> Result<Benc
             for rep in 1..=plan.repeat {
                 eprintln!("[{combo} #{rep}] duroxide stress module...");
                 let s = theirs(&url, plan, combo).await?;
-                eprintln!("[{combo} #{rep}]   {:.2} orch/s, {:.1} commits/orch", s.orch_per_sec, s.commits_per_orchestration);
+                eprintln!(
+                    "[{combo} #{rep}]   {:.2} orch/s, {:.1} commits/orch",
+                    s.orch_per_sec, s.commits_per_orchestration
+                );
                 t.push(s);
                 eprintln!("[{combo} #{rep}] loadgen, 1 local agent...");
                 let s = ours(&url, plan, combo).await?;
-                eprintln!("[{combo} #{rep}]   {:.2} orch/s, {:.1} commits/orch", s.orch_per_sec, s.commits_per_orchestration);
+                eprintln!(
+                    "[{combo} #{rep}]   {:.2} orch/s, {:.1} commits/orch",
+                    s.orch_per_sec, s.commits_per_orchestration
+                );
                 o.push(s);
             }
             let m = |v: &[Sample], f: fn(&Sample) -> f64| median(v.iter().map(f).collect());

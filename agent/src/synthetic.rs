@@ -1,0 +1,164 @@
+//! Synthetic agents: the agent protocol without a database. Each one answers
+//! Hello and Prepare, and on Run streams a progress message a second with
+//! realistic interval counts and histogram deltas, then a result. They let the
+//! coordinator's fan-in be measured (and tested) at a scale no database on one
+//! machine could feed: `agent --synthetic 100` serves 100 of them.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use loadgen_common::histogram::LatencyHistogram;
+use loadgen_common::proto::agent_server::Agent as AgentRpc;
+use loadgen_common::proto::{self, RunEvent, run_control::Control, run_event};
+use loadgen_common::result::Counts;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+/// Default load duration when Run comes without a Prepare.
+const DEFAULT_DURATION: Duration = Duration::from_secs(10);
+/// Completions each synthetic agent reports per second.
+const COMPLETIONS_PER_SECOND: u64 = 50;
+
+/// One synthetic agent.
+#[derive(Debug, Clone, Default)]
+pub struct Synthetic {
+    index: u32,
+    prepared: Arc<Mutex<Option<proto::PrepareRequest>>>,
+}
+
+impl Synthetic {
+    pub fn new(index: u32) -> Self {
+        Synthetic { index, prepared: Arc::default() }
+    }
+}
+
+/// Latencies of one interval, deterministic per agent and second.
+fn interval_histogram(seed: u64, n: u64) -> LatencyHistogram {
+    let mut h = LatencyHistogram::new();
+    let mut x = seed | 1;
+    for _ in 0..n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        h.record_us(100_000 + x % 400_000);
+    }
+    h
+}
+
+#[tonic::async_trait]
+impl AgentRpc for Synthetic {
+    async fn hello(&self, _: Request<proto::HelloRequest>) -> Result<Response<proto::HelloReply>, Status> {
+        Ok(Response::new(proto::HelloReply {
+            protocol_version: proto::PROTOCOL_VERSION,
+            agent_version: loadgen_common::TOOL_VERSION.into(),
+            duroxide_version: duroxide::current_build_version().to_string(),
+            duroxide_pg_version: loadgen_common::DUROXIDE_PG_VERSION.into(),
+            hostname: format!("synthetic-{}", self.index),
+            pid: std::process::id() * 1000 + self.index,
+            state: "idle".into(),
+            pool_max: 10,
+        }))
+    }
+
+    async fn prepare(&self, req: Request<proto::PrepareRequest>) -> Result<Response<proto::PrepareReply>, Status> {
+        let req = req.into_inner();
+        let tasks = req.scenario.as_ref().map_or(1, |s| s.tasks_per_instance);
+        *self.prepared.lock().unwrap_or_else(|p| p.into_inner()) = Some(req);
+        Ok(Response::new(proto::PrepareReply {
+            expected_output: format!("fanout:{tasks}"),
+            activities_per_instance: u64::from(tasks),
+        }))
+    }
+
+    type RunStream = ReceiverStream<Result<RunEvent, Status>>;
+
+    async fn run(&self, req: Request<Streaming<proto::RunControl>>) -> Result<Response<Self::RunStream>, Status> {
+        let mut control = req.into_inner();
+        let Ok(Some(proto::RunControl { control: Some(Control::Start(start)) })) = control.message().await else {
+            return Err(Status::invalid_argument("the first message of Run must be `start`"));
+        };
+        // Keep reading heartbeats so the stream stays healthy.
+        tokio::spawn(async move { while let Ok(Some(_)) = control.message().await {} });
+        let duration = self
+            .prepared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map_or(DEFAULT_DURATION, |p| Duration::from_millis(p.duration_ms));
+        let (tx, rx) = mpsc::channel(16);
+        let index = u64::from(self.index);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(start.start_delay_ms)).await;
+            let seconds = duration.as_secs().max(1);
+            let mut total = LatencyHistogram::new();
+            let mut totals = Counts::default();
+            for second in 1..=seconds {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let h = interval_histogram(index * 1_000_003 + second, COMPLETIONS_PER_SECOND);
+                let _ = total.merge(&h);
+                let interval = Counts {
+                    launched: COMPLETIONS_PER_SECOND,
+                    completed: COMPLETIONS_PER_SECOND,
+                    activities: COMPLETIONS_PER_SECOND * 5,
+                    status_queries: 20,
+                    ..Default::default()
+                };
+                totals.add(&interval);
+                let p = proto::Progress {
+                    seq: second,
+                    elapsed_ms: second * 1000,
+                    interval: Some((&interval).into()),
+                    in_flight: 20,
+                    e2e_latency: h.encode(),
+                    start_latency: Vec::new(),
+                    observed_latency: h.encode(),
+                    rss_bytes: loadgen_common::process::rss_bytes(),
+                };
+                if tx.send(Ok(RunEvent { event: Some(run_event::Event::Progress(p)) })).await.is_err() {
+                    return;
+                }
+            }
+            let result = proto::AgentResult {
+                totals: Some((&totals).into()),
+                elapsed_ms: seconds * 1000,
+                e2e_latency: total.encode(),
+                start_latency: Vec::new(),
+                observed_latency: total.encode(),
+                provider_errors: Default::default(),
+            };
+            let _ = tx.send(Ok(RunEvent { event: Some(run_event::Event::Result(result)) })).await;
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn release(&self, _: Request<proto::ReleaseRequest>) -> Result<Response<proto::ReleaseReply>, Status> {
+        *self.prepared.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        Ok(Response::new(proto::ReleaseReply { late_activities: 0 }))
+    }
+}
+
+/// Serve `count` synthetic agents on loopback; prints "listening on ADDR" for
+/// each, then serves until `shutdown`.
+pub async fn serve(count: u32, token: &str, shutdown: tokio_util::sync::CancellationToken) -> anyhow::Result<()> {
+    use loadgen_common::auth::RequireToken;
+    use loadgen_common::proto::agent_server::AgentServer;
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..count {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        println!("listening on {}", listener.local_addr()?);
+        let require = RequireToken::new(token).map_err(anyhow::Error::msg)?;
+        let stop = shutdown.clone();
+        set.spawn(
+            tonic::transport::Server::builder()
+                .add_service(AgentServer::with_interceptor(Synthetic::new(i), require))
+                .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
+                    stop.cancelled().await
+                }),
+        );
+    }
+    while let Some(r) = set.join_next().await {
+        r??;
+    }
+    Ok(())
+}
