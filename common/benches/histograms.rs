@@ -22,7 +22,7 @@ fn samples(seed: u64, n: usize) -> Vec<u64> {
             x ^= x >> 7;
             x ^= x << 17;
             let base = 50_000 + x % 450_000;
-            if x % 100 == 0 { base * 10 } else { base }
+            if x.is_multiple_of(100) { base * 10 } else { base }
         })
         .collect()
 }
