@@ -70,7 +70,14 @@ impl Runtimes {
                 }
             };
             let (activities, orchestrations) = scenario.registries(executed.clone());
+            let defaults = RuntimeOptions::default();
+            let lock = |ms: u64, default: Duration| if ms == 0 { default } else { Duration::from_millis(ms) };
             let options = RuntimeOptions {
+                orchestrator_lock_timeout: lock(
+                    settings.orchestrator_lock_timeout_ms,
+                    defaults.orchestrator_lock_timeout,
+                ),
+                worker_lock_timeout: lock(settings.worker_lock_timeout_ms, defaults.worker_lock_timeout),
                 dispatcher_min_poll_interval: Duration::from_millis(settings.poll_interval_ms),
                 orchestration_concurrency: settings.orchestration_concurrency as usize,
                 worker_concurrency: settings.worker_concurrency as usize,

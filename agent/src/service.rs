@@ -198,6 +198,11 @@ impl Agent {
         if settings.poll_interval_ms == 0 {
             return Err(invalid("poll interval", "must be positive"));
         }
+        // duroxide panics at start unless its session idle timeout (5 min)
+        // exceeds the worker lock timeout less its renewal buffer.
+        if settings.worker_lock_timeout_ms > 300_000 {
+            return Err(invalid("worker lock timeout", "must be at most 5 minutes"));
+        }
         if req.concurrency == 0 || req.duration_ms == 0 || req.drain_timeout_ms == 0 || req.completion_poll_ms == 0 {
             return Err(invalid("plan", "concurrency, duration, drain timeout and completion poll must be positive"));
         }

@@ -71,6 +71,14 @@ pub struct Profile {
     /// least-squares fit after warm-up).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rss_growth_mb_per_min: Option<f64>,
+    /// duroxide's orchestrator lock timeout (default 5 s): how long a turn
+    /// held by a dead runtime stays locked.
+    #[serde(default, with = "opt_duration_text", skip_serializing_if = "Option::is_none")]
+    pub orchestrator_lock_timeout: Option<Duration>,
+    /// duroxide's worker lock timeout (default 30 s): how long an activity
+    /// held by a dead runtime stays locked.
+    #[serde(default, with = "opt_duration_text", skip_serializing_if = "Option::is_none")]
+    pub worker_lock_timeout: Option<Duration>,
 }
 
 fn default_runtimes() -> u32 {
@@ -183,6 +191,8 @@ pub struct Overrides {
     pub p99_ms: Option<f64>,
     pub max_failed: Option<u64>,
     pub rss_growth_mb_per_min: Option<f64>,
+    pub orchestrator_lock_timeout: Option<Duration>,
+    pub worker_lock_timeout: Option<Duration>,
 }
 
 impl Profile {
@@ -210,7 +220,7 @@ impl Profile {
         macro_rules! set_opt {
             ($($f:ident),*) => { $( if o.$f.is_some() { self.$f = o.$f; } )* };
         }
-        set_opt!(pool_max, p99_ms, max_failed, rss_growth_mb_per_min);
+        set_opt!(pool_max, p99_ms, max_failed, rss_growth_mb_per_min, orchestrator_lock_timeout, worker_lock_timeout);
         self.validate()?;
         Ok(self)
     }
@@ -261,6 +271,17 @@ impl Profile {
         }
         for combo in &self.suite {
             parse_dispatchers(combo)?;
+        }
+        if let Some(t) = self.orchestrator_lock_timeout
+            && !(Duration::from_secs(1)..=Duration::from_secs(600)).contains(&t)
+        {
+            return bad("orchestrator_lock_timeout", format_duration(t), "must be between 1s and 10m");
+        }
+        // duroxide refuses a worker lock longer than its session idle timeout (5 min).
+        if let Some(t) = self.worker_lock_timeout
+            && !(Duration::from_secs(1)..=Duration::from_secs(300)).contains(&t)
+        {
+            return bad("worker_lock_timeout", format_duration(t), "must be between 1s and 5m");
         }
         Ok(())
     }
@@ -321,6 +342,23 @@ pub fn format_duration(d: Duration) -> String {
         if ms > 1000 { format!("{}s", d.as_secs_f64()) } else { format!("{ms}ms") }
     } else {
         format!("{}s", d.as_secs())
+    }
+}
+
+/// Serde adapter for optional durations as text.
+pub mod opt_duration_text {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&format_duration(*d)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text = Option::<String>::deserialize(d)?;
+        text.map(|t| parse_duration(&t).map_err(serde::de::Error::custom)).transpose()
     }
 }
 
@@ -436,6 +474,8 @@ mod tests {
             Overrides { duration: Some(Duration::ZERO), ..Default::default() },
             Overrides { orch_concurrency: Some(0), ..Default::default() },
             Overrides { min_orch_per_sec: Some(f64::NAN), ..Default::default() },
+            Overrides { worker_lock_timeout: Some(Duration::from_secs(301)), ..Default::default() },
+            Overrides { orchestrator_lock_timeout: Some(Duration::from_millis(10)), ..Default::default() },
         ] {
             assert!(base.clone().with_overrides(&bad).is_err(), "{bad:?}");
         }

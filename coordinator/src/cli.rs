@@ -173,6 +173,14 @@ pub struct Args {
     #[arg(long, visible_alias = "wait-timeout", value_parser = duration, allow_hyphen_values = true, help_heading = "Profile overrides")]
     pub drain_timeout: Option<Duration>,
 
+    /// duroxide's orchestrator lock timeout [duroxide: 5s].
+    #[arg(long, value_parser = duration, allow_hyphen_values = true, help_heading = "Profile overrides")]
+    pub orchestrator_lock_timeout: Option<Duration>,
+
+    /// duroxide's worker (activity) lock timeout [duroxide: 30s].
+    #[arg(long, value_parser = duration, allow_hyphen_values = true, help_heading = "Profile overrides")]
+    pub worker_lock_timeout: Option<Duration>,
+
     /// Artificial one-way delay between each agent's runtimes and Postgres
     /// (a relay on the agent; 0 turns it off).
     #[arg(long, value_parser = duration, allow_hyphen_values = true, help_heading = "Profile overrides")]
@@ -283,6 +291,8 @@ impl Args {
             p99_ms: self.p99_ms,
             max_failed: self.max_failed,
             rss_growth_mb_per_min: self.rss_growth_mb_per_min,
+            orchestrator_lock_timeout: self.orchestrator_lock_timeout,
+            worker_lock_timeout: self.worker_lock_timeout,
         }
     }
 }

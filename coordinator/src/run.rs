@@ -356,6 +356,8 @@ async fn prepare_all(
                 orchestration_concurrency: profile.orch_concurrency,
                 worker_concurrency: profile.worker_concurrency,
                 poll_interval_ms: ms(profile.poll_interval),
+                orchestrator_lock_timeout_ms: profile.orchestrator_lock_timeout.map_or(0, ms),
+                worker_lock_timeout_ms: profile.worker_lock_timeout.map_or(0, ms),
             }),
             concurrency: u32::try_from(slices.get(l.index as usize).copied().unwrap_or(0)).unwrap_or(u32::MAX),
             duration_ms: ms(profile.duration),
