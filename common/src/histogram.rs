@@ -95,18 +95,22 @@ impl LatencyHistogram {
     /// Decode V2 bytes, refusing a histogram whose bounds differ from ours.
     /// Saturation counts do not travel (the V2 format has no field for them).
     pub fn decode(bytes: &[u8]) -> Result<Self, HistogramError> {
-        let mut hist = Self::new();
         if bytes.is_empty() {
-            return Ok(hist);
+            return Ok(Self::new());
         }
         let decoded: Histogram<u64> =
             Deserializer::new().deserialize(&mut &bytes[..]).map_err(|e| HistogramError::Decode(format!("{e:?}")))?;
         if decoded.low() != LOWEST_US || decoded.sigfig() != SIGNIFICANT_DIGITS {
             return Err(HistogramError::Bounds { low: decoded.low(), high: decoded.high(), sigfig: decoded.sigfig() });
         }
-        // A histogram encoded with our bounds may decode with a smaller
-        // `high` (the encoding stores the configured one); adding it into a
-        // fresh standard histogram restores the standard bounds exactly.
+        if decoded.high() == HIGHEST_US {
+            // Our own encoding: the bounds are already ours, use it as it is
+            // (this halves the allocation and copying of a merge).
+            return Ok(Self { inner: decoded, saturated: 0 });
+        }
+        // A foreign encoder with a smaller `high` but our low and precision:
+        // adding it into a standard histogram gives the standard bounds.
+        let mut hist = Self::new();
         hist.inner.add(&decoded).map_err(|e: hdrhistogram::AdditionError| HistogramError::Merge(format!("{e:?}")))?;
         Ok(hist)
     }
