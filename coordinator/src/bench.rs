@@ -34,6 +34,8 @@ pub struct BenchPlan {
     pub tasks: u32,
     pub activity_delay: Duration,
     pub database_url: Option<String>,
+    /// This tool's completion-poll interval.
+    pub completion_poll: Duration,
 }
 
 /// One measured run of one tool.
@@ -149,6 +151,8 @@ async fn ours(url: &str, plan: &BenchPlan, combo: &str) -> Result<Sample, Coordi
         plan.tasks.to_string(),
         "--activity-delay".into(),
         format_duration(plan.activity_delay),
+        "--completion-poll".into(),
+        format_duration(plan.completion_poll),
     ];
     let args = Cli::try_parse_from(argv).map_err(|e| CoordinatorError::Usage(e.to_string()))?.run;
     settle().await;

@@ -79,6 +79,9 @@ pub enum Command {
         /// Also write the comparison as JSON.
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
+        /// This tool's completion-poll interval.
+        #[arg(long, value_parser = duration, allow_hyphen_values = true, default_value = "50ms")]
+        completion_poll: Duration,
         /// Agent binary (default: `agent` next to this executable).
         #[arg(long, env = "LOADGEN_AGENT_BIN")]
         agent_bin: Option<PathBuf>,

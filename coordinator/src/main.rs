@@ -37,6 +37,7 @@ fn main() -> ExitCode {
             activity_delay,
             database_url,
             json,
+            completion_poll,
             agent_bin,
         }) => {
             if let Some(bin) = agent_bin {
@@ -51,6 +52,7 @@ fn main() -> ExitCode {
                 tasks: *tasks,
                 activity_delay: *activity_delay,
                 database_url: database_url.clone(),
+                completion_poll: *completion_poll,
             };
             return ExitCode::from(bench_command(&plan, json.as_deref()));
         }
