@@ -1,0 +1,76 @@
+//! The measurement tools keep working: `coordinator bench` on a short plan,
+//! and the coordinator's fan-in against synthetic agents.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use loadgen_common::proto;
+use loadgen_coordinator::agents::{Access, connect_all};
+use loadgen_coordinator::stream::{Followed, OnAgentLoss, follow, start_all};
+
+#[test]
+fn coordinator_bench_compares_both_tools() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let json = tmp.path().join("bench.json");
+    let out = support::coordinator(tmp.path())
+        .args(["bench", "--combos", "1:1", "--repeat", "1", "--duration", "2s", "--json"])
+        .arg(&json)
+        .output()
+        .expect("run bench");
+    assert!(out.status.success(), "{}", support::show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("duroxide stress module") && stdout.contains("commits ratio"), "{stdout}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).expect("json")).expect("parse");
+    let c = &report["comparisons"][0];
+    for side in ["theirs", "ours"] {
+        let s = &c[side][0];
+        assert!(s["completed"].as_u64().unwrap_or(0) > 0, "{side}: {s}");
+        assert!(s["commits_per_orchestration"].as_f64().unwrap_or(0.0) > 1.0, "{side}: {s}");
+    }
+    assert!(c["throughput_ratio"].as_f64().unwrap_or(0.0) > 0.0);
+    support::assert_nothing_left(tmp.path(), &["bench.json"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_coordinator_follows_synthetic_agents_and_merges_their_figures() {
+    let bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_coordinator")).with_file_name("agent");
+    let mut child = Command::new(&bin)
+        .args(["--synthetic", "5", "--token", support::TEST_TOKEN])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("synthetic agents");
+    let stdout = child.stdout.take().expect("stdout");
+    let addresses: Vec<String> = BufReader::new(stdout)
+        .lines()
+        .take(5)
+        .map(|l| l.expect("line").trim_start_matches("listening on ").to_string())
+        .collect();
+    let links =
+        connect_all(&addresses, &Access { token: support::TEST_TOKEN.into(), tls: None }).await.expect("connect");
+    for l in &links {
+        let mut c = l.client.clone();
+        c.prepare(proto::PrepareRequest { run_id: "syn".into(), duration_ms: 3000, ..Default::default() })
+            .await
+            .expect("prepare");
+    }
+    let delay = Duration::from_millis(200);
+    let (controls, streams) = start_all(&links, "syn", delay).await.expect("start");
+    let followed =
+        follow(&links, streams, &controls, OnAgentLoss::Continue, Instant::now() + delay, Duration::from_secs(30))
+            .await
+            .expect("follow");
+    controls.close();
+    let _ = child.kill();
+    let _ = child.wait();
+    // Each synthetic agent reports 50 completions a second for 3 s.
+    for f in &followed {
+        let Followed::Finished { result, .. } = f else { panic!("an agent was lost: {f:?}") };
+        assert_eq!(result.totals.as_ref().map(|t| t.completed), Some(150));
+        let h = loadgen_common::histogram::LatencyHistogram::decode(&result.e2e_latency).expect("histogram");
+        assert_eq!(h.count(), 150);
+    }
+}
