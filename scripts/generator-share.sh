@@ -16,21 +16,8 @@ cd "$(dirname "$0")/.."
 BIN=${BIN:-target/release}
 [ -x "$BIN/coordinator" ] || { echo "build first: cargo build --release" >&2; exit 2; }
 
-pgbin=$(dirname "$(command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)")
-dir=$(mktemp -d /tmp/loadgen-share-XXXXXX)
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-[ "$(id -u)" = 0 ] && chown postgres: "$dir"
-cleanup() {
-  as_pg "$pgbin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-as_pg "$pgbin/initdb" -D "$dir/data" -U loadgen --auth=trust --no-sync >/dev/null
-as_pg "$pgbin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w start \
-  -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=400 -c shared_preload_libraries=pg_stat_statements" >/dev/null
-url="postgres://loadgen@127.0.0.1:$port/postgres"
+PG_EXTRA_OPTS="-c shared_preload_libraries=pg_stat_statements" . scripts/throwaway-pg.sh
+url=$pg_url
 psql -q "$url" -c "CREATE EXTENSION pg_stat_statements" -c "SELECT pg_stat_statements_reset()" >/dev/null
 
 status=0

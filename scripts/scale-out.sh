@@ -15,17 +15,10 @@ BIN=${BIN:-target/release}
 [ -x "$BIN/coordinator" ] || { echo "build first: cargo build --release" >&2; exit 2; }
 agents=("$@"); [ ${#agents[@]} -gt 0 ] || agents=(1 2 4)
 
-pgbin=$(dirname "$(command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)")
-dir=$(mktemp -d /tmp/loadgen-scale-XXXXXX)
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-[ "$(id -u)" = 0 ] && chown postgres: "$dir"
-cleanup() { as_pg "$pgbin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true; rm -rf "$dir"; }
-trap cleanup EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-as_pg "$pgbin/initdb" -D "$dir/data" -U loadgen --auth=trust --no-sync >/dev/null
-as_pg "$pgbin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w start \
-  -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=400" >/dev/null
-url="postgres://loadgen@127.0.0.1:$port/postgres"
+. scripts/throwaway-pg.sh
+url=$pg_url
+port=$pg_port
+dir=$pg_dir
 
 cpu() { awk '/^cpu /{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8}' /proc/stat; }
 printf '%-7s %9s %9s %10s %10s %9s %8s\n' agents completed orch/s p99_ms commits/s rollbacks cpu_busy
