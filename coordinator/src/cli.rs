@@ -21,11 +21,12 @@ fn duration(text: &str) -> Result<Duration, String> {
 ///   coordinator --local 3 --profile light                 # throwaway Postgres, 3 local agents
 ///   coordinator --local 2 --profile suite --json out.json # 1:1, 2:2, 4:4 compared
 ///   coordinator profiles                                  # the profiles and their gates
-///   DATABASE_URL=postgres://u:p@db/x coordinator --agents a:7000,b:7000 --profile production --track
+///   coordinator audit --schema loadgen_3f2a9c1d          # audit a kept schema
+///   DATABASE_URL=postgres://u:p@db/x LOADGEN_TOKEN=... coordinator --agents a:7000,b:7000 --profile production --track
 ///
 /// Exit codes: 0 gates passed, 1 a gate failed (or a regression with
 /// --fail-on-regression), 2 bad input, 3 the run could not be carried out
-/// (database or agent trouble), 130 interrupted.
+/// (database or agent trouble), 4 degraded (an agent was lost), 130 interrupted.
 #[derive(Debug, Parser)]
 #[command(
     name = "coordinator",
