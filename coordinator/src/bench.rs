@@ -1,7 +1,8 @@
 //! `coordinator bench`: duroxide's own stress module and this tool, side by
 //! side, on one database.
 //!
-//! For each dispatcher setting it runs, `--repeat` times each: duroxide's
+//! For each dispatcher setting it runs, `--repeat` times each (alternating
+//! which goes first): duroxide's
 //! `parallel_orchestrations` stress test through [`PostgresStressFactory`]
 //! (one runtime, every instance polled with `wait_for_orchestration`), and
 //! this tool with one local agent on the same workload (one runtime, batched
@@ -196,20 +197,23 @@ pub async fn bench(plan: &BenchPlan, shutdown: CancellationToken) -> Result<Benc
         for combo in &plan.combos {
             let (mut t, mut o) = (Vec::new(), Vec::new());
             for rep in 1..=plan.repeat {
-                eprintln!("[{combo} #{rep}] duroxide stress module...");
-                let s = theirs(&url, plan, combo).await?;
-                eprintln!(
-                    "[{combo} #{rep}]   {:.2} orch/s, {:.1} commits/orch",
-                    s.orch_per_sec, s.commits_per_orchestration
-                );
-                t.push(s);
-                eprintln!("[{combo} #{rep}] loadgen, 1 local agent...");
-                let s = ours(&url, plan, combo).await?;
-                eprintln!(
-                    "[{combo} #{rep}]   {:.2} orch/s, {:.1} commits/orch",
-                    s.orch_per_sec, s.commits_per_orchestration
-                );
-                o.push(s);
+                // Alternate which tool goes first: the database carries the
+                // previous run's dead rows and autovacuum work into the next.
+                let order = if rep % 2 == 1 { [false, true] } else { [true, false] };
+                for ours_turn in order {
+                    let s = if ours_turn {
+                        eprintln!("[{combo} #{rep}] loadgen, 1 local agent...");
+                        ours(&url, plan, combo).await?
+                    } else {
+                        eprintln!("[{combo} #{rep}] duroxide stress module...");
+                        theirs(&url, plan, combo).await?
+                    };
+                    eprintln!(
+                        "[{combo} #{rep}]   {:.2} orch/s, {:.1} commits/orch",
+                        s.orch_per_sec, s.commits_per_orchestration
+                    );
+                    if ours_turn { o.push(s) } else { t.push(s) }
+                }
             }
             let m = |v: &[Sample], f: fn(&Sample) -> f64| median(v.iter().map(f).collect());
             let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
