@@ -64,12 +64,6 @@ impl std::fmt::Debug for AgentConfig {
     }
 }
 
-/// Pool size the providers of this process will use: `DUROXIDE_PG_POOL_MAX`
-/// or duroxide-pg's default of 10.
-pub fn pool_max_from_env() -> u32 {
-    std::env::var("DUROXIDE_PG_POOL_MAX").ok().and_then(|v| v.parse().ok()).unwrap_or(10)
-}
-
 /// Serve the agent protocol on `listener` until `shutdown` is cancelled, then
 /// release any active run (its runtimes are shut down) and return.
 pub async fn serve(listener: TcpListener, config: AgentConfig, shutdown: CancellationToken) -> anyhow::Result<()> {

@@ -3,8 +3,9 @@
 use std::net::SocketAddr;
 
 use clap::Parser;
-use loadgen_agent::{AgentConfig, pool_max_from_env, serve};
+use loadgen_agent::{AgentConfig, serve};
 use loadgen_common::process::hostname;
+use loadgen_common::process::pool_max_from_env;
 use loadgen_common::startup;
 use tokio_util::sync::CancellationToken;
 

@@ -95,16 +95,6 @@ impl Runtimes {
         Ok(Self { runtimes, client, client_provider })
     }
 
-    /// Number of runtimes running.
-    pub fn len(&self) -> usize {
-        self.runtimes.len()
-    }
-
-    /// True when no runtime runs.
-    pub fn is_empty(&self) -> bool {
-        self.runtimes.is_empty()
-    }
-
     /// Shut every runtime down (bounded) and drop the pools.
     pub async fn shutdown(self) {
         let grace = u64::try_from(SHUTDOWN_GRACE.as_millis()).unwrap_or(u64::MAX);

@@ -56,6 +56,12 @@ pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
 }
 
+/// Pool size duroxide-pg gives this process's providers: `DUROXIDE_PG_POOL_MAX`
+/// (read at each provider construction) or its default of 10.
+pub fn pool_max_from_env() -> u32 {
+    std::env::var("DUROXIDE_PG_POOL_MAX").ok().and_then(|v| v.parse().ok()).unwrap_or(10)
+}
+
 /// Set an environment variable for this process.
 ///
 /// Call it only from `main` before any other thread exists (before the async

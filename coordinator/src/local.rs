@@ -81,11 +81,6 @@ impl LocalAgents {
         self.agents.iter().map(|(a, _)| a.clone()).collect()
     }
 
-    /// Process ids, in index order (for tests and diagnostics).
-    pub fn pids(&self) -> Vec<u32> {
-        self.agents.iter().filter_map(|(_, c)| c.id()).collect()
-    }
-
     /// SIGTERM every agent, wait (bounded), kill what is left.
     pub async fn stop(&mut self) {
         for (_, child) in &self.agents {

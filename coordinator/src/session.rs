@@ -97,7 +97,7 @@ impl Session {
     /// the coordinator one more.
     async fn check_connections(&self, profile: &Profile) -> Result<(), CoordinatorError> {
         let (max, reserved, in_use) = db::connection_limits(&self.url).await?;
-        let coordinator_pool = u64::from(pool_max_here());
+        let coordinator_pool = u64::from(loadgen_common::process::pool_max_from_env());
         let per_agent: Vec<u64> = self
             .links
             .iter()
@@ -191,11 +191,6 @@ impl Session {
             tokio::task::spawn_blocking(move || pg.stop()).await.ok();
         }
     }
-}
-
-/// Pool size duroxide-pg will give this process's providers.
-fn pool_max_here() -> u32 {
-    std::env::var("DUROXIDE_PG_POOL_MAX").ok().and_then(|v| v.parse().ok()).unwrap_or(10)
 }
 
 /// Token and TLS settings for remote agents.
