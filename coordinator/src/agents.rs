@@ -1,8 +1,10 @@
-//! Reaching agents: address parsing, connection, and the Hello check
-//! (protocol revision, duroxide-pg version, idle state, no duplicates).
+//! Reaching agents: address parsing, discovery (a name may resolve to several
+//! agents, e.g. a Kubernetes headless Service), connection, and the Hello
+//! check (protocol revision, duroxide-pg version, idle state, no duplicates).
 
-use std::collections::HashSet;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use loadgen_common::auth::AddToken;
 use loadgen_common::proto::agent_client::AgentClient;
@@ -60,13 +62,88 @@ pub fn parse_agent_list(list: &[String]) -> Result<Vec<String>, CoordinatorError
     Ok(out)
 }
 
+/// Bound on resolving the names of an `--agents` list once.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause between discovery rounds while waiting for `--expect-agents`.
+const DISCOVERY_ROUND: Duration = Duration::from_secs(1);
+/// Longest silence between two progress lines while waiting for agents.
+const DISCOVERY_PROGRESS: Duration = Duration::from_secs(10);
+
+/// One agent address found by resolving an `--agents` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Target {
+    /// Identity of the target while discovering (one of its addresses).
+    addr: SocketAddr,
+    /// What the connection dials: the address, or the entry itself when a
+    /// name resolves only to loopback addresses ("localhost" is both
+    /// 127.0.0.1 and ::1 but one agent; the connector tries each).
+    dial: String,
+    /// How reports name it: the entry itself when it resolved to one
+    /// address, the socket address when a name stands for several agents.
+    label: String,
+    /// Host of the entry, the name TLS verifies by default.
+    host: String,
+}
+
+/// Host part of `host:port` (brackets of an IPv6 literal removed).
+fn host_of(entry: &str) -> &str {
+    entry.rsplit_once(':').map_or(entry, |(h, _)| h).trim_matches(['[', ']'])
+}
+
+/// Resolve every entry; a name may stand for several addresses. Returns the
+/// distinct targets in entry order, and for each entry that did not resolve,
+/// why.
+async fn resolve(entries: &[String]) -> (Vec<Target>, Vec<(String, String)>) {
+    let mut targets: Vec<Target> = Vec::new();
+    let mut failed = Vec::new();
+    for entry in entries {
+        let found = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host(entry.as_str())).await;
+        let mut addrs: Vec<SocketAddr> = match found {
+            Ok(Ok(it)) => it.collect(),
+            Ok(Err(e)) => {
+                failed.push((entry.clone(), e.to_string()));
+                continue;
+            }
+            Err(_) => {
+                failed.push((entry.clone(), format!("no answer within {RESOLVE_TIMEOUT:?}")));
+                continue;
+            }
+        };
+        addrs.sort();
+        addrs.dedup();
+        if addrs.is_empty() {
+            failed.push((entry.clone(), "resolves to no address".into()));
+            continue;
+        }
+        let host = host_of(entry).to_string();
+        if addrs.len() > 1 && addrs.iter().all(|a| a.ip().is_loopback()) {
+            addrs.sort_by_key(|a| !a.is_ipv4());
+            addrs.truncate(1);
+            if !targets.iter().any(|t| t.addr == addrs[0]) {
+                targets.push(Target { addr: addrs[0], dial: entry.clone(), label: entry.clone(), host });
+            }
+            continue;
+        }
+        let several = addrs.len() > 1;
+        for addr in addrs {
+            if targets.iter().any(|t| t.addr == addr) {
+                continue;
+            }
+            let label = if several { addr.to_string() } else { entry.clone() };
+            targets.push(Target { addr, dial: addr.to_string(), label, host: host.clone() });
+        }
+    }
+    (targets, failed)
+}
+
 /// Connect to one agent and say hello.
-async fn connect(index: u32, address: &str, access: &Access) -> Result<AgentLink, CoordinatorError> {
+async fn connect(index: u32, target: &Target, access: &Access) -> Result<AgentLink, CoordinatorError> {
+    let address = target.label.as_str();
     let scheme = if access.tls.is_some() { "https" } else { "http" };
-    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{}", target.dial))
         .map_err(|e| CoordinatorError::Usage(format!("malformed agent address {address:?}: {e}")))?;
     if let Some((ca, domain)) = &access.tls {
-        let host = address.rsplit_once(':').map_or(address, |(h, _)| h).trim_matches(['[', ']']);
+        let host = target.host.as_str();
         let tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(ca))
             .domain_name(domain.clone().unwrap_or_else(|| host.to_string()));
@@ -98,14 +175,19 @@ async fn connect(index: u32, address: &str, access: &Access) -> Result<AgentLink
     Ok(AgentLink { index, address: address.to_string(), client, hello })
 }
 
-/// Connect to every agent concurrently and check they can run one plan together.
-pub async fn connect_all(addresses: &[String], access: &Access) -> Result<Vec<AgentLink>, CoordinatorError> {
-    let mut set = tokio::task::JoinSet::new();
-    for (i, a) in addresses.iter().enumerate() {
-        let (a, access) = (a.clone(), access.clone());
-        set.spawn(async move { connect(i as u32, &a, &access).await });
+/// Resolve `entries` once, connect to every agent they name concurrently,
+/// and check they can run one plan together.
+pub async fn connect_all(entries: &[String], access: &Access) -> Result<Vec<AgentLink>, CoordinatorError> {
+    let (targets, failed) = resolve(entries).await;
+    if let Some((entry, why)) = failed.into_iter().next() {
+        return Err(CoordinatorError::agent(&entry, format!("cannot resolve: {why}")));
     }
-    let mut links = Vec::with_capacity(addresses.len());
+    let mut set = tokio::task::JoinSet::new();
+    for (i, t) in targets.iter().enumerate() {
+        let (t, access) = (t.clone(), access.clone());
+        set.spawn(async move { connect(i as u32, &t, &access).await });
+    }
+    let mut links = Vec::with_capacity(targets.len());
     while let Some(joined) = set.join_next().await {
         let link = joined.map_err(|e| CoordinatorError::Local(e.to_string()))??;
         links.push(link);
@@ -113,6 +195,119 @@ pub async fn connect_all(addresses: &[String], access: &Access) -> Result<Vec<Ag
     links.sort_by_key(|l| l.index);
     check(&links)?;
     Ok(links)
+}
+
+/// Wait until `expect` distinct agents answer: re-resolve `entries` and
+/// retry the ones that did not answer every second, print progress, and give
+/// up after `timeout` naming what is missing. Errors that waiting cannot
+/// cure (a refused token, another protocol or duroxide-pg version) end the
+/// wait at once. More agents than expected: the first `expect` (in entry and
+/// address order) take part and the rest are named in a warning.
+pub async fn discover(
+    entries: &[String],
+    expect: u32,
+    timeout: Duration,
+    access: &Access,
+) -> Result<Vec<AgentLink>, CoordinatorError> {
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let want = expect as usize;
+    let mut answered: BTreeMap<SocketAddr, AgentLink> = BTreeMap::new();
+    let mut order: Vec<SocketAddr> = Vec::new();
+    let mut last_status = String::new();
+    let mut last_print = started;
+    loop {
+        let (targets, failed) = resolve(entries).await;
+        let mut set = tokio::task::JoinSet::new();
+        for t in targets.iter().filter(|t| !answered.contains_key(&t.addr)) {
+            let (t, access) = (t.clone(), access.clone());
+            set.spawn(async move {
+                let r = connect(0, &t, &access).await;
+                (t, r)
+            });
+        }
+        let mut pending: Vec<String> = failed.iter().map(|(e, why)| format!("{e} not resolvable ({why})")).collect();
+        while let Some(joined) = set.join_next().await {
+            let (target, result) = joined.map_err(|e| CoordinatorError::Local(e.to_string()))?;
+            match result {
+                Ok(link) => {
+                    check(std::slice::from_ref(&link)).or_else(|e| match &e {
+                        // A busy agent may be finishing another coordinator's run.
+                        CoordinatorError::Agent { detail, .. } if detail.starts_with("is busy") => Ok(()),
+                        _ => Err(e),
+                    })?;
+                    if link.hello.state != "idle" {
+                        pending.push(format!("{} busy ({})", target.label, link.hello.state));
+                        continue;
+                    }
+                    let same = answered
+                        .values()
+                        .any(|l| l.hello.hostname == link.hello.hostname && l.hello.pid == link.hello.pid);
+                    if !same {
+                        order.push(target.addr);
+                        answered.insert(target.addr, link);
+                    }
+                }
+                Err(CoordinatorError::Agent { address, detail }) => pending.push(format!("{address} {detail}")),
+                Err(e) => return Err(e),
+            }
+        }
+        if answered.len() >= want {
+            // Entry and address order, whatever order they answered in.
+            let rank = |a: &SocketAddr| targets.iter().position(|t| t.addr == *a).unwrap_or(usize::MAX);
+            order.sort_by_key(rank);
+            let extra: Vec<String> = order[want..].iter().map(|a| answered[a].address.clone()).collect();
+            if !extra.is_empty() {
+                eprintln!(
+                    "warning: {} agents answered, --expect-agents is {want}; left out: {}",
+                    answered.len(),
+                    extra.join(", ")
+                );
+            }
+            let mut links: Vec<AgentLink> = order[..want]
+                .iter()
+                .filter_map(|a| answered.remove(a))
+                .enumerate()
+                .map(|(i, mut l)| {
+                    l.index = i as u32;
+                    l
+                })
+                .collect();
+            links.sort_by_key(|l| l.index);
+            check(&links)?;
+            eprintln!(
+                "{want} agent(s) answered after {:.1}s: {}",
+                started.elapsed().as_secs_f64(),
+                links.iter().map(|l| l.address.as_str()).collect::<Vec<_>>().join(", ")
+            );
+            return Ok(links);
+        }
+        pending.sort();
+        let status = format!("{} of {want} agent(s) answered", answered.len());
+        let detail = if pending.is_empty() { String::new() } else { format!("; waiting on: {}", pending.join(", ")) };
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(CoordinatorError::agent(
+                &entries.join(","),
+                format!(
+                    "only {} of the {want} expected agents answered within {}{detail}",
+                    answered.len(),
+                    loadgen_common::config::format_duration(timeout)
+                ),
+            ));
+        }
+        let line = format!("{status}{detail}");
+        if line != last_status || now.duration_since(last_print) >= DISCOVERY_PROGRESS {
+            eprintln!(
+                "waiting for agents ({:.0}s of {}): {line}",
+                started.elapsed().as_secs_f64(),
+                loadgen_common::config::format_duration(timeout)
+            );
+            last_status = line;
+            last_print = now;
+        }
+        tokio::time::sleep(DISCOVERY_ROUND.min(deadline.saturating_duration_since(now))).await;
+    }
 }
 
 /// Refuse agents that cannot take part in one run.
@@ -173,6 +368,28 @@ mod tests {
 
     fn list(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn names_resolve_to_their_agents() {
+        // Literal addresses: one agent each, the same address twice once.
+        let (t, failed) = resolve(&list(&["127.0.0.1:7001", "127.0.0.2:7001", "127.0.0.1:7001"])).await;
+        assert!(failed.is_empty());
+        let labels: Vec<_> = t.iter().map(|t| t.label.as_str()).collect();
+        assert_eq!(labels, ["127.0.0.1:7001", "127.0.0.2:7001"]);
+        assert_eq!(t[1].dial, "127.0.0.2:7001");
+        // localhost is one agent whatever addresses it has, dialled by name.
+        let (t, failed) = resolve(&list(&["localhost:7002"])).await;
+        assert!(failed.is_empty(), "{failed:?}");
+        assert_eq!(t.len(), 1, "{t:?}");
+        // (Dialled by name when it has several loopback addresses, by address when one.)
+        assert_eq!((t[0].label.as_str(), t[0].host.as_str()), ("localhost:7002", "localhost"));
+        assert!(t[0].addr.ip().is_loopback() && t[0].dial.ends_with(":7002"), "{t:?}");
+        // A name that does not resolve is reported with the entry.
+        let (t, failed) = resolve(&list(&["no-such-agent.invalid:7000", "[::1]:7003"])).await;
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].0, "no-such-agent.invalid:7000");
+        assert_eq!((t.len(), t[0].host.as_str()), (1, "::1"));
     }
 
     #[test]

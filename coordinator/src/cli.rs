@@ -106,9 +106,20 @@ pub enum Command {
 /// Settings of a run.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Agents to drive, as host:port[,host:port...].
+    /// Agents to drive, as host:port[,host:port...]. A name that resolves to
+    /// several addresses (a Kubernetes headless Service) stands for one agent
+    /// at each of them.
     #[arg(long, env = "LOADGEN_AGENTS", value_delimiter = ',', conflicts_with = "local")]
     pub agents: Vec<String>,
+
+    /// Wait until N distinct agents answer (names in --agents are resolved
+    /// again every second), printing progress; fail after --agents-timeout.
+    #[arg(long, env = "LOADGEN_EXPECT_AGENTS", value_name = "N", requires = "agents")]
+    pub expect_agents: Option<u32>,
+
+    /// How long --expect-agents waits for its agents.
+    #[arg(long, env = "LOADGEN_AGENTS_TIMEOUT", value_name = "DURATION", value_parser = duration, default_value = "2m")]
+    pub agents_timeout: Duration,
 
     /// Shared agent token (required with --agents; --local makes a fresh one).
     #[arg(long, env = "LOADGEN_TOKEN", hide_env_values = true)]

@@ -78,11 +78,14 @@ pub async fn run(args: &Args, shutdown: CancellationToken) -> Result<Outcome, Co
         return Err(CoordinatorError::Usage("--completion-poll must be positive".into()));
     }
     let addresses = plan_agents(args)?;
-    let slices = split_budget(profile.max_concurrent, addresses.len())?;
+    // The fewest agents the plan can have (a name may resolve to several):
+    // a budget smaller than that is refused before anything starts.
+    let fewest = args.expect_agents.map_or(addresses.len(), |n| n as usize);
+    split_budget(profile.max_concurrent, fewest)?;
 
     let mut session = Session::default();
     let result = tokio::select! {
-        r = execute(args, &runs, &slices, addresses, &mut session) => r,
+        r = execute(args, &runs, addresses, &mut session) => r,
         _ = shutdown.cancelled() => Err(CoordinatorError::Interrupted),
     };
     session.close().await;
@@ -92,12 +95,13 @@ pub async fn run(args: &Args, shutdown: CancellationToken) -> Result<Outcome, Co
 async fn execute(
     args: &Args,
     runs: &[Profile],
-    slices: &[u64],
     addresses: Vec<String>,
     session: &mut Session,
 ) -> Result<Vec<RunReport>, CoordinatorError> {
     let first = runs.first().ok_or_else(|| CoordinatorError::Usage("the profile expands to no run".into()))?;
     session.open(args, first, addresses).await?;
+    let slices = split_budget(first.max_concurrent, session.links.len())?;
+    let slices = slices.as_slice();
     let mut reports = Vec::with_capacity(runs.len());
     for (i, profile) in runs.iter().enumerate() {
         if runs.len() > 1 {

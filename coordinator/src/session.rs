@@ -10,7 +10,7 @@ use loadgen_common::proto;
 use loadgen_common::secret;
 use std::time::Duration;
 
-use crate::agents::{Access, AgentLink, connect_all};
+use crate::agents::{Access, AgentLink, connect_all, discover};
 use crate::cli::Args;
 use crate::db;
 use crate::error::CoordinatorError;
@@ -74,7 +74,10 @@ impl Session {
             }
             None => (addresses, remote_access(args)?),
         };
-        self.links = connect_all(&addresses, &access).await?;
+        self.links = match args.expect_agents {
+            Some(n) if args.local.is_none() => discover(&addresses, n, args.agents_timeout, &access).await?,
+            _ => connect_all(&addresses, &access).await?,
+        };
         self.check_connections(profile).await?;
         if let Some(want) = profile.pool_max {
             for l in &self.links {
@@ -212,8 +215,8 @@ fn remote_access(args: &Args) -> Result<Access, CoordinatorError> {
     Ok(Access { token, tls })
 }
 
-/// Check the flags that need no database or agent: returns the agent addresses
-/// (placeholders for --local).
+/// Check the flags that need no database or agent: returns the `--agents`
+/// entries (placeholders for --local; a name may stand for several agents).
 pub fn plan_agents(args: &Args) -> Result<Vec<String>, CoordinatorError> {
     match args.local {
         Some(0) => Err(CoordinatorError::Usage("--local needs at least 1 agent".into())),
@@ -232,6 +235,9 @@ pub fn plan_agents(args: &Args) -> Result<Vec<String>, CoordinatorError> {
                 ));
             }
             remote_access(args)?;
+            if args.expect_agents == Some(0) {
+                return Err(CoordinatorError::Usage("--expect-agents needs at least 1 agent".into()));
+            }
             crate::agents::parse_agent_list(&args.agents)
         }
     }

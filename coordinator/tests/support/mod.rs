@@ -129,12 +129,22 @@ pub fn spawn_agent(database_url: &str, extra: &[&str]) -> AgentProcess {
 
 /// Like [`spawn_agent`], with the agent's log written to `log`.
 pub fn spawn_agent_logging(database_url: &str, extra: &[&str], log: Option<&Path>) -> AgentProcess {
+    spawn_agent_at("127.0.0.1:0", database_url, extra, log)
+}
+
+/// A free loopback port (free when this returns; the caller binds it soon).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// Start an agent listening on `listen`.
+pub fn spawn_agent_at(listen: &str, database_url: &str, extra: &[&str], log: Option<&Path>) -> AgentProcess {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
     let coordinator = std::path::PathBuf::from(env!("CARGO_BIN_EXE_coordinator"));
     let bin = coordinator.with_file_name("agent");
     let mut child = Command::new(&bin)
-        .args(["--listen", "127.0.0.1:0", "--log", "info"])
+        .args(["--listen", listen, "--log", "info"])
         .args(extra)
         .env("DATABASE_URL", database_url)
         .env("LOADGEN_TOKEN", TEST_TOKEN)
