@@ -237,9 +237,18 @@ pub struct Args {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
-    /// Write the full result as JSON to this file.
-    #[arg(long, value_name = "FILE", help_heading = "Results")]
-    pub json: Option<PathBuf>,
+    /// Write the full result as JSON to this file; "-" writes it to stdout
+    /// (the text summary then goes to stderr). Repeat (or separate with
+    /// commas) for several, e.g. --json -,/results/run.json in a container.
+    #[arg(
+        long,
+        env = "LOADGEN_JSON",
+        value_name = "FILE",
+        value_delimiter = ',',
+        allow_hyphen_values = true,
+        help_heading = "Results"
+    )]
+    pub json: Vec<PathBuf>,
 
     /// Append the run to the per-database-host results file and history under
     /// --results-dir, after comparing it with the previous comparable run.

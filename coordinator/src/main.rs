@@ -179,17 +179,30 @@ async fn async_main(args: Args) -> u8 {
         eprintln!("coordinator: {e}");
         return e.exit_code();
     }
-    if let Err(e) = render(&outcome) {
+    // With --json - stdout carries the JSON alone and the summary goes to stderr.
+    let json_to_stdout = args.json.iter().any(|p| p.as_os_str() == "-");
+    let summary = if json_to_stdout {
+        render(&outcome, &mut std::io::stderr().lock())
+    } else {
+        render(&outcome, &mut std::io::stdout().lock())
+    };
+    if let Err(e) = summary {
         eprintln!("coordinator: cannot write the summary: {e}");
     }
-    if let Some(path) = &args.json {
-        let written = std::fs::File::create(path).and_then(|mut f| {
-            if outcome.is_suite() {
-                report::render_suite_json(&outcome.profile.name, &outcome.runs, &mut f)
-            } else {
-                outcome.runs.iter().try_for_each(|r| report::render_json(r, &mut f))
-            }
-        });
+    let write_json = |f: &mut dyn Write| {
+        if outcome.is_suite() {
+            report::render_suite_json(&outcome.profile.name, &outcome.runs, f)
+        } else {
+            outcome.runs.iter().try_for_each(|r| report::render_json(r, f))
+        }
+    };
+    for path in &args.json {
+        let written = if path.as_os_str() == "-" {
+            let mut out = std::io::stdout().lock();
+            write_json(&mut out).and_then(|()| out.flush())
+        } else {
+            std::fs::File::create(path).and_then(|mut f| write_json(&mut f))
+        };
         if let Err(e) = written {
             let e = CoordinatorError::Output { path: path.display().to_string(), detail: e.to_string() };
             eprintln!("coordinator: {e}");
@@ -205,13 +218,12 @@ async fn async_main(args: Args) -> u8 {
     }
 }
 
-fn render(outcome: &Outcome) -> std::io::Result<()> {
-    let mut stdout = std::io::stdout().lock();
+fn render(outcome: &Outcome, out: &mut dyn Write) -> std::io::Result<()> {
     for r in &outcome.runs {
-        report::render_text(r, &mut stdout)?;
+        report::render_text(r, out)?;
     }
     if outcome.is_suite() {
-        report::render_suite(&outcome.profile.name, &outcome.runs, &mut stdout)?;
+        report::render_suite(&outcome.profile.name, &outcome.runs, out)?;
     }
-    stdout.flush()
+    out.flush()
 }

@@ -77,6 +77,16 @@ pub async fn run(args: &Args, shutdown: CancellationToken) -> Result<Outcome, Co
     if args.completion_poll.is_zero() {
         return Err(CoordinatorError::Usage("--completion-poll must be positive".into()));
     }
+    for path in args.json.iter().filter(|p| p.as_os_str() != "-") {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        if !dir.is_dir() {
+            return Err(CoordinatorError::Usage(format!(
+                "--json {}: directory {} does not exist",
+                path.display(),
+                dir.display()
+            )));
+        }
+    }
     let addresses = plan_agents(args)?;
     // The fewest agents the plan can have (a name may resolve to several):
     // a budget smaller than that is refused before anything starts.

@@ -20,12 +20,17 @@ async fn expect_agents_waits_for_a_late_agent_and_then_runs_with_all() {
     let agents = format!("{},{late_address}", early.address);
     let mut child = coordinator(tmp.path())
         .args(["--agents", &agents, "--expect-agents", "2", "--agents-timeout", "60s"])
-        .args(["--database-url", pg.url(), "--duration", "3s", "--json", &json.display().to_string()])
-        .stdout(Stdio::null())
+        .args(["--database-url", pg.url(), "--duration", "3s", "--json", &format!("-,{}", json.display())])
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("coordinator");
     let stderr = child.stderr.take().expect("stderr");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let stdout_text = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut text).map(|_| text)
+    });
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -62,6 +67,12 @@ async fn expect_agents_waits_for_a_late_agent_and_then_runs_with_all() {
     assert!(lines.iter().any(|l| l.contains("2 agent(s) answered after")), "{}", lines.join("\n"));
     let r = read_report(&json);
     support::assert_consistent(&r, 2);
+    // --json - : stdout is the same JSON and nothing else (the summary went to stderr).
+    let stdout_text = stdout_text.join().expect("reader").expect("stdout");
+    let from_stdout: loadgen_common::result::RunReport = serde_json::from_str(&stdout_text).expect("stdout is JSON");
+    assert_eq!(from_stdout.run_id, r.run_id);
+    assert_eq!(from_stdout.merged.counts.completed, r.merged.counts.completed);
+    assert!(lines.iter().any(|l| l.contains("p99")), "summary on stderr");
     let addresses: Vec<_> = r.agents.iter().map(|a| a.address.clone()).collect();
     assert_eq!(addresses, [early.address.clone(), late_address]);
 }
