@@ -1,7 +1,8 @@
-//! The closed-loop load driver of one agent.
+//! The load driver of one agent: closed loop (keep a slice in flight) or open
+//! loop (start on a schedule, constant or Poisson, whatever the latency).
 //!
 //! One task owns all run state (no locks on the hot path): it keeps the
-//! agent's slice of orchestrations in flight until the deadline, learns
+//! agent's slice of orchestrations in flight (or follows its schedule) until the deadline, learns
 //! completions from one batched query per tick, records latencies into HDR
 //! histograms, streams one progress message a second, drains within a bound
 //! and ends with the full result. Start calls run as spawned tasks and report
@@ -55,6 +56,51 @@ pub struct Plan {
     pub drain_timeout: Duration,
     /// Interval of the batched completion query.
     pub completion_poll: Duration,
+    /// Open loop: start on a schedule; `concurrency` is then the in-flight cap.
+    pub open: Option<OpenLoop>,
+}
+
+/// An open-loop schedule.
+#[derive(Clone, Debug)]
+pub struct OpenLoop {
+    /// This agent's starts per second.
+    pub rate_per_sec: f64,
+    /// Exponential gaps (Poisson arrivals) instead of even spacing.
+    pub poisson: bool,
+    /// First start this long after the common start.
+    pub offset: Duration,
+    /// Seed of the gaps' random numbers.
+    pub seed: u64,
+}
+
+/// The gaps between open-loop starts.
+#[derive(Debug)]
+struct Schedule {
+    mean_gap_s: f64,
+    poisson: bool,
+    state: u64,
+}
+
+impl Schedule {
+    fn new(open: &OpenLoop) -> Self {
+        Schedule { mean_gap_s: 1.0 / open.rate_per_sec, poisson: open.poisson, state: open.seed }
+    }
+
+    /// splitmix64: a uniform number in [0, 1).
+    fn uniform(&mut self) -> f64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// The gap until the next start.
+    fn gap(&mut self) -> Duration {
+        let s = if self.poisson { -(1.0 - self.uniform()).ln() * self.mean_gap_s } else { self.mean_gap_s };
+        Duration::from_secs_f64(s.min(3600.0))
+    }
 }
 
 /// What the driver needs from the agent.
@@ -81,6 +127,8 @@ pub struct Outcome {
 struct Launch {
     id: String,
     issued: Issued,
+    /// Open loop: when the start was due.
+    intended: Option<Intended>,
     took: Duration,
     result: Result<(), String>,
 }
@@ -94,11 +142,30 @@ struct Issued {
     wall: std::time::SystemTime,
 }
 
+/// When an open-loop start was due, on both clocks.
+#[derive(Clone, Copy, Debug)]
+struct Intended {
+    at: Instant,
+    wall: std::time::SystemTime,
+}
+
+/// What the driver remembers of an orchestration in flight.
+#[derive(Clone, Copy, Debug)]
+struct Flight {
+    issued: Issued,
+    intended: Option<Intended>,
+}
+
 struct Driver {
     plan: Plan,
     deps: Deps,
     t0: Instant,
-    in_flight: HashMap<String, Issued>,
+    /// The wall clock at `t0`, to place intended start times on it.
+    wall0: std::time::SystemTime,
+    in_flight: HashMap<String, Flight>,
+    /// Open loop: when the next start is due, and the gaps after it.
+    next_due: Option<Instant>,
+    schedule: Option<Schedule>,
     pending_starts: u64,
     next_seq: u64,
     retry_at: Option<Instant>,
@@ -134,13 +201,19 @@ pub async fn drive(
     let (launch_tx, mut launch_rx) = mpsc::unbounded_channel();
     let (poll_tx, mut poll_rx) = mpsc::unbounded_channel();
     let t0 = Instant::now();
+    let wall0 = std::time::SystemTime::now();
     let base = deps.executed.load(Ordering::Relaxed);
+    let schedule = plan.open.as_ref().map(Schedule::new);
+    let next_due = plan.open.as_ref().map(|o| t0 + o.offset);
     let errors_before = crate::metrics::provider_errors();
     let mut d = Driver {
         plan,
         deps,
         t0,
+        wall0,
         in_flight: HashMap::new(),
+        next_due,
+        schedule,
         pending_starts: 0,
         next_seq: 0,
         retry_at: None,
@@ -156,7 +229,19 @@ pub async fn drive(
         poll_tx,
         poll_pending: false,
     };
-    tracing::info!(run = %d.plan.run_id, agent = d.plan.agent_index, concurrency = d.plan.concurrency, "load started");
+    match &d.plan.open {
+        None => {
+            tracing::info!(run = %d.plan.run_id, agent = d.plan.agent_index, concurrency = d.plan.concurrency, "load started (closed loop)")
+        }
+        Some(o) => tracing::info!(
+            run = %d.plan.run_id,
+            agent = d.plan.agent_index,
+            rate = o.rate_per_sec,
+            poisson = o.poisson,
+            cap = d.plan.concurrency,
+            "load started (open loop)"
+        ),
+    }
     let deadline = t0 + d.plan.duration;
     let drain_deadline = deadline + d.plan.drain_timeout;
     let mut poll = tokio::time::interval_at(t0 + d.plan.completion_poll, d.plan.completion_poll);
@@ -171,7 +256,11 @@ pub async fn drive(
             break;
         }
         let retry_at = d.retry_at;
+        let due = d.next_due;
         tokio::select! {
+            _ = tokio::time::sleep_until(due.unwrap_or(drain_deadline)), if due.is_some() && !draining => {
+                d.on_due(deadline);
+            }
             Some(launch) = launch_rx.recv() => d.on_launch(launch, draining),
             _ = poll.tick() => d.start_poll(),
             Some(done) = poll_rx.recv() => {
@@ -235,6 +324,7 @@ pub async fn drive(
             start_latency: d.hist.start.encode(),
             observed_latency: d.hist.observed.encode(),
             provider_errors: crate::metrics::since(&errors_before).into_iter().collect(),
+            intended_latency: d.encode_intended(false),
         };
         let event = RunEvent { event: Some(run_event::Event::Result(result)) };
         delivered = tokio::time::timeout(SEND_TIMEOUT, events.send(Ok(event))).await.is_ok_and(|r| r.is_ok());
@@ -285,31 +375,79 @@ fn end_to_end(
 }
 
 impl Driver {
-    /// Start orchestrations until the slice is full (never after the deadline,
-    /// never while backing off after a failed start).
+    /// Closed loop: start orchestrations until the slice is full (never after
+    /// the deadline, never while backing off after a failed start).
     fn fill(&mut self, draining: bool) {
-        if draining || self.retry_at.is_some() {
+        if draining || self.retry_at.is_some() || self.plan.open.is_some() {
             return;
         }
-        while (self.in_flight.len() as u64 + self.pending_starts) < self.plan.concurrency {
-            let id = instance_id(&self.plan.run_id, self.plan.agent_index, self.next_seq);
-            self.next_seq += 1;
-            self.pending_starts += 1;
-            let client = Arc::clone(&self.deps.client);
-            let orchestration = self.deps.scenario.orchestration();
-            let input = self.deps.scenario.input();
-            let tx = self.launch_tx.clone();
-            tokio::spawn(async move {
-                let issued = Issued { at: Instant::now(), wall: std::time::SystemTime::now() };
-                let call = client.start_orchestration(id.as_str(), orchestration, input);
-                let result = match tokio::time::timeout(START_TIMEOUT, call).await {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err(format!("start call took longer than {START_TIMEOUT:?}")),
-                };
-                // The driver may be gone (run ended); nothing to report then.
-                let _ = tx.send(Launch { id, issued, took: issued.at.elapsed(), result });
-            });
+        while self.occupied() < self.plan.concurrency {
+            self.launch(None);
+        }
+    }
+
+    /// Orchestrations in flight or being started.
+    fn occupied(&self) -> u64 {
+        self.in_flight.len() as u64 + self.pending_starts
+    }
+
+    /// Open loop: issue every start that is due (late ones counted, ones over
+    /// the in-flight cap dropped), then schedule the next. No start is due at
+    /// or after the deadline.
+    fn on_due(&mut self, deadline: Instant) {
+        let now = Instant::now();
+        while let Some(due) = self.next_due {
+            if due > now {
+                break;
+            }
+            if due >= deadline {
+                self.next_due = None;
+                break;
+            }
+            if self.occupied() >= self.plan.concurrency {
+                self.totals.dropped += 1;
+                self.interval.dropped += 1;
+            } else {
+                if now.saturating_duration_since(due) > Duration::from_millis(loadgen_common::result::LATE_AFTER_MS) {
+                    self.totals.late += 1;
+                    self.interval.late += 1;
+                }
+                let wall = self.wall0 + due.saturating_duration_since(self.t0);
+                self.launch(Some(Intended { at: due, wall }));
+            }
+            let gap = self.schedule.as_mut().map_or(Duration::from_secs(1), Schedule::gap);
+            self.next_due = Some(due + gap);
+        }
+    }
+
+    /// Start one orchestration as its own task.
+    fn launch(&mut self, intended: Option<Intended>) {
+        let id = instance_id(&self.plan.run_id, self.plan.agent_index, self.next_seq);
+        self.next_seq += 1;
+        self.pending_starts += 1;
+        let client = Arc::clone(&self.deps.client);
+        let orchestration = self.deps.scenario.orchestration();
+        let input = self.deps.scenario.input();
+        let tx = self.launch_tx.clone();
+        tokio::spawn(async move {
+            let issued = Issued { at: Instant::now(), wall: std::time::SystemTime::now() };
+            let call = client.start_orchestration(id.as_str(), orchestration, input);
+            let result = match tokio::time::timeout(START_TIMEOUT, call).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("start call took longer than {START_TIMEOUT:?}")),
+            };
+            // The driver may be gone (run ended); nothing to report then.
+            let _ = tx.send(Launch { id, issued, intended, took: issued.at.elapsed(), result });
+        });
+    }
+
+    /// The intended-start histogram for the wire: empty bytes in closed loop.
+    fn encode_intended(&self, interval: bool) -> Vec<u8> {
+        match (&self.plan.open, interval) {
+            (None, _) => Vec::new(),
+            (Some(_), true) => self.hist_interval.intended.encode(),
+            (Some(_), false) => self.hist.intended.encode(),
         }
     }
 
@@ -321,13 +459,16 @@ impl Driver {
             Ok(()) => {
                 self.totals.launched += 1;
                 self.interval.launched += 1;
-                self.in_flight.insert(launch.id, launch.issued);
+                self.in_flight.insert(launch.id, Flight { issued: launch.issued, intended: launch.intended });
             }
             Err(e) => {
                 self.totals.start_errors += 1;
                 self.interval.start_errors += 1;
                 tracing::warn!(instance = %launch.id, error = %e, "start call failed");
-                self.retry_at = Some(Instant::now() + START_RETRY_BACKOFF);
+                // Closed loop backs off; an open-loop schedule does not wait.
+                if self.plan.open.is_none() {
+                    self.retry_at = Some(Instant::now() + START_RETRY_BACKOFF);
+                }
             }
         }
         self.fill(draining);
@@ -380,12 +521,18 @@ impl Driver {
             }
         };
         for (Finished { instance_id: id, state, completed_at }, category) in rows {
-            let Some(issued) = self.in_flight.remove(&id) else { continue };
+            let Some(Flight { issued, intended }) = self.in_flight.remove(&id) else { continue };
             let seen = observed.saturating_duration_since(issued.at);
             let (e2e, clamped) = end_to_end(issued.wall, completed_at, seen);
+            // Open loop: the same, from when the start was due.
+            let from_due =
+                intended.map(|due| end_to_end(due.wall, completed_at, observed.saturating_duration_since(due.at)).0);
             for (h, c) in [(&mut self.hist, &mut self.totals), (&mut self.hist_interval, &mut self.interval)] {
                 h.e2e.record(e2e);
                 h.observed.record(seen);
+                if let Some(d) = from_due {
+                    h.intended.record(d);
+                }
                 c.latency_clamped += u64::from(clamped);
             }
             match state {
@@ -436,6 +583,7 @@ impl Driver {
             start_latency: self.hist_interval.start.encode(),
             observed_latency: self.hist_interval.observed.encode(),
             rss_bytes: loadgen_common::process::rss_bytes(),
+            intended_latency: self.encode_intended(true),
         };
         self.interval = Counts::default();
         self.hist_interval.reset();
@@ -448,6 +596,28 @@ impl Driver {
 mod tests {
     use super::*;
     use std::time::SystemTime;
+
+    #[test]
+    fn schedules_space_starts_at_the_rate() {
+        let open = |poisson| OpenLoop { rate_per_sec: 200.0, poisson, offset: Duration::ZERO, seed: 42 };
+        let mut constant = Schedule::new(&open(false));
+        assert!((0..100).all(|_| constant.gap() == Duration::from_secs_f64(0.005)));
+        // Poisson: mean gap 1/rate, and the spread of an exponential
+        // distribution (standard deviation equal to the mean).
+        let mut poisson = Schedule::new(&open(true));
+        let gaps: Vec<f64> = (0..20_000).map(|_| poisson.gap().as_secs_f64()).collect();
+        let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+        let var = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gaps.len() as f64;
+        assert!((mean - 0.005).abs() < 0.0002, "mean gap {mean}");
+        assert!((var.sqrt() - 0.005).abs() < 0.0003, "sd {}", var.sqrt());
+        // The same seed gives the same schedule, another seed another one.
+        let gaps_of = |seed| {
+            let mut s = Schedule::new(&OpenLoop { seed, ..open(true) });
+            (0..5).map(|_| s.gap()).collect::<Vec<_>>()
+        };
+        assert_eq!(gaps_of(7), gaps_of(7));
+        assert_ne!(gaps_of(7), gaps_of(8));
+    }
 
     #[test]
     fn end_to_end_uses_the_database_time_within_bounds() {

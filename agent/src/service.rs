@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::AgentConfig;
-use crate::driver::{self, Deps, Plan};
+use crate::driver::{self, Deps, OpenLoop, Plan};
 use crate::error::AgentError;
 use crate::lease::{LEASE, Lease};
 use crate::relay::Relay;
@@ -227,6 +227,12 @@ impl Agent {
             duration: Duration::from_millis(req.duration_ms),
             drain_timeout: Duration::from_millis(req.drain_timeout_ms),
             completion_poll: Duration::from_millis(req.completion_poll_ms),
+            open: (req.rate_per_sec > 0.0).then(|| OpenLoop {
+                rate_per_sec: req.rate_per_sec,
+                poisson: req.arrival == "poisson",
+                offset: Duration::from_micros(req.schedule_offset_us),
+                seed: req.seed,
+            }),
         };
         Ok((runtimes, deps, plan, relay))
     }

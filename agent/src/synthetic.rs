@@ -114,6 +114,7 @@ impl AgentRpc for Synthetic {
                     start_latency: Vec::new(),
                     observed_latency: h.encode(),
                     rss_bytes: loadgen_common::process::rss_bytes(),
+                    intended_latency: Vec::new(),
                 };
                 if tx.send(Ok(RunEvent { event: Some(run_event::Event::Progress(p)) })).await.is_err() {
                     return;
@@ -126,6 +127,7 @@ impl AgentRpc for Synthetic {
                 start_latency: Vec::new(),
                 observed_latency: total.encode(),
                 provider_errors: Default::default(),
+                intended_latency: Vec::new(),
             };
             let _ = tx.send(Ok(RunEvent { event: Some(run_event::Event::Result(result)) })).await;
         });

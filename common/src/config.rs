@@ -26,7 +26,7 @@ pub enum ConfigError {
 }
 
 /// One named load profile as stored in TOML.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
     pub name: String,
@@ -79,6 +79,62 @@ pub struct Profile {
     /// held by a dead runtime stays locked.
     #[serde(default, with = "opt_duration_text", skip_serializing_if = "Option::is_none")]
     pub worker_lock_timeout: Option<Duration>,
+    /// Open loop: start this many orchestrations per second cluster-wide on a
+    /// schedule, whatever the system's latency (`None`: closed loop, keeping
+    /// `max_concurrent` in flight).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    /// Open loop: how starts are spaced ("constant" or "poisson").
+    #[serde(default, skip_serializing_if = "Arrival::is_constant")]
+    pub arrival: Arrival,
+    /// Open loop: cap on orchestrations in flight cluster-wide; a start due
+    /// while the cap is reached is dropped (and counted). Default: a minute
+    /// of arrivals, at least 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u64>,
+}
+
+/// Spacing of open-loop starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arrival {
+    /// Evenly spaced: one start every 1/rate seconds.
+    #[default]
+    Constant,
+    /// Exponentially distributed gaps with mean 1/rate (independent arrivals).
+    Poisson,
+}
+
+impl Arrival {
+    fn is_constant(&self) -> bool {
+        *self == Arrival::Constant
+    }
+
+    /// The name used on the command line and in reports.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Arrival::Constant => "constant",
+            Arrival::Poisson => "poisson",
+        }
+    }
+}
+
+impl std::str::FromStr for Arrival {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "constant" => Ok(Arrival::Constant),
+            "poisson" => Ok(Arrival::Poisson),
+            other => Err(format!("unknown arrival {other:?}: expected constant or poisson")),
+        }
+    }
+}
+
+impl Profile {
+    /// The cluster-wide in-flight cap of an open-loop run.
+    pub fn open_loop_cap(&self) -> Option<u64> {
+        self.rate.map(|r| self.max_in_flight.unwrap_or(((r * 60.0).ceil() as u64).max(100)))
+    }
 }
 
 fn default_runtimes() -> u32 {

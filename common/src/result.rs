@@ -32,7 +32,17 @@ pub struct Counts {
     /// Completion queries that failed (and were retried next tick).
     #[serde(default)]
     pub status_query_errors: u64,
+    /// Open loop: starts issued more than [`LATE_AFTER_MS`] after their
+    /// intended time (the schedule fell behind).
+    #[serde(default)]
+    pub late: u64,
+    /// Open loop: starts not issued because the in-flight cap was reached.
+    #[serde(default)]
+    pub dropped: u64,
 }
+
+/// An open-loop start issued later than this after its intended time is late.
+pub const LATE_AFTER_MS: u64 = 10;
 
 impl Counts {
     /// Orchestrations that reached `Failed`, all categories.
@@ -59,6 +69,8 @@ impl Counts {
         self.status_queries += o.status_queries;
         self.latency_clamped += o.latency_clamped;
         self.status_query_errors += o.status_query_errors;
+        self.late += o.late;
+        self.dropped += o.dropped;
     }
 }
 
@@ -77,6 +89,8 @@ impl From<&proto::Counts> for Counts {
             status_queries: c.status_queries,
             latency_clamped: c.latency_clamped,
             status_query_errors: c.status_query_errors,
+            late: c.late,
+            dropped: c.dropped,
         }
     }
 }
@@ -96,6 +110,8 @@ impl From<&Counts> for proto::Counts {
             status_queries: c.status_queries,
             latency_clamped: c.latency_clamped,
             status_query_errors: c.status_query_errors,
+            late: c.late,
+            dropped: c.dropped,
         }
     }
 }
@@ -116,6 +132,19 @@ pub struct Section {
     pub observed_latency: LatencySummary,
     /// Duration of the start call itself.
     pub start_latency: LatencySummary,
+    /// Open loop: from each orchestration's intended start time until the
+    /// runtime recorded its terminal status, so it includes any wait to be
+    /// started (no coordinated omission). Absent in closed-loop runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intended_latency: Option<LatencySummary>,
+}
+
+impl Section {
+    /// The latency a run is judged by: from the intended start in open loop,
+    /// from the start call in closed loop.
+    pub fn headline_latency(&self) -> &LatencySummary {
+        self.intended_latency.as_ref().unwrap_or(&self.e2e_latency)
+    }
 }
 
 impl Section {
@@ -130,6 +159,7 @@ impl Section {
             e2e_latency: h.e2e.summary(),
             observed_latency: h.observed.summary(),
             start_latency: h.start.summary(),
+            intended_latency: (h.intended.count() > 0).then(|| h.intended.summary()),
         }
     }
 }
@@ -140,6 +170,8 @@ pub struct Histograms {
     pub e2e: LatencyHistogram,
     pub observed: LatencyHistogram,
     pub start: LatencyHistogram,
+    /// Open loop only: from the intended start time.
+    pub intended: LatencyHistogram,
 }
 
 impl Histograms {
@@ -147,7 +179,13 @@ impl Histograms {
     pub fn merge(&mut self, o: &Histograms) -> Result<(), crate::histogram::HistogramError> {
         self.e2e.merge(&o.e2e)?;
         self.observed.merge(&o.observed)?;
-        self.start.merge(&o.start)
+        self.start.merge(&o.start)?;
+        self.intended.merge(&o.intended)
+    }
+
+    /// The histogram a run is judged by (see [`Section::headline_latency`]).
+    pub fn headline(&self) -> &LatencyHistogram {
+        if self.intended.count() > 0 { &self.intended } else { &self.e2e }
     }
 
     /// Forget every sample.
@@ -155,6 +193,7 @@ impl Histograms {
         self.e2e.reset();
         self.observed.reset();
         self.start.reset();
+        self.intended.reset();
     }
 }
 
@@ -348,7 +387,7 @@ pub struct Comparison {
 }
 
 /// The whole result of a run.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunReport {
     pub tool_version: String,
     pub run_id: String,
@@ -381,6 +420,137 @@ pub struct RunReport {
     /// Provider errors the runtimes met and retried, "operation/error_type" -> count.
     #[serde(default)]
     pub provider_errors: std::collections::BTreeMap<String, u64>,
+    /// Per-second figures, merged and per agent.
+    #[serde(default)]
+    pub timeline: Timeline,
+    /// The database sampled once a second by the coordinator, on the same
+    /// clock as [`Self::timeline`].
+    #[serde(default)]
+    pub db_timeline: Vec<DbSample>,
+    /// The merged headline latency at percentiles from 0 to 99.9999, for the
+    /// percentile-spectrum chart.
+    #[serde(default)]
+    pub spectrum: Vec<SpectrumPoint>,
+    /// Postgres settings that shape the result (max_connections, shared_buffers, ...).
+    #[serde(default)]
+    pub postgres_settings: std::collections::BTreeMap<String, String>,
+}
+
+/// One second of a run, for one agent or merged. Counts are of the interval;
+/// latencies come from the interval's histogram (merged exactly across
+/// agents), the headline latency (from the intended start in open loop).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TimePoint {
+    /// End of the interval, seconds since the common start.
+    pub t_s: f64,
+    pub launched: u64,
+    pub completed: u64,
+    pub failed: u64,
+    #[serde(default)]
+    pub late: u64,
+    #[serde(default)]
+    pub dropped: u64,
+    /// Orchestrations in flight at the end of the interval.
+    pub in_flight: u64,
+    /// Completions per second in the interval.
+    pub orch_per_sec: f64,
+    /// 0 when nothing completed in the interval.
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+/// Per-second series of a run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timeline {
+    pub merged: Vec<TimePoint>,
+    /// One series per agent, in the order of [`RunReport::agents`].
+    pub agents: Vec<Vec<TimePoint>>,
+}
+
+/// One sample of the database, taken by the coordinator.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DbSample {
+    /// Seconds since the common start (negative before it).
+    pub t_s: f64,
+    pub commits_per_sec: f64,
+    pub rollbacks_per_sec: f64,
+    /// Deadlocks detected since the previous sample.
+    pub deadlocks: u64,
+    /// Connections to the database by state (active, idle, idle in transaction, ...).
+    pub connections: std::collections::BTreeMap<String, u64>,
+    /// Backends waiting on a lock (wait_event_type = 'Lock') at the sample.
+    pub lock_waits: u64,
+    /// Backends waiting on an advisory lock at the sample.
+    #[serde(default)]
+    pub advisory_lock_waits: u64,
+    /// duroxide-pg's queue depths (`get_queue_depths`): orchestrator, worker, timer.
+    pub orchestrator_queue: u64,
+    pub worker_queue: u64,
+    pub timer_queue: u64,
+    /// Orchestrations completed in the run so far (for commits per orchestration).
+    #[serde(default)]
+    pub completed: u64,
+}
+
+/// The headline latency at one percentile.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SpectrumPoint {
+    pub percentile: f64,
+    pub latency_ms: f64,
+}
+
+/// One step of a capacity sweep.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SweepStep {
+    /// Offered load: orchestrations per second (open loop) or in-flight
+    /// budget (closed loop), see [`SweepReport::mode`].
+    pub offered: f64,
+    /// Completed orchestrations per second.
+    pub achieved_orch_per_sec: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub mean_latency_ms: f64,
+    /// Mean orchestrations in flight, sampled each second.
+    pub mean_in_flight: f64,
+    /// Little's law: achieved throughput x mean latency (should match mean_in_flight).
+    pub littles_law_in_flight: f64,
+    pub late: u64,
+    pub dropped: u64,
+    pub failed: u64,
+    pub deadlocks: u64,
+    pub rollbacks: u64,
+    pub commits_per_sec: f64,
+    /// Most backends waiting on locks in any sample.
+    pub peak_lock_waits: u64,
+    /// p99 within the SLO, nothing failed or dropped.
+    pub within_slo: bool,
+    /// The step's full run, for the HTML report and the JSON.
+    #[serde(default)]
+    pub run_id: String,
+}
+
+/// The result of `coordinator sweep`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SweepReport {
+    /// "rate" (open loop, orch/s) or "budget" (closed loop, in flight).
+    pub mode: String,
+    pub slo_p99_ms: f64,
+    pub steps: Vec<SweepStep>,
+    /// Index in `steps` of the knee: the last step that met the SLO before
+    /// latency rose or throughput stopped growing.
+    pub knee: Option<usize>,
+    /// Highest achieved throughput of a step within the SLO.
+    pub max_sustainable_orch_per_sec: Option<f64>,
+    /// Why the sweep stopped.
+    pub stop_reason: String,
+    /// What to configure, with the measured numbers behind it.
+    pub recommendation: Vec<String>,
+    /// The configuration every step shared.
+    pub profile: Profile,
+    pub environment: Environment,
+    pub agents: usize,
 }
 
 impl RunReport {

@@ -49,6 +49,7 @@ impl Live {
                 e2e: delta.clone(),
                 observed: LatencyHistogram::decode(&p.observed_latency)?,
                 start: LatencyHistogram::decode(&p.start_latency)?,
+                intended: LatencyHistogram::decode(&p.intended_latency)?,
             })?;
         }
         if let (Some(c), Some(interval)) = (self.per_agent.get_mut(i), p.interval.as_ref()) {
@@ -142,6 +143,7 @@ mod tests {
             start_latency: Vec::new(),
             observed_latency: Vec::new(),
             rss_bytes: 64 << 20,
+            intended_latency: Vec::new(),
         };
         live.progress(0, &p).expect("fold");
         live.progress(1, &p).expect("fold");

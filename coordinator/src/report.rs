@@ -447,6 +447,7 @@ mod tests {
             },
             observed_latency: LatencySummary::default(),
             start_latency: LatencySummary::default(),
+            intended_latency: None,
         };
         RunReport {
             tool_version: "0.1.0".into(),
@@ -482,6 +483,7 @@ mod tests {
             environment: Default::default(),
             lost_agents: Vec::new(),
             provider_errors: Default::default(),
+            ..Default::default()
         }
     }
 

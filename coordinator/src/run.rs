@@ -199,6 +199,7 @@ async fn run_once(
                     e2e: decode(&r.e2e_latency)?,
                     observed: decode(&r.observed_latency)?,
                     start: decode(&r.start_latency)?,
+                    intended: decode(&r.intended_latency)?,
                 };
                 let mut counts: Counts = r.totals.as_ref().map(Counts::from).unwrap_or_default();
                 counts.activities += late;
@@ -291,6 +292,10 @@ async fn run_once(
         },
         lost_agents,
         provider_errors,
+        timeline: Default::default(),
+        db_timeline: Vec::new(),
+        spectrum: Vec::new(),
+        postgres_settings: Default::default(),
     })
 }
 
@@ -378,6 +383,10 @@ async fn prepare_all(
             drain_timeout_ms: ms(profile.drain_timeout),
             completion_poll_ms: ms(completion_poll).max(1),
             db_latency_us: u64::try_from(profile.db_latency.as_micros()).unwrap_or(u64::MAX),
+            rate_per_sec: 0.0,
+            arrival: String::new(),
+            schedule_offset_us: 0,
+            seed: 0,
         };
         let mut client = l.client.clone();
         let address = l.address.clone();

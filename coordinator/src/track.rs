@@ -202,6 +202,7 @@ mod tests {
             environment: Environment { db_host: "h".into(), ..Default::default() },
             lost_agents: Vec::new(),
             provider_errors: Default::default(),
+            ..Default::default()
         }
     }
 
