@@ -249,6 +249,38 @@ pub struct Overrides {
     pub rss_growth_mb_per_min: Option<f64>,
     pub orchestrator_lock_timeout: Option<Duration>,
     pub worker_lock_timeout: Option<Duration>,
+    pub rate: Option<f64>,
+    pub arrival: Option<Arrival>,
+    pub max_in_flight: Option<u64>,
+}
+
+/// Parse an open-loop rate: "200/s", "200", "1.5/s", "12000/min".
+pub fn parse_rate(text: &str) -> Result<f64, ConfigError> {
+    let t = text.trim();
+    let (num, per) = match t.split_once('/') {
+        Some((n, unit)) => (n.trim(), unit.trim()),
+        None => (t, "s"),
+    };
+    let scale = match per {
+        "s" | "sec" | "second" => 1.0,
+        "min" | "m" => 1.0 / 60.0,
+        "h" | "hour" => 1.0 / 3600.0,
+        _ => {
+            return Err(ConfigError::InvalidOption {
+                option: "rate",
+                value: text.to_string(),
+                detail: "expected N/s, N/min or N/h (e.g. 200/s)",
+            });
+        }
+    };
+    match num.parse::<f64>() {
+        Ok(n) if n.is_finite() && n > 0.0 => Ok(n * scale),
+        _ => Err(ConfigError::InvalidOption {
+            option: "rate",
+            value: text.to_string(),
+            detail: "must be a positive number per second, minute or hour (e.g. 200/s)",
+        }),
+    }
 }
 
 impl Profile {
@@ -276,7 +308,19 @@ impl Profile {
         macro_rules! set_opt {
             ($($f:ident),*) => { $( if o.$f.is_some() { self.$f = o.$f; } )* };
         }
-        set_opt!(pool_max, p99_ms, max_failed, rss_growth_mb_per_min, orchestrator_lock_timeout, worker_lock_timeout);
+        set_opt!(
+            pool_max,
+            p99_ms,
+            max_failed,
+            rss_growth_mb_per_min,
+            orchestrator_lock_timeout,
+            worker_lock_timeout,
+            rate,
+            max_in_flight
+        );
+        if let Some(a) = o.arrival {
+            self.arrival = a;
+        }
         self.validate()?;
         Ok(self)
     }
@@ -321,6 +365,14 @@ impl Profile {
             {
                 return bad(option, v.to_string(), "must be a positive number");
             }
+        }
+        if let Some(r) = self.rate
+            && !(r.is_finite() && r > 0.0 && r <= 1_000_000.0)
+        {
+            return bad("rate", r.to_string(), "must be a positive number of starts per second (at most 1000000)");
+        }
+        if self.max_in_flight == Some(0) {
+            return bad("max_in_flight", "0".into(), "must be at least 1");
         }
         if self.db_latency > Duration::from_secs(10) {
             return bad("db_latency", format_duration(self.db_latency), "must be at most 10s");

@@ -62,10 +62,17 @@ async fn main() {
     let delay = Duration::from_millis(500);
     let (controls, streams) = start_all(&links, "fanin", delay).await.expect("start");
     let started = Instant::now() + delay;
-    let followed =
-        follow(&links, streams, &controls, OnAgentLoss::Continue, started, Duration::from_secs(SECONDS + 30))
-            .await
-            .expect("follow");
+    let (followed, _live) = follow(
+        &links,
+        streams,
+        &controls,
+        OnAgentLoss::Continue,
+        started,
+        Duration::from_secs(SECONDS + 30),
+        Default::default(),
+    )
+    .await
+    .expect("follow");
     controls.close();
     let (cpu, wall) = (cpu_seconds() - cpu0, wall0.elapsed().as_secs_f64());
     let finished = followed.iter().filter(|f| matches!(f, Followed::Finished { .. })).count();

@@ -7,6 +7,34 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use loadgen_common::config::{self, ConfigError, Overrides};
 
+/// How progress is shown during a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LiveMode {
+    Auto,
+    Table,
+    Line,
+}
+
+impl Args {
+    /// Whether the live view is the table (a terminal, or asked for).
+    pub fn live_table(&self) -> bool {
+        use std::io::IsTerminal;
+        match self.live {
+            LiveMode::Table => true,
+            LiveMode::Line => false,
+            LiveMode::Auto => std::io::stderr().is_terminal(),
+        }
+    }
+}
+
+fn rate(text: &str) -> Result<f64, String> {
+    config::parse_rate(text).map_err(|e| e.to_string())
+}
+
+fn arrival(text: &str) -> Result<loadgen_common::config::Arrival, String> {
+    text.parse()
+}
+
 fn duration(text: &str) -> Result<Duration, String> {
     config::parse_duration(text).map_err(|e: ConfigError| e.to_string())
 }
@@ -205,6 +233,24 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', help_heading = "Profile overrides")]
     pub suite: Option<Vec<String>>,
 
+    /// Open loop: start this many orchestrations per second cluster-wide
+    /// (e.g. 200/s, 12000/min), split over the agents like the budget, with
+    /// latency measured from each start's intended time. Without it the run
+    /// is closed loop (keeps --max-concurrent in flight).
+    #[arg(long, value_parser = rate, value_name = "N/s", help_heading = "Open loop")]
+    pub rate: Option<f64>,
+
+    /// Open loop: spacing of starts, constant (every 1/rate) or poisson
+    /// (independent arrivals) [profile: constant].
+    #[arg(long, value_parser = arrival, help_heading = "Open loop")]
+    pub arrival: Option<loadgen_common::config::Arrival>,
+
+    /// Open loop: cap on orchestrations in flight cluster-wide; starts due
+    /// while it is reached are dropped and counted [default: a minute of
+    /// arrivals, at least 100].
+    #[arg(long, value_name = "N", help_heading = "Open loop")]
+    pub max_in_flight: Option<u64>,
+
     /// Gate: merged orchestrations per second at least this.
     #[arg(long, help_heading = "Gates")]
     pub min_orch_per_sec: Option<f64>,
@@ -236,6 +282,21 @@ pub struct Args {
     /// installed server binaries and removed at exit (--local only).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+
+    /// Write a self-contained HTML report (configuration, summary, charts of
+    /// throughput, latency and the database over time) to this file.
+    #[arg(long, env = "LOADGEN_REPORT", value_name = "FILE.html", help_heading = "Results")]
+    pub report: Option<PathBuf>,
+
+    /// Write HdrHistogram interval logs (.hlog, one per agent and merged,
+    /// one interval a second) into this directory.
+    #[arg(long, value_name = "DIR", help_heading = "Results")]
+    pub hlog_dir: Option<PathBuf>,
+
+    /// Progress while running: a table per agent redrawn in place (table),
+    /// one line a second (line), or table on a terminal and line otherwise (auto).
+    #[arg(long, value_enum, default_value = "auto", help_heading = "Results")]
+    pub live: LiveMode,
 
     /// Write the full result as JSON to this file; "-" writes it to stdout
     /// (the text summary then goes to stderr). Repeat (or separate with
@@ -317,6 +378,9 @@ impl Args {
             rss_growth_mb_per_min: self.rss_growth_mb_per_min,
             orchestrator_lock_timeout: self.orchestrator_lock_timeout,
             worker_lock_timeout: self.worker_lock_timeout,
+            rate: self.rate,
+            arrival: self.arrival,
+            max_in_flight: self.max_in_flight,
         }
     }
 }

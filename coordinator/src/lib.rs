@@ -14,9 +14,13 @@
 //! - [`bench`]: duroxide's own stress module and this tool side by side;
 //! - [`local`]: `--local N` agent processes;
 //! - [`db`]: schema creation, database counters, the run's database check;
+//! - [`dbwatch`]: the database timeline sampled once a second;
 //! - [`live`]: the once-a-second progress line;
 //! - [`gates`]: the must-pass gates;
+//! - [`hlog`]: HdrHistogram interval logs;
 //! - [`report`]: text and JSON renderers of the result;
+//! - [`html`]: the self-contained HTML report of a run and of a sweep;
+//! - [`svg`]: the inline SVG line charts of the HTML report;
 //! - [`error`]: errors and exit codes.
 
 pub mod agents;
@@ -24,14 +28,18 @@ pub mod audit;
 pub mod bench;
 pub mod cli;
 pub mod db;
+pub mod dbwatch;
 pub mod error;
 pub mod gates;
+pub mod hlog;
+pub mod html;
 pub mod live;
 pub mod local;
 pub mod report;
 pub mod run;
 pub mod session;
 pub mod stream;
+pub mod svg;
 pub mod track;
 
 pub use cli::{Args, Cli, Command};

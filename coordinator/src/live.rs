@@ -1,11 +1,42 @@
 //! Live progress: folds the agents' once-a-second interval messages into
-//! running totals (histogram deltas merged exactly) and renders one line.
+//! running totals (histogram deltas merged exactly) and renders one line;
+//! keeps every interval (histograms encoded, a few hundred bytes each) for
+//! the per-second time series and the HdrHistogram interval logs.
 
 use std::time::Instant;
 
 use loadgen_common::histogram::{HistogramError, LatencyHistogram};
 use loadgen_common::proto::Progress;
-use loadgen_common::result::{Counts, Histograms, MemorySample};
+use loadgen_common::result::{Counts, DbSample, Histograms, MemorySample, TimePoint, Timeline};
+
+/// One row of the live table.
+fn row(name: &str, c: &Counts, rate: f64, h: &LatencyHistogram, in_flight: u64) -> String {
+    let ms = |us: u64| if h.count() == 0 { "-".to_string() } else { crate::report::fmt_ms(us) };
+    format!(
+        "         {:<10} {:>9} {:>6} {:>8.1} {:>9} {:>9} {:>9} {:>6} {:>6}\n",
+        name,
+        c.completed,
+        c.failed() + c.start_errors,
+        rate,
+        ms(h.quantile_us(0.5)),
+        ms(h.quantile_us(0.99)),
+        ms(h.max_us()),
+        in_flight,
+        c.late + c.dropped
+    )
+}
+
+/// One progress interval of one agent, as received.
+#[derive(Clone, Debug)]
+pub struct Interval {
+    /// End of the interval, seconds since the common start.
+    pub t_s: f64,
+    pub counts: Counts,
+    pub in_flight: u64,
+    /// The interval's headline histogram (from the intended start in open
+    /// loop, from the start call in closed loop), V2-encoded.
+    pub headline: Vec<u8>,
+}
 
 /// Running view of the whole cluster.
 #[derive(Debug)]
@@ -23,6 +54,8 @@ pub struct Live {
     /// Each agent's histograms, summed from its interval deltas (what is
     /// known of an agent that is lost before its result).
     hist: Vec<Histograms>,
+    /// Every interval of every agent, in arrival order.
+    intervals: Vec<Vec<Interval>>,
 }
 
 impl Live {
@@ -37,23 +70,37 @@ impl Live {
             samples: vec![0; agents],
             memory: vec![Vec::new(); agents],
             hist: vec![Histograms::default(); agents],
+            intervals: vec![Vec::new(); agents],
         }
     }
 
     /// Fold one progress message of agent `i`.
     pub fn progress(&mut self, i: usize, p: &Progress) -> Result<(), HistogramError> {
         let delta = LatencyHistogram::decode(&p.e2e_latency)?;
-        self.e2e.merge(&delta)?;
+        let intended = LatencyHistogram::decode(&p.intended_latency)?;
+        // Open-loop agents send the intended-start histogram (possibly empty);
+        // closed-loop ones send no bytes at all.
+        let open_loop = !p.intended_latency.is_empty();
+        self.e2e.merge(if open_loop { &intended } else { &delta })?;
         if let Some(h) = self.hist.get_mut(i) {
             h.merge(&Histograms {
                 e2e: delta.clone(),
                 observed: LatencyHistogram::decode(&p.observed_latency)?,
                 start: LatencyHistogram::decode(&p.start_latency)?,
-                intended: LatencyHistogram::decode(&p.intended_latency)?,
+                intended,
             })?;
         }
-        if let (Some(c), Some(interval)) = (self.per_agent.get_mut(i), p.interval.as_ref()) {
-            c.add(&interval.into());
+        let counts: Counts = p.interval.as_ref().map(Counts::from).unwrap_or_default();
+        if let Some(c) = self.per_agent.get_mut(i) {
+            c.add(&counts);
+        }
+        if let Some(list) = self.intervals.get_mut(i) {
+            list.push(Interval {
+                t_s: p.elapsed_ms as f64 / 1000.0,
+                counts,
+                in_flight: p.in_flight,
+                headline: if open_loop { p.intended_latency.clone() } else { p.e2e_latency.clone() },
+            });
         }
         if let Some(s) = self.samples.get_mut(i) {
             *s += delta.count();
@@ -96,9 +143,132 @@ impl Live {
         self.memory.get(i).cloned().unwrap_or_default()
     }
 
+    /// Every interval agent `i` reported, in order.
+    pub fn intervals(&self, i: usize) -> &[Interval] {
+        self.intervals.get(i).map_or(&[], Vec::as_slice)
+    }
+
+    /// Number of agents followed.
+    pub fn agents(&self) -> usize {
+        self.intervals.len()
+    }
+
+    /// The per-second series, per agent and merged. Agents' intervals are
+    /// aligned by their whole second since the common start (they all start
+    /// at the same instant and report every second); the merged latency of
+    /// a second is the exact merge of the agents' interval histograms.
+    pub fn timeline(&self) -> Result<(Timeline, Vec<(f64, LatencyHistogram)>), HistogramError> {
+        let point = |t_s: f64, c: &Counts, in_flight: u64, h: &LatencyHistogram, len_s: f64| TimePoint {
+            t_s,
+            launched: c.launched,
+            completed: c.completed,
+            failed: c.failed() + c.start_errors,
+            late: c.late,
+            dropped: c.dropped,
+            in_flight,
+            orch_per_sec: if len_s > 0.0 { c.completed as f64 / len_s } else { 0.0 },
+            p50_ms: h.quantile_us(0.5) as f64 / 1000.0,
+            p99_ms: h.quantile_us(0.99) as f64 / 1000.0,
+            max_ms: h.max_us() as f64 / 1000.0,
+        };
+        let mut timeline = Timeline::default();
+        let mut by_second: std::collections::BTreeMap<u64, (f64, Counts, u64, LatencyHistogram)> = Default::default();
+        for list in &self.intervals {
+            let mut series = Vec::with_capacity(list.len());
+            let mut prev = 0.0;
+            for iv in list {
+                let h = LatencyHistogram::decode(&iv.headline)?;
+                series.push(point(iv.t_s, &iv.counts, iv.in_flight, &h, iv.t_s - prev));
+                prev = iv.t_s;
+                let slot = by_second
+                    .entry(iv.t_s.round() as u64)
+                    .or_insert_with(|| (iv.t_s.round(), Counts::default(), 0, LatencyHistogram::new()));
+                slot.0 = slot.0.max(iv.t_s);
+                slot.1.add(&iv.counts);
+                slot.2 += iv.in_flight;
+                slot.3.merge(&h)?;
+            }
+            timeline.agents.push(series);
+        }
+        let mut merged_hists = Vec::with_capacity(by_second.len());
+        let mut prev = 0.0;
+        for (_, (t_s, c, in_flight, h)) in by_second {
+            timeline.merged.push(point(t_s, &c, in_flight, &h, t_s - prev));
+            prev = t_s;
+            merged_hists.push((t_s, h));
+        }
+        Ok((timeline, merged_hists))
+    }
+
     /// Latency samples agent `i` reported through its progress messages.
     pub fn streamed_samples(&self, i: usize) -> u64 {
         self.samples.get(i).copied().unwrap_or(0)
+    }
+
+    /// The live view: the plain line, or (on a terminal) a compact table per
+    /// agent and merged with the database's latest sample.
+    pub fn render(&self, db: Option<&DbSample>, table: bool) -> String {
+        if !table {
+            let mut line = self.line();
+            if let Some(d) = db {
+                line.push_str(&format!(
+                    "  db {:.0} commits/s{}",
+                    d.commits_per_sec,
+                    if d.deadlocks > 0 { format!(" {} deadlock(s)", d.deadlocks) } else { String::new() }
+                ));
+            }
+            return line;
+        }
+        self.table(db)
+    }
+
+    /// The compact live table: one row per agent and the merged row (the last
+    /// second's throughput and latency, totals so far), then the database.
+    pub fn table(&self, db: Option<&DbSample>) -> String {
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let mut out = format!(
+            "[{elapsed:>5.1}s] {:<10} {:>9} {:>6} {:>8} {:>9} {:>9} {:>9} {:>6} {:>6}\n",
+            "agent", "completed", "failed", "orch/s", "p50", "p99", "max", "flight", "late"
+        );
+        let mut last_merged = LatencyHistogram::new();
+        let mut total = Counts::default();
+        let mut last_completed = 0;
+        let mut last_len = 0.0f64;
+        for (i, list) in self.intervals.iter().enumerate() {
+            let c = self.per_agent.get(i).cloned().unwrap_or_default();
+            total.add(&c);
+            let last = list.last();
+            let h = last.and_then(|iv| LatencyHistogram::decode(&iv.headline).ok()).unwrap_or_default();
+            let _ = last_merged.merge(&h);
+            let len = match list.len() {
+                0 => 0.0,
+                1 => list[0].t_s,
+                n => list[n - 1].t_s - list[n - 2].t_s,
+            };
+            let done = last.map_or(0, |iv| iv.counts.completed);
+            last_completed += done;
+            last_len = last_len.max(len);
+            let name = if self.alive.get(i).copied().unwrap_or(false) { format!("{i}") } else { format!("{i} LOST") };
+            out.push_str(&row(&name, &c, if len > 0.0 { done as f64 / len } else { 0.0 }, &h, self.in_flight(i)));
+        }
+        let rate = if last_len > 0.0 { last_completed as f64 / last_len } else { 0.0 };
+        out.push_str(&row("merged", &total, rate, &last_merged, self.in_flight.iter().sum()));
+        match db {
+            Some(d) => out.push_str(&format!(
+                "         db: {:.0} commits/s, {:.1} rollbacks/s, {} deadlock(s), {} lock wait(s) ({} advisory), {} connection(s), queues {}/{}/{}",
+                d.commits_per_sec,
+                d.rollbacks_per_sec,
+                d.deadlocks,
+                d.lock_waits,
+                d.advisory_lock_waits,
+                d.connections.values().sum::<u64>(),
+                d.orchestrator_queue,
+                d.worker_queue,
+                d.timer_queue
+            )),
+            None => out.push_str("         db: no sample yet"),
+        }
+        out
     }
 
     /// The one-line status: elapsed, completed, orch/s, p99 so far, in flight, agents alive.

@@ -24,7 +24,7 @@ use crate::db;
 use crate::error::CoordinatorError;
 use crate::gates;
 use crate::session::{Session, plan_agents};
-use crate::stream::{Followed, follow, start_all};
+use crate::stream::{Followed, LiveView, follow, start_all};
 
 /// Delay between sending Run to every agent and the common start instant.
 const START_DELAY: Duration = Duration::from_millis(500);
@@ -91,7 +91,10 @@ pub async fn run(args: &Args, shutdown: CancellationToken) -> Result<Outcome, Co
     // The fewest agents the plan can have (a name may resolve to several):
     // a budget smaller than that is refused before anything starts.
     let fewest = args.expect_agents.map_or(addresses.len(), |n| n as usize);
-    split_budget(profile.max_concurrent, fewest)?;
+    split_budget(in_flight_budget(&profile), fewest)?;
+    if let Some(rate) = profile.rate {
+        rate_shares(rate, fewest)?;
+    }
 
     let mut session = Session::default();
     let result = tokio::select! {
@@ -110,7 +113,10 @@ async fn execute(
 ) -> Result<Vec<RunReport>, CoordinatorError> {
     let first = runs.first().ok_or_else(|| CoordinatorError::Usage("the profile expands to no run".into()))?;
     session.open(args, first, addresses).await?;
-    let slices = split_budget(first.max_concurrent, session.links.len())?;
+    let slices = split_budget(in_flight_budget(first), session.links.len())?;
+    if let Some(rate) = first.rate {
+        rate_shares(rate, session.links.len())?;
+    }
     let slices = slices.as_slice();
     let mut reports = Vec::with_capacity(runs.len());
     for (i, profile) in runs.iter().enumerate() {
@@ -141,13 +147,23 @@ async fn run_once(
     let provider = session.begin_run(&run_id, &schema).await?;
     let (commits0, rollbacks0) = db::xact_counters(provider).await.map_err(scrub)?;
     let postgres_version = db::server_version(provider).await.unwrap_or_default();
-    eprintln!(
-        "run {run_id} on schema {schema}: {} agent(s), {} in flight ({}), {} of load",
-        session.links.len(),
-        profile.max_concurrent,
-        slices.iter().map(u64::to_string).collect::<Vec<_>>().join("+"),
-        loadgen_common::config::format_duration(profile.duration)
-    );
+    let postgres_settings = crate::dbwatch::settings(provider).await;
+    let split = slices.iter().map(u64::to_string).collect::<Vec<_>>().join("+");
+    match profile.rate {
+        None => eprintln!(
+            "run {run_id} on schema {schema}: {} agent(s), closed loop, {} in flight ({split}), {} of load",
+            session.links.len(),
+            profile.max_concurrent,
+            loadgen_common::config::format_duration(profile.duration)
+        ),
+        Some(rate) => eprintln!(
+            "run {run_id} on schema {schema}: {} agent(s), open loop, {rate}/s {} arrivals, at most {} in flight ({split}), {} of load",
+            session.links.len(),
+            profile.arrival.as_str(),
+            in_flight_budget(profile),
+            loadgen_common::config::format_duration(profile.duration)
+        ),
+    }
 
     let (expected_output, activities_per_instance) =
         prepare_all(&session.links, &run_id, &schema, profile, slices, args.completion_poll).await?;
@@ -164,7 +180,15 @@ async fn run_once(
     let (controls, streams) = start_all(&session.links, &run_id, START_DELAY).await?;
     let started = Instant::now() + START_DELAY;
     let bound = profile.duration + profile.drain_timeout + START_DELAY + RUN_SLACK;
-    let followed = follow(&session.links, streams, &controls, args.on_agent_loss, started, bound).await?;
+    let watch =
+        session.current.as_ref().map(|(_, p)| crate::dbwatch::DbWatch::start(std::sync::Arc::clone(p), started));
+    let view = LiveView { table: args.live_table(), db: watch.as_ref().map(|w| w.latest.clone()) };
+    let followed = follow(&session.links, streams, &controls, args.on_agent_loss, started, bound, view).await;
+    let db_timeline = match watch {
+        Some(w) => w.finish().await,
+        None => Vec::new(),
+    };
+    let (followed, live) = followed?;
     let Some((_, provider)) = session.current.as_ref() else {
         return Err(CoordinatorError::Database("schema owner missing".into()));
     };
@@ -235,6 +259,29 @@ async fn run_once(
         });
     }
     let merged = Section::new(merged_counts, elapsed_max, &merged_hist);
+    let spectrum = spectrum(merged_hist.headline());
+    let (timeline, merged_seconds) =
+        live.timeline().map_err(|e| CoordinatorError::Local(format!("time series: {e}")))?;
+    // Orchestrations completed by each database sample (for commits per orchestration over time).
+    let mut db_timeline = db_timeline;
+    for s in &mut db_timeline {
+        s.completed = timeline.merged.iter().filter(|p| p.t_s <= s.t_s + 0.5).map(|p| p.completed).sum();
+    }
+    if let Some(dir) = &args.hlog_dir {
+        let per_agent: Vec<Vec<(f64, LatencyHistogram)>> = (0..live.agents())
+            .map(|i| {
+                live.intervals(i)
+                    .iter()
+                    .map(|iv| Ok((iv.t_s, LatencyHistogram::decode(&iv.headline)?)))
+                    .collect::<Result<Vec<_>, loadgen_common::histogram::HistogramError>>()
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|e| CoordinatorError::Local(format!("interval histograms: {e}")))?;
+        let start = std::time::SystemTime::from(started_at);
+        let written = crate::hlog::write_run_logs(dir, &run_id, start, &merged_seconds, &per_agent)
+            .map_err(|e| CoordinatorError::Output { path: dir.display().to_string(), detail: e.to_string() })?;
+        eprintln!("interval logs: {}", written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+    }
     expectation.launched = merged.counts.launched;
     expectation.completed = Some(merged.counts.completed);
     // A lost agent's last executions were never reported: the count is then
@@ -292,11 +339,48 @@ async fn run_once(
         },
         lost_agents,
         provider_errors,
-        timeline: Default::default(),
-        db_timeline: Vec::new(),
-        spectrum: Vec::new(),
-        postgres_settings: Default::default(),
+        timeline,
+        db_timeline,
+        spectrum,
+        postgres_settings,
     })
+}
+
+/// The headline latency at percentiles from 0 to 99.9999 (and the maximum),
+/// for the percentile-spectrum chart.
+pub fn spectrum(h: &LatencyHistogram) -> Vec<loadgen_common::result::SpectrumPoint> {
+    if h.count() == 0 {
+        return Vec::new();
+    }
+    let mut ps: Vec<f64> = (0..10).map(|i| f64::from(i) * 10.0).collect();
+    ps.extend([95.0, 97.5, 99.0, 99.5, 99.75, 99.9, 99.95, 99.99, 99.995, 99.999, 99.9999]);
+    let mut out: Vec<_> = ps
+        .into_iter()
+        .map(|p| loadgen_common::result::SpectrumPoint {
+            percentile: p,
+            latency_ms: h.quantile_us(p / 100.0) as f64 / 1000.0,
+        })
+        .collect();
+    out.push(loadgen_common::result::SpectrumPoint { percentile: 100.0, latency_ms: h.max_us() as f64 / 1000.0 });
+    out
+}
+
+/// The in-flight budget split over the agents: what the closed loop keeps in
+/// flight, or the open loop's cap.
+pub fn in_flight_budget(profile: &Profile) -> u64 {
+    profile.open_loop_cap().unwrap_or(profile.max_concurrent)
+}
+
+/// Each agent's share of an open-loop rate, split like the budget (largest
+/// remainder, in thousandths of a start per second).
+pub fn rate_shares(rate: f64, agents: usize) -> Result<Vec<f64>, CoordinatorError> {
+    let milli = (rate * 1000.0).round() as u64;
+    if (milli as usize) < agents {
+        return Err(CoordinatorError::Usage(format!(
+            "--rate {rate}/s is too low for {agents} agents (each needs at least 0.001/s)"
+        )));
+    }
+    Ok(split_budget(milli, agents)?.into_iter().map(|m| m as f64 / 1000.0).collect())
 }
 
 /// After a loss, wait (bounded) until the lost agents' instances are terminal,
@@ -359,8 +443,18 @@ async fn prepare_all(
     completion_poll: Duration,
 ) -> Result<(String, u64), CoordinatorError> {
     let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let rates = match profile.rate {
+        Some(rate) => rate_shares(rate, links.len())?,
+        None => vec![0.0; links.len()],
+    };
+    let run_seed = u64::from_str_radix(run_id.get(..8).unwrap_or("0"), 16).unwrap_or(0);
     let mut set = tokio::task::JoinSet::new();
     for l in links {
+        let i = l.index as usize;
+        let rate = rates.get(i).copied().unwrap_or(0.0);
+        // Agent i of n starts i/n of its own gap late: with constant
+        // arrivals the agents' starts interleave instead of coinciding.
+        let offset_us = if rate > 0.0 { (i as f64 / links.len() as f64 / rate * 1e6) as u64 } else { 0 };
         let req = proto::PrepareRequest {
             run_id: run_id.to_string(),
             schema: schema.to_string(),
@@ -383,10 +477,10 @@ async fn prepare_all(
             drain_timeout_ms: ms(profile.drain_timeout),
             completion_poll_ms: ms(completion_poll).max(1),
             db_latency_us: u64::try_from(profile.db_latency.as_micros()).unwrap_or(u64::MAX),
-            rate_per_sec: 0.0,
-            arrival: String::new(),
-            schedule_offset_us: 0,
-            seed: 0,
+            rate_per_sec: rate,
+            arrival: profile.arrival.as_str().to_string(),
+            schedule_offset_us: offset_us,
+            seed: run_seed ^ (u64::from(l.index) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
         };
         let mut client = l.client.clone();
         let address = l.address.clone();

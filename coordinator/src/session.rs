@@ -32,7 +32,7 @@ pub struct Session {
     /// File-name-safe database host label for tracking.
     pub db_host: String,
     /// Run id and schema owner of the run in progress.
-    pub current: Option<(String, PostgresProvider)>,
+    pub current: Option<(String, std::sync::Arc<PostgresProvider>)>,
     pub keep_schema: bool,
 }
 
@@ -124,7 +124,7 @@ impl Session {
     /// Create and migrate the schema of a new run.
     pub async fn begin_run(&mut self, run_id: &str, schema: &str) -> Result<&PostgresProvider, CoordinatorError> {
         let provider = db::create_schema(&self.url, schema).await?;
-        let (_, p) = self.current.insert((run_id.to_string(), provider));
+        let (_, p) = self.current.insert((run_id.to_string(), std::sync::Arc::new(provider)));
         Ok(p)
     }
 

@@ -154,7 +154,8 @@ pub async fn follow(
     policy: OnAgentLoss,
     started: Instant,
     bound: Duration,
-) -> Result<Vec<Followed>, CoordinatorError> {
+    view: LiveView,
+) -> Result<(Vec<Followed>, Live), CoordinatorError> {
     let n = links.len();
     let (tx, mut rx) = mpsc::channel::<(usize, StreamEvent)>(256);
     for (i, mut stream) in streams.into_iter().enumerate() {
@@ -175,6 +176,7 @@ pub async fn follow(
     }
     drop(tx);
     let mut live = Live::new(n, started);
+    let mut screen = Screen { table: view.table, drawn: 0 };
     let mut results: Vec<Option<proto::AgentResult>> = vec![None; n];
     let mut lost: Vec<Option<(Duration, String)>> = vec![None; n];
     let mut last_heard = vec![Instant::now().max(started); n];
@@ -220,7 +222,7 @@ pub async fn follow(
                 }
             }
             _ = ticker.tick() => {
-                eprintln!("{}", live.line());
+                screen.draw(&live, view.db.as_ref());
                 let now = Instant::now();
                 if now > started {
                     for i in 0..n {
@@ -236,6 +238,7 @@ pub async fn follow(
         if let Some((i, reason)) = newly_lost {
             let at = started.elapsed();
             let address = links.get(i).map(|l| l.address.as_str()).unwrap_or("?");
+            screen.below();
             eprintln!("agent {i} ({address}) lost after {:.1}s: {reason}", at.as_secs_f64());
             tracing::warn!(agent = %address, reason, "agent lost");
             live.lost(i);
@@ -250,7 +253,7 @@ pub async fn follow(
             }
         }
     }
-    eprintln!("{}", live.line());
+    screen.draw(&live, view.db.as_ref());
     let mut out = Vec::with_capacity(n);
     for (i, (r, l)) in results.into_iter().zip(lost).enumerate() {
         let address = links.get(i).map(|l| l.address.as_str()).unwrap_or("?");
@@ -275,5 +278,45 @@ pub async fn follow(
             (None, None) => return Err(CoordinatorError::agent(address, "no result")),
         }
     }
-    Ok(out)
+    Ok((out, live))
+}
+
+/// How progress is shown while a run streams.
+#[derive(Debug, Default)]
+pub struct LiveView {
+    /// A table redrawn in place (a terminal), or one plain line a second.
+    pub table: bool,
+    /// The database sampler's latest sample.
+    pub db: Option<tokio::sync::watch::Receiver<Option<loadgen_common::result::DbSample>>>,
+}
+
+/// The terminal area the live table occupies.
+struct Screen {
+    table: bool,
+    /// Lines of the table drawn last (0: draw below whatever came before).
+    drawn: usize,
+}
+
+impl Screen {
+    fn draw(
+        &mut self,
+        live: &Live,
+        db: Option<&tokio::sync::watch::Receiver<Option<loadgen_common::result::DbSample>>>,
+    ) {
+        let sample = db.and_then(|rx| rx.borrow().clone());
+        let text = live.render(sample.as_ref(), self.table);
+        if self.table {
+            // Back to the table's first line, clear to the end, redraw.
+            let up = if self.drawn > 0 { format!("\x1b[{}F\x1b[J", self.drawn) } else { String::new() };
+            eprintln!("{up}{text}");
+            self.drawn = text.lines().count();
+        } else {
+            eprintln!("{text}");
+        }
+    }
+
+    /// Something else is printed: the next table goes below it.
+    fn below(&mut self) {
+        self.drawn = 0;
+    }
 }

@@ -46,11 +46,12 @@ pub fn git_info() -> (Option<String>, Option<String>) {
 pub fn compare(current: &RunReport, baseline: &RunReport, against: String) -> Comparison {
     let change = |now: f64, before: f64| if before > 0.0 { (now - before) * 100.0 / before } else { 0.0 };
     let throughput_change_pct = change(current.merged.orch_per_sec, baseline.merged.orch_per_sec);
-    let p99_change_pct = change(current.merged.e2e_latency.p99_us as f64, baseline.merged.e2e_latency.p99_us as f64);
+    let p99_change_pct =
+        change(current.merged.headline_latency().p99_us as f64, baseline.merged.headline_latency().p99_us as f64);
     Comparison {
         against,
         baseline_orch_per_sec: baseline.merged.orch_per_sec,
-        baseline_p99_us: baseline.merged.e2e_latency.p99_us,
+        baseline_p99_us: baseline.merged.headline_latency().p99_us,
         throughput_change_pct,
         p99_change_pct,
         regressed: throughput_change_pct < -MAX_THROUGHPUT_DROP_PCT || p99_change_pct > MAX_P99_RISE_PCT,

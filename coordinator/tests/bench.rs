@@ -59,10 +59,22 @@ async fn the_coordinator_follows_synthetic_agents_and_merges_their_figures() {
     }
     let delay = Duration::from_millis(200);
     let (controls, streams) = start_all(&links, "syn", delay).await.expect("start");
-    let followed =
-        follow(&links, streams, &controls, OnAgentLoss::Continue, Instant::now() + delay, Duration::from_secs(30))
-            .await
-            .expect("follow");
+    let (followed, live) = follow(
+        &links,
+        streams,
+        &controls,
+        OnAgentLoss::Continue,
+        Instant::now() + delay,
+        Duration::from_secs(30),
+        Default::default(),
+    )
+    .await
+    .expect("follow");
+    // The per-second series: every agent's intervals, merged exactly by second.
+    let (timeline, merged) = live.timeline().expect("timeline");
+    assert_eq!(timeline.agents.len(), links.len());
+    assert_eq!(timeline.merged.iter().map(|p| p.completed).sum::<u64>(), 150 * links.len() as u64);
+    assert_eq!(merged.iter().map(|(_, h)| h.count()).sum::<u64>(), 150 * links.len() as u64);
     controls.close();
     let _ = child.kill();
     let _ = child.wait();

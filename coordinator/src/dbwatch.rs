@@ -1,0 +1,143 @@
+//! The database timeline: once a second, on the coordinator's clock (the same
+//! one the per-second series use), sample commits and rollbacks, deadlocks,
+//! connections by state, lock waits (advisory ones apart: duroxide-pg's fetch
+//! takes advisory locks) and the provider's queue depths. Sampling runs as
+//! its own task with one connection of the coordinator's pool and never
+//! delays the run; a failed sample is skipped.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use duroxide::providers::ProviderAdmin;
+use duroxide_pg::PostgresProvider;
+use loadgen_common::result::DbSample;
+use sqlx::Row;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Sampling interval.
+const EVERY: Duration = Duration::from_secs(1);
+/// Bound on one sample's queries.
+const SAMPLE_TIMEOUT: Duration = Duration::from_millis(900);
+
+/// A running sampler.
+#[derive(Debug)]
+pub struct DbWatch {
+    stop: CancellationToken,
+    handle: JoinHandle<Vec<DbSample>>,
+    /// The latest sample, for the live view.
+    pub latest: watch::Receiver<Option<DbSample>>,
+}
+
+/// Raw counters of one sample.
+#[derive(Clone, Copy, Debug, Default)]
+struct Counters {
+    commits: i64,
+    rollbacks: i64,
+    deadlocks: i64,
+}
+
+impl DbWatch {
+    /// Start sampling; `t0` is the common start instant (samples before it
+    /// get negative times).
+    pub fn start(provider: Arc<PostgresProvider>, t0: Instant) -> Self {
+        let stop = CancellationToken::new();
+        let (tx, latest) = watch::channel(None);
+        let token = stop.clone();
+        let handle = tokio::spawn(async move {
+            let mut samples = Vec::new();
+            let mut prev: Option<(Instant, Counters)> = None;
+            let mut tick = tokio::time::interval(EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = token.cancelled() => break,
+                }
+                let at = Instant::now();
+                let Ok(Ok((counters, mut sample))) = tokio::time::timeout(SAMPLE_TIMEOUT, take(&provider)).await else {
+                    continue;
+                };
+                let t_s =
+                    if at >= t0 { at.duration_since(t0).as_secs_f64() } else { -t0.duration_since(at).as_secs_f64() };
+                sample.t_s = t_s;
+                if let Some((when, before)) = prev {
+                    let secs = at.duration_since(when).as_secs_f64().max(1e-3);
+                    sample.commits_per_sec = (counters.commits - before.commits).max(0) as f64 / secs;
+                    sample.rollbacks_per_sec = (counters.rollbacks - before.rollbacks).max(0) as f64 / secs;
+                    sample.deadlocks = (counters.deadlocks - before.deadlocks).max(0) as u64;
+                    let _ = tx.send(Some(sample.clone()));
+                    samples.push(sample);
+                }
+                prev = Some((at, counters));
+            }
+            samples
+        });
+        DbWatch { stop, handle, latest }
+    }
+
+    /// Stop sampling and return the samples.
+    pub async fn finish(self) -> Vec<DbSample> {
+        self.stop.cancel();
+        self.handle.await.unwrap_or_default()
+    }
+}
+
+/// One sample's queries.
+async fn take(provider: &PostgresProvider) -> Result<(Counters, DbSample), sqlx::Error> {
+    let pool = provider.pool();
+    let row = sqlx::query(
+        "SELECT xact_commit, xact_rollback, deadlocks FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(pool)
+    .await?;
+    let counters = Counters { commits: row.try_get(0)?, rollbacks: row.try_get(1)?, deadlocks: row.try_get(2)? };
+    let rows = sqlx::query(
+        "SELECT coalesce(state, 'unknown'), count(*), \
+                count(*) FILTER (WHERE wait_event_type = 'Lock'), \
+                count(*) FILTER (WHERE wait_event_type = 'Lock' AND wait_event = 'advisory') \
+         FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() GROUP BY 1",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut sample = DbSample::default();
+    let mut connections = BTreeMap::new();
+    for r in rows {
+        let state: String = r.try_get(0)?;
+        let n: i64 = r.try_get(1)?;
+        let locks: i64 = r.try_get(2)?;
+        let advisory: i64 = r.try_get(3)?;
+        connections.insert(state, n.max(0) as u64);
+        sample.lock_waits += locks.max(0) as u64;
+        sample.advisory_lock_waits += advisory.max(0) as u64;
+    }
+    sample.connections = connections;
+    if let Ok(q) = provider.get_queue_depths().await {
+        sample.orchestrator_queue = q.orchestrator_queue as u64;
+        sample.worker_queue = q.worker_queue as u64;
+        sample.timer_queue = q.timer_queue as u64;
+    }
+    Ok((counters, sample))
+}
+
+/// Postgres settings that shape a result, as `name -> value[unit]`.
+pub async fn settings(provider: &PostgresProvider) -> BTreeMap<String, String> {
+    let q = sqlx::query(
+        "SELECT name, setting, coalesce(unit, '') FROM pg_settings WHERE name IN \
+         ('max_connections', 'shared_buffers', 'work_mem', 'synchronous_commit', 'fsync', 'wal_level', \
+          'max_wal_size', 'checkpoint_timeout', 'deadlock_timeout', 'effective_io_concurrency', \
+          'random_page_cost', 'server_version', 'max_worker_processes', 'idle_in_transaction_session_timeout')",
+    )
+    .fetch_all(provider.pool());
+    let Ok(Ok(rows)) = tokio::time::timeout(Duration::from_secs(5), q).await else { return BTreeMap::new() };
+    rows.iter()
+        .filter_map(|r| {
+            let name: String = r.try_get(0).ok()?;
+            let value: String = r.try_get(1).ok()?;
+            let unit: String = r.try_get(2).ok()?;
+            Some((name, format!("{value}{}", if unit.is_empty() { String::new() } else { format!(" {unit}") })))
+        })
+        .collect()
+}
