@@ -40,7 +40,12 @@ def fail(msg):
 
 
 def run(cmd, env=None):
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    except FileNotFoundError:
+        hint = {"kubectl": "install kubectl", "kubernetes-validate": "pip install kubernetes-validate==1.37.0",
+                "docker-compose": "apt-get install docker-compose"}.get(cmd[0], "install it")
+        raise RuntimeError(f"{cmd[0]} is not installed ({hint}; .ci/run does)")
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}): {p.stderr.strip() or p.stdout.strip()}")
     return p.stdout

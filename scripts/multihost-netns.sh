@@ -26,20 +26,24 @@ cut_after=6
 cut=1
 json=""
 keep_logs=""
+value() {
+  [ $# -ge 2 ] && [ -n "$2" ] || { echo "multihost-netns: $1 needs a value (see --help)" >&2; exit 2; }
+}
 while [ $# -gt 0 ]; do
   case "$1" in
-    --agents) agents=$2; shift 2 ;;
-    --profile) profile=$2; shift 2 ;;
-    --duration) duration=$2; shift 2 ;;
-    --cut-after) cut_after=$2; shift 2 ;;
+    --agents) value "$@"; agents=$2; shift 2 ;;
+    --profile) value "$@"; profile=$2; shift 2 ;;
+    --duration) value "$@"; duration=$2; shift 2 ;;
+    --cut-after) value "$@"; cut_after=$2; shift 2 ;;
     --no-cut) cut=0; shift ;;
-    --json) json=$2; shift 2 ;;
-    --keep-logs) keep_logs=$2; shift 2 ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --json) value "$@"; json=$2; shift 2 ;;
+    --keep-logs) value "$@"; keep_logs=$2; shift 2 ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "multihost-netns: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 case "$agents" in ''|*[!0-9]*) echo "multihost-netns: --agents needs a number" >&2; exit 2 ;; esac
+case "$cut_after" in ''|*[!0-9]*) echo "multihost-netns: --cut-after needs whole seconds" >&2; exit 2 ;; esac
 if [ "$agents" -lt 2 ] || [ "$agents" -gt 20 ]; then
   echo "multihost-netns: --agents must be 2..20 (one is cut mid-run)" >&2; exit 2
 fi
@@ -52,6 +56,11 @@ coordinator_bin=${COORDINATOR_BIN:-$root/target/release/coordinator}
 for b in "$agent_bin" "$coordinator_bin"; do
   [ -x "$b" ] || { echo "multihost-netns: $b not found: cargo build --release first" >&2; exit 2; }
 done
+# Bad profile or duration: say so before building any namespace.
+if ! out=$("$coordinator_bin" profiles 2>&1) || ! printf '%s\n' "$out" | grep -qw -- "$profile"; then
+  echo "multihost-netns: unknown profile $profile (coordinator profiles lists them)" >&2; exit 2
+fi
+case "$duration" in *[0-9]s|*[0-9]ms|*[0-9]m|*[0-9]h|*[0-9]min) ;; *) echo "multihost-netns: --duration needs a unit, e.g. 20s" >&2; exit 2 ;; esac
 pg_bin=$(dirname "$(command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)")
 
 # Names unique to this invocation (interface names stay under 15 characters);
@@ -161,6 +170,7 @@ for i in $(seq 1 "$agents"); do
   ip netns exec "$tag-a$i" env DATABASE_URL="postgres://loadgen@$net.2:$pg_port/postgres" LOADGEN_TOKEN="$token" \
     "$agent_bin" --listen 0.0.0.0:7000 --run-once --log info >"$work/agent$i.log" 2>&1 &
   pids+=($!)
+  disown $! # killed in cleanup without a job notice
 done
 say "agents started at ${agent_addrs[*]} (port 7000)"
 
@@ -172,7 +182,15 @@ if [ "$cut" = 1 ]; then
     kill -0 "$coord_pid" 2>/dev/null || break
     sleep 0.1
   done
-  grep -q "orch/s" "$work/coordinator.log" || { say "the run did not start"; cat "$work/coordinator.log" >&2; exit 3; }
+  if ! grep -q "orch/s" "$work/coordinator.log"; then
+    set +e
+    wait "$coord_pid"
+    rc=$?
+    set -e
+    say "the run did not start (coordinator exited $rc):"
+    cat "$work/coordinator.log" >&2
+    exit "$rc"
+  fi
   sleep "$cut_after"
   ip -n "$tag-sw" link set "$tag-a$cut_agent-p" down
   say "cut the link of agent $cut_agent (${agent_addrs[$((cut_agent - 1))]})"

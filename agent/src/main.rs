@@ -109,7 +109,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "the agent API requires a shared token: set LOADGEN_TOKEN (or pass --token) here and on the coordinator"
         );
     };
-    loadgen_common::auth::validate_token(&token).map_err(anyhow::Error::msg)?;
+    loadgen_common::auth::validate_agent_token(&token).map_err(anyhow::Error::msg)?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(c), Some(k)) => {
             let read =

@@ -47,7 +47,7 @@ fn an_address_in_use_is_a_one_line_error() {
     let addr = taken.local_addr().expect("addr");
     let out = agent()
         .args(["--listen", &addr.to_string(), "--database-url", "postgres://u:secret@127.0.0.1:1/db"])
-        .env("LOADGEN_TOKEN", "a-token")
+        .env("LOADGEN_TOKEN", "a-token-of-16-chars-or-more")
         .output()
         .expect("run agent");
     assert!(!out.status.success());
@@ -67,4 +67,18 @@ fn a_missing_token_is_refused_before_listening() {
     assert!(err.contains("requires a shared token: set LOADGEN_TOKEN"), "{err}");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("listening"), "it listened without a token");
     assert!(!err.contains("secret"), "password leaked: {err}");
+}
+
+#[test]
+fn a_short_token_is_refused_before_listening() {
+    let out = agent()
+        .args(["--listen", "127.0.0.1:0", "--database-url", "postgres://u:secret@127.0.0.1:1/db"])
+        .env("LOADGEN_TOKEN", "short")
+        .output()
+        .expect("run agent");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("use at least 16"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("listening"), "it listened with a short token");
 }

@@ -24,6 +24,22 @@ pub fn validate_token(token: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Shortest token an agent accepts: the token is all that stands between the
+/// network and a process that can load the database.
+pub const MIN_AGENT_TOKEN_LEN: usize = 16;
+
+/// The agent's stricter check of the token it will require.
+pub fn validate_agent_token(token: &str) -> Result<(), String> {
+    validate_token(token)?;
+    if token.len() < MIN_AGENT_TOKEN_LEN {
+        return Err(format!(
+            "the agent token is {} characters; use at least {MIN_AGENT_TOKEN_LEN} (e.g. openssl rand -hex 24)",
+            token.len()
+        ));
+    }
+    Ok(())
+}
+
 fn bearer(token: &str) -> Result<MetadataValue<Ascii>, String> {
     validate_token(token)?;
     format!("Bearer {token}").parse().map_err(|_| "the agent token is not a valid header value".to_string())
@@ -92,6 +108,8 @@ mod tests {
         assert_eq!(refused.code(), tonic::Code::Unauthenticated);
         assert!(require.call(Request::new(())).is_err(), "no token");
         assert!(validate_token("").is_err() && validate_token("has space").is_err());
+        assert!(validate_agent_token("short-token").is_err());
+        assert!(validate_agent_token("0123456789abcdef").is_ok());
         assert_ne!(new_token(), new_token());
         assert!(new_token().len() >= 32);
     }

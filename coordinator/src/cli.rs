@@ -237,7 +237,7 @@ pub struct Args {
     /// (e.g. 200/s, 12000/min), split over the agents like the budget, with
     /// latency measured from each start's intended time. Without it the run
     /// is closed loop (keeps --max-concurrent in flight).
-    #[arg(long, value_parser = rate, value_name = "N/s", help_heading = "Open loop")]
+    #[arg(long, value_parser = rate, value_name = "N/s", allow_hyphen_values = true, help_heading = "Open loop")]
     pub rate: Option<f64>,
 
     /// Open loop: spacing of starts, constant (every 1/rate) or poisson

@@ -48,8 +48,9 @@ h1{font-size:22px;margin:8px 0 4px}h2{font-size:17px;margin:26px 0 8px;border-bo
 .badge{display:inline-block;padding:2px 10px;border-radius:4px;font-weight:700;color:#fff;margin-left:8px;font-size:14px;vertical-align:middle}
 .pass{background:#2e7d32}.fail{background:#c62828}.degraded{background:#ef6c00}
 table{border-collapse:collapse;background:#fff;margin:6px 0 10px;font-size:13px}
-th,td{border:1px solid #dde1e7;padding:3px 8px;white-space:nowrap}th{background:#eef1f5;text-align:left}
-table.data td:not(:first-child){text-align:right;font-variant-numeric:tabular-nums}
+th,td{border:1px solid #dde1e7;padding:3px 7px;white-space:nowrap}th{background:#eef1f5;text-align:left}
+.scroll{max-width:100%;overflow-x:auto}table.data th{white-space:normal;vertical-align:bottom}
+table.data td{text-align:right;font-variant-numeric:tabular-nums}table.data td.t{text-align:left}
 table.kv th{font-weight:600;min-width:180px}
 tr.bad td{background:#fdecea}tr.hl td{background:#fdf1f8}tr.merged td{font-weight:700}
 .cols{display:flex;gap:24px;flex-wrap:wrap;align-items:flex-start}
@@ -230,7 +231,7 @@ pub fn render_sweep(s: &SweepReport, runs: &[RunReport], w: &mut dyn Write) -> i
         ];
         (class, cells)
     });
-    table(w, "Steps", &head, rows)?;
+    table(w, "Steps", &head, 1, rows)?;
 
     writeln!(w, "<h2>Curves</h2>")?;
     figure(w, "Throughput versus p99 latency", "one point per step, in step order", &sweep_curve(s))?;
@@ -297,14 +298,16 @@ fn kv_table(w: &mut dyn Write, caption: &str, rows: &[(String, String)]) -> io::
     writeln!(w, "</table>")
 }
 
-/// A table of text cells; each row may carry a CSS class.
+/// A table of text cells: the first `text_cols` columns are text (left
+/// aligned), the others figures (right aligned); a row may carry a CSS class.
 fn table(
     w: &mut dyn Write,
     caption: &str,
     head: &[&str],
+    text_cols: usize,
     rows: impl Iterator<Item = (Option<&'static str>, Vec<String>)>,
 ) -> io::Result<()> {
-    writeln!(w, r#"<table class="data">"#)?;
+    writeln!(w, r#"<div class="scroll"><table class="data">"#)?;
     if !caption.is_empty() {
         writeln!(w, "<caption><b>{}</b></caption>", Esc(caption))?;
     }
@@ -318,12 +321,13 @@ fn table(
             Some(c) => write!(w, r#"<tr class="{c}">"#)?,
             None => write!(w, "<tr>")?,
         }
-        for c in cells {
-            write!(w, "<td>{}</td>", Esc(&c))?;
+        for (i, c) in cells.iter().enumerate() {
+            let class = if i < text_cols { r#" class="t""# } else { "" };
+            write!(w, "<td{class}>{}</td>", Esc(c))?;
         }
         writeln!(w, "</tr>")?;
     }
-    writeln!(w, "</table>")
+    writeln!(w, "</table></div>")
 }
 
 fn figure(w: &mut dyn Write, title: &str, detail: &str, chart: &Chart) -> io::Result<()> {
@@ -387,12 +391,10 @@ fn environment_rows(e: &Environment) -> Vec<(String, String)> {
         ("machine".into(), e.machine.clone()),
         ("cpus".into(), e.cpus.to_string()),
     ];
-    if let Some(c) = &e.commit {
-        rows.push(("commit".into(), c.clone()));
-    }
-    if let Some(b) = &e.branch {
-        rows.push(("branch".into(), b.clone()));
-    }
+    rows.push(("commit".into(), e.commit.clone().unwrap_or_default()));
+    rows.push(("branch".into(), e.branch.clone().unwrap_or_default()));
+    // An unknown value (an older report, a sweep without runs) is left out.
+    rows.retain(|(_, v)| !v.is_empty() && v != "0");
     rows
 }
 
@@ -408,13 +410,13 @@ fn render_agents(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
             a.concurrency.to_string(),
             a.pool_max.to_string(),
             if a.lost { "LOST" } else { "ok" }.to_string(),
-            format!("{:.1} → {:.1} MB", m.start_mb, m.end_mb),
-            format!("{:.1} MB", m.peak_mb),
+            if m.samples.is_empty() { "-".into() } else { format!("{:.1} → {:.1} MB", m.start_mb, m.end_mb) },
+            if m.samples.is_empty() { "-".into() } else { format!("{:.1} MB", m.peak_mb) },
             m.growth_mb_per_min.map_or("n/a".into(), |g| format!("{g:+.2} MB/min")),
         ];
         (a.lost.then_some("bad"), cells)
     });
-    table(w, "Agents", &head, rows)
+    table(w, "Agents", &head, 3, rows)
 }
 
 fn latency_cells(l: &LatencySummary) -> [String; 5] {
@@ -466,7 +468,7 @@ fn render_summary(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     } else {
         "Per agent and merged; latency from the start call to the recorded completion"
     };
-    table(w, caption, &head, agents.chain(merged))
+    table(w, caption, &head, 1, agents.chain(merged))
 }
 
 /// Every latency definition side by side, so none is mistaken for another.
@@ -497,7 +499,7 @@ fn render_latencies(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
         }
     }
     let head = ["scope", "latency definition", "samples", "p50", "p90", "p99", "p99.9", "max", "mean"];
-    table(w, "Latency definitions", &head, rows.into_iter())
+    table(w, "Latency definitions", &head, 2, rows.into_iter())
 }
 
 /// Gates, warnings, lost agents, audit, database load and comparison.
@@ -507,7 +509,7 @@ fn render_verdicts(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
             vec![g.name.clone(), g.limit.clone(), g.value.clone(), if g.passed { "pass" } else { "FAIL" }.into()];
         ((!g.passed).then_some("bad"), cells)
     });
-    table(w, "Gates", &["gate", "limit", "value", "result"], rows)?;
+    table(w, "Gates", &["gate", "limit", "value", "result"], 4, rows)?;
     if !r.warnings.is_empty() {
         writeln!(w, "<p><b>Warnings</b></p><ul>")?;
         for warning in &r.warnings {
@@ -547,7 +549,7 @@ fn render_verdicts(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
             ];
             (Some("bad"), cells)
         });
-        table(w, "Lost agents (the run is degraded)", &head, rows)?;
+        table(w, "Lost agents (the run is degraded)", &head, 4, rows)?;
     }
     let a = &r.audit;
     writeln!(w, r#"<div class="cols">"#)?;

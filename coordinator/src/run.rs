@@ -77,15 +77,22 @@ pub async fn run(args: &Args, shutdown: CancellationToken) -> Result<Outcome, Co
     if args.completion_poll.is_zero() {
         return Err(CoordinatorError::Usage("--completion-poll must be positive".into()));
     }
-    for path in args.json.iter().filter(|p| p.as_os_str() != "-") {
+    let outputs = args.json.iter().filter(|p| p.as_os_str() != "-").map(|p| ("--json", p));
+    for (flag, path) in outputs.chain(args.report.iter().map(|p| ("--report", p))) {
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
         if !dir.is_dir() {
             return Err(CoordinatorError::Usage(format!(
-                "--json {}: directory {} does not exist",
+                "{flag} {}: directory {} does not exist",
                 path.display(),
                 dir.display()
             )));
         }
+        // Find out now, not after the run, that the result cannot be written.
+        let probe = dir.join(format!(".loadgen-write-check-{}", std::process::id()));
+        std::fs::File::create(&probe).map_err(|e| {
+            CoordinatorError::Usage(format!("{flag} {}: cannot write in {}: {e}", path.display(), dir.display()))
+        })?;
+        let _ = std::fs::remove_file(&probe);
     }
     let addresses = plan_agents(args)?;
     // The fewest agents the plan can have (a name may resolve to several):

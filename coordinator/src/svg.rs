@@ -140,7 +140,9 @@ impl Chart {
         let x_extra = fixed_x.clone().unwrap_or_default();
         let x_axis = Axis::fit(all.iter().map(|p| p.0).chain(x_extra), 10);
         let rules = self.rules.iter().map(|r| r.y).filter(|y| y.is_finite());
-        let y_axis = Axis::fit(all.iter().map(|p| p.1).chain(rules), 6);
+        // About one y tick per 45 units of height: 6 on a full chart, 3 on a compact one.
+        let y_axis =
+            Axis::fit(all.iter().map(|p| p.1).chain(rules), (self.plot_height / 45.0).clamp(3.0, 6.0) as usize);
 
         let legend = self.legend_layout();
         let top = 14.0 + legend.rows as f64 * 20.0 + 8.0;
@@ -166,8 +168,9 @@ impl Chart {
             )?;
             writeln!(
                 w,
-                r#"<text x="{:.1}" y="{:.1}" text-anchor="end" class="rule" fill="{}">{}</text>"#,
-                plot.x1 - 4.0,
+                // At the left end: the points crowd the right, where load is high.
+                r#"<text x="{:.1}" y="{:.1}" class="rule" fill="{}">{}</text>"#,
+                plot.x0 + 6.0,
                 y - 6.0,
                 Esc(&r.color),
                 Esc(&r.label)
@@ -202,10 +205,12 @@ impl Chart {
         };
         for (v, label) in x_ticks {
             let x = p.px(v);
+            // A label at the right edge would be cut: it ends at its tick instead.
+            let anchor = if x > p.x1 - 1.0 && label.len() > 3 { "end" } else { "middle" };
             writeln!(w, r#"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}"/>"#, p.y0, p.y1)?;
             writeln!(
                 w,
-                r#"<text x="{x:.1}" y="{:.1}" text-anchor="middle" class="tick">{}</text>"#,
+                r#"<text x="{x:.1}" y="{:.1}" text-anchor="{anchor}" class="tick">{}</text>"#,
                 p.y1 + 17.0,
                 Esc(&label)
             )?;
@@ -314,11 +319,13 @@ fn render_series(w: &mut dyn Write, s: &Series, p: &Plot) -> io::Result<()> {
     }
     let finite = s.points.iter().filter(|(x, y)| x.is_finite() && y.is_finite());
     for ((x, y), label) in finite.zip(&s.point_labels).filter(|(_, l)| !l.is_empty()) {
+        let (x, y) = (p.px(*x), p.py(*y));
+        let width = label.chars().count() as f64 * CHAR_W * 0.9;
+        let (lx, anchor) = if x + 7.0 + width > p.x1 { (x - 7.0, "end") } else { (x + 7.0, "start") };
         writeln!(
             w,
-            r#"<text x="{:.1}" y="{:.1}" class="point-label">{}</text>"#,
-            p.px(*x) + 7.0,
-            p.py(*y) + 16.0,
+            r#"<text x="{lx:.1}" y="{:.1}" text-anchor="{anchor}" class="point-label">{}</text>"#,
+            y + 16.0,
             Esc(label)
         )?;
     }
@@ -403,11 +410,13 @@ impl Axis {
     }
 }
 
-/// The 1, 2, 2.5 or 5 times a power of ten nearest above `raw`.
+/// The 1, 2, (2.5) or 5 times a power of ten nearest above `raw`.
 fn nice_step(raw: f64) -> f64 {
     let mag = 10f64.powf(raw.log10().floor());
     let f = raw / mag;
-    let n = [1.0, 2.0, 2.5, 5.0, 10.0].into_iter().find(|&n| f <= n + 1e-9).unwrap_or(10.0);
+    // 2.5 only from 25 up, so that counts never get ticks at 2.5 or 7.5.
+    let steps: &[f64] = if mag >= 10.0 { &[1.0, 2.0, 2.5, 5.0] } else { &[1.0, 2.0, 5.0] };
+    let n = steps.iter().copied().find(|&n| f <= n + 1e-9).unwrap_or(10.0);
     n * mag
 }
 
@@ -416,7 +425,7 @@ pub fn tick_label(v: f64, step: f64) -> String {
     let v = if v.abs() < step * 1e-6 { 0.0 } else { v };
     if step >= 1000.0 && (v / 1000.0).fract().abs() < 1e-9 {
         format!("{}k", (v / 1000.0).round())
-    } else if step >= 1.0 {
+    } else if step >= 1.0 && step.fract() == 0.0 {
         format!("{v:.0}")
     } else {
         // Fewest decimals that show the step exactly (0.25 -> 2, 0.5 -> 1).

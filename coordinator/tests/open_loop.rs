@@ -1,0 +1,144 @@
+//! Open loop: below capacity the schedule is kept and latency stays at the
+//! service time; above it the backlog grows and so does the latency measured
+//! from each start's intended time (no coordinated omission). Also checks the
+//! per-second series, the database timeline and the `.hlog` interval logs
+//! (read back by an independent HdrHistogram implementation, HdrHistogram_py).
+
+mod support;
+
+use std::process::Command;
+
+use loadgen_common::result::RunReport;
+use support::{read_report, run_ok};
+
+fn open_loop_run(tmp: &std::path::Path, name: &str, rate: &str, duration: &str) -> RunReport {
+    let json = tmp.join(format!("{name}.json"));
+    let hlogs = tmp.join(format!("{name}-hlog"));
+    std::fs::create_dir_all(&hlogs).expect("hlog dir");
+    run_ok(
+        tmp,
+        &[
+            "--local",
+            "1",
+            "--profile",
+            "light",
+            "--rate",
+            rate,
+            "--duration",
+            duration,
+            "--hlog-dir",
+            &hlogs.display().to_string(),
+            "--json",
+            &json.display().to_string(),
+        ],
+    );
+    read_report(&json)
+}
+
+/// Total count, p99 and max of an .hlog, read by HdrHistogram_py.
+fn read_hlog(path: &std::path::Path) -> (u64, u64, u64, usize) {
+    let script = r#"
+import sys
+from hdrh.log import HistogramLogReader
+from hdrh.histogram import HdrHistogram
+ref = HdrHistogram(1, 3600 * 1000 * 1000, 3)
+acc = HdrHistogram(1, 3600 * 1000 * 1000, 3)
+reader = HistogramLogReader(sys.argv[1], ref)
+n = 0
+while True:
+    h = reader.get_next_interval_histogram()
+    if h is None:
+        break
+    n += 1
+    acc.add(h)
+print(acc.get_total_count(), acc.get_value_at_percentile(99), acc.get_max_value(), n)
+"#;
+    let out = Command::new("python3").args(["-c", script]).arg(path).output().expect("python3");
+    assert!(
+        out.status.success(),
+        "HdrHistogram_py (pip install hdrhistogram): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Vec<u64> = text.split_whitespace().map(|t| t.parse().expect("number")).collect();
+    (v[0], v[1], v[2], v[3] as usize)
+}
+
+#[test]
+fn latency_from_the_intended_start_grows_with_the_backlog_above_capacity() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    // Below capacity (one agent at 2:2 completes ~30 orch/s here).
+    let below = open_loop_run(tmp.path(), "below", "8/s", "6s");
+    // Well above it.
+    let above = open_loop_run(tmp.path(), "above", "90/s", "5s");
+
+    for r in [&below, &above] {
+        let m = &r.merged;
+        let i = m.intended_latency.as_ref().expect("open loop reports latency from the intended start");
+        assert_eq!(m.counts.completed, m.counts.launched);
+        assert_eq!(i.count, m.counts.completed);
+        assert!(r.audit.passed(), "{:?}", r.audit.problems);
+        // From the intended start is never shorter than from the start call.
+        assert!(i.p50_us >= m.e2e_latency.p50_us && i.max_us >= m.e2e_latency.max_us, "{i:?} vs {:?}", m.e2e_latency);
+        assert_eq!(m.counts.dropped, 0);
+    }
+    // The schedule was kept: about rate x duration starts.
+    let launched = |r: &RunReport| r.merged.counts.launched as f64;
+    assert!((launched(&below) - 48.0).abs() <= 3.0, "below: {}", launched(&below));
+    assert!((launched(&above) - 450.0).abs() <= 10.0, "above: {}", launched(&above));
+    assert_eq!(below.merged.counts.late, 0, "an idle schedule keeps time");
+
+    let p99 = |r: &RunReport| r.merged.intended_latency.as_ref().map_or(0, |l| l.p99_us);
+    assert!(p99(&above) > 3 * p99(&below), "above capacity p99 {} vs below {}", p99(&above), p99(&below));
+    // The latency grows over the run as the backlog builds: the last full
+    // second of starts waits far longer than the first.
+    let series = &above.timeline.merged;
+    assert!(series.len() >= 5, "{series:?}");
+    let first = series.iter().find(|p| p.completed > 0).expect("a second with completions");
+    let last = series.iter().rev().find(|p| p.completed > 0).expect("a second with completions");
+    assert!(last.p50_ms > 3.0 * first.p50_ms, "first {first:?}, last {last:?}");
+    // Below capacity the series is flat by comparison.
+    assert!(below.timeline.merged.iter().all(|p| p.p99_ms < p99(&above) as f64 / 1000.0));
+
+    // The database timeline saw the backlog in duroxide's orchestrator queue,
+    // and the database working.
+    let db = &above.db_timeline;
+    assert!(db.len() >= 4, "{db:?}");
+    assert!(db.iter().any(|s| s.commits_per_sec > 0.0));
+    assert!(db.iter().all(|s| !s.connections.is_empty()));
+    let peak_queue = db.iter().map(|s| s.orchestrator_queue + s.worker_queue).max().unwrap_or(0);
+    let below_queue = below.db_timeline.iter().map(|s| s.orchestrator_queue + s.worker_queue).max().unwrap_or(0);
+    assert!(peak_queue > 20 && peak_queue > 3 * below_queue.max(1), "queues: above {peak_queue}, below {below_queue}");
+
+    // The interval logs, read by an independent implementation, hold exactly
+    // the merged histogram's samples.
+    for (r, name) in [(&below, "below"), (&above, "above")] {
+        let merged = tmp.path().join(format!("{name}-hlog")).join(format!("{}-merged.hlog", r.run_id));
+        let (count, p99_us, max_us, intervals) = read_hlog(&merged);
+        let i = r.merged.intended_latency.as_ref().expect("intended");
+        assert_eq!(count, i.count, "{name}");
+        assert_eq!((p99_us, max_us), (i.p99_us, i.max_us), "{name}");
+        assert_eq!(intervals, r.timeline.merged.len());
+        let agent = tmp.path().join(format!("{name}-hlog")).join(format!("{}-agent0.hlog", r.run_id));
+        assert_eq!(read_hlog(&agent).0, r.agents[0].section.counts.completed);
+    }
+}
+
+#[test]
+fn rate_input_is_checked() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    for (args, needle) in [
+        (&["--local", "1", "--rate", "fast"][..], "rate"),
+        (&["--local", "1", "--rate", "-5/s"], "rate"),
+        (&["--local", "1", "--rate", "10/week"], "N/s"),
+        (&["--local", "1", "--rate", "10/s", "--arrival", "bursty"], "poisson"),
+        (&["--local", "1", "--rate", "10/s", "--max-in-flight", "0"], "max_in_flight"),
+    ] {
+        let out = support::coordinator(tmp.path()).args(args).output().expect("coordinator");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", support::show(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    support::assert_nothing_left(tmp.path(), &[]);
+}
