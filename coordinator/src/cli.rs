@@ -71,9 +71,121 @@ pub struct Cli {
     pub run: Args,
 }
 
+/// What a sweep raises step by step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SweepMode {
+    /// Open-loop arrival rate (orchestrations per second), latency from the
+    /// intended start: the honest way to find a latency SLO's limit.
+    Rate,
+    /// Closed-loop in-flight budget.
+    Budget,
+}
+
+impl SweepMode {
+    /// The name in reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SweepMode::Rate => "rate",
+            SweepMode::Budget => "budget",
+        }
+    }
+}
+
+/// Settings of a capacity sweep.
+#[derive(Debug, clap::Args)]
+pub struct SweepArgs {
+    /// The latency objective: the sweep stops after the first step whose p99
+    /// (from the intended start in rate mode) exceeds it.
+    #[arg(long, value_parser = duration, value_name = "DURATION", required = true, help_heading = "Sweep")]
+    pub slo_p99: Duration,
+
+    /// What to raise: the open-loop rate or the closed-loop budget.
+    #[arg(long, value_enum, default_value = "rate", help_heading = "Sweep")]
+    pub mode: SweepMode,
+
+    /// Explicit steps (rates like 10/s,20/s,40/s, or budgets like 5,10,20);
+    /// default: geometric from --start by --factor.
+    #[arg(long, value_delimiter = ',', help_heading = "Sweep")]
+    pub steps: Option<Vec<String>>,
+
+    /// First step of the geometric series (a rate like 10/s, or a budget).
+    #[arg(long, default_value = "10", help_heading = "Sweep")]
+    pub start: String,
+
+    /// Each step offers this many times the previous one.
+    #[arg(long, default_value_t = 1.5, help_heading = "Sweep")]
+    pub factor: f64,
+
+    /// Most steps to run.
+    #[arg(long, default_value_t = 10, help_heading = "Sweep")]
+    pub max_steps: u32,
+
+    /// Load duration of each step (long enough to be steady).
+    #[arg(long, value_parser = duration, default_value = "20s", help_heading = "Sweep")]
+    pub step_duration: Duration,
+
+    /// Throughput has stopped growing when a step gains less than this many percent.
+    #[arg(long, default_value_t = 5.0, help_heading = "Sweep")]
+    pub min_gain_pct: f64,
+}
+
+impl SweepArgs {
+    /// The offered load of each step, checked.
+    pub fn offered_steps(&self) -> Result<Vec<f64>, crate::CoordinatorError> {
+        let usage = crate::CoordinatorError::Usage;
+        let parse = |t: &str| -> Result<f64, crate::CoordinatorError> {
+            match self.mode {
+                SweepMode::Rate => config::parse_rate(t).map_err(|e| usage(e.to_string())),
+                SweepMode::Budget => match t.trim().parse::<u64>() {
+                    Ok(n) if n > 0 => Ok(n as f64),
+                    _ => Err(usage(format!("budget step {t:?}: expected a whole number of orchestrations in flight"))),
+                },
+            }
+        };
+        let steps = match &self.steps {
+            Some(list) => list.iter().map(|t| parse(t)).collect::<Result<Vec<_>, _>>()?,
+            None => {
+                if !(self.factor.is_finite() && self.factor > 1.0) {
+                    return Err(usage(format!("--factor {} must be greater than 1", self.factor)));
+                }
+                if self.max_steps == 0 || self.max_steps > 50 {
+                    return Err(usage("--max-steps must be 1..50".into()));
+                }
+                let mut s = crate::sweep::geometric(parse(&self.start)?, self.factor, self.max_steps);
+                if self.mode == SweepMode::Budget {
+                    s = s.into_iter().map(f64::round).collect();
+                    s.dedup();
+                }
+                s
+            }
+        };
+        if steps.is_empty() {
+            return Err(usage("--steps is empty".into()));
+        }
+        if steps.windows(2).any(|w| w[1] <= w[0]) {
+            return Err(usage("sweep steps must increase".into()));
+        }
+        if self.slo_p99.is_zero() {
+            return Err(usage("--slo-p99 must be positive".into()));
+        }
+        Ok(steps)
+    }
+}
+
 /// Subcommands besides the default (a run).
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Find the capacity at a latency objective: raise the open-loop rate (or
+    /// the budget) step by step until p99 breaks the SLO or throughput stops
+    /// growing; report the knee, Little's law and a recommendation.
+    ///
+    /// Example: coordinator sweep --local 2 --slo-p99 500ms --steps 10/s,20/s,40/s,80/s --report sweep.html
+    Sweep {
+        #[command(flatten)]
+        sweep: SweepArgs,
+        #[command(flatten)]
+        run: Box<Args>,
+    },
     /// List the profiles (built-in and from --profile-file) with their values and gates.
     Profiles {
         /// Also list the profiles of this TOML file.

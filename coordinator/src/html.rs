@@ -60,6 +60,7 @@ svg.chart{width:100%;height:auto;display:block;font-size:12px;fill:#1d2330}
 svg.chart .grid line{stroke:#e6e9ee;stroke-width:1}svg.chart .tick{fill:#4a5260}
 svg.chart .axis-label{font-size:13px;font-weight:600}svg.chart .mark-label{font-weight:700;font-size:13px}
 svg.chart .rule{font-weight:600}svg.chart .point-label{font-size:11px;fill:#4a5260}
+svg.chart .rule,svg.chart .mark-label,svg.chart .point-label{paint-order:stroke;stroke:#fff;stroke-width:3px;stroke-linejoin:round}
 .nodata{color:#5a6372;font-style:italic;margin:6px 0}
 ul{margin:4px 0 10px}li.bad{color:#c62828}
 ";
@@ -265,6 +266,7 @@ pub fn render_sweep(s: &SweepReport, runs: &[RunReport], w: &mut dyn Write) -> i
         );
         let mut chart = throughput_chart(r, "step-throughput");
         chart.plot_height = 130.0;
+        chart.y_label = "orch/s".into();
         figure(w, &title, &detail, &chart)?;
     }
     page_end(w)

@@ -21,6 +21,7 @@
 //! - [`report`]: text and JSON renderers of the result;
 //! - [`html`]: the self-contained HTML report of a run and of a sweep;
 //! - [`svg`]: the inline SVG line charts of the HTML report;
+//! - [`sweep`]: the capacity sweep (knee, Little's law, recommendation);
 //! - [`error`]: errors and exit codes.
 
 pub mod agents;
@@ -40,6 +41,7 @@ pub mod run;
 pub mod session;
 pub mod stream;
 pub mod svg;
+pub mod sweep;
 pub mod track;
 
 pub use cli::{Args, Cli, Command};

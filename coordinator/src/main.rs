@@ -56,6 +56,7 @@ fn main() -> ExitCode {
             };
             return ExitCode::from(bench_command(&plan, json.as_deref()));
         }
+        Some(Command::Sweep { sweep, run }) => return ExitCode::from(sweep_command(run, sweep)),
         None => {}
     }
     let args = cli.run;
@@ -196,6 +197,24 @@ async fn async_main(args: Args) -> u8 {
             outcome.runs.iter().try_for_each(|r| report::render_json(r, f))
         }
     };
+    if let Some(path) = &args.report {
+        let many = outcome.runs.len() > 1;
+        for (i, r) in outcome.runs.iter().enumerate() {
+            // A suite writes one page per run: report-1.html, report-2.html, ...
+            let target = if many { numbered(path, i + 1) } else { path.clone() };
+            let written = std::fs::File::create(&target).and_then(|f| {
+                let mut w = std::io::BufWriter::new(f);
+                loadgen_coordinator::html::render_run(r, &mut w)?;
+                w.flush()
+            });
+            if let Err(e) = written {
+                let e = CoordinatorError::Output { path: target.display().to_string(), detail: e.to_string() };
+                eprintln!("coordinator: {e}");
+                return e.exit_code();
+            }
+            eprintln!("HTML report: {}", target.display());
+        }
+    }
     for path in &args.json {
         let written = if path.as_os_str() == "-" {
             let mut out = std::io::stdout().lock();
@@ -216,6 +235,86 @@ async fn async_main(args: Args) -> u8 {
     } else {
         EXIT_GATES_FAILED
     }
+}
+
+/// `dir/name.html` -> `dir/name-<n>.html`.
+fn numbered(path: &std::path::Path, n: usize) -> std::path::PathBuf {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "report".into());
+    let ext = path.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
+    path.with_file_name(format!("{stem}-{n}{ext}"))
+}
+
+/// `coordinator sweep`: steps, then the text summary, JSON and HTML.
+fn sweep_command(args: &Args, plan: &loadgen_coordinator::cli::SweepArgs) -> u8 {
+    if let Err(e) = startup::init_tracing(&args.log) {
+        eprintln!("coordinator: {e}");
+        return EXIT_USAGE;
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("coordinator: cannot start the async runtime: {e}");
+            return EXIT_RUN_FAILED;
+        }
+    };
+    let result = rt.block_on(async {
+        let shutdown = CancellationToken::new();
+        let signal = shutdown.clone();
+        tokio::spawn(async move {
+            startup::shutdown_signal().await;
+            eprintln!("interrupted; releasing agents and cleaning up");
+            signal.cancel();
+        });
+        loadgen_coordinator::sweep::sweep(args, plan, shutdown).await
+    });
+    let (sweep, runs) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("coordinator: {e}");
+            return e.exit_code();
+        }
+    };
+    let json_to_stdout = args.json.iter().any(|p| p.as_os_str() == "-");
+    let summary = if json_to_stdout {
+        loadgen_coordinator::sweep::render(&sweep, &mut std::io::stderr().lock())
+    } else {
+        loadgen_coordinator::sweep::render(&sweep, &mut std::io::stdout().lock())
+    };
+    if let Err(e) = summary {
+        eprintln!("coordinator: cannot write the summary: {e}");
+    }
+    let write_json = |w: &mut dyn Write| -> std::io::Result<()> {
+        serde_json::to_writer_pretty(&mut *w, &serde_json::json!({ "sweep": &sweep, "runs": &runs }))
+            .map_err(std::io::Error::other)?;
+        writeln!(w)
+    };
+    let mut outputs: Vec<(std::path::PathBuf, bool)> = args.json.iter().map(|p| (p.clone(), false)).collect();
+    outputs.extend(args.report.iter().map(|p| (p.clone(), true)));
+    for (path, html) in outputs {
+        let written = if path.as_os_str() == "-" {
+            let mut out = std::io::stdout().lock();
+            write_json(&mut out).and_then(|()| out.flush())
+        } else {
+            std::fs::File::create(&path).and_then(|f| {
+                let mut w = std::io::BufWriter::new(f);
+                if html {
+                    loadgen_coordinator::html::render_sweep(&sweep, &runs, &mut w)?;
+                } else {
+                    write_json(&mut w)?;
+                }
+                w.flush()
+            })
+        };
+        if let Err(e) = written {
+            let e = CoordinatorError::Output { path: path.display().to_string(), detail: e.to_string() };
+            eprintln!("coordinator: {e}");
+            return e.exit_code();
+        }
+        if html {
+            eprintln!("HTML report: {}", path.display());
+        }
+    }
+    if sweep.knee.is_some() { EXIT_OK } else { EXIT_GATES_FAILED }
 }
 
 fn render(outcome: &Outcome, out: &mut dyn Write) -> std::io::Result<()> {

@@ -77,23 +77,7 @@ pub async fn run(args: &Args, shutdown: CancellationToken) -> Result<Outcome, Co
     if args.completion_poll.is_zero() {
         return Err(CoordinatorError::Usage("--completion-poll must be positive".into()));
     }
-    let outputs = args.json.iter().filter(|p| p.as_os_str() != "-").map(|p| ("--json", p));
-    for (flag, path) in outputs.chain(args.report.iter().map(|p| ("--report", p))) {
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-        if !dir.is_dir() {
-            return Err(CoordinatorError::Usage(format!(
-                "{flag} {}: directory {} does not exist",
-                path.display(),
-                dir.display()
-            )));
-        }
-        // Find out now, not after the run, that the result cannot be written.
-        let probe = dir.join(format!(".loadgen-write-check-{}", std::process::id()));
-        std::fs::File::create(&probe).map_err(|e| {
-            CoordinatorError::Usage(format!("{flag} {}: cannot write in {}: {e}", path.display(), dir.display()))
-        })?;
-        let _ = std::fs::remove_file(&probe);
-    }
+    check_outputs(args)?;
     let addresses = plan_agents(args)?;
     // The fewest agents the plan can have (a name may resolve to several):
     // a budget smaller than that is refused before anything starts.
@@ -138,7 +122,7 @@ async fn execute(
 }
 
 /// One run on a fresh schema.
-async fn run_once(
+pub(crate) async fn run_once(
     session: &mut Session,
     profile: &Profile,
     slices: &[u64],
@@ -351,6 +335,28 @@ async fn run_once(
         spectrum,
         postgres_settings,
     })
+}
+
+/// Refuse, before anything starts, result files that cannot be written.
+pub fn check_outputs(args: &Args) -> Result<(), CoordinatorError> {
+    let outputs = args.json.iter().filter(|p| p.as_os_str() != "-").map(|p| ("--json", p));
+    for (flag, path) in outputs.chain(args.report.iter().map(|p| ("--report", p))) {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        if !dir.is_dir() {
+            return Err(CoordinatorError::Usage(format!(
+                "{flag} {}: directory {} does not exist",
+                path.display(),
+                dir.display()
+            )));
+        }
+        // Find out now, not after the run, that the result cannot be written.
+        let probe = dir.join(format!(".loadgen-write-check-{}", std::process::id()));
+        std::fs::File::create(&probe).map_err(|e| {
+            CoordinatorError::Usage(format!("{flag} {}: cannot write in {}: {e}", path.display(), dir.display()))
+        })?;
+        let _ = std::fs::remove_file(&probe);
+    }
+    Ok(())
 }
 
 /// The headline latency at percentiles from 0 to 99.9999 (and the maximum),

@@ -396,8 +396,23 @@ impl Axis {
         if hi - lo <= f64::EPSILON * hi.abs().max(1.0) {
             hi = lo + 1.0;
         }
-        let step = nice_step((hi - lo) / target as f64);
-        Axis { min: (lo / step).floor() * step, max: (hi / step).ceil() * step, step }
+        let axis = |step: f64| Axis { min: (lo / step).floor() * step, max: (hi / step).ceil() * step, step };
+        // Of the nice steps around range/target, the one whose tick count is
+        // nearest the target (on a tie, the larger step).
+        let raw = (hi - lo) / target as f64;
+        let mag = 10f64.powf(raw.log10().floor());
+        let misfit = |a: &Axis| ((a.max - a.min) / a.step - target as f64).abs();
+        let mut best: Option<Axis> = None;
+        for step in [0.1, 1.0, 10.0].into_iter().flat_map(|m| NICE.map(|n| n * m * mag)).filter(|&s| nice(s)) {
+            let a = axis(step);
+            let better = best.is_none_or(|b| {
+                misfit(&a) < misfit(&b) - 1e-9 || ((misfit(&a) - misfit(&b)).abs() < 1e-9 && a.step > b.step)
+            });
+            if better {
+                best = Some(a);
+            }
+        }
+        best.unwrap_or_else(|| axis(raw))
     }
 
     fn frac(&self, v: f64) -> f64 {
@@ -410,14 +425,14 @@ impl Axis {
     }
 }
 
-/// The 1, 2, (2.5) or 5 times a power of ten nearest above `raw`.
-fn nice_step(raw: f64) -> f64 {
-    let mag = 10f64.powf(raw.log10().floor());
-    let f = raw / mag;
-    // 2.5 only from 25 up, so that counts never get ticks at 2.5 or 7.5.
-    let steps: &[f64] = if mag >= 10.0 { &[1.0, 2.0, 2.5, 5.0] } else { &[1.0, 2.0, 5.0] };
-    let n = steps.iter().copied().find(|&n| f <= n + 1e-9).unwrap_or(10.0);
-    n * mag
+/// Multiples of a power of ten that make readable tick steps.
+const NICE: [f64; 4] = [1.0, 2.0, 2.5, 5.0];
+
+/// A step of 2.5 times a power of ten is nice from 25 up only, so that counts
+/// never get ticks at 2.5 or 7.5.
+fn nice(step: f64) -> bool {
+    let mag = 10f64.powf(step.log10().floor());
+    (step / mag - 2.5).abs() > 1e-9 || mag >= 10.0
 }
 
 /// A tick value with as many decimals as the step needs ("0.25", "1200", "15k").

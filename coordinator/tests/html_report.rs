@@ -75,7 +75,7 @@ fn point(t: usize, agent: usize) -> TimePoint {
         launched: completed + 1,
         completed,
         failed: u64::from(t == 9),
-        late: u64::from(t % 7 == 0),
+        late: u64::from(t.is_multiple_of(7)),
         dropped: 0,
         in_flight: 40 + (t % 5) as u64,
         orch_per_sec: completed as f64,
@@ -106,16 +106,16 @@ fn db_sample(t: usize) -> DbSample {
     let connections = BTreeMap::from([
         ("active".to_string(), 6 + (t % 4) as u64),
         ("idle".to_string(), 14 - (t % 4) as u64),
-        ("idle in transaction".to_string(), (t % 3 == 0) as u64),
+        ("idle in transaction".to_string(), u64::from(t.is_multiple_of(3))),
     ]);
     DbSample {
         t_s: x + 1.0,
         commits_per_sec: 310.0 + 60.0 * (x / 4.0).sin(),
-        rollbacks_per_sec: if t % 5 == 0 { 6.0 } else { 1.0 },
+        rollbacks_per_sec: if t.is_multiple_of(5) { 6.0 } else { 1.0 },
         deadlocks: u64::from(t == 17),
         connections,
         lock_waits: (t % 6) as u64,
-        advisory_lock_waits: if t % 4 == 0 { 2 } else { 0 },
+        advisory_lock_waits: if t.is_multiple_of(4) { 2 } else { 0 },
         orchestrator_queue: (20.0 + 8.0 * (x / 5.0).sin()) as u64,
         worker_queue: (45.0 + 15.0 * (x / 7.0).cos()) as u64,
         timer_queue: 3,
