@@ -326,5 +326,27 @@ mod tests {
         assert!(line.contains("in flight    4"), "{line}");
         assert!(line.contains("agents 1/2"), "{line}");
         assert!(line.contains("p99  250."), "{line}");
+        // Not a terminal: one plain line, with the database's commits when sampled.
+        let db = DbSample { commits_per_sec: 512.0, deadlocks: 2, lock_waits: 3, ..Default::default() };
+        let plain = live.render(Some(&db), false);
+        assert_eq!(plain.lines().count(), 1, "{plain}");
+        assert!(plain.ends_with("db 512 commits/s 2 deadlock(s)"), "{plain}");
+        // A terminal: a row per agent, the merged row and the database line.
+        let table = live.render(Some(&db), true);
+        let rows: Vec<&str> = table.lines().collect();
+        assert_eq!(rows.len(), 5, "{table}");
+        assert!(rows[1].trim_start().starts_with('0') && rows[2].contains("1 LOST"), "{table}");
+        assert!(rows[3].trim_start().starts_with("merged") && rows[3].contains("250.1ms"), "{table}");
+        assert!(
+            rows[4].contains("512 commits/s")
+                && rows[4].contains("2 deadlock(s)")
+                && rows[4].contains("3 lock wait(s)")
+        );
+        // The per-second series of both agents, merged by second.
+        let (timeline, merged) = live.timeline().expect("timeline");
+        assert_eq!(timeline.agents.len(), 2);
+        assert_eq!(timeline.merged.len(), 1);
+        assert_eq!((timeline.merged[0].completed, timeline.merged[0].in_flight), (2, 4));
+        assert_eq!(merged[0].1.count(), 2);
     }
 }

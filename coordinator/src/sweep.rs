@@ -277,7 +277,11 @@ fn recommend(s: &SweepReport, runs: &[RunReport]) -> Vec<String> {
         if diff > 25.0 { "; the gap means the run was not steady: lengthen --step-duration" } else { "" }
     ));
     if let Some(next) = s.steps.get(k + 1) {
-        let why = if next.peak_lock_waits > 0 || next.deadlocks > 0 {
+        // Lock contention: deadlocks, or at least half the dispatchers (and
+        // two backends) waiting on locks at once.
+        let dispatchers =
+            u64::from(p.orch_concurrency + p.worker_concurrency) * u64::from(p.runtimes_per_agent) * s.agents as u64;
+        let why = if next.deadlocks > 0 || next.peak_lock_waits >= (dispatchers / 2).max(2) {
             format!(
                 "lock waits peaked at {} backend(s) and {} deadlock(s) were detected: contention inside the provider, so more dispatchers on this database add waiting rather than throughput",
                 next.peak_lock_waits, next.deadlocks
