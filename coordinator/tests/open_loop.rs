@@ -35,8 +35,9 @@ fn open_loop_run(tmp: &std::path::Path, name: &str, rate: &str, duration: &str) 
     read_report(&json)
 }
 
-/// Total count, p99 and max of an .hlog, read by HdrHistogram_py.
-fn read_hlog(path: &std::path::Path) -> (u64, u64, u64, usize) {
+/// What HdrHistogram_py reads from an .hlog: total count, p99 and max of all
+/// intervals added together, and each interval's count.
+fn read_hlog(path: &std::path::Path) -> (u64, u64, u64, Vec<u64>) {
     let script = r#"
 import sys
 from hdrh.log import HistogramLogReader
@@ -44,14 +45,14 @@ from hdrh.histogram import HdrHistogram
 ref = HdrHistogram(1, 3600 * 1000 * 1000, 3)
 acc = HdrHistogram(1, 3600 * 1000 * 1000, 3)
 reader = HistogramLogReader(sys.argv[1], ref)
-n = 0
+counts = []
 while True:
     h = reader.get_next_interval_histogram()
     if h is None:
         break
-    n += 1
+    counts.append(h.get_total_count())
     acc.add(h)
-print(acc.get_total_count(), acc.get_value_at_percentile(99), acc.get_max_value(), n)
+print(acc.get_total_count(), acc.get_value_at_percentile(99), acc.get_max_value(), *counts)
 "#;
     let out = Command::new("python3").args(["-c", script]).arg(path).output().expect("python3");
     assert!(
@@ -61,7 +62,7 @@ print(acc.get_total_count(), acc.get_value_at_percentile(99), acc.get_max_value(
     );
     let text = String::from_utf8_lossy(&out.stdout);
     let v: Vec<u64> = text.split_whitespace().map(|t| t.parse().expect("number")).collect();
-    (v[0], v[1], v[2], v[3] as usize)
+    (v[0], v[1], v[2], v[3..].to_vec())
 }
 
 #[test]
@@ -86,7 +87,8 @@ fn latency_from_the_intended_start_grows_with_the_backlog_above_capacity() {
     let launched = |r: &RunReport| r.merged.counts.launched as f64;
     assert!((launched(&below) - 48.0).abs() <= 3.0, "below: {}", launched(&below));
     assert!((launched(&above) - 450.0).abs() <= 10.0, "above: {}", launched(&above));
-    assert_eq!(below.merged.counts.late, 0, "an idle schedule keeps time");
+    // An unloaded schedule keeps time (a little slack for a busy CI machine).
+    assert!(below.merged.counts.late * 10 <= below.merged.counts.launched, "{:?}", below.merged.counts);
 
     let p99 = |r: &RunReport| r.merged.intended_latency.as_ref().map_or(0, |l| l.p99_us);
     assert!(p99(&above) > 3 * p99(&below), "above capacity p99 {} vs below {}", p99(&above), p99(&below));
@@ -116,11 +118,17 @@ fn latency_from_the_intended_start_grows_with_the_backlog_above_capacity() {
         let merged = tmp.path().join(format!("{name}-hlog")).join(format!("{}-merged.hlog", r.run_id));
         let (count, p99_us, max_us, intervals) = read_hlog(&merged);
         let i = r.merged.intended_latency.as_ref().expect("intended");
-        assert_eq!(count, i.count, "{name}");
-        assert_eq!((p99_us, max_us), (i.p99_us, i.max_us), "{name}");
-        assert_eq!(intervals, r.timeline.merged.len());
+        assert_eq!((count, max_us), (i.count, i.max_us), "{name}");
+        // Implementations may pick neighbouring buckets for a percentile
+        // (3 significant digits: buckets ~0.1-0.4% apart).
+        assert!((p99_us as f64 - i.p99_us as f64).abs() <= i.p99_us as f64 * 0.01, "{name}: {p99_us} vs {}", i.p99_us);
+        // Every interval holds exactly that second's completions.
+        let per_second: Vec<u64> = r.timeline.merged.iter().map(|p| p.completed).collect();
+        assert_eq!(intervals, per_second, "{name}");
         let agent = tmp.path().join(format!("{name}-hlog")).join(format!("{}-agent0.hlog", r.run_id));
-        assert_eq!(read_hlog(&agent).0, r.agents[0].section.counts.completed);
+        let (agent_count, _, agent_max, _) = read_hlog(&agent);
+        assert_eq!(agent_count, r.agents[0].section.counts.completed);
+        assert_eq!(agent_max, r.agents[0].section.headline_latency().max_us);
     }
 }
 
