@@ -60,18 +60,39 @@ fn main() -> ExitCode {
         None => {}
     }
     let args = cli.run;
-    if let Err(e) = startup::init_tracing(&args.log) {
+    let log = args.log.clone();
+    ExitCode::from(on_runtime(&log, true, |shutdown| async_main(args, shutdown)).unwrap_or_else(|code| code))
+}
+
+/// Set up logging, build the async runtime, turn Ctrl-C/SIGTERM into a
+/// cancellation, and run `work` to completion; an exit code when the setup fails.
+fn on_runtime<T, F>(log: &str, announce: bool, work: impl FnOnce(CancellationToken) -> F) -> Result<T, u8>
+where
+    F: std::future::Future<Output = T>,
+{
+    if let Err(e) = startup::init_tracing(log) {
         eprintln!("coordinator: {e}");
-        return ExitCode::from(EXIT_USAGE);
+        return Err(EXIT_USAGE);
     }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("coordinator: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_RUN_FAILED);
+            return Err(EXIT_RUN_FAILED);
         }
     };
-    ExitCode::from(rt.block_on(async_main(args)))
+    Ok(rt.block_on(async move {
+        let shutdown = CancellationToken::new();
+        let signal = shutdown.clone();
+        tokio::spawn(async move {
+            startup::shutdown_signal().await;
+            if announce {
+                eprintln!("interrupted; releasing agents and cleaning up");
+            }
+            signal.cancel();
+        });
+        work(shutdown).await
+    }))
 }
 
 fn list_profiles(file: Option<&std::path::Path>) -> u8 {
@@ -95,26 +116,11 @@ fn list_profiles(file: Option<&std::path::Path>) -> u8 {
 }
 
 fn bench_command(plan: &loadgen_coordinator::bench::BenchPlan, json: Option<&std::path::Path>) -> u8 {
-    if let Err(e) = startup::init_tracing("warn,sqlx=error") {
-        eprintln!("coordinator: {e}");
-        return EXIT_USAGE;
-    }
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("coordinator: cannot start the async runtime: {e}");
-            return EXIT_RUN_FAILED;
-        }
-    };
-    let report = rt.block_on(async {
-        let shutdown = CancellationToken::new();
-        let signal = shutdown.clone();
-        tokio::spawn(async move {
-            startup::shutdown_signal().await;
-            signal.cancel();
-        });
-        loadgen_coordinator::bench::bench(plan, shutdown).await
-    });
+    let report =
+        match on_runtime("warn,sqlx=error", false, |shutdown| loadgen_coordinator::bench::bench(plan, shutdown)) {
+            Ok(r) => r,
+            Err(code) => return code,
+        };
     let report = match report {
         Ok(r) => r,
         Err(e) => {
@@ -135,16 +141,10 @@ fn bench_command(plan: &loadgen_coordinator::bench::BenchPlan, json: Option<&std
 }
 
 fn audit_command(schema: &str, url: &str, json: Option<&std::path::Path>) -> u8 {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("coordinator: cannot start the async runtime: {e}");
-            return EXIT_RUN_FAILED;
-        }
-    };
-    let audit = match rt.block_on(loadgen_coordinator::audit::audit_schema(url, schema)) {
-        Ok(a) => a,
-        Err(e) => {
+    let audit = match on_runtime("warn", false, |_| loadgen_coordinator::audit::audit_schema(url, schema)) {
+        Err(code) => return code,
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => {
             eprintln!("coordinator: {e}");
             return e.exit_code();
         }
@@ -161,14 +161,7 @@ fn audit_command(schema: &str, url: &str, json: Option<&std::path::Path>) -> u8 
     if audit.passed() { EXIT_OK } else { EXIT_GATES_FAILED }
 }
 
-async fn async_main(args: Args) -> u8 {
-    let shutdown = CancellationToken::new();
-    let signal = shutdown.clone();
-    tokio::spawn(async move {
-        startup::shutdown_signal().await;
-        eprintln!("interrupted; releasing agents and cleaning up");
-        signal.cancel();
-    });
+async fn async_main(args: Args, shutdown: CancellationToken) -> u8 {
     let mut outcome = match run(&args, shutdown).await {
         Ok(o) => o,
         Err(e) => {
@@ -246,27 +239,10 @@ fn numbered(path: &std::path::Path, n: usize) -> std::path::PathBuf {
 
 /// `coordinator sweep`: steps, then the text summary, JSON and HTML.
 fn sweep_command(args: &Args, plan: &loadgen_coordinator::cli::SweepArgs) -> u8 {
-    if let Err(e) = startup::init_tracing(&args.log) {
-        eprintln!("coordinator: {e}");
-        return EXIT_USAGE;
-    }
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("coordinator: cannot start the async runtime: {e}");
-            return EXIT_RUN_FAILED;
-        }
+    let result = match on_runtime(&args.log, true, |shutdown| loadgen_coordinator::sweep::sweep(args, plan, shutdown)) {
+        Ok(r) => r,
+        Err(code) => return code,
     };
-    let result = rt.block_on(async {
-        let shutdown = CancellationToken::new();
-        let signal = shutdown.clone();
-        tokio::spawn(async move {
-            startup::shutdown_signal().await;
-            eprintln!("interrupted; releasing agents and cleaning up");
-            signal.cancel();
-        });
-        loadgen_coordinator::sweep::sweep(args, plan, shutdown).await
-    });
     let (sweep, runs) = match result {
         Ok(r) => r,
         Err(e) => {

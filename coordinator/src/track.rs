@@ -102,7 +102,16 @@ pub fn markdown_path(dir: &Path, report: &RunReport) -> PathBuf {
 fn append(dir: &Path, report: &RunReport) -> Result<(), CoordinatorError> {
     std::fs::create_dir_all(dir).map_err(|e| out_err(dir, e))?;
     let history = dir.join(HISTORY_FILE);
-    let line = serde_json::to_string(report).map_err(|e| out_err(&history, e))?;
+    // The history keeps summaries: the per-second series and database samples
+    // (the bulk of a long run's JSON) stay in --json and --report.
+    let mut summary = report.clone();
+    summary.timeline = Default::default();
+    summary.db_timeline.clear();
+    summary.spectrum.clear();
+    for a in &mut summary.agents {
+        a.memory.samples.clear();
+    }
+    let line = serde_json::to_string(&summary).map_err(|e| out_err(&history, e))?;
     let mut f = OpenOptions::new().create(true).append(true).open(&history).map_err(|e| out_err(&history, e))?;
     writeln!(f, "{line}").map_err(|e| out_err(&history, e))?;
     let md = markdown_path(dir, report);
