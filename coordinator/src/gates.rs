@@ -2,7 +2,7 @@
 //!
 //! Must-pass gates set the exit code: success (100%, or at most `max_failed`
 //! failed or unfinished), no infrastructure or configuration failures, no
-//! start errors, throughput at least the profile's minimum, p99 at most
+//! start errors, no dropped open-loop starts, throughput at least the profile's minimum, p99 at most
 //! `p99_ms` when set, and the database agreeing with the agents. Should-gates
 //! (memory growth here, regressions in [`crate::track`]) are warnings unless
 //! the user asks for them to fail the run.
@@ -44,6 +44,16 @@ pub fn evaluate(profile: &Profile, merged: &Section, audit: &Audit) -> Vec<Gate>
             merged.orch_per_sec >= profile.min_orch_per_sec,
         ),
     ];
+    if let Some(cap) = profile.open_loop_cap() {
+        // Open loop: a start that was never made is load the system did not
+        // get, hidden from every latency figure.
+        gates.push(gate(
+            "dropped starts",
+            format!("0 (in-flight cap {cap})"),
+            format!("{} dropped, {} late", c.dropped, c.late),
+            c.dropped == 0,
+        ));
+    }
     if let Some(limit) = profile.p99_ms {
         // Open loop: from the intended start (what users would see).
         let p99 = merged.headline_latency().p99_us;

@@ -150,3 +150,29 @@ fn rate_input_is_checked() {
     }
     support::assert_nothing_left(tmp.path(), &[]);
 }
+
+#[test]
+fn starts_over_the_in_flight_cap_are_dropped_counted_and_fail_the_run() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let json = tmp.path().join("capped.json");
+    let out = support::coordinator(tmp.path())
+        .args(["--local", "1", "--profile", "light", "--rate", "60/s", "--max-in-flight", "5", "--duration", "3s"])
+        .args(["--json", &json.display().to_string()])
+        .output()
+        .expect("coordinator");
+    assert_eq!(out.status.code(), Some(1), "dropped starts fail a gate: {}", support::show(&out));
+    let r = read_report(&json);
+    let c = &r.merged.counts;
+    // About 180 starts were due; at most 5 were ever in flight.
+    assert!(c.dropped > 50, "{c:?}");
+    assert!(c.launched + c.dropped >= 170 && c.launched + c.dropped <= 190, "{c:?}");
+    assert_eq!(c.completed, c.launched, "what was started completed");
+    assert!(r.timeline.merged.iter().all(|p| p.in_flight <= 5), "{:?}", r.timeline.merged);
+    let gate = r.gates.iter().find(|g| g.name == "dropped starts").expect("the dropped-starts gate");
+    assert!(!gate.passed && gate.value.starts_with(&format!("{} dropped", c.dropped)), "{gate:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("dropped (in-flight cap 5 reached)"),
+        "{}",
+        support::show(&out)
+    );
+}
