@@ -1,0 +1,276 @@
+//! The HTML page of one run.
+
+use std::io::{self, Write};
+
+use loadgen_common::histogram::LatencySummary;
+use loadgen_common::result::{RunReport, Section};
+
+use crate::report::fmt_ms;
+
+use super::charts::*;
+use super::*;
+
+/// One run as an HTML page: verdict, configuration, environment, results,
+/// gates, audit, database load, and the charts over time.
+pub fn render_run(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
+    let p = &r.profile;
+    page_start(w, &format!("Run {} · {}", r.run_id, p.name))?;
+    write!(w, "<h1>Run {} · profile {}", Esc(&r.run_id), Esc(&p.name))?;
+    let (class, verdict) = if r.passed { ("pass", "PASSED") } else { ("fail", "FAILED") };
+    write!(w, r#"<span class="badge {class}">{verdict}</span>"#)?;
+    if r.degraded() {
+        write!(w, r#"<span class="badge degraded">DEGRADED</span>"#)?;
+    }
+    writeln!(w, "</h1>")?;
+    writeln!(
+        w,
+        r#"<p class="sub">Started {} · schema {} · {} agent(s) · {}</p>"#,
+        Esc(&r.started_at),
+        Esc(&r.schema),
+        r.agents.len(),
+        if p.rate.is_some() { "open loop" } else { "closed loop" }
+    )?;
+
+    writeln!(w, r#"<h2>Configuration and environment</h2><div class="cols">"#)?;
+    kv_table(w, "Profile", &profile_rows(p))?;
+    let mut env = vec![
+        ("tool".to_string(), r.tool_version.clone()),
+        ("duroxide".into(), r.duroxide_version.clone()),
+        ("duroxide-pg".into(), r.duroxide_pg_version.clone()),
+        ("database".into(), r.database.clone()),
+    ];
+    env.extend(environment_rows(&r.environment));
+    kv_table(w, "Environment", &env)?;
+    let settings: Vec<(String, String)> = r.postgres_settings.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    if !settings.is_empty() {
+        kv_table(w, "Postgres settings", &settings)?;
+    }
+    writeln!(w, "</div>")?;
+    render_agents(r, w)?;
+
+    writeln!(w, "<h2>Results</h2>")?;
+    render_summary(r, w)?;
+    render_latencies(r, w)?;
+    render_verdicts(r, w)?;
+
+    writeln!(w, "<h2>Over time</h2>")?;
+    let definition = if r.merged.intended_latency.is_some() { "from intended start" } else { "from start call" };
+    figure(w, "Throughput", "completions per second, merged and per agent", &throughput_chart(r, "throughput"))?;
+    figure(w, "Latency", &format!("per second, {definition}"), &latency_chart(r))?;
+    figure(w, "Latency percentile spectrum", &format!("whole run, merged, {definition}"), &spectrum_chart(r))?;
+    let db = &r.db_timeline;
+    figure(w, "Database transactions", "commits and rollbacks per second; red: deadlocks", &db_commits_chart(db))?;
+    figure(w, "Database connections", "by state (pg_stat_activity)", &db_connections_chart(db))?;
+    figure(w, "Lock waits", "backends waiting on a lock at each sample", &db_locks_chart(db))?;
+    figure(w, "Queue depths", "duroxide-pg queues at each sample", &db_queues_chart(db))?;
+    page_end(w)
+}
+
+fn render_agents(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
+    let head =
+        ["agent", "address", "hostname", "concurrency", "pool", "state", "RSS start→end", "RSS peak", "RSS growth"];
+    let rows = r.agents.iter().map(|a| {
+        let m = &a.memory;
+        let cells = vec![
+            a.index.to_string(),
+            a.address.clone(),
+            a.hostname.clone(),
+            a.concurrency.to_string(),
+            a.pool_max.to_string(),
+            if a.lost { "LOST" } else { "ok" }.to_string(),
+            if m.samples.is_empty() { "-".into() } else { format!("{:.1} → {:.1} MB", m.start_mb, m.end_mb) },
+            if m.samples.is_empty() { "-".into() } else { format!("{:.1} MB", m.peak_mb) },
+            m.growth_mb_per_min.map_or("n/a".into(), |g| format!("{g:+.2} MB/min")),
+        ];
+        (a.lost.then_some("bad"), cells)
+    });
+    table(w, "Agents", &head, 3, rows)
+}
+
+fn latency_cells(l: &LatencySummary) -> [String; 5] {
+    [fmt_ms(l.p50_us), fmt_ms(l.p90_us), fmt_ms(l.p99_us), fmt_ms(l.p999_us), fmt_ms(l.max_us)]
+}
+
+fn render_summary(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
+    let head = [
+        "agent",
+        "launched",
+        "completed",
+        "failed",
+        "start errors",
+        "unfinished",
+        "late",
+        "dropped",
+        "success %",
+        "orch/s",
+        "p50",
+        "p90",
+        "p99",
+        "p99.9",
+        "max",
+    ];
+    let row = |label: String, s: &Section| {
+        let c = &s.counts;
+        let mut cells = vec![
+            label,
+            c.launched.to_string(),
+            c.completed.to_string(),
+            c.failed().to_string(),
+            c.start_errors.to_string(),
+            c.unfinished.to_string(),
+            c.late.to_string(),
+            c.dropped.to_string(),
+            format!("{:.2}", c.success_pct()),
+            format!("{:.2}", s.orch_per_sec),
+        ];
+        cells.extend(latency_cells(s.headline_latency()));
+        cells
+    };
+    let agents = r.agents.iter().map(|a| {
+        let label = format!("{} {}{}", a.index, a.address, if a.lost { " (lost)" } else { "" });
+        (a.lost.then_some("bad"), row(label, &a.section))
+    });
+    let merged = std::iter::once((Some("merged"), row("merged".into(), &r.merged)));
+    let caption = if r.merged.intended_latency.is_some() {
+        "Per agent and merged; latency from each orchestration's intended start (open loop)"
+    } else {
+        "Per agent and merged; latency from the start call to the recorded completion"
+    };
+    table(w, caption, &head, 1, agents.chain(merged))
+}
+
+/// Every latency definition side by side, so none is mistaken for another.
+fn render_latencies(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
+    const INTENDED: &str = "from intended start (open loop, no coordinated omission)";
+    const E2E: &str = "from start call (end-to-end, e2e_latency)";
+    let m = &r.merged;
+    let row = |scope: &str, def: &str, l: &LatencySummary| {
+        let mut cells = vec![scope.to_string(), def.to_string(), l.count.to_string()];
+        cells.extend(latency_cells(l));
+        cells.push(fmt_ms(l.mean_us as u64));
+        (None, cells)
+    };
+    let mut rows = Vec::new();
+    if let Some(l) = &m.intended_latency {
+        rows.push(row("merged", INTENDED, l));
+    }
+    rows.push(row("merged", E2E, &m.e2e_latency));
+    rows.push(row("merged", "seen by the completion query (observed)", &m.observed_latency));
+    rows.push(row("merged", "the start call itself", &m.start_latency));
+    if m.intended_latency.is_some() {
+        for a in &r.agents {
+            let scope = format!("agent {}", a.index);
+            if let Some(l) = &a.section.intended_latency {
+                rows.push(row(&scope, INTENDED, l));
+            }
+            rows.push(row(&scope, E2E, &a.section.e2e_latency));
+        }
+    }
+    let head = ["scope", "latency definition", "samples", "p50", "p90", "p99", "p99.9", "max", "mean"];
+    table(w, "Latency definitions", &head, 2, rows.into_iter())
+}
+
+/// Gates, warnings, lost agents, audit, database load and comparison.
+fn render_verdicts(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
+    let rows = r.gates.iter().map(|g| {
+        let cells =
+            vec![g.name.clone(), g.limit.clone(), g.value.clone(), if g.passed { "pass" } else { "FAIL" }.into()];
+        ((!g.passed).then_some("bad"), cells)
+    });
+    table(w, "Gates", &["gate", "limit", "value", "result"], 4, rows)?;
+    if !r.warnings.is_empty() {
+        writeln!(w, "<p><b>Warnings</b></p><ul>")?;
+        for warning in &r.warnings {
+            writeln!(w, r#"<li class="bad">{}</li>"#, Esc(warning))?;
+        }
+        writeln!(w, "</ul>")?;
+    }
+    if !r.lost_agents.is_empty() {
+        let head = [
+            "agent",
+            "address",
+            "lost at",
+            "reason",
+            "launched",
+            "completed",
+            "in flight",
+            "in db",
+            "completed in db",
+            "by others",
+            "failed in db",
+            "still running",
+        ];
+        let rows = r.lost_agents.iter().map(|l| {
+            let cells = vec![
+                l.index.to_string(),
+                l.address.clone(),
+                format!("{:.1} s", l.at_s),
+                l.reason.clone(),
+                l.last_reported.launched.to_string(),
+                l.last_reported.completed.to_string(),
+                l.in_flight_at_loss.to_string(),
+                l.instances_in_db.to_string(),
+                l.completed_in_db.to_string(),
+                l.completed_by_others.to_string(),
+                l.failed_in_db.to_string(),
+                l.still_running.to_string(),
+            ];
+            (Some("bad"), cells)
+        });
+        table(w, "Lost agents (the run is degraded)", &head, 4, rows)?;
+    }
+    let a = &r.audit;
+    writeln!(w, r#"<div class="cols">"#)?;
+    let audit = [
+        ("verdict", if a.passed() { "passed".to_string() } else { "FAILED".into() }),
+        ("instances (launched)", format!("{} ({})", a.instances, a.launched)),
+        ("terminal exactly once", a.terminal_once.to_string()),
+        ("completed / failed", format!("{} / {}", a.completed, a.failed)),
+        ("not terminal", a.not_terminal.to_string()),
+        ("other than one execution", a.anomalies.to_string()),
+        ("unexpected outputs", a.wrong_output.to_string()),
+        ("queued messages", a.queued.to_string()),
+        (
+            "activity completions (expected)",
+            format!("{} ({})", a.activity_completions, a.expected_activity_completions),
+        ),
+        ("activities executed (redeliveries)", format!("{} ({})", a.activities_executed, a.redeliveries)),
+    ];
+    kv_table(w, "Audit", &audit.map(|(k, v)| (k.to_string(), v)))?;
+    let d = &r.db_load;
+    let mut load = vec![
+        ("commits".to_string(), d.commits.to_string()),
+        ("rollbacks".into(), d.rollbacks.to_string()),
+        ("commits per orchestration".into(), format!("{:.1}", d.commits_per_orchestration)),
+        ("generator's calls".into(), format!("{} ({:.1}% of commits)", d.generator_calls, d.generator_share_pct)),
+        ("completion queries".into(), format!("{} ({:.1}% of commits)", d.completion_queries, d.completion_share_pct)),
+    ];
+    load.extend(r.provider_errors.iter().map(|(k, n)| (format!("provider error {k}"), n.to_string())));
+    kv_table(w, "Database load", &load)?;
+    writeln!(w, "</div>")?;
+    if !(a.problems.is_empty() && a.notes.is_empty()) {
+        writeln!(w, "<ul>")?;
+        for p in &a.problems {
+            writeln!(w, r#"<li class="bad">audit: {}</li>"#, Esc(p))?;
+        }
+        for n in &a.notes {
+            writeln!(w, "<li>audit note: {}</li>", Esc(n))?;
+        }
+        writeln!(w, "</ul>")?;
+    }
+    if let Some(c) = &r.comparison {
+        writeln!(
+            w,
+            "<p>Compared with {}: throughput {:+.1}% ({:.2} → {:.2} orch/s), p99 {:+.1}% ({} → {}){}.</p>",
+            Esc(&c.against),
+            c.throughput_change_pct,
+            c.baseline_orch_per_sec,
+            r.merged.orch_per_sec,
+            c.p99_change_pct,
+            fmt_ms(c.baseline_p99_us),
+            fmt_ms(r.merged.e2e_latency.p99_us),
+            if c.regressed { ": REGRESSION" } else { "" }
+        )?;
+    }
+    Ok(())
+}
