@@ -282,7 +282,7 @@ pub struct Args {
     #[arg(long, env = "LOADGEN_PROFILE")]
     pub profile: Option<String>,
 
-    /// TOML file with [[profile]] tables that add to (or replace) the built-in ones.
+    /// TOML file with `[[profile]]` tables that add to (or replace) the built-in ones.
     #[arg(long, env = "LOADGEN_PROFILE_FILE", value_name = "FILE")]
     pub profile_file: Option<PathBuf>,
 

@@ -5,13 +5,13 @@
 //! HDR histograms exactly, checks the database, and evaluates the gates.
 //!
 //! - [`cli`]: the command line;
-//! - [`run`]: the runs of one invocation (one, or a suite);
+//! - [`run`](mod@run): the runs of one invocation (one, or a suite);
 //! - [`session`]: the database and agents a coordinator brings up and takes down;
 //! - [`stream`]: the Run streams: start, heartbeats, progress, agent loss;
 //! - [`track`]: tracked results over time and regression checks;
 //! - [`agents`]: reaching and checking agents;
 //! - [`audit`]: the correctness audit of a run's schema;
-//! - [`bench`]: duroxide's own stress module and this tool side by side;
+//! - [`bench`](mod@bench): duroxide's own stress module and this tool side by side;
 //! - [`local`]: `--local N` agent processes;
 //! - [`db`]: schema creation, database counters, the run's database check;
 //! - [`dbwatch`]: the database timeline sampled once a second;

@@ -11,9 +11,9 @@
 //! main lines use the fixed colours below, so tests can find them in the
 //! markup and in a screenshot.
 //!
-//! - [`run`]: the page of one run;
-//! - [`sweep`]: the page of a capacity sweep;
-//! - [`charts`]: the charts both draw from a report.
+//! - `run`: the page of one run;
+//! - `sweep`: the page of a capacity sweep;
+//! - `charts`: the charts both draw from a report.
 
 use std::fmt;
 use std::io::{self, Write};
