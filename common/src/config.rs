@@ -254,6 +254,13 @@ pub struct Overrides {
     pub max_in_flight: Option<u64>,
 }
 
+/// An open-loop rate for people: "40/s", "12.5/s", "0.011/s".
+pub fn format_rate(rate: f64) -> String {
+    let text = format!("{rate:.3}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    format!("{text}/s")
+}
+
 /// Parse an open-loop rate: "200/s", "200", "1.5/s", "12000/min".
 pub fn parse_rate(text: &str) -> Result<f64, ConfigError> {
     let t = text.trim();
@@ -587,6 +594,17 @@ mod tests {
         ] {
             assert!(base.clone().with_overrides(&bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn rates_parse_and_format() {
+        assert_eq!(parse_rate("200/s"), Ok(200.0));
+        assert_eq!(parse_rate("40"), Ok(40.0));
+        assert_eq!(parse_rate("120/min"), Ok(2.0));
+        assert!(parse_rate("0/s").is_err() && parse_rate("fast").is_err() && parse_rate("5/week").is_err());
+        assert_eq!(format_rate(40.0), "40/s");
+        assert_eq!(format_rate(12.5), "12.5/s");
+        assert_eq!(format_rate(40.0 / 3600.0), "0.011/s");
     }
 
     #[test]

@@ -28,7 +28,6 @@ pub fn write_log(w: &mut dyn Write, start: SystemTime, what: &str, intervals: &[
     writeln!(w, "#Values are microseconds; Interval_Max is in milliseconds.")?;
     writeln!(w, "#[StartTime: {epoch:.3} (seconds since epoch)]")?;
     writeln!(w, "#[BaseTime: {epoch:.3} (seconds since epoch)]")?;
-    writeln!(w, "#[MaxValueDivisor: 1000.000]")?;
     writeln!(w, "\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"")?;
     let mut serializer = V2DeflateSerializer::new();
     let mut out = Adapter(w);

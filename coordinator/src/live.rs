@@ -13,7 +13,7 @@ use loadgen_common::result::{Counts, DbSample, Histograms, MemorySample, TimePoi
 fn row(name: &str, c: &Counts, rate: f64, h: &LatencyHistogram, in_flight: u64) -> String {
     let ms = |us: u64| if h.count() == 0 { "-".to_string() } else { crate::report::fmt_ms(us) };
     format!(
-        "         {:<10} {:>9} {:>6} {:>8.1} {:>9} {:>9} {:>9} {:>6} {:>6}\n",
+        "         {:<10} {:>9} {:>6} {:>8.1} {:>9} {:>9} {:>9} {:>6} {:>7}\n",
         name,
         c.completed,
         c.failed() + c.start_errors,
@@ -24,6 +24,17 @@ fn row(name: &str, c: &Counts, rate: f64, h: &LatencyHistogram, in_flight: u64) 
         in_flight,
         c.late + c.dropped
     )
+}
+
+/// The per-second series of a run and the interval histograms behind them
+/// (for the HdrHistogram interval logs).
+#[derive(Debug, Default)]
+pub struct Series {
+    pub timeline: Timeline,
+    /// (end of the second, merged histogram of that second)
+    pub merged: Vec<(f64, LatencyHistogram)>,
+    /// Per agent: (end of the interval, its histogram)
+    pub agents: Vec<Vec<(f64, LatencyHistogram)>>,
 }
 
 /// One progress interval of one agent, as received.
@@ -153,11 +164,14 @@ impl Live {
         self.intervals.len()
     }
 
-    /// The per-second series, per agent and merged. Agents' intervals are
-    /// aligned by their whole second since the common start (they all start
-    /// at the same instant and report every second); the merged latency of
-    /// a second is the exact merge of the agents' interval histograms.
-    pub fn timeline(&self) -> Result<(Timeline, Vec<(f64, LatencyHistogram)>), HistogramError> {
+    /// The per-second series, per agent and merged, and the interval
+    /// histograms behind them. Agents' intervals are aligned by their whole
+    /// second since the common start (they all start at the same instant and
+    /// report every second); an interval shorter than half a second (the
+    /// last one, sent when an agent finishes) is folded into the one before.
+    /// The merged latency of a second is the exact merge of the agents'
+    /// interval histograms.
+    pub fn timeline(&self) -> Result<Series, HistogramError> {
         let point = |t_s: f64, c: &Counts, in_flight: u64, h: &LatencyHistogram, len_s: f64| TimePoint {
             t_s,
             launched: c.launched,
@@ -171,33 +185,50 @@ impl Live {
             p99_ms: h.quantile_us(0.99) as f64 / 1000.0,
             max_ms: h.max_us() as f64 / 1000.0,
         };
-        let mut timeline = Timeline::default();
-        let mut by_second: std::collections::BTreeMap<u64, (f64, Counts, u64, LatencyHistogram)> = Default::default();
+        let mut out = Series::default();
+        let mut by_second: std::collections::BTreeMap<u64, (f64, f64, Counts, u64, LatencyHistogram)> =
+            Default::default();
         for list in &self.intervals {
-            let mut series = Vec::with_capacity(list.len());
+            // (end, length, counts, in flight at the end, histogram)
+            let mut folded: Vec<(f64, f64, Counts, u64, LatencyHistogram)> = Vec::with_capacity(list.len());
             let mut prev = 0.0;
             for iv in list {
                 let h = LatencyHistogram::decode(&iv.headline)?;
-                series.push(point(iv.t_s, &iv.counts, iv.in_flight, &h, iv.t_s - prev));
+                let len = iv.t_s - prev;
                 prev = iv.t_s;
-                let slot = by_second
-                    .entry(iv.t_s.round() as u64)
-                    .or_insert_with(|| (iv.t_s.round(), Counts::default(), 0, LatencyHistogram::new()));
-                slot.0 = slot.0.max(iv.t_s);
-                slot.1.add(&iv.counts);
-                slot.2 += iv.in_flight;
-                slot.3.merge(&h)?;
+                match folded.last_mut() {
+                    Some(last) if len < 0.5 => {
+                        last.0 = iv.t_s;
+                        last.1 += len;
+                        last.2.add(&iv.counts);
+                        last.3 = iv.in_flight;
+                        last.4.merge(&h)?;
+                    }
+                    _ => folded.push((iv.t_s, len, iv.counts.clone(), iv.in_flight, h)),
+                }
             }
-            timeline.agents.push(series);
+            let mut series = Vec::with_capacity(folded.len());
+            let mut hists = Vec::with_capacity(folded.len());
+            for (t_s, len, c, in_flight, h) in folded {
+                series.push(point(t_s, &c, in_flight, &h, len));
+                let slot = by_second
+                    .entry(t_s.round() as u64)
+                    .or_insert_with(|| (t_s, 0.0, Counts::default(), 0, LatencyHistogram::new()));
+                slot.0 = slot.0.max(t_s);
+                slot.1 = slot.1.max(len);
+                slot.2.add(&c);
+                slot.3 += in_flight;
+                slot.4.merge(&h)?;
+                hists.push((t_s, h));
+            }
+            out.timeline.agents.push(series);
+            out.agents.push(hists);
         }
-        let mut merged_hists = Vec::with_capacity(by_second.len());
-        let mut prev = 0.0;
-        for (_, (t_s, c, in_flight, h)) in by_second {
-            timeline.merged.push(point(t_s, &c, in_flight, &h, t_s - prev));
-            prev = t_s;
-            merged_hists.push((t_s, h));
+        for (_, (t_s, len, c, in_flight, h)) in by_second {
+            out.timeline.merged.push(point(t_s, &c, in_flight, &h, len));
+            out.merged.push((t_s, h));
         }
-        Ok((timeline, merged_hists))
+        Ok(out)
     }
 
     /// Latency samples agent `i` reported through its progress messages.
@@ -227,32 +258,30 @@ impl Live {
     pub fn table(&self, db: Option<&DbSample>) -> String {
         let elapsed = self.started.elapsed().as_secs_f64();
         let mut out = format!(
-            "[{elapsed:>5.1}s] {:<10} {:>9} {:>6} {:>8} {:>9} {:>9} {:>9} {:>6} {:>6}\n",
-            "agent", "completed", "failed", "orch/s", "p50", "p99", "max", "flight", "late"
+            "[{elapsed:>5.1}s] {:<10} {:>9} {:>6} {:>8} {:>9} {:>9} {:>9} {:>6} {:>7}\n",
+            "agent", "completed", "failed", "orch/s", "p50", "p99", "max", "flight", "late+dr"
         );
         let mut last_merged = LatencyHistogram::new();
         let mut total = Counts::default();
-        let mut last_completed = 0;
-        let mut last_len = 0.0f64;
+        let mut rate_sum = 0.0;
         for (i, list) in self.intervals.iter().enumerate() {
             let c = self.per_agent.get(i).cloned().unwrap_or_default();
             total.add(&c);
-            let last = list.last();
+            // The last whole interval (the final one, sent when an agent
+            // finishes, can be a few milliseconds long).
+            let ends: Vec<f64> = std::iter::once(0.0).chain(list.iter().map(|iv| iv.t_s)).collect();
+            let whole = (0..list.len()).rev().find(|&k| ends[k + 1] - ends[k] >= 0.5);
+            let last = whole.map(|k| &list[k]);
             let h = last.and_then(|iv| LatencyHistogram::decode(&iv.headline).ok()).unwrap_or_default();
             let _ = last_merged.merge(&h);
-            let len = match list.len() {
-                0 => 0.0,
-                1 => list[0].t_s,
-                n => list[n - 1].t_s - list[n - 2].t_s,
-            };
+            let len = whole.map_or(0.0, |k| ends[k + 1] - ends[k]);
             let done = last.map_or(0, |iv| iv.counts.completed);
-            last_completed += done;
-            last_len = last_len.max(len);
+            let rate = if len > 0.0 { done as f64 / len } else { 0.0 };
+            rate_sum += rate;
             let name = if self.alive.get(i).copied().unwrap_or(false) { format!("{i}") } else { format!("{i} LOST") };
-            out.push_str(&row(&name, &c, if len > 0.0 { done as f64 / len } else { 0.0 }, &h, self.in_flight(i)));
+            out.push_str(&row(&name, &c, rate, &h, self.in_flight(i)));
         }
-        let rate = if last_len > 0.0 { last_completed as f64 / last_len } else { 0.0 };
-        out.push_str(&row("merged", &total, rate, &last_merged, self.in_flight.iter().sum()));
+        out.push_str(&row("merged", &total, rate_sum, &last_merged, self.in_flight.iter().sum()));
         match db {
             Some(d) => out.push_str(&format!(
                 "         db: {:.0} commits/s, {:.1} rollbacks/s, {} deadlock(s), {} lock wait(s) ({} advisory), {} connection(s), queues {}/{}/{}",
@@ -343,10 +372,19 @@ mod tests {
                 && rows[4].contains("3 lock wait(s)")
         );
         // The per-second series of both agents, merged by second.
-        let (timeline, merged) = live.timeline().expect("timeline");
-        assert_eq!(timeline.agents.len(), 2);
-        assert_eq!(timeline.merged.len(), 1);
-        assert_eq!((timeline.merged[0].completed, timeline.merged[0].in_flight), (2, 4));
-        assert_eq!(merged[0].1.count(), 2);
+        let series = live.timeline().expect("timeline");
+        assert_eq!(series.timeline.agents.len(), 2);
+        assert_eq!(series.timeline.merged.len(), 1);
+        assert_eq!((series.timeline.merged[0].completed, series.timeline.merged[0].in_flight), (2, 4));
+        assert_eq!(series.merged[0].1.count(), 2);
+        // A final interval of a few milliseconds folds into the one before.
+        let last = Progress { elapsed_ms: 1040, in_flight: 0, ..p.clone() };
+        live.progress(0, &last).expect("fold");
+        let series = live.timeline().expect("timeline");
+        let a0 = &series.timeline.agents[0];
+        assert_eq!(a0.len(), 1, "{a0:?}");
+        assert_eq!((a0[0].completed, a0[0].in_flight), (2, 0));
+        assert!((a0[0].orch_per_sec - 2.0 / 1.04).abs() < 1e-9, "{a0:?}");
+        assert_eq!(series.agents[0][0].1.count(), 2);
     }
 }

@@ -260,8 +260,13 @@ fn sweep_command(args: &Args, plan: &loadgen_coordinator::cli::SweepArgs) -> u8 
         eprintln!("coordinator: cannot write the summary: {e}");
     }
     let write_json = |w: &mut dyn Write| -> std::io::Result<()> {
-        serde_json::to_writer_pretty(&mut *w, &serde_json::json!({ "sweep": &sweep, "runs": &runs }))
-            .map_err(std::io::Error::other)?;
+        /// The sweep's JSON document (fields in this order).
+        #[derive(serde::Serialize)]
+        struct Doc<'a> {
+            sweep: &'a loadgen_common::result::SweepReport,
+            runs: &'a [loadgen_common::result::RunReport],
+        }
+        serde_json::to_writer_pretty(&mut *w, &Doc { sweep: &sweep, runs: &runs }).map_err(std::io::Error::other)?;
         writeln!(w)
     };
     let mut outputs: Vec<(std::path::PathBuf, bool)> = args.json.iter().map(|p| (p.clone(), false)).collect();
@@ -290,7 +295,8 @@ fn sweep_command(args: &Args, plan: &loadgen_coordinator::cli::SweepArgs) -> u8 
             eprintln!("HTML report: {}", path.display());
         }
     }
-    if sweep.knee.is_some() { EXIT_OK } else { EXIT_GATES_FAILED }
+    // 0 when some step met the SLO (knee found or not), 1 when none did.
+    if sweep.max_sustainable_orch_per_sec.is_some() { EXIT_OK } else { EXIT_GATES_FAILED }
 }
 
 fn render(outcome: &Outcome, out: &mut dyn Write) -> std::io::Result<()> {

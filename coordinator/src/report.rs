@@ -17,7 +17,8 @@ fn describe_config(p: &Profile) -> String {
     let load = match p.rate {
         None => format!("{} in flight", p.max_concurrent),
         Some(rate) => format!(
-            "open loop {rate}/s {} (at most {} in flight)",
+            "open loop {} {} (at most {} in flight)",
+            loadgen_common::config::format_rate(rate),
             p.arrival.as_str(),
             p.open_loop_cap().unwrap_or(p.max_concurrent)
         ),

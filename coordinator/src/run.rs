@@ -67,12 +67,26 @@ pub fn resolve_profile(args: &Args) -> Result<Profile, CoordinatorError> {
     Ok(profile.with_overrides(&args.overrides())?)
 }
 
+/// Refuse open-loop settings that would be silently ignored by a closed loop.
+pub fn check_open_loop_flags(args: &Args, open_loop: bool) -> Result<(), CoordinatorError> {
+    if !open_loop && args.arrival.is_some() {
+        return Err(CoordinatorError::Usage("--arrival needs --rate (it spaces open-loop starts)".into()));
+    }
+    if !open_loop && args.max_in_flight.is_some() {
+        return Err(CoordinatorError::Usage(
+            "--max-in-flight needs --rate (a closed loop keeps --max-concurrent in flight)".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Carry out the runs `args` describe. Returns their reports (gates included)
 /// or why they could not be carried out. Cancelling `shutdown` interrupts;
 /// everything brought up is taken down on every path.
 pub async fn run(args: &Args, shutdown: CancellationToken) -> Result<Outcome, CoordinatorError> {
     // Everything that can be checked before touching a database or agent.
     let profile = resolve_profile(args)?;
+    check_open_loop_flags(args, profile.rate.is_some())?;
     let runs = profile.expand()?;
     if args.completion_poll.is_zero() {
         return Err(CoordinatorError::Usage("--completion-poll must be positive".into()));
@@ -148,8 +162,9 @@ pub(crate) async fn run_once(
             loadgen_common::config::format_duration(profile.duration)
         ),
         Some(rate) => eprintln!(
-            "run {run_id} on schema {schema}: {} agent(s), open loop, {rate}/s {} arrivals, at most {} in flight ({split}), {} of load",
+            "run {run_id} on schema {schema}: {} agent(s), open loop, {} {} arrivals, at most {} in flight ({split}), {} of load",
             session.links.len(),
+            loadgen_common::config::format_rate(rate),
             profile.arrival.as_str(),
             in_flight_budget(profile),
             loadgen_common::config::format_duration(profile.duration)
@@ -251,27 +266,23 @@ pub(crate) async fn run_once(
     }
     let merged = Section::new(merged_counts, elapsed_max, &merged_hist);
     let spectrum = spectrum(merged_hist.headline());
-    let (timeline, merged_seconds) =
-        live.timeline().map_err(|e| CoordinatorError::Local(format!("time series: {e}")))?;
+    let series = live.timeline().map_err(|e| CoordinatorError::Local(format!("time series: {e}")))?;
+    let timeline = series.timeline;
     // Orchestrations completed by each database sample (for commits per orchestration over time).
     let mut db_timeline = db_timeline;
     for s in &mut db_timeline {
         s.completed = timeline.merged.iter().filter(|p| p.t_s <= s.t_s + 0.5).map(|p| p.completed).sum();
     }
     if let Some(dir) = &args.hlog_dir {
-        let per_agent: Vec<Vec<(f64, LatencyHistogram)>> = (0..live.agents())
-            .map(|i| {
-                live.intervals(i)
-                    .iter()
-                    .map(|iv| Ok((iv.t_s, LatencyHistogram::decode(&iv.headline)?)))
-                    .collect::<Result<Vec<_>, loadgen_common::histogram::HistogramError>>()
-            })
-            .collect::<Result<_, _>>()
-            .map_err(|e| CoordinatorError::Local(format!("interval histograms: {e}")))?;
+        // A failure here loses only the logs, not the run's result.
         let start = std::time::SystemTime::from(started_at);
-        let written = crate::hlog::write_run_logs(dir, &run_id, start, &merged_seconds, &per_agent)
-            .map_err(|e| CoordinatorError::Output { path: dir.display().to_string(), detail: e.to_string() })?;
-        eprintln!("interval logs: {}", written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+        match crate::hlog::write_run_logs(dir, &run_id, start, &series.merged, &series.agents) {
+            Ok(written) => eprintln!(
+                "interval logs: {}",
+                written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            ),
+            Err(e) => eprintln!("warning: cannot write interval logs to {}: {e}", dir.display()),
+        }
     }
     expectation.launched = merged.counts.launched;
     expectation.completed = Some(merged.counts.completed);
@@ -340,19 +351,23 @@ pub(crate) async fn run_once(
 /// Refuse, before anything starts, result files that cannot be written.
 pub fn check_outputs(args: &Args) -> Result<(), CoordinatorError> {
     let outputs = args.json.iter().filter(|p| p.as_os_str() != "-").map(|p| ("--json", p));
-    for (flag, path) in outputs.chain(args.report.iter().map(|p| ("--report", p))) {
+    let files = outputs.chain(args.report.iter().map(|p| ("--report", p)));
+    // --hlog-dir names the directory itself (a file in it is probed).
+    let probe_in = args.hlog_dir.as_ref().map(|d| d.join("run.hlog"));
+    for (flag, path) in files.chain(probe_in.iter().map(|p| ("--hlog-dir", p))) {
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        let shown = if flag == "--hlog-dir" { dir.display() } else { path.display() };
         if !dir.is_dir() {
             return Err(CoordinatorError::Usage(format!(
                 "{flag} {}: directory {} does not exist",
-                path.display(),
+                shown,
                 dir.display()
             )));
         }
         // Find out now, not after the run, that the result cannot be written.
         let probe = dir.join(format!(".loadgen-write-check-{}", std::process::id()));
         std::fs::File::create(&probe).map_err(|e| {
-            CoordinatorError::Usage(format!("{flag} {}: cannot write in {}: {e}", path.display(), dir.display()))
+            CoordinatorError::Usage(format!("{flag} {}: cannot write in {}: {e}", shown, dir.display()))
         })?;
         let _ = std::fs::remove_file(&probe);
     }

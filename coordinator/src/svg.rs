@@ -101,6 +101,8 @@ pub struct Chart {
     pub plot_height: f64,
     /// Fixed x ticks (position in data units, label); `None`: nice ticks.
     pub x_ticks: Option<Vec<(f64, String)>>,
+    /// An x range the axis must cover (so charts of one run share a time axis).
+    pub x_span: Option<(f64, f64)>,
     pub series: Vec<Series>,
     pub marks: Vec<Mark>,
     pub rules: Vec<Rule>,
@@ -116,6 +118,7 @@ impl Chart {
             y_label: y_label.to_string(),
             plot_height: 260.0,
             x_ticks: None,
+            x_span: None,
             series: Vec::new(),
             marks: Vec::new(),
             rules: Vec::new(),
@@ -137,7 +140,8 @@ impl Chart {
         let marks = self.marks.iter().map(|m| (m.x, m.y)).filter(finite);
         let all: Vec<(f64, f64)> = pts.chain(marks).collect();
         let fixed_x = self.x_ticks.as_ref().map(|t| t.iter().map(|&(x, _)| x).collect::<Vec<_>>());
-        let x_extra = fixed_x.clone().unwrap_or_default();
+        let mut x_extra = fixed_x.clone().unwrap_or_default();
+        x_extra.extend(self.x_span.iter().flat_map(|&(a, b)| [a, b]).filter(|x| x.is_finite()));
         let x_axis = Axis::fit(all.iter().map(|p| p.0).chain(x_extra), 10);
         let rules = self.rules.iter().map(|r| r.y).filter(|y| y.is_finite());
         // About one y tick per 45 units of height: 6 on a full chart, 3 on a compact one.

@@ -21,6 +21,23 @@ pub async fn sweep(
     plan: &SweepArgs,
     shutdown: CancellationToken,
 ) -> Result<(SweepReport, Vec<RunReport>), CoordinatorError> {
+    // Flags the sweep sets per step would be silently overridden.
+    if args.duration.is_some() {
+        return Err(CoordinatorError::Usage("a sweep's steps last --step-duration, not --duration".into()));
+    }
+    match plan.mode {
+        SweepMode::Rate if args.rate.is_some() => {
+            return Err(CoordinatorError::Usage("a rate sweep sets the rate per step: give --steps or --start".into()));
+        }
+        SweepMode::Budget if args.max_concurrent.is_some() || args.rate.is_some() => {
+            return Err(CoordinatorError::Usage(
+                "a budget sweep sets --max-concurrent per step and runs closed loop: drop --max-concurrent/--rate"
+                    .into(),
+            ));
+        }
+        _ => {}
+    }
+    crate::run::check_open_loop_flags(args, plan.mode == SweepMode::Rate)?;
     let mut profile = resolve_profile(args)?;
     if plan.step_duration.is_zero() {
         return Err(CoordinatorError::Usage("--step-duration must be positive".into()));
@@ -114,7 +131,10 @@ async fn execute(
             break;
         }
     }
-    let knee = knee(&out);
+    // Every step met the SLO and throughput kept growing: the limit lies
+    // beyond the last step, so there is no knee yet.
+    let limit_found = out.iter().any(|s| !s.within_slo) || stop_reason.starts_with("throughput stopped");
+    let knee = if limit_found { knee(&out) } else { None };
     let max_sustainable = out.iter().filter(|s| s.within_slo).map(|s| s.achieved_orch_per_sec).reduce(f64::max);
     let environment = runs.last().map(|r| r.environment.clone()).unwrap_or_default();
     let mut report = SweepReport {
@@ -232,13 +252,21 @@ fn recommend(s: &SweepReport, runs: &[RunReport]) -> Vec<String> {
     let p = &s.profile;
     let mut out = Vec::new();
     let Some(k) = s.knee else {
-        out.push(format!(
-            "No step met p99 <= {:.0} ms: start lower (--start or --steps), or relax the SLO. First step: {}.",
-            s.slo_p99_ms,
-            s.steps
-                .first()
-                .map_or("none".into(), |f| format!("{:.1} orch/s at p99 {:.0} ms", f.achieved_orch_per_sec, f.p99_ms))
-        ));
+        match (s.max_sustainable_orch_per_sec, s.steps.last()) {
+            (Some(best), Some(last)) => out.push(format!(
+                "The limit was not reached: every step met p99 <= {:.0} ms and throughput kept growing, up to {best:.1} orch/s (last step p99 {:.0} ms). The capacity is higher: sweep on from there (e.g. --start {} with more steps).",
+                s.slo_p99_ms,
+                last.p99_ms,
+                if s.mode == "rate" { format!("{}/s", last.offered) } else { format!("{}", last.offered) }
+            )),
+            _ => out.push(format!(
+                "No step met p99 <= {:.0} ms: start lower (--start or --steps), or relax the SLO. First step: {}.",
+                s.slo_p99_ms,
+                s.steps
+                    .first()
+                    .map_or("none".into(), |f| format!("{:.1} orch/s at p99 {:.0} ms", f.achieved_orch_per_sec, f.p99_ms))
+            )),
+        }
         return out;
     };
     let ks = &s.steps[k];
@@ -367,9 +395,10 @@ pub fn render(s: &SweepReport, w: &mut dyn std::io::Write) -> std::io::Result<()
     )?;
     writeln!(w)?;
     writeln!(w, "Stop: {}.", s.stop_reason)?;
-    match s.max_sustainable_orch_per_sec {
-        Some(x) => writeln!(w, "Highest throughput within the SLO: {x:.1} orch/s.")?,
-        None => writeln!(w, "No step met the SLO.")?,
+    match (s.max_sustainable_orch_per_sec, s.knee) {
+        (Some(x), Some(k)) => writeln!(w, "Knee: step {}. Highest throughput within the SLO: {x:.1} orch/s.", k + 1)?,
+        (Some(x), None) => writeln!(w, "No knee yet: every step met the SLO (at least {x:.1} orch/s).")?,
+        (None, _) => writeln!(w, "No step met the SLO.")?,
     }
     writeln!(w, "Recommendation:")?;
     for line in &s.recommendation {
@@ -404,6 +433,27 @@ mod tests {
         assert_eq!(knee(&[step(10.0, 100.0, true), step(20.0, 150.0, true), step(20.1, 160.0, true)]), Some(1));
         assert_eq!(knee(&[step(10.0, 900.0, false)]), None);
         assert_eq!(knee(&[]), None);
+    }
+
+    #[test]
+    fn a_sweep_that_never_broke_says_the_limit_was_not_reached() {
+        let s = SweepReport {
+            mode: "rate".into(),
+            slo_p99_ms: 500.0,
+            steps: vec![
+                SweepStep { offered: 10.0, ..step(10.0, 100.0, true) },
+                SweepStep { offered: 20.0, ..step(20.0, 120.0, true) },
+            ],
+            knee: None,
+            max_sustainable_orch_per_sec: Some(20.0),
+            ..Default::default()
+        };
+        let advice = recommend(&s, &[]);
+        assert_eq!(advice.len(), 1, "{advice:?}");
+        assert!(advice[0].starts_with("The limit was not reached") && advice[0].contains("--start 20/s"), "{advice:?}");
+        let mut text = Vec::new();
+        render(&s, &mut text).expect("render");
+        assert!(String::from_utf8_lossy(&text).contains("No knee yet: every step met the SLO (at least 20.0 orch/s)"));
     }
 
     #[test]

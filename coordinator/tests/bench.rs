@@ -71,7 +71,8 @@ async fn the_coordinator_follows_synthetic_agents_and_merges_their_figures() {
     .await
     .expect("follow");
     // The per-second series: every agent's intervals, merged exactly by second.
-    let (timeline, merged) = live.timeline().expect("timeline");
+    let series = live.timeline().expect("timeline");
+    let (timeline, merged) = (series.timeline, series.merged);
     assert_eq!(timeline.agents.len(), links.len());
     assert_eq!(timeline.merged.iter().map(|p| p.completed).sum::<u64>(), 150 * links.len() as u64);
     assert_eq!(merged.iter().map(|(_, h)| h.count()).sum::<u64>(), 150 * links.len() as u64);

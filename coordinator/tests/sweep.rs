@@ -56,6 +56,12 @@ fn sweep_input_is_checked() {
         (&["sweep", "--local", "1", "--slo-p99", "1s", "--mode", "budget", "--steps", "5,x"], "budget step"),
         (&["sweep", "--local", "1", "--slo-p99", "1s", "--factor", "1"], "--factor"),
         (&["sweep", "--local", "1", "--slo-p99", "1s", "--json", "/nonexistent/dir/x.json"], "does not exist"),
+        (&["sweep", "--local", "1", "--slo-p99", "1s", "--duration", "3s"], "--step-duration"),
+        (&["sweep", "--local", "1", "--slo-p99", "1s", "--rate", "10/s"], "sets the rate per step"),
+        (
+            &["sweep", "--local", "1", "--slo-p99", "1s", "--mode", "budget", "--arrival", "poisson"],
+            "--arrival needs --rate",
+        ),
     ] {
         let out = coordinator(tmp.path()).args(args).output().expect("coordinator");
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", show(&out));

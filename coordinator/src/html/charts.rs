@@ -16,6 +16,19 @@ pub(super) fn agent_label(r: &RunReport, i: usize) -> String {
     }
 }
 
+/// The time range every chart over time of one run covers: from the start
+/// (or the first database sample before it) to the last point of either.
+pub(super) fn time_span(r: &RunReport) -> (f64, f64) {
+    let ts = r.timeline.merged.iter().map(|p| p.t_s).chain(r.db_timeline.iter().map(|s| s.t_s));
+    ts.fold((0.0f64, 0.0f64), |(lo, hi), t| (lo.min(t), hi.max(t)))
+}
+
+/// The chart, its time axis covering `span`.
+pub(super) fn spanning(mut c: Chart, span: (f64, f64)) -> Chart {
+    c.x_span = Some(span);
+    c
+}
+
 pub(super) fn time_series(points: &[TimePoint], f: impl Fn(&TimePoint) -> f64) -> Vec<(f64, f64)> {
     points.iter().map(|p| (p.t_s, f(p))).collect()
 }
@@ -38,9 +51,10 @@ pub(super) fn throughput_chart(r: &RunReport, name: &str) -> Chart {
 pub(super) fn latency_chart(r: &RunReport) -> Chart {
     let mut c = Chart::new("latency", "Latency over time", "time since start (s)", "latency (ms)");
     let m = &r.timeline.merged;
-    c.series.push(Series::line("merged p50", COLOR_P50, latency_series(m, |p| p.p50_ms)));
-    c.series.push(Series::line("merged p99", COLOR_MERGED, latency_series(m, |p| p.p99_ms)));
+    // Max first, so p99 (often equal to it in a second with few samples) is drawn on top.
     c.series.push(Series::line("merged max", COLOR_MAX, latency_series(m, |p| p.max_ms)));
+    c.series.push(Series::line("merged p99", COLOR_MERGED, latency_series(m, |p| p.p99_ms)));
+    c.series.push(Series::line("merged p50", COLOR_P50, latency_series(m, |p| p.p50_ms)));
     for (i, points) in r.timeline.agents.iter().enumerate() {
         let label = format!("{} p99", agent_label(r, i));
         c.series.push(Series::line(label, PALETTE[i % PALETTE.len()], latency_series(points, |p| p.p99_ms)).dashed());

@@ -59,6 +59,7 @@ table{border-collapse:collapse;background:#fff;margin:6px 0 10px;font-size:13px}
 th,td{border:1px solid #dde1e7;padding:3px 7px;white-space:nowrap}th{background:#eef1f5;text-align:left}
 .scroll{max-width:100%;overflow-x:auto}table.data th{white-space:normal;vertical-align:bottom}
 table.data td{text-align:right;font-variant-numeric:tabular-nums}table.data td.t{text-align:left}
+td.t{white-space:normal;overflow-wrap:anywhere;max-width:44em}
 table.kv th{font-weight:600;min-width:180px}
 tr.bad td{background:#fdecea}tr.hl td{background:#fdf1f8}tr.merged td{font-weight:700}
 .cols{display:flex;gap:24px;flex-wrap:wrap;align-items:flex-start}

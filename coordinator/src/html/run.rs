@@ -55,14 +55,25 @@ pub fn render_run(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
 
     writeln!(w, "<h2>Over time</h2>")?;
     let definition = if r.merged.intended_latency.is_some() { "from intended start" } else { "from start call" };
-    figure(w, "Throughput", "completions per second, merged and per agent", &throughput_chart(r, "throughput"))?;
-    figure(w, "Latency", &format!("per second, {definition}"), &latency_chart(r))?;
+    let span = time_span(r);
+    figure(
+        w,
+        "Throughput",
+        "completions per second, merged and per agent",
+        &spanning(throughput_chart(r, "throughput"), span),
+    )?;
+    figure(w, "Latency", &format!("per second, {definition}"), &spanning(latency_chart(r), span))?;
     figure(w, "Latency percentile spectrum", &format!("whole run, merged, {definition}"), &spectrum_chart(r))?;
     let db = &r.db_timeline;
-    figure(w, "Database transactions", "commits and rollbacks per second; red: deadlocks", &db_commits_chart(db))?;
-    figure(w, "Database connections", "by state (pg_stat_activity)", &db_connections_chart(db))?;
-    figure(w, "Lock waits", "backends waiting on a lock at each sample", &db_locks_chart(db))?;
-    figure(w, "Queue depths", "duroxide-pg queues at each sample", &db_queues_chart(db))?;
+    figure(
+        w,
+        "Database transactions",
+        "commits and rollbacks per second; red: deadlocks",
+        &spanning(db_commits_chart(db), span),
+    )?;
+    figure(w, "Database connections", "by state (pg_stat_activity)", &spanning(db_connections_chart(db), span))?;
+    figure(w, "Lock waits", "backends waiting on a lock at each sample", &spanning(db_locks_chart(db), span))?;
+    figure(w, "Queue depths", "duroxide-pg queues at each sample", &spanning(db_queues_chart(db), span))?;
     page_end(w)
 }
 
