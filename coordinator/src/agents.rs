@@ -231,11 +231,8 @@ pub async fn discover(
             let (target, result) = joined.map_err(|e| CoordinatorError::Local(e.to_string()))?;
             match result {
                 Ok(link) => {
-                    check(std::slice::from_ref(&link)).or_else(|e| match &e {
-                        // A busy agent may be finishing another coordinator's run.
-                        CoordinatorError::Agent { detail, .. } if detail.starts_with("is busy") => Ok(()),
-                        _ => Err(e),
-                    })?;
+                    compatible(&link)?;
+                    // A busy agent may be finishing another coordinator's run: wait for it.
                     if link.hello.state != "idle" {
                         pending.push(format!("{} busy ({})", target.label, link.hello.state));
                         continue;
@@ -310,31 +307,39 @@ pub async fn discover(
     }
 }
 
+/// Refuse an agent that can never take part in a run with this coordinator
+/// (another protocol revision or duroxide-pg version): waiting cannot cure it.
+fn compatible(l: &AgentLink) -> Result<(), CoordinatorError> {
+    let h = &l.hello;
+    if h.protocol_version != proto::PROTOCOL_VERSION {
+        return Err(CoordinatorError::agent(
+            &l.address,
+            format!(
+                "speaks protocol revision {}, this coordinator speaks {}",
+                h.protocol_version,
+                proto::PROTOCOL_VERSION
+            ),
+        ));
+    }
+    if h.duroxide_pg_version != loadgen_common::DUROXIDE_PG_VERSION {
+        return Err(CoordinatorError::agent(
+            &l.address,
+            format!(
+                "runs duroxide-pg {}, this coordinator {}; every runtime on a schema must run the same version",
+                h.duroxide_pg_version,
+                loadgen_common::DUROXIDE_PG_VERSION
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Refuse agents that cannot take part in one run.
 pub fn check(links: &[AgentLink]) -> Result<(), CoordinatorError> {
     let mut processes = HashSet::new();
     for l in links {
+        compatible(l)?;
         let h = &l.hello;
-        if h.protocol_version != proto::PROTOCOL_VERSION {
-            return Err(CoordinatorError::agent(
-                &l.address,
-                format!(
-                    "speaks protocol revision {}, this coordinator speaks {}",
-                    h.protocol_version,
-                    proto::PROTOCOL_VERSION
-                ),
-            ));
-        }
-        if h.duroxide_pg_version != loadgen_common::DUROXIDE_PG_VERSION {
-            return Err(CoordinatorError::agent(
-                &l.address,
-                format!(
-                    "runs duroxide-pg {}, this coordinator {}; every runtime on a schema must run the same version",
-                    h.duroxide_pg_version,
-                    loadgen_common::DUROXIDE_PG_VERSION
-                ),
-            ));
-        }
         if h.state != "idle" {
             return Err(CoordinatorError::agent(
                 &l.address,

@@ -67,23 +67,15 @@ pub fn write_run_logs(
     merged: &[(f64, LatencyHistogram)],
     agents: &[Vec<(f64, LatencyHistogram)>],
 ) -> io::Result<Vec<PathBuf>> {
-    let to_intervals = |series: &[(f64, LatencyHistogram)]| -> Vec<(f64, f64, LatencyHistogram)> {
-        let mut prev = 0.0;
-        series
-            .iter()
-            .map(|(end, h)| {
-                let len = end - prev;
-                prev = *end;
-                (*end, len, h.clone())
-            })
-            .collect()
-    };
     let mut written = Vec::new();
     let mut one = |name: String, what: String, series: &[(f64, LatencyHistogram)]| -> io::Result<()> {
         let path = dir.join(name);
-        let ivs = to_intervals(series);
-        let refs: Vec<LogInterval<'_>> =
-            ivs.iter().map(|(end, len, h)| LogInterval { end_s: *end, length_s: *len, histogram: h }).collect();
+        let ends = std::iter::once(0.0).chain(series.iter().map(|(end, _)| *end));
+        let refs: Vec<LogInterval<'_>> = series
+            .iter()
+            .zip(ends)
+            .map(|((end, h), prev)| LogInterval { end_s: *end, length_s: end - prev, histogram: h })
+            .collect();
         let mut f = io::BufWriter::new(std::fs::File::create(&path)?);
         write_log(&mut f, start, &what, &refs)?;
         f.flush()?;

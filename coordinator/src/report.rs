@@ -213,7 +213,7 @@ pub fn render_text(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
             r.merged.orch_per_sec,
             c.p99_change_pct,
             fmt_ms(c.baseline_p99_us),
-            fmt_ms(r.merged.e2e_latency.p99_us),
+            fmt_ms(r.merged.headline_latency().p99_us),
             if c.regressed { ": REGRESSION" } else { "" }
         )?;
         if !c.config_differences.is_empty() {

@@ -97,9 +97,10 @@ async fn execute(
             if step.within_slo { " (within the SLO)" } else { " (SLO broken)" }
         );
         let previous = out.last().map(|s: &SweepStep| s.achieved_orch_per_sec);
+        let degraded = degraded(&step, &report, slo_ms);
         out.push(step.clone());
         runs.push(report);
-        if let Some(why) = degraded(&step, slo_ms) {
+        if let Some(why) = degraded {
             stop_reason = format!("stopped early at step {}: the database degraded badly ({why})", i + 1);
             break;
         }
@@ -218,15 +219,16 @@ pub fn summarize(r: &RunReport, offered: f64, slo_ms: f64) -> SweepStep {
 }
 
 /// Why a step shows the database degrading badly (stop at once), if it does.
-fn degraded(s: &SweepStep, slo_ms: f64) -> Option<String> {
+fn degraded(s: &SweepStep, r: &RunReport, slo_ms: f64) -> Option<String> {
     if s.failed > 0 {
         return Some(format!("{} orchestrations failed, did not start or did not finish", s.failed));
     }
     if s.p99_ms > 10.0 * slo_ms {
         return Some(format!("p99 {:.0} ms is more than ten times the SLO", s.p99_ms));
     }
-    if s.commits_per_sec > 0.0 && s.rollbacks as f64 > 0.1 * s.commits_per_sec * 1.0 && s.rollbacks > 100 {
-        return Some(format!("{} rollbacks", s.rollbacks));
+    let commits = r.db_load.commits;
+    if s.rollbacks > 100 && s.rollbacks * 10 > commits {
+        return Some(format!("{} rollbacks against {commits} commits", s.rollbacks));
     }
     None
 }
