@@ -5,14 +5,17 @@
 //! with the run's scenario registered, keeps its slice of orchestrations in
 //! flight, and streams progress and its latency histograms back.
 //!
-//! - [`service`]: the gRPC service and the agent's run state machine;
-//! - [`driver`]: the closed-loop load driver;
+//! - [`service`]: the gRPC handlers (thin: convert, call [`session`], map errors);
+//! - [`wire`]: a `PrepareRequest` into the domain [`plan::RunSpec`];
+//! - [`session`]: the agent's one run at a time (prepare, run, release);
+//! - [`plan`]: what a run asks of this agent (workload, runtimes, load model);
+//! - [`driver`]: the load driver (closed and open loop, hooks, completions);
 //! - [`tracker`]: the batched completion query;
 //! - [`lease`]: the coordinator's heartbeat lease on a running agent;
 //! - [`metrics`]: provider errors counted from duroxide's metrics;
 //! - [`runtimes`]: starting and stopping the duroxide runtimes;
 //! - [`relay`]: the TCP relay that adds an artificial database latency;
-//! - [`scenario`]: the registered workloads (one file each);
+//! - [`scenario`]: the scenario library (one file each, one registry line);
 //! - [`synthetic`]: database-free agents for measuring the coordinator's fan-in;
 //! - [`error`]: the agent's errors and their gRPC mapping.
 
@@ -28,14 +31,17 @@ pub mod driver;
 pub mod error;
 pub mod lease;
 pub mod metrics;
+pub mod plan;
 pub mod relay;
 pub mod runtimes;
 pub mod scenario;
 pub mod service;
+pub mod session;
 pub mod synthetic;
 pub mod tracker;
+pub mod wire;
 
-pub use service::Agent;
+pub use session::Agent;
 
 /// Settings of one agent process.
 #[derive(Clone)]

@@ -6,18 +6,17 @@
 //! applied the migrations once.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use duroxide::runtime::Runtime;
 use duroxide::runtime::observability::ObservabilityConfig;
 use duroxide::{Client, RuntimeOptions};
 use duroxide_pg::{MigrationPolicy, PostgresProvider, ProviderConfig};
-use loadgen_common::proto;
 use loadgen_common::secret;
 
 use crate::error::AgentError;
-use crate::scenario::Scenario;
+use crate::plan::RuntimeSpec;
+use crate::scenario::ActivityCounters;
 
 /// How long each runtime may take to finish in-flight work on shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -48,14 +47,13 @@ async fn connect(url: &str, schema: &str) -> Result<PostgresProvider, AgentError
 
 impl Runtimes {
     /// Connect to `schema`, verify it, and start `settings.runtimes` runtimes
-    /// with the scenario registered on each.
+    /// with every scenario registered on each.
     pub async fn start(
         url: &str,
         schema: &str,
         node_prefix: &str,
-        settings: &proto::RuntimeSettings,
-        scenario: &dyn Scenario,
-        executed: Arc<AtomicU64>,
+        settings: &RuntimeSpec,
+        counters: Arc<ActivityCounters>,
     ) -> Result<Self, AgentError> {
         let client_provider = Arc::new(connect(url, schema).await?);
         let client = Arc::new(Client::new(client_provider.clone()));
@@ -69,16 +67,14 @@ impl Runtimes {
                     return Err(e);
                 }
             };
-            let (activities, orchestrations) = scenario.registries(executed.clone());
+            let (activities, orchestrations) = crate::scenario::registries(Arc::clone(&counters));
             let defaults = RuntimeOptions::default();
-            let lock = |ms: u64, default: Duration| if ms == 0 { default } else { Duration::from_millis(ms) };
             let options = RuntimeOptions {
-                orchestrator_lock_timeout: lock(
-                    settings.orchestrator_lock_timeout_ms,
-                    defaults.orchestrator_lock_timeout,
-                ),
-                worker_lock_timeout: lock(settings.worker_lock_timeout_ms, defaults.worker_lock_timeout),
-                dispatcher_min_poll_interval: Duration::from_millis(settings.poll_interval_ms),
+                orchestrator_lock_timeout: settings
+                    .orchestrator_lock_timeout
+                    .unwrap_or(defaults.orchestrator_lock_timeout),
+                worker_lock_timeout: settings.worker_lock_timeout.unwrap_or(defaults.worker_lock_timeout),
+                dispatcher_min_poll_interval: settings.poll_interval,
                 orchestration_concurrency: settings.orchestration_concurrency as usize,
                 worker_concurrency: settings.worker_concurrency as usize,
                 worker_node_id: Some(format!("{node_prefix}-r{r}")),

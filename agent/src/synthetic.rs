@@ -10,7 +10,7 @@ use std::time::Duration;
 use loadgen_common::histogram::LatencyHistogram;
 use loadgen_common::proto::agent_server::Agent as AgentRpc;
 use loadgen_common::proto::{self, RunEvent, run_control::Control, run_event};
-use loadgen_common::result::Counts;
+use loadgen_common::tally::{Counts, Finish, Interval, Tally};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -56,19 +56,25 @@ impl AgentRpc for Synthetic {
             duroxide_pg_version: loadgen_common::DUROXIDE_PG_VERSION.into(),
             hostname: format!("synthetic-{}", self.index),
             pid: std::process::id() * 1000 + self.index,
-            state: "idle".into(),
+            state: proto::AgentState::Idle as i32,
             pool_max: 10,
         }))
     }
 
     async fn prepare(&self, req: Request<proto::PrepareRequest>) -> Result<Response<proto::PrepareReply>, Status> {
         let req = req.into_inner();
-        let tasks = req.scenario.as_ref().map_or(1, |s| s.tasks_per_instance);
+        // Understand the workload as a real agent would.
+        let spec = crate::plan::RunSpec::try_from(req.clone())?;
+        let w = &spec.workload;
+        let ctx = crate::scenario::Context {
+            run_id: spec.run_id.clone(),
+            seed: w.seed,
+            agent: spec.agent_index,
+            agents: spec.agent_count,
+        };
+        let built = crate::scenario::build(&w.scenario, &w.options, &ctx).map_err(crate::error::AgentError::from)?;
         *self.prepared.lock().unwrap_or_else(|p| p.into_inner()) = Some(req);
-        Ok(Response::new(proto::PrepareReply {
-            expected_output: format!("fanout:{tasks}"),
-            activities_per_instance: u64::from(tasks),
-        }))
+        Ok(Response::new(proto::PrepareReply { workload: built.describe(w.seed) }))
     }
 
     type RunStream = ReceiverStream<Result<RunEvent, Status>>;
@@ -91,44 +97,36 @@ impl AgentRpc for Synthetic {
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(start.start_delay_ms)).await;
             let seconds = duration.as_secs().max(1);
-            let mut total = LatencyHistogram::new();
-            let mut totals = Counts::default();
             for second in 1..=seconds {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 let h = interval_histogram(index * 1_000_003 + second, COMPLETIONS_PER_SECOND);
-                let _ = total.merge(&h);
-                let interval = Counts {
-                    launched: COMPLETIONS_PER_SECOND,
-                    completed: COMPLETIONS_PER_SECOND,
-                    activities: COMPLETIONS_PER_SECOND * 5,
-                    status_queries: 20,
+                let mut tally = Tally {
+                    counts: Counts {
+                        launched: COMPLETIONS_PER_SECOND,
+                        completed: COMPLETIONS_PER_SECOND,
+                        activities: COMPLETIONS_PER_SECOND * 5,
+                        ..Default::default()
+                    },
                     ..Default::default()
                 };
-                totals.add(&interval);
-                let p = proto::Progress {
+                tally.hist.observed = h.clone();
+                tally.hist.e2e = h;
+                let interval = Interval {
                     seq: second,
                     elapsed_ms: second * 1000,
-                    interval: Some((&interval).into()),
                     in_flight: 20,
-                    e2e_latency: h.encode(),
-                    start_latency: Vec::new(),
-                    observed_latency: h.encode(),
                     rss_bytes: loadgen_common::process::rss_bytes(),
-                    intended_latency: Vec::new(),
+                    scenarios: [("fanout".to_string(), tally)].into(),
+                    status_queries: 20,
+                    status_query_errors: 0,
                 };
+                let p = loadgen_common::wire::encode_interval(&interval);
                 if tx.send(Ok(RunEvent { event: Some(run_event::Event::Progress(p)) })).await.is_err() {
                     return;
                 }
             }
-            let result = proto::AgentResult {
-                totals: Some((&totals).into()),
-                elapsed_ms: seconds * 1000,
-                e2e_latency: total.encode(),
-                start_latency: Vec::new(),
-                observed_latency: total.encode(),
-                provider_errors: Default::default(),
-                intended_latency: Vec::new(),
-            };
+            let finish = Finish { elapsed_ms: seconds * 1000, progress_messages: seconds, ..Default::default() };
+            let result = proto::AgentResult::from(&finish);
             let _ = tx.send(Ok(RunEvent { event: Some(run_event::Event::Result(result)) })).await;
         });
         Ok(Response::new(ReceiverStream::new(rx)))

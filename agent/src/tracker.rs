@@ -78,32 +78,9 @@ impl Tracker {
     }
 }
 
-/// Failure category from the stored display message, used only when the
-/// typed look-up through the client fails. Mirrors duroxide's
-/// `ErrorDetails::display_message` prefixes.
-pub fn category_from_output(output: &str) -> &'static str {
-    if output.starts_with("infrastructure:") {
-        "infrastructure"
-    } else if output.starts_with("poison:") {
-        "poison"
-    } else if output.starts_with("nondeterministic") {
-        "configuration"
-    } else {
-        "application"
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn categories_from_display_messages() {
-        assert_eq!(category_from_output("infrastructure:ack: pool timed out"), "infrastructure");
-        assert_eq!(category_from_output("poison: orchestration x exceeded 11 attempts (max 10)"), "poison");
-        assert_eq!(category_from_output("nondeterministic: history mismatch"), "configuration");
-        assert_eq!(category_from_output("2 of 5 tasks failed"), "application");
-    }
 
     #[test]
     fn query_is_scoped_to_the_schema() {

@@ -1,36 +1,31 @@
-//! Shared library of the duroxide-pg load generator.
+//! What the coordinator and the agents must agree on, so the two binaries
+//! cannot drift apart, and nothing else:
 //!
-//! Everything the coordinator and the agents must agree on lives here, so that
-//! the two binaries cannot drift apart:
-//!
+//! - [`proto`]: the generated gRPC code (the only module that includes it)
+//!   and the protocol revision;
+//! - [`wire`]: measurements to and from the wire (histograms encoded and
+//!   decoded here only);
+//! - [`tally`]: counts, latency histograms and per-scenario tallies;
+//! - [`histogram`]: the latency histogram with its fixed bounds and exact merge;
+//! - [`units`]: durations, rates and sizes as people type them;
 //! - [`auth`]: the shared agent token (client and server interceptors);
-//! - [`proto`]: the generated gRPC code (the only module that includes it) and
-//!   the protocol version;
-//! - [`config`]: run configuration, named profiles (TOML data) and duration parsing;
 //! - [`dburl`]: the parts of a database URL the tool needs (host, port, socket);
-//! - [`histogram`]: the latency histogram with its fixed bounds, wire codec and exact merge;
-//! - [`apportion`]: largest-remainder splitting of a cluster-wide budget;
-//! - [`result`]: the result model (counts, latency summaries, per-agent and merged results);
-//! - [`schema`]: run ids, schema names and identifier validation;
+//! - [`schema`]: run ids, schema names, instance ids and identifier validation;
 //! - [`secret`]: masking of passwords in database URLs;
-//! - [`embedded_pg`]: the throwaway Postgres started from the installed server binaries;
 //! - [`process`]: the few process-level calls (signals, parent-death) that need `libc`;
-//! - [`startup`]: logging set-up and the shutdown signal both binaries use;
-//! - [`stress_factory`]: `PostgresStressFactory`, duroxide's own stress module on the same setup.
+//! - [`startup`]: logging set-up and the shutdown signal both binaries use.
 
-pub mod apportion;
 pub mod auth;
-pub mod config;
 pub mod dburl;
-pub mod embedded_pg;
 pub mod histogram;
 pub mod process;
 pub mod proto;
-pub mod result;
 pub mod schema;
 pub mod secret;
 pub mod startup;
-pub mod stress_factory;
+pub mod tally;
+pub mod units;
+pub mod wire;
 
 /// Version of this load generator (both binaries share it).
 pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");

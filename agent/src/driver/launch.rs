@@ -1,0 +1,218 @@
+//! Starting instances and acting on them: start calls, the scenario's hooks
+//! (raise an event, cancel) and its background messages. Every client call
+//! runs as its own bounded task and reports back over a channel, so a slow
+//! call never delays completion tracking or progress.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use duroxide::Client;
+use loadgen_common::schema::instance_id;
+use loadgen_common::tally::LATE_AFTER_MS;
+use tokio::time::Instant;
+
+use super::{Driver, Flight, Issued};
+use crate::scenario::{Action, At, Facts, Message, Outcome, Start};
+
+/// Bound on one start call; past it the slot is freed and a start error counted.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on one hook or background call.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pause after a failed start before the slot is refilled, so a database
+/// outage does not turn into a hot loop of failing start calls.
+pub const START_RETRY_BACKOFF: Duration = Duration::from_millis(200);
+
+/// A start call's result.
+#[derive(Debug)]
+pub struct Launched {
+    pub id: String,
+    pub start: Start,
+    pub outcome: Outcome,
+    pub issued: Issued,
+    /// Open loop: when the start was due.
+    pub intended: Option<Issued>,
+    pub took: Duration,
+    pub result: Result<(), String>,
+    /// Counted and followed by this agent (false: a setup start of another's).
+    pub tracked: bool,
+}
+
+/// A hook's or background message's result.
+#[derive(Debug)]
+pub struct Acted {
+    pub scenario: &'static str,
+    pub fact: String,
+    pub ok: bool,
+    /// The background message it was (to tell the sender).
+    pub message: Option<Message>,
+}
+
+/// Perform `action` on `instance`.
+pub async fn act(client: &Client, instance: &str, action: &Action) -> Result<(), String> {
+    let call = async {
+        match action {
+            Action::Enqueue { queue, data } => {
+                let ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+                client.enqueue_event(instance, *queue, format!("{ms}|{data}")).await
+            }
+            Action::Cancel { reason } => client.cancel_instance(instance, reason.as_str()).await,
+        }
+    };
+    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("call took longer than {CALL_TIMEOUT:?}")),
+    }
+}
+
+impl<S> Driver<S> {
+    /// Orchestrations in flight or being started.
+    pub(super) fn occupied(&self) -> u64 {
+        self.in_flight.len() as u64 + self.pending_starts
+    }
+
+    /// True while this agent may start another instance.
+    fn may_start(&self) -> bool {
+        self.deps.workload.has_instances() && self.plan.iterations.is_none_or(|n| self.next_seq < n)
+    }
+
+    /// Closed loop: start orchestrations until the slice is full (never after
+    /// the deadline, never while backing off after a failed start).
+    pub(super) fn fill(&mut self, draining: bool) {
+        let crate::plan::Load::Closed { concurrency } = self.plan.load else { return };
+        if draining || self.retry_at.is_some() {
+            return;
+        }
+        while self.occupied() < concurrency && self.may_start() {
+            self.launch_next(None);
+        }
+    }
+
+    /// Open loop: issue every start that is due (late ones counted, ones over
+    /// the in-flight cap dropped), then schedule the next. No start is due at
+    /// or after the deadline.
+    pub(super) fn on_due(&mut self, deadline: Instant) {
+        let crate::plan::Load::Open(open) = &self.plan.load else { return };
+        let cap = open.max_in_flight;
+        let now = Instant::now();
+        while let Some(due) = self.next_due {
+            if due > now {
+                break;
+            }
+            if due >= deadline || !self.may_start() {
+                self.next_due = None;
+                break;
+            }
+            let scenario = self.deps.workload.scenario_of(At { agent: self.plan.agent_index, seq: self.next_seq });
+            if self.occupied() >= cap {
+                self.next_seq += 1;
+                self.tallies.count(scenario, 1, |c| &mut c.dropped);
+            } else {
+                if now.saturating_duration_since(due) > Duration::from_millis(LATE_AFTER_MS) {
+                    self.tallies.count(scenario, 1, |c| &mut c.late);
+                }
+                let wall = self.wall0 + due.saturating_duration_since(self.t0);
+                self.launch_next(Some(Issued { at: due, wall }));
+            }
+            let gap = self.schedule.as_mut().map_or(Duration::from_secs(1), crate::plan::Schedule::gap);
+            self.next_due = Some(due + gap);
+        }
+    }
+
+    /// Start the next instance of the scenario.
+    fn launch_next(&mut self, intended: Option<Issued>) {
+        let at = At { agent: self.plan.agent_index, seq: self.next_seq };
+        self.next_seq += 1;
+        let start = self.deps.workload.start(at);
+        let outcome = self.deps.workload.expect(at, &Facts::new()).outcome;
+        let id = instance_id(&self.plan.run_id, at.agent, at.seq);
+        self.launch(id, start, outcome, intended, true);
+    }
+
+    /// Start `start` as instance `id`, as its own task.
+    pub(super) fn launch(&mut self, id: String, start: Start, outcome: Outcome, intended: Option<Issued>, tracked: bool) {
+        self.pending_starts += 1;
+        let client = Arc::clone(&self.deps.client);
+        let tx = self.launch_tx.clone();
+        tokio::spawn(async move {
+            let issued = Issued { at: Instant::now(), wall: SystemTime::now() };
+            let call = client.start_orchestration(id.as_str(), start.orchestration, start.input.as_str());
+            let result = match tokio::time::timeout(START_TIMEOUT, call).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("start call took longer than {START_TIMEOUT:?}")),
+            };
+            // The driver may be gone (run ended); nothing to report then.
+            let _ = tx.send(Launched { id, start, outcome, issued, intended, took: issued.at.elapsed(), result, tracked });
+        });
+    }
+
+    pub(super) fn on_launch(&mut self, l: Launched, draining: bool) {
+        self.pending_starts = self.pending_starts.saturating_sub(1);
+        if !l.tracked {
+            if let Err(e) = &l.result {
+                tracing::warn!(instance = %l.id, error = %e, "setup start failed");
+            }
+            return;
+        }
+        let scenario = l.start.scenario;
+        self.tallies.of(scenario).hist.start.record(l.took);
+        match l.result {
+            Ok(()) => {
+                self.tallies.count(scenario, 1, |c| &mut c.launched);
+                for hook in l.start.hooks {
+                    let (client, tx, id) = (Arc::clone(&self.deps.client), self.act_tx.clone(), l.id.clone());
+                    self.hooks.spawn(async move {
+                        tokio::time::sleep(hook.after).await;
+                        let result = act(&client, &id, &hook.action).await;
+                        if let Err(e) = &result {
+                            tracing::warn!(instance = %id, error = %e, "hook call failed");
+                        }
+                        let fact = hook.action.fact().to_string();
+                        let _ = tx.send(Acted { scenario, fact, ok: result.is_ok(), message: None });
+                    });
+                }
+                self.in_flight.insert(l.id, Flight { scenario, outcome: l.outcome, issued: l.issued, intended: l.intended });
+            }
+            Err(e) => {
+                self.tallies.count(scenario, 1, |c| &mut c.start_errors);
+                tracing::warn!(instance = %l.id, error = %e, "start call failed");
+                // Closed loop backs off; an open-loop schedule does not wait.
+                if matches!(self.plan.load, crate::plan::Load::Closed { .. }) {
+                    self.retry_at = Some(Instant::now() + START_RETRY_BACKOFF);
+                }
+            }
+        }
+        self.fill(draining);
+    }
+
+    /// Send one background message as its own task.
+    pub(super) fn send_message(&mut self, message: Message) {
+        self.messages_pending += 1;
+        let (client, tx) = (Arc::clone(&self.deps.client), self.act_tx.clone());
+        let scenario = self.background.as_ref().map_or(self.deps.workload.name(), |b| b.scenario());
+        self.hooks.spawn(async move {
+            let result = act(&client, &message.instance, &message.action).await;
+            if let Err(e) = &result {
+                tracing::warn!(instance = %message.instance, error = %e, "message failed");
+            }
+            let fact = message.fact.clone();
+            let _ = tx.send(Acted { scenario, fact, ok: result.is_ok(), message: Some(message) });
+        });
+    }
+
+    pub(super) fn on_acted(&mut self, a: Acted) {
+        let t = self.tallies.of(a.scenario);
+        if a.ok {
+            t.fact(&a.fact, 1);
+        } else {
+            t.fact("call_errors", 1);
+        }
+        if let Some(m) = a.message {
+            self.messages_pending = self.messages_pending.saturating_sub(1);
+            if let Some(bg) = self.background.as_mut() {
+                bg.sent(&m, a.ok);
+            }
+        }
+    }
+}

@@ -1,0 +1,324 @@
+//! The load driver of one agent: closed loop (keep a slice in flight) or
+//! open loop (start on a schedule, constant or Poisson, whatever the latency).
+//!
+//! One task owns all run state (no locks on the hot path): it keeps the
+//! agent's slice in flight (or follows its schedule) until the deadline,
+//! learns completions from one batched query per tick ([`poll`]), records
+//! latencies per scenario into HDR histograms ([`tallies`]), hands one
+//! interval a second to its [`Sink`], drains within a bound and ends with
+//! [`Finish`]. Client calls (starts, hooks, background messages) run as
+//! spawned tasks and report back over channels ([`launch`]).
+//!
+//! The load shape is data ([`RunSpec`]'s `Load`); the same loop serves both.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use duroxide::Client;
+use duroxide_pg::PostgresProvider;
+use loadgen_common::tally::{Finish, Interval};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use crate::lease::Lease;
+use crate::plan::{Load, RunSpec, Schedule};
+use crate::scenario::{ActivityCounters, Background, Outcome, Scenario};
+use crate::tracker::Tracker;
+
+mod launch;
+mod poll;
+mod tallies;
+
+pub use poll::end_to_end;
+use tallies::Tallies;
+
+/// Progress interval.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// Where the driver's intervals and its finish go (the service layer puts
+/// them on the wire). `send` returns false when nobody listens any more.
+pub trait Sink: Send {
+    fn interval(&mut self, i: Interval) -> impl std::future::Future<Output = bool> + Send;
+    fn finish(&mut self, f: Finish) -> impl std::future::Future<Output = bool> + Send;
+}
+
+/// What the driver needs from the agent.
+#[derive(Clone)]
+pub struct Deps {
+    pub client: Arc<Client>,
+    pub provider: Arc<PostgresProvider>,
+    pub tracker: Tracker,
+    pub workload: Arc<dyn Scenario>,
+    pub counters: Arc<ActivityCounters>,
+}
+
+/// How the run ended, for the agent's bookkeeping.
+#[derive(Debug, Default)]
+pub struct RunOutcome {
+    /// Activity executions when the finish was sent: executions after it
+    /// are reported on release.
+    pub activities_mark: u64,
+    /// False when the coordinator stopped listening before the end.
+    pub delivered: bool,
+}
+
+/// When something happened, on both clocks: the monotonic one for observed
+/// latency, the wall clock to compare with the database's completion time.
+#[derive(Clone, Copy, Debug)]
+pub struct Issued {
+    pub at: Instant,
+    pub wall: SystemTime,
+}
+
+/// What the driver remembers of an orchestration in flight.
+#[derive(Clone, Debug)]
+struct Flight {
+    scenario: &'static str,
+    outcome: Outcome,
+    issued: Issued,
+    /// Open loop: when the start was due.
+    intended: Option<Issued>,
+}
+
+struct Driver<S> {
+    plan: RunSpec,
+    deps: Deps,
+    sink: S,
+    t0: Instant,
+    /// The wall clock at `t0`, to place intended start times on it.
+    wall0: SystemTime,
+    in_flight: HashMap<String, Flight>,
+    /// Open loop: when the next start is due, and the gaps after it.
+    next_due: Option<Instant>,
+    schedule: Option<Schedule>,
+    pending_starts: u64,
+    next_seq: u64,
+    retry_at: Option<Instant>,
+    tallies: Tallies,
+    failures_logged: u32,
+    launch_tx: mpsc::UnboundedSender<launch::Launched>,
+    poll_tx: mpsc::UnboundedSender<poll::Polled>,
+    act_tx: mpsc::UnboundedSender<launch::Acted>,
+    poll_pending: bool,
+    /// Hook and message calls under way (aborted when the run ends).
+    hooks: JoinSet<()>,
+    background: Option<Box<dyn Background>>,
+    messages_pending: u64,
+    /// The background's final messages were sent.
+    background_done: bool,
+}
+
+/// Run the plan: wait `start_delay`, drive load, drain, and hand intervals
+/// and the finish to `sink`. Cancelling `cancel` stops it early (what is in
+/// flight then is reported as unfinished).
+pub async fn drive<S: Sink>(
+    plan: RunSpec,
+    deps: Deps,
+    start_delay: Duration,
+    sink: S,
+    cancel: CancellationToken,
+    lease: Lease,
+) -> RunOutcome {
+    tokio::select! {
+        _ = tokio::time::sleep(start_delay) => {}
+        _ = cancel.cancelled() => return RunOutcome::default(),
+        _ = lease.lost.cancelled() => return RunOutcome::default(),
+    }
+    let (launch_tx, mut launch_rx) = mpsc::unbounded_channel();
+    let (poll_tx, mut poll_rx) = mpsc::unbounded_channel();
+    let (act_tx, mut act_rx) = mpsc::unbounded_channel();
+    let t0 = Instant::now();
+    let (schedule, next_due) = match &plan.load {
+        Load::Open(o) => (Some(Schedule::new(o)), Some(t0 + o.offset)),
+        Load::Closed { .. } => (None, None),
+    };
+    let errors_before = crate::metrics::provider_errors();
+    let background = deps.workload.background();
+    let mut d = Driver {
+        tallies: Tallies::new(Arc::clone(&deps.counters)),
+        plan,
+        deps,
+        sink,
+        t0,
+        wall0: SystemTime::now(),
+        in_flight: HashMap::new(),
+        next_due,
+        schedule,
+        pending_starts: 0,
+        next_seq: 0,
+        retry_at: None,
+        failures_logged: 0,
+        launch_tx,
+        poll_tx,
+        act_tx,
+        poll_pending: false,
+        hooks: JoinSet::new(),
+        background_done: background.is_none(),
+        background,
+        messages_pending: 0,
+    };
+    let span = tracing::info_span!("run", run = %d.plan.run_id, agent = d.plan.agent_index);
+    let _enter = span.enter();
+    tracing::info!(load = ?d.plan.load, scenario = d.deps.workload.name(), "load started");
+    d.setup_background();
+    let deadline = t0 + d.plan.duration;
+    let drain_deadline = deadline + d.plan.drain_timeout;
+    let mut poll = tokio::time::interval_at(t0 + d.plan.completion_poll, d.plan.completion_poll);
+    poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut progress = tokio::time::interval_at(t0 + PROGRESS_EVERY, PROGRESS_EVERY);
+    progress.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let message_gap = d.background.as_ref().map(|b| b.rate_per_sec()).filter(|r| *r > 0.0).map(|r| Duration::from_secs_f64(1.0 / r));
+    let mut next_message = message_gap.map(|_| t0);
+    let mut draining = false;
+    let mut delivered = true;
+    d.fill(draining);
+    loop {
+        if draining {
+            d.finish_background();
+            if d.in_flight.is_empty() && d.pending_starts == 0 && d.background_done && d.messages_pending == 0 {
+                break;
+            }
+        }
+        let retry_at = d.retry_at;
+        let due = d.next_due;
+        tokio::select! {
+            _ = tokio::time::sleep_until(due.unwrap_or(drain_deadline)), if due.is_some() && !draining => {
+                d.on_due(deadline);
+            }
+            _ = tokio::time::sleep_until(next_message.unwrap_or(drain_deadline)), if next_message.is_some() && !draining => {
+                if let (Some(at), Some(gap)) = (next_message, message_gap) {
+                    if let Some(m) = d.background.as_mut().map(|b| b.next()) {
+                        d.send_message(m);
+                    }
+                    next_message = Some(at + gap);
+                }
+            }
+            Some(l) = launch_rx.recv() => d.on_launch(l, draining),
+            Some(a) = act_rx.recv() => d.on_acted(a),
+            _ = poll.tick() => d.start_poll(),
+            Some(done) = poll_rx.recv() => {
+                d.on_poll(done);
+                d.fill(draining);
+            }
+            _ = progress.tick() => {
+                if !d.send_interval().await {
+                    delivered = false;
+                    tracing::warn!("coordinator stopped listening; stopping load");
+                    break;
+                }
+            }
+            _ = tokio::time::sleep_until(retry_at.unwrap_or(drain_deadline)), if retry_at.is_some() => {
+                d.retry_at = None;
+                d.fill(draining);
+            }
+            _ = tokio::time::sleep_until(deadline), if !draining => {
+                draining = true;
+                tracing::info!(in_flight = d.in_flight.len(), "deadline reached; draining");
+            }
+            _ = tokio::time::sleep_until(drain_deadline) => {
+                tracing::warn!(unfinished = d.in_flight.len(), "drain timeout reached");
+                break;
+            }
+            _ = cancel.cancelled() => {
+                tracing::warn!("run cancelled");
+                break;
+            }
+            _ = lease.lost.cancelled() => {
+                delivered = false;
+                tracing::warn!(
+                    reason = lease.reason().unwrap_or_default(),
+                    in_flight = d.in_flight.len(),
+                    "coordinator lost: stopped starting orchestrations"
+                );
+                break;
+            }
+            _ = lease.stop.cancelled(), if !draining => {
+                tracing::warn!("coordinator asked to stop; draining");
+                draining = true;
+            }
+        }
+        // A closed loop with an iteration limit has nothing more to start.
+        if !draining && d.plan.iterations.is_some_and(|n| d.next_seq >= n) && d.occupied() == 0 && d.background.is_none() {
+            tracing::info!("every iteration started and finished");
+            draining = true;
+        }
+    }
+    d.hooks.abort_all();
+    // Start calls still under way when the loop ended are not waited for:
+    // they were launched (or failed) after the bound; count them as unfinished.
+    for f in d.in_flight.values() {
+        d.tallies.count(f.scenario, 1, |c| &mut c.unfinished);
+    }
+    if d.pending_starts > 0 {
+        let scenario = d.deps.workload.name();
+        d.tallies.count(scenario, d.pending_starts, |c| &mut c.unfinished);
+    }
+    let elapsed = d.t0.elapsed();
+    let activities_mark = d.tallies.activities_now();
+    if delivered {
+        delivered = d.send_interval().await;
+    }
+    if delivered {
+        let finish = Finish {
+            elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            provider_errors: crate::metrics::since(&errors_before),
+            progress_messages: d.tallies.intervals(),
+        };
+        delivered = d.sink.finish(finish).await;
+    }
+    let t = &d.tallies.totals;
+    tracing::info!(
+        launched = t.launched,
+        completed = t.completed,
+        failed = t.failed(),
+        unfinished = t.unfinished,
+        elapsed_ms = elapsed.as_millis() as u64,
+        "load finished"
+    );
+    RunOutcome { activities_mark, delivered }
+}
+
+impl<S: Sink> Driver<S> {
+    /// Hand this interval's counts and histograms to the sink; false when
+    /// nobody listens any more.
+    async fn send_interval(&mut self) -> bool {
+        let elapsed = u64::try_from(self.t0.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let interval = self.tallies.take(elapsed, self.occupied());
+        self.sink.interval(interval).await
+    }
+}
+
+impl<S> Driver<S> {
+    /// Start the background's setup instances (hot instances): this agent's
+    /// own are followed like any other; the others' are started too, so they
+    /// exist before this agent messages them (a second start is ignored).
+    fn setup_background(&mut self) {
+        let Some(bg) = self.background.as_ref() else { return };
+        for s in bg.setup() {
+            let outcome = crate::scenario::Outcome::Completed(crate::scenario::Output::Any);
+            self.launch(s.instance, s.start, outcome, None, s.tracked);
+        }
+    }
+
+    /// At the end of the load: once every background message and setup
+    /// start has returned, send the final messages; done once they return.
+    fn finish_background(&mut self) {
+        if self.background_done || self.messages_pending > 0 || self.pending_starts > 0 {
+            return;
+        }
+        let Some(bg) = self.background.as_ref() else { return };
+        if self.background_done {
+            return;
+        }
+        let last = bg.finish();
+        // Mark first: `send_message` counts them as pending, and the loop
+        // ends only when they have returned.
+        self.background_done = true;
+        for m in last {
+            self.send_message(m);
+        }
+    }
+}

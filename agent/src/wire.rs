@@ -1,0 +1,182 @@
+//! The agent's border with the wire: a `PrepareRequest` becomes a
+//! [`RunSpec`] (bad values are errors naming the field, never defaults), and
+//! the agent's state becomes the protocol's enum. Measurements cross in
+//! [`loadgen_common::wire`].
+
+use std::time::Duration;
+
+use loadgen_common::proto;
+use loadgen_common::schema::validate_schema_name;
+
+use crate::error::AgentError;
+use crate::plan::{Arrival, Load, OpenLoop, RunSpec, RuntimeSpec, WorkloadSpec};
+
+fn invalid(field: &'static str, detail: impl Into<String>) -> AgentError {
+    AgentError::InvalidRequest { field, detail: detail.into() }
+}
+
+/// duroxide refuses a worker lock longer than its session idle timeout (5 min).
+const MAX_WORKER_LOCK: Duration = Duration::from_secs(300);
+
+impl TryFrom<proto::PrepareRequest> for RunSpec {
+    type Error = AgentError;
+
+    fn try_from(req: proto::PrepareRequest) -> Result<Self, AgentError> {
+        if req.run_id.is_empty() || !req.run_id.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(invalid("run_id", "must be non-empty and alphanumeric"));
+        }
+        validate_schema_name(&req.schema).map_err(|e| invalid("schema", e.to_string()))?;
+        if req.agent_count == 0 || req.agent_index >= req.agent_count {
+            return Err(invalid("agent_index", format!("{} of {} agents", req.agent_index, req.agent_count)));
+        }
+        let w = req.workload.ok_or_else(|| invalid("workload", "missing"))?;
+        if w.scenario.is_empty() {
+            return Err(invalid("workload", "no scenario named"));
+        }
+        let r = req.runtime.ok_or_else(|| invalid("runtime", "missing"))?;
+        if r.runtimes == 0 || r.runtimes > 64 {
+            return Err(invalid("runtimes", "must be 1..=64"));
+        }
+        if r.orchestration_concurrency == 0 || r.worker_concurrency == 0 {
+            return Err(invalid("dispatcher concurrency", "must be at least 1"));
+        }
+        if r.poll_interval_ms == 0 {
+            return Err(invalid("poll interval", "must be positive"));
+        }
+        let ms = Duration::from_millis;
+        let worker_lock = (r.worker_lock_timeout_ms > 0).then(|| ms(r.worker_lock_timeout_ms));
+        if worker_lock.is_some_and(|t| t > MAX_WORKER_LOCK) {
+            return Err(invalid("worker lock timeout", "must be at most 5 minutes"));
+        }
+        let load = match req.load {
+            Some(proto::prepare_request::Load::Closed(c)) if c.concurrency > 0 => {
+                Load::Closed { concurrency: u64::from(c.concurrency) }
+            }
+            Some(proto::prepare_request::Load::Closed(_)) => return Err(invalid("concurrency", "must be positive")),
+            Some(proto::prepare_request::Load::Open(o)) => {
+                if !(o.rate_per_sec.is_finite() && o.rate_per_sec > 0.0) {
+                    return Err(invalid("rate", format!("{} is not a positive rate", o.rate_per_sec)));
+                }
+                if o.max_in_flight == 0 {
+                    return Err(invalid("max_in_flight", "must be positive"));
+                }
+                let arrival = match proto::Arrival::try_from(o.arrival) {
+                    Ok(proto::Arrival::Constant) => Arrival::Constant,
+                    Ok(proto::Arrival::Poisson) => Arrival::Poisson,
+                    _ => return Err(invalid("arrival", format!("unknown arrival {}", o.arrival))),
+                };
+                Load::Open(OpenLoop {
+                    rate_per_sec: o.rate_per_sec,
+                    arrival,
+                    offset: Duration::from_micros(o.schedule_offset_us),
+                    seed: o.seed,
+                    max_in_flight: u64::from(o.max_in_flight),
+                })
+            }
+            None => return Err(invalid("load", "neither closed nor open loop")),
+        };
+        if req.duration_ms == 0 || req.drain_timeout_ms == 0 || req.completion_poll_ms == 0 {
+            return Err(invalid("plan", "duration, drain timeout and completion poll must be positive"));
+        }
+        Ok(RunSpec {
+            run_id: req.run_id,
+            schema: req.schema,
+            agent_index: req.agent_index,
+            agent_count: req.agent_count,
+            workload: WorkloadSpec { scenario: w.scenario, options: w.options.into_iter().collect(), seed: w.seed },
+            runtime: RuntimeSpec {
+                runtimes: r.runtimes,
+                orchestration_concurrency: r.orchestration_concurrency,
+                worker_concurrency: r.worker_concurrency,
+                poll_interval: ms(r.poll_interval_ms),
+                orchestrator_lock_timeout: (r.orchestrator_lock_timeout_ms > 0).then(|| ms(r.orchestrator_lock_timeout_ms)),
+                worker_lock_timeout: worker_lock,
+            },
+            load,
+            duration: ms(req.duration_ms),
+            drain_timeout: ms(req.drain_timeout_ms),
+            completion_poll: ms(req.completion_poll_ms),
+            db_latency: Duration::from_micros(req.db_latency_us),
+            iterations: (req.iterations > 0).then_some(req.iterations),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> proto::PrepareRequest {
+        proto::PrepareRequest {
+            run_id: "ab12cd34".into(),
+            schema: "loadgen_ab12cd34".into(),
+            agent_index: 1,
+            agent_count: 2,
+            workload: Some(proto::Workload { scenario: "fanout".into(), options: Default::default(), seed: 7 }),
+            runtime: Some(proto::RuntimeSettings {
+                runtimes: 1,
+                orchestration_concurrency: 2,
+                worker_concurrency: 2,
+                poll_interval_ms: 100,
+                orchestrator_lock_timeout_ms: 0,
+                worker_lock_timeout_ms: 0,
+            }),
+            load: Some(proto::prepare_request::Load::Closed(proto::ClosedLoop { concurrency: 5 })),
+            duration_ms: 1000,
+            drain_timeout_ms: 1000,
+            completion_poll_ms: 50,
+            db_latency_us: 0,
+            iterations: 0,
+        }
+    }
+
+    #[test]
+    fn a_good_request_becomes_a_plan() {
+        let spec = RunSpec::try_from(request()).expect("valid");
+        assert_eq!(spec.load, Load::Closed { concurrency: 5 });
+        assert_eq!((spec.runtime.orchestrator_lock_timeout, spec.iterations), (None, None));
+        let mut open = request();
+        open.load = Some(proto::prepare_request::Load::Open(proto::OpenLoop {
+            rate_per_sec: 4.0,
+            arrival: proto::Arrival::Poisson as i32,
+            schedule_offset_us: 10,
+            seed: 3,
+            max_in_flight: 9,
+        }));
+        let spec = RunSpec::try_from(open).expect("valid");
+        assert!(matches!(spec.load, Load::Open(OpenLoop { arrival: Arrival::Poisson, max_in_flight: 9, .. })));
+    }
+
+    #[test]
+    fn bad_values_are_refused_by_field() {
+        type Break = fn(&mut proto::PrepareRequest);
+        let cases: Vec<(Break, &str)> = vec![
+            (|r| r.run_id = "a-b".into(), "run_id"),
+            (|r| r.schema = "x;y".into(), "schema"),
+            (|r| r.agent_index = 2, "agent_index"),
+            (|r| r.workload = None, "workload"),
+            (|r| r.load = None, "load"),
+            (|r| r.load = Some(proto::prepare_request::Load::Closed(proto::ClosedLoop { concurrency: 0 })), "concurrency"),
+            (
+                |r| {
+                    r.load = Some(proto::prepare_request::Load::Open(proto::OpenLoop {
+                        rate_per_sec: 1.0,
+                        arrival: 9,
+                        max_in_flight: 1,
+                        ..Default::default()
+                    }))
+                },
+                "arrival",
+            ),
+            (|r| r.duration_ms = 0, "plan"),
+        ];
+        for (break_it, field) in cases {
+            let mut r = request();
+            break_it(&mut r);
+            match RunSpec::try_from(r) {
+                Err(AgentError::InvalidRequest { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+    }
+}

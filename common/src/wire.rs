@@ -1,0 +1,201 @@
+//! The one place where what agents measure crosses the wire: [`Interval`]s as
+//! `Progress` messages, [`Finish`] as `AgentResult`, [`Counts`] as `Counts`.
+//! Histograms are encoded here (HdrHistogram V2) and decoded here, once.
+//! Decoding checks what a peer could get wrong and says what.
+
+use std::collections::BTreeMap;
+
+use thiserror::Error;
+
+use crate::histogram::{HistogramError, LatencyHistogram};
+use crate::proto;
+use crate::tally::{Counts, Finish, Histograms, Interval, Tally};
+
+/// A message from a peer that does not make sense.
+#[derive(Debug, Error)]
+pub enum WireError {
+    #[error("scenario {scenario:?}: {source}")]
+    Histogram { scenario: String, source: HistogramError },
+    #[error("a scenario delta without a scenario name")]
+    NoScenario,
+    #[error("scenario {0:?} appears twice in one progress message")]
+    Duplicate(String),
+}
+
+impl From<&proto::Counts> for Counts {
+    fn from(c: &proto::Counts) -> Self {
+        Counts {
+            launched: c.launched,
+            completed: c.completed,
+            failed_infrastructure: c.failed_infrastructure,
+            failed_configuration: c.failed_configuration,
+            failed_application: c.failed_application,
+            failed_poison: c.failed_poison,
+            start_errors: c.start_errors,
+            unfinished: c.unfinished,
+            activities: c.activities,
+            latency_clamped: c.latency_clamped,
+            late: c.late,
+            dropped: c.dropped,
+            expected_failures: c.expected_failures,
+            unexpected_outcomes: c.unexpected_outcomes,
+            saturated: c.saturated,
+            // Agent-level, carried by `Progress` itself.
+            status_queries: 0,
+            status_query_errors: 0,
+        }
+    }
+}
+
+impl From<&Counts> for proto::Counts {
+    fn from(c: &Counts) -> Self {
+        proto::Counts {
+            launched: c.launched,
+            completed: c.completed,
+            failed_infrastructure: c.failed_infrastructure,
+            failed_configuration: c.failed_configuration,
+            failed_application: c.failed_application,
+            failed_poison: c.failed_poison,
+            start_errors: c.start_errors,
+            unfinished: c.unfinished,
+            activities: c.activities,
+            latency_clamped: c.latency_clamped,
+            late: c.late,
+            dropped: c.dropped,
+            expected_failures: c.expected_failures,
+            unexpected_outcomes: c.unexpected_outcomes,
+            saturated: c.saturated,
+        }
+    }
+}
+
+/// An interval as the agent sends it.
+pub fn encode_interval(i: &Interval) -> proto::Progress {
+    let scenarios = i
+        .scenarios
+        .iter()
+        .map(|(name, t)| proto::ScenarioDelta {
+            scenario: name.clone(),
+            counts: Some((&t.counts).into()),
+            e2e_latency: t.hist.e2e.encode(),
+            start_latency: t.hist.start.encode(),
+            observed_latency: t.hist.observed.encode(),
+            // Closed-loop runs have no intended starts: send no bytes at all.
+            intended_latency: if t.hist.intended.count() > 0 { t.hist.intended.encode() } else { Vec::new() },
+            facts: t.facts.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        })
+        .collect();
+    proto::Progress {
+        seq: i.seq,
+        elapsed_ms: i.elapsed_ms,
+        in_flight: i.in_flight,
+        rss_bytes: i.rss_bytes,
+        scenarios,
+        status_queries: i.status_queries,
+        status_query_errors: i.status_query_errors,
+    }
+}
+
+impl TryFrom<&proto::Progress> for Interval {
+    type Error = WireError;
+
+    fn try_from(p: &proto::Progress) -> Result<Self, WireError> {
+        let mut scenarios = BTreeMap::new();
+        for d in &p.scenarios {
+            if d.scenario.is_empty() {
+                return Err(WireError::NoScenario);
+            }
+            let decode = |bytes: &[u8]| {
+                LatencyHistogram::decode(bytes)
+                    .map_err(|source| WireError::Histogram { scenario: d.scenario.clone(), source })
+            };
+            let tally = Tally {
+                counts: d.counts.as_ref().map(Counts::from).unwrap_or_default(),
+                hist: Histograms {
+                    e2e: decode(&d.e2e_latency)?,
+                    observed: decode(&d.observed_latency)?,
+                    start: decode(&d.start_latency)?,
+                    intended: decode(&d.intended_latency)?,
+                },
+                facts: d.facts.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            };
+            if scenarios.insert(d.scenario.clone(), tally).is_some() {
+                return Err(WireError::Duplicate(d.scenario.clone()));
+            }
+        }
+        Ok(Interval {
+            seq: p.seq,
+            elapsed_ms: p.elapsed_ms,
+            in_flight: p.in_flight,
+            rss_bytes: p.rss_bytes,
+            scenarios,
+            status_queries: p.status_queries,
+            status_query_errors: p.status_query_errors,
+        })
+    }
+}
+
+impl From<&Finish> for proto::AgentResult {
+    fn from(f: &Finish) -> Self {
+        proto::AgentResult {
+            elapsed_ms: f.elapsed_ms,
+            provider_errors: f.provider_errors.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            progress_messages: f.progress_messages,
+        }
+    }
+}
+
+impl From<&proto::AgentResult> for Finish {
+    fn from(r: &proto::AgentResult) -> Self {
+        Finish {
+            elapsed_ms: r.elapsed_ms,
+            provider_errors: r.provider_errors.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            progress_messages: r.progress_messages,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_round_trip_through_the_wire() {
+        let mut t = Tally::default();
+        t.counts = Counts { launched: 4, completed: 3, expected_failures: 1, failed_application: 1, ..Default::default() };
+        t.hist.e2e.record_us(1500);
+        t.hist.start.record_us(200);
+        t.fact("events_raised", 7);
+        let i = Interval {
+            seq: 3,
+            elapsed_ms: 3000,
+            in_flight: 5,
+            rss_bytes: 1 << 20,
+            scenarios: BTreeMap::from([("fanout".to_string(), t)]),
+            status_queries: 20,
+            status_query_errors: 1,
+        };
+        let wire = encode_interval(&i);
+        assert!(wire.scenarios[0].intended_latency.is_empty(), "closed loop sends no intended histogram");
+        let back = Interval::try_from(&wire).expect("decode");
+        let b = &back.scenarios["fanout"];
+        assert_eq!(b.counts, i.scenarios["fanout"].counts);
+        assert_eq!((b.hist.e2e.count(), b.hist.start.count(), b.hist.intended.count()), (1, 1, 0));
+        assert_eq!(b.facts.get("events_raised"), Some(&7));
+        let total = back.counts();
+        assert_eq!((total.launched, total.status_queries, total.status_query_errors), (4, 20, 1));
+    }
+
+    #[test]
+    fn nonsense_is_refused_by_name() {
+        let delta = |name: &str| proto::ScenarioDelta { scenario: name.into(), ..Default::default() };
+        let dup = proto::Progress { scenarios: vec![delta("a"), delta("a")], ..Default::default() };
+        assert!(matches!(Interval::try_from(&dup), Err(WireError::Duplicate(n)) if n == "a"));
+        let unnamed = proto::Progress { scenarios: vec![delta("")], ..Default::default() };
+        assert!(matches!(Interval::try_from(&unnamed), Err(WireError::NoScenario)));
+        let mut bad = delta("x");
+        bad.e2e_latency = b"garbage".to_vec();
+        let e = Interval::try_from(&proto::Progress { scenarios: vec![bad], ..Default::default() }).expect_err("bad");
+        assert!(e.to_string().starts_with("scenario \"x\": histogram bytes do not decode"), "{e}");
+    }
+}
