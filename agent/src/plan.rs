@@ -117,7 +117,8 @@ mod tests {
 
     #[test]
     fn schedules_space_starts_at_the_rate() {
-        let open = |arrival| OpenLoop { rate_per_sec: 200.0, arrival, offset: Duration::ZERO, seed: 42, max_in_flight: 1 };
+        let open =
+            |arrival| OpenLoop { rate_per_sec: 200.0, arrival, offset: Duration::ZERO, seed: 42, max_in_flight: 1 };
         let mut constant = Schedule::new(&open(Arrival::Constant));
         assert!((0..100).all(|_| constant.gap() == Duration::from_secs_f64(0.005)));
         // Poisson: mean gap 1/rate, and the spread of an exponential

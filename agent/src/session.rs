@@ -176,7 +176,8 @@ impl Agent {
         counters: Arc<ActivityCounters>,
     ) -> Result<(Runtimes, Deps, Option<Relay>, String), AgentError> {
         let w = &spec.workload;
-        let ctx = Context { run_id: spec.run_id.clone(), seed: w.seed, agent: spec.agent_index, agents: spec.agent_count };
+        let ctx =
+            Context { run_id: spec.run_id.clone(), seed: w.seed, agent: spec.agent_index, agents: spec.agent_count };
         let built = scenario::build(&w.scenario, &w.options, &ctx)?;
         let described = built.describe(w.seed);
         let node = format!("{}-a{}", spec.run_id, spec.agent_index);
@@ -234,8 +235,10 @@ impl Agent {
         let run_id = run_id.to_string();
         let driver_lease = lease.clone();
         s.lease = Some(lease.clone());
+        let span = tracing::info_span!("run", run = %plan.run_id, agent = plan.agent_index);
         s.driver = Some(tokio::spawn(async move {
-            let outcome = driver::drive(plan, deps, start_delay.min(Duration::from_secs(60)), sink, cancel, driver_lease).await;
+            let drive = driver::drive(plan, deps, start_delay.min(Duration::from_secs(60)), sink, cancel, driver_lease);
+            let outcome = tracing::Instrument::instrument(drive, span).await;
             if let Some(s) = agent.lock().as_mut().filter(|s| s.run_id == run_id) {
                 s.phase = Phase::Finished;
                 s.since = Instant::now();

@@ -89,7 +89,8 @@ impl TryFrom<proto::PrepareRequest> for RunSpec {
                 orchestration_concurrency: r.orchestration_concurrency,
                 worker_concurrency: r.worker_concurrency,
                 poll_interval: ms(r.poll_interval_ms),
-                orchestrator_lock_timeout: (r.orchestrator_lock_timeout_ms > 0).then(|| ms(r.orchestrator_lock_timeout_ms)),
+                orchestrator_lock_timeout: (r.orchestrator_lock_timeout_ms > 0)
+                    .then(|| ms(r.orchestrator_lock_timeout_ms)),
                 worker_lock_timeout: worker_lock,
             },
             load,
@@ -156,7 +157,10 @@ mod tests {
             (|r| r.agent_index = 2, "agent_index"),
             (|r| r.workload = None, "workload"),
             (|r| r.load = None, "load"),
-            (|r| r.load = Some(proto::prepare_request::Load::Closed(proto::ClosedLoop { concurrency: 0 })), "concurrency"),
+            (
+                |r| r.load = Some(proto::prepare_request::Load::Closed(proto::ClosedLoop { concurrency: 0 })),
+                "concurrency",
+            ),
             (
                 |r| {
                     r.load = Some(proto::prepare_request::Load::Open(proto::OpenLoop {

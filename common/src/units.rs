@@ -120,6 +120,12 @@ pub fn format_bytes(n: u64) -> String {
     }
 }
 
+/// A latency in microseconds as milliseconds with one decimal ("12.3ms"),
+/// or "-" for none.
+pub fn format_latency_us(us: u64) -> String {
+    if us == 0 { "-".into() } else { format!("{:.1}ms", us as f64 / 1000.0) }
+}
+
 /// Serde adapter that stores durations as text ("10s").
 pub mod duration_text {
     use super::*;

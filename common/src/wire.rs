@@ -161,8 +161,16 @@ mod tests {
 
     #[test]
     fn intervals_round_trip_through_the_wire() {
-        let mut t = Tally::default();
-        t.counts = Counts { launched: 4, completed: 3, expected_failures: 1, failed_application: 1, ..Default::default() };
+        let mut t = Tally {
+            counts: Counts {
+                launched: 4,
+                completed: 3,
+                expected_failures: 1,
+                failed_application: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
         t.hist.e2e.record_us(1500);
         t.hist.start.record_us(200);
         t.fact("events_raised", 7);

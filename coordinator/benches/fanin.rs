@@ -10,10 +10,12 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use loadgen_common::proto;
-use loadgen_coordinator::agents::{Access, connect_all};
-use loadgen_coordinator::local::find_agent_binary;
-use loadgen_coordinator::stream::{Followed, OnAgentLoss, follow, start_all};
+use loadgen_coordinator::agents::connect_all;
+use loadgen_coordinator::agents::local::find_agent_binary;
+use loadgen_coordinator::notice::Silent;
+use loadgen_coordinator::plan::{Access, OnAgentLoss};
+use loadgen_coordinator::run::live::Live;
+use loadgen_coordinator::run::stream::{Follow, Followed, follow, start_all};
 
 const AGENTS: u32 = 100;
 const SECONDS: u64 = 20;
@@ -48,31 +50,25 @@ async fn main() {
     let links = connect_all(&addresses, &access).await.expect("connect to the synthetic agents");
     for l in &links {
         let mut c = l.client.clone();
-        c.prepare(proto::PrepareRequest {
-            run_id: "fanin".into(),
-            duration_ms: SECONDS * 1000,
-            scenario: Some(proto::Scenario { name: "fanout".into(), tasks_per_instance: 5, activity_delay_ms: 10 }),
-            ..Default::default()
-        })
-        .await
-        .expect("prepare");
+        c.prepare(loadgen_agent::synthetic::prepare_request("fanin", l.index, AGENTS, SECONDS * 1000))
+            .await
+            .expect("prepare");
     }
     let cpu0 = cpu_seconds();
     let wall0 = Instant::now();
     let delay = Duration::from_millis(500);
     let (controls, streams) = start_all(&links, "fanin", delay).await.expect("start");
     let started = Instant::now() + delay;
-    let (followed, _live) = follow(
-        &links,
-        streams,
-        &controls,
-        OnAgentLoss::Continue,
+    let mut live = Live::new(links.len(), started, false);
+    let f = Follow {
+        links: &links,
+        policy: OnAgentLoss::Continue,
         started,
-        Duration::from_secs(SECONDS + 30),
-        Default::default(),
-    )
-    .await
-    .expect("follow");
+        bound: Duration::from_secs(SECONDS + 30),
+        db: None,
+        obs: &Silent,
+    };
+    let followed = follow(f, streams, &controls, &mut live).await.expect("follow");
     controls.close();
     let (cpu, wall) = (cpu_seconds() - cpu0, wall0.elapsed().as_secs_f64());
     let finished = followed.iter().filter(|f| matches!(f, Followed::Finished { .. })).count();

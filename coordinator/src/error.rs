@@ -19,7 +19,11 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 /// no password.
 #[derive(Debug, Error)]
 pub enum CoordinatorError {
-    /// The user asked for something impossible; nothing was started.
+    /// The plan cannot be carried out as asked; nothing was started.
+    #[error(transparent)]
+    Plan(#[from] crate::plan::PlanError),
+    /// The agents or the database refuse the plan (a wrong token, too few
+    /// connections); everything started was taken down.
     #[error("{0}")]
     Usage(String),
     #[error("database: {0}")]
@@ -27,7 +31,7 @@ pub enum CoordinatorError {
     #[error("agent {address}: {detail}")]
     Agent { address: String, detail: String },
     #[error("{0}")]
-    Embedded(#[from] loadgen_common::embedded_pg::EmbeddedPgError),
+    Embedded(#[from] crate::db::embedded::EmbeddedPgError),
     #[error("local agents: {0}")]
     Local(String),
     #[error("run did not finish within {0:?}; agents were released")]
@@ -42,7 +46,7 @@ impl CoordinatorError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CoordinatorError::Usage(_) => EXIT_USAGE,
+            CoordinatorError::Usage(_) | CoordinatorError::Plan(_) => EXIT_USAGE,
             CoordinatorError::Interrupted => EXIT_INTERRUPTED,
             _ => EXIT_RUN_FAILED,
         }
@@ -58,14 +62,14 @@ pub fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-impl From<loadgen_common::config::ConfigError> for CoordinatorError {
-    fn from(e: loadgen_common::config::ConfigError) -> Self {
-        CoordinatorError::Usage(e.to_string())
+impl From<crate::plan::ConfigError> for CoordinatorError {
+    fn from(e: crate::plan::ConfigError) -> Self {
+        CoordinatorError::Plan(e.into())
     }
 }
 
-impl From<loadgen_common::apportion::ApportionError> for CoordinatorError {
-    fn from(e: loadgen_common::apportion::ApportionError) -> Self {
-        CoordinatorError::Usage(e.to_string())
+impl From<loadgen_agent::scenario::ScenarioError> for CoordinatorError {
+    fn from(e: loadgen_agent::scenario::ScenarioError) -> Self {
+        CoordinatorError::Plan(e.into())
     }
 }

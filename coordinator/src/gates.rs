@@ -1,41 +1,52 @@
 //! Gates, evaluated once on the merged result.
 //!
-//! Must-pass gates set the exit code: success (100%, or at most `max_failed`
-//! failed or unfinished), no infrastructure or configuration failures, no
-//! start errors, no dropped open-loop starts, throughput at least the profile's minimum, p99 at most
-//! `p99_ms` when set, and the database agreeing with the agents. Should-gates
-//! (memory growth here, regressions in [`crate::track`]) are warnings unless
-//! the user asks for them to fail the run.
+//! Must-pass gates set the exit code: success (every instance ended as its
+//! scenario expects: completed, or failed by design; at most `max_failed`
+//! otherwise), no infrastructure, configuration or poison failures, no start
+//! errors, no dropped open-loop starts, throughput at least the profile's
+//! minimum, p99 at most `p99_ms` when set, and the per-instance audit.
+//! Should-gates (memory growth here, regressions in [`crate::track`]) are
+//! warnings unless the user asks for them to fail the run.
 
-use loadgen_common::config::Profile;
-use loadgen_common::result::{AgentReport, Audit, Gate, LostAgent, Section};
+use loadgen_common::units::format_latency_us as fmt_ms;
 
-use crate::report::fmt_ms;
+use crate::model::{AgentReport, Audit, Gate, LostAgent, Section};
+use crate::plan::Profile;
 
 /// Evaluate every must-pass gate.
 pub fn evaluate(profile: &Profile, merged: &Section, audit: &Audit) -> Vec<Gate> {
     let c = &merged.counts;
     let gate =
         |name: &str, limit: String, value: String, passed: bool| Gate { name: name.into(), limit, value, passed };
-    let not_completed = c.launched.saturating_sub(c.completed);
+    let not_as_expected = c.launched.saturating_sub(c.as_expected());
+    let expected =
+        if c.expected_failures > 0 { format!(", {} failed by design", c.expected_failures) } else { String::new() };
     let success = match profile.max_failed {
         None | Some(0) => gate(
             "success rate",
-            "100% of launched completed".into(),
-            format!("{:.2}% ({} of {})", c.success_pct(), c.completed, c.launched),
-            c.launched > 0 && not_completed == 0,
+            "100% of launched ended as their scenario expects".into(),
+            format!("{:.2}% ({} of {}{expected})", c.success_pct(), c.as_expected(), c.launched),
+            c.launched > 0 && not_as_expected == 0,
         ),
         Some(max) => gate(
             "failed or unfinished",
             format!("<= {max}"),
-            format!("{not_completed} ({} failed, {} unfinished)", c.failed(), c.unfinished),
-            c.launched > 0 && not_completed <= max,
+            format!(
+                "{not_as_expected} ({} failed unexpectedly, {} unfinished, {} completed where a failure was designed)",
+                c.unexpected_failures(),
+                c.unfinished,
+                c.unexpected_outcomes
+            ),
+            c.launched > 0 && not_as_expected <= max,
         ),
     };
     let mut gates = vec![
         success,
         gate("infrastructure failures", "0".into(), c.failed_infrastructure.to_string(), c.failed_infrastructure == 0),
         gate("configuration failures", "0".into(), c.failed_configuration.to_string(), c.failed_configuration == 0),
+        // duroxide's own stress module counts poison as infrastructure: a
+        // message that kept failing is never acceptable.
+        gate("poison messages", "0".into(), c.failed_poison.to_string(), c.failed_poison == 0),
         gate("start errors", "0".into(), c.start_errors.to_string(), c.start_errors == 0),
         gate(
             "throughput",
@@ -61,8 +72,8 @@ pub fn evaluate(profile: &Profile, merged: &Section, audit: &Audit) -> Vec<Gate>
     }
     let audit_value = if audit.passed() {
         let mut v = format!(
-            "{} instances, all terminal once; {} activity completions; {} redeliveries",
-            audit.instances, audit.activity_completions, audit.redeliveries
+            "{} instances, {} as their scenario expects; {} activity completions; {} redeliveries",
+            audit.instances, audit.as_expected, audit.activity_completions, audit.redeliveries
         );
         for note in &audit.notes {
             v.push_str("; ");
@@ -74,7 +85,7 @@ pub fn evaluate(profile: &Profile, merged: &Section, audit: &Audit) -> Vec<Gate>
     };
     gates.push(gate(
         "correctness audit",
-        "every launched instance terminal exactly once, right output, nothing queued, history complete".into(),
+        "every instance as its scenario expects (status, output, executions, history), nothing queued".into(),
         audit_value,
         audit.passed(),
     ));
@@ -113,9 +124,8 @@ pub fn memory_warnings(profile: &Profile, agents: &[AgentReport]) -> Vec<String>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use loadgen_common::config::find_profile;
-    use loadgen_common::histogram::LatencySummary;
-    use loadgen_common::result::{Counts, MemorySummary};
+    use crate::model::{Counts, LatencySummary, MemorySummary};
+    use crate::plan::profile::find_profile;
 
     fn section(launched: u64, completed: u64, infra: u64, rate: f64) -> Section {
         Section {
@@ -127,7 +137,7 @@ mod tests {
     }
 
     fn db(n: u64) -> Audit {
-        Audit { instances: n, terminal_once: n, completed: n, ..Default::default() }
+        Audit { instances: n, terminal_once: n, completed: n, as_expected: n, ..Default::default() }
     }
 
     fn broken(problem: &str) -> Audit {
@@ -147,7 +157,8 @@ mod tests {
     #[test]
     fn each_gate_fails_on_its_own_condition() {
         let p = find_profile("high-concurrency").expect("profile"); // min 2.0 orch/s
-        let one_failed = Audit { instances: 10, terminal_once: 10, completed: 9, failed: 1, ..Default::default() };
+        let one_failed =
+            Audit { instances: 10, terminal_once: 10, completed: 9, failed: 1, as_expected: 9, ..Default::default() };
         assert_eq!(failed(&p, &section(10, 9, 1, 5.0), &one_failed), ["success rate", "infrastructure failures"]);
         assert_eq!(failed(&p, &section(10, 10, 0, 1.5), &db(10)), ["throughput"]);
         assert_eq!(failed(&p, &section(10, 10, 0, 5.0), &broken("1 instance(s) not terminal")), ["correctness audit"]);
@@ -165,7 +176,8 @@ mod tests {
         p.max_failed = Some(2);
         let mut s = section(10, 8, 0, 5.0);
         s.counts.failed_application = 2;
-        let d = Audit { instances: 10, terminal_once: 10, completed: 8, failed: 2, ..Default::default() };
+        let d =
+            Audit { instances: 10, terminal_once: 10, completed: 8, failed: 2, as_expected: 8, ..Default::default() };
         assert!(failed(&p, &s, &d).is_empty(), "{:?}", evaluate(&p, &s, &d));
         let gate = evaluate(&p, &s, &d).into_iter().next().expect("first gate");
         assert_eq!((gate.name.as_str(), gate.limit.as_str()), ("failed or unfinished", "<= 2"));

@@ -7,9 +7,11 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use loadgen_common::proto;
-use loadgen_coordinator::agents::{Access, connect_all};
-use loadgen_coordinator::stream::{Followed, OnAgentLoss, follow, start_all};
+use loadgen_coordinator::agents::connect_all;
+use loadgen_coordinator::notice::Silent;
+use loadgen_coordinator::plan::{Access, OnAgentLoss};
+use loadgen_coordinator::run::live::Live;
+use loadgen_coordinator::run::stream::{Follow, Followed, follow, start_all};
 
 #[test]
 fn coordinator_bench_compares_both_tools() {
@@ -53,37 +55,38 @@ async fn the_coordinator_follows_synthetic_agents_and_merges_their_figures() {
         connect_all(&addresses, &Access { token: support::TEST_TOKEN.into(), tls: None }).await.expect("connect");
     for l in &links {
         let mut c = l.client.clone();
-        c.prepare(proto::PrepareRequest { run_id: "syn".into(), duration_ms: 3000, ..Default::default() })
+        c.prepare(loadgen_agent::synthetic::prepare_request("syn", l.index, links.len() as u32, 3000))
             .await
             .expect("prepare");
     }
     let delay = Duration::from_millis(200);
     let (controls, streams) = start_all(&links, "syn", delay).await.expect("start");
-    let (followed, live) = follow(
-        &links,
-        streams,
-        &controls,
-        OnAgentLoss::Continue,
-        Instant::now() + delay,
-        Duration::from_secs(30),
-        Default::default(),
-    )
-    .await
-    .expect("follow");
+    let started = Instant::now() + delay;
+    let mut live = Live::new(links.len(), started, true);
+    let f = Follow {
+        links: &links,
+        policy: OnAgentLoss::Continue,
+        started,
+        bound: Duration::from_secs(30),
+        db: None,
+        obs: &Silent,
+    };
+    let followed = follow(f, streams, &controls, &mut live).await.expect("follow");
+    live.finish();
     // The per-second series: every agent's intervals, merged exactly by second.
-    let series = live.timeline().expect("timeline");
-    let (timeline, merged) = (series.timeline, series.merged);
-    assert_eq!(timeline.agents.len(), links.len());
-    assert_eq!(timeline.merged.iter().map(|p| p.completed).sum::<u64>(), 150 * links.len() as u64);
-    assert_eq!(merged.iter().map(|(_, h)| h.count()).sum::<u64>(), 150 * links.len() as u64);
+    assert_eq!(live.agents.len(), links.len());
+    assert_eq!(live.merged.iter().map(|p| p.completed).sum::<u64>(), 150 * links.len() as u64);
+    assert_eq!(live.merged_hlog.iter().map(|(_, h)| h.count()).sum::<u64>(), 150 * links.len() as u64);
     controls.close();
     let _ = child.kill();
     let _ = child.wait();
-    // Each synthetic agent reports 50 completions a second for 3 s.
-    for f in &followed {
-        let Followed::Finished { result, .. } = f else { panic!("an agent was lost: {f:?}") };
-        assert_eq!(result.totals.as_ref().map(|t| t.completed), Some(150));
-        let h = loadgen_common::histogram::LatencyHistogram::decode(&result.e2e_latency).expect("histogram");
-        assert_eq!(h.count(), 150);
+    // Each synthetic agent reports 50 completions a second for 3 s, in
+    // three intervals (the totals are the sum of the intervals).
+    for (i, f) in followed.iter().enumerate() {
+        let Followed::Finished(finish) = f else { panic!("an agent was lost: {f:?}") };
+        assert_eq!(finish.progress_messages, 3);
+        let a = &live.agents[i];
+        assert_eq!(a.counts().completed, 150);
+        assert_eq!(a.scenarios["fanout"].hist.e2e.count(), 150);
     }
 }

@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use loadgen_common::embedded_pg::EmbeddedPostgres;
+use loadgen_coordinator::db::embedded::EmbeddedPostgres;
 use support::{coordinator, free_port, read_report, show, spawn_agent, spawn_agent_at};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,7 +69,8 @@ async fn expect_agents_waits_for_a_late_agent_and_then_runs_with_all() {
     support::assert_consistent(&r, 2);
     // --json - : stdout is the same JSON and nothing else (the summary went to stderr).
     let stdout_text = stdout_text.join().expect("reader").expect("stdout");
-    let from_stdout: loadgen_common::result::RunReport = serde_json::from_str(&stdout_text).expect("stdout is JSON");
+    let from_stdout: loadgen_coordinator::model::RunReport =
+        serde_json::from_str(&stdout_text).expect("stdout is JSON");
     assert_eq!(from_stdout.run_id, r.run_id);
     assert_eq!(from_stdout.merged.counts.completed, r.merged.counts.completed);
     assert!(lines.iter().any(|l| l.contains("p99")), "summary on stderr");

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use loadgen_common::embedded_pg::EmbeddedPostgres;
+use loadgen_coordinator::db::embedded::EmbeddedPostgres;
 use sqlx::Connection;
 
 mod support;
@@ -78,7 +78,7 @@ async fn the_database_shows_every_instance_completed_once_and_the_schema_is_drop
     let out = audit(&tmp.path().join("audit1.json"));
     assert!(out.status.success(), "{}", show(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("PASSED"), "{}", show(&out));
-    let recorded: loadgen_common::result::Audit =
+    let recorded: loadgen_coordinator::model::Audit =
         serde_json::from_slice(&std::fs::read(tmp.path().join("audit1.json")).expect("audit json")).expect("parse");
     assert_eq!((recorded.launched, recorded.completed), (kept.merged.counts.launched, kept.merged.counts.completed));
     sqlx::query(&format!(

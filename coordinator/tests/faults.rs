@@ -8,8 +8,8 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use loadgen_common::embedded_pg::EmbeddedPostgres;
 use loadgen_common::process::{SIGCONT, SIGKILL, SIGSTOP, signal};
+use loadgen_coordinator::db::embedded::EmbeddedPostgres;
 use sqlx::Connection;
 use support::{coordinator, read_report};
 

@@ -13,13 +13,14 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use loadgen_common::config::{Arrival, find_profile};
 use loadgen_common::histogram::LatencySummary;
-use loadgen_common::result::{
+use loadgen_coordinator::model::sweep::SweepMode;
+use loadgen_coordinator::model::{
     AgentReport, Audit, Counts, DbLoad, DbSample, Environment, Gate, LostAgent, RunReport, Section, SpectrumPoint,
     SweepReport, SweepStep, TimePoint, Timeline,
 };
-use loadgen_coordinator::html::{render_run, render_sweep};
+use loadgen_coordinator::plan::profile::{Arrival, find_profile};
+use loadgen_coordinator::report::html::{render_run, render_sweep};
 
 const HOSTILE: &str = "<script>alert(1)</script>";
 const CHARTS: [&str; 7] =
@@ -240,13 +241,15 @@ fn sweep_report() -> SweepReport {
             commits_per_sec: achieved * 6.3,
             peak_lock_waits: i as u64 * 2,
             within_slo: p99 <= 500.0,
+            audit_passed: true,
+            degraded: false,
             run_id: format!("step{i}"),
         })
         .collect();
     let mut profile = find_profile("light").expect("light profile");
     profile.rate = Some(20.0);
     SweepReport {
-        mode: "rate".into(),
+        mode: SweepMode::Rate,
         slo_p99_ms: 500.0,
         steps,
         knee: Some(2),
@@ -264,6 +267,8 @@ fn sweep_report() -> SweepReport {
             ..Default::default()
         },
         agents: 2,
+        passed: true,
+        problems: Vec::new(),
     }
 }
 

@@ -8,7 +8,7 @@ mod support;
 
 use std::process::Command;
 
-use loadgen_common::result::RunReport;
+use loadgen_coordinator::model::RunReport;
 use support::{read_report, run_ok};
 
 fn open_loop_run(tmp: &std::path::Path, name: &str, rate: &str, duration: &str) -> RunReport {

@@ -7,7 +7,7 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use loadgen_common::embedded_pg::EmbeddedPostgres;
+use loadgen_coordinator::db::embedded::EmbeddedPostgres;
 use support::{coordinator, show, spawn_agent, spawn_agent_logging};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,7 +161,7 @@ mod foreign {
             Ok(Response::new(HelloReply {
                 protocol_version: self.protocol,
                 duroxide_pg_version: self.duroxide_pg.clone(),
-                state: "idle".into(),
+                state: AgentState::Idle as i32,
                 ..Default::default()
             }))
         }

@@ -31,7 +31,7 @@ fn test_standard_profile() {
     let json = json_arg(&tmp, "standard.json");
     run_ok(tmp.path(), &["--local", "2", "--profile", "standard", "--json", &json]);
     let r = read_report(json.as_ref());
-    assert_eq!((r.profile.max_concurrent, r.profile.tasks_per_instance), (20, 5));
+    assert_eq!((r.profile.max_concurrent, r.workload.options["tasks"].as_str()), (20, "5"));
     assert_consistent(&r, 2);
     // Every agent sampled its memory about once a second.
     for a in &r.agents {

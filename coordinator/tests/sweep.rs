@@ -22,7 +22,7 @@ fn a_sweep_finds_the_knee_and_stops_when_the_slo_breaks() {
     assert!(text.contains("<- knee") && text.contains("Recommendation:"), "{text}");
 
     let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("parses");
-    let sweep: loadgen_common::result::SweepReport = serde_json::from_value(doc["sweep"].clone()).expect("sweep");
+    let sweep: loadgen_coordinator::model::SweepReport = serde_json::from_value(doc["sweep"].clone()).expect("sweep");
     let runs = doc["runs"].as_array().expect("runs");
     // 90/s is about three times what one agent at 2:2 completes here: the
     // backlog breaks a 1 s p99 and the sweep stops before 120/s.

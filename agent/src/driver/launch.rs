@@ -130,7 +130,14 @@ impl<S> Driver<S> {
     }
 
     /// Start `start` as instance `id`, as its own task.
-    pub(super) fn launch(&mut self, id: String, start: Start, outcome: Outcome, intended: Option<Issued>, tracked: bool) {
+    pub(super) fn launch(
+        &mut self,
+        id: String,
+        start: Start,
+        outcome: Outcome,
+        intended: Option<Issued>,
+        tracked: bool,
+    ) {
         self.pending_starts += 1;
         let client = Arc::clone(&self.deps.client);
         let tx = self.launch_tx.clone();
@@ -143,7 +150,8 @@ impl<S> Driver<S> {
                 Err(_) => Err(format!("start call took longer than {START_TIMEOUT:?}")),
             };
             // The driver may be gone (run ended); nothing to report then.
-            let _ = tx.send(Launched { id, start, outcome, issued, intended, took: issued.at.elapsed(), result, tracked });
+            let _ =
+                tx.send(Launched { id, start, outcome, issued, intended, took: issued.at.elapsed(), result, tracked });
         });
     }
 
@@ -172,7 +180,8 @@ impl<S> Driver<S> {
                         let _ = tx.send(Acted { scenario, fact, ok: result.is_ok(), message: None });
                     });
                 }
-                self.in_flight.insert(l.id, Flight { scenario, outcome: l.outcome, issued: l.issued, intended: l.intended });
+                self.in_flight
+                    .insert(l.id, Flight { scenario, outcome: l.outcome, issued: l.issued, intended: l.intended });
             }
             Err(e) => {
                 self.tallies.count(scenario, 1, |c| &mut c.start_errors);

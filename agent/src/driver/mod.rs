@@ -160,8 +160,6 @@ pub async fn drive<S: Sink>(
         background,
         messages_pending: 0,
     };
-    let span = tracing::info_span!("run", run = %d.plan.run_id, agent = d.plan.agent_index);
-    let _enter = span.enter();
     tracing::info!(load = ?d.plan.load, scenario = d.deps.workload.name(), "load started");
     d.setup_background();
     let deadline = t0 + d.plan.duration;
@@ -170,7 +168,8 @@ pub async fn drive<S: Sink>(
     poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut progress = tokio::time::interval_at(t0 + PROGRESS_EVERY, PROGRESS_EVERY);
     progress.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let message_gap = d.background.as_ref().map(|b| b.rate_per_sec()).filter(|r| *r > 0.0).map(|r| Duration::from_secs_f64(1.0 / r));
+    let message_gap =
+        d.background.as_ref().map(|b| b.rate_per_sec()).filter(|r| *r > 0.0).map(|r| Duration::from_secs_f64(1.0 / r));
     let mut next_message = message_gap.map(|_| t0);
     let mut draining = false;
     let mut delivered = true;
@@ -241,7 +240,11 @@ pub async fn drive<S: Sink>(
             }
         }
         // A closed loop with an iteration limit has nothing more to start.
-        if !draining && d.plan.iterations.is_some_and(|n| d.next_seq >= n) && d.occupied() == 0 && d.background.is_none() {
+        if !draining
+            && d.plan.iterations.is_some_and(|n| d.next_seq >= n)
+            && d.occupied() == 0
+            && d.background.is_none()
+        {
             tracing::info!("every iteration started and finished");
             draining = true;
         }

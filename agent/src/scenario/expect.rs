@@ -82,7 +82,10 @@ impl Output {
 pub enum Outcome {
     Completed(Output),
     /// Failed with this error category ("application", ...) and stored message.
-    Failed { category: &'static str, message: Output },
+    Failed {
+        category: &'static str,
+        message: Output,
+    },
     /// A cancellation raced with the work: cancelled (failed with
     /// "canceled: ...") or completed with the output, both right.
     CompletedOrCancelled(Output),
@@ -175,7 +178,10 @@ impl Expect {
                 Outcome::Failed { .. } => "Failed",
                 Outcome::CompletedOrCancelled(_) => "Completed or cancelled",
             };
-            out.push(format!("status {} where {want} was expected", if o.status.is_empty() { "none" } else { &o.status }));
+            out.push(format!(
+                "status {} where {want} was expected",
+                if o.status.is_empty() { "none" } else { &o.status }
+            ));
         }
         if !self.executions.holds(o.executions) {
             out.push(format!("{} execution(s) where {} were expected", o.executions, self.executions));
@@ -308,7 +314,10 @@ mod tests {
             ]
         );
         assert_eq!(e.check(&observed("Running", "")), ["status Running where Completed was expected"]);
-        let f = Expect { outcome: Outcome::Failed { category: "application", message: Output::Prefix("expected".into()) }, ..e.clone() };
+        let f = Expect {
+            outcome: Outcome::Failed { category: "application", message: Output::Prefix("expected".into()) },
+            ..e.clone()
+        };
         assert!(f.check(&observed("Failed", "expected failure 3")).is_empty());
         assert_eq!(
             f.check(&observed("Failed", "infrastructure:ack: boom")),

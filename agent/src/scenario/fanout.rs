@@ -93,9 +93,8 @@ mod tests {
     #[test]
     fn options_parse_with_defaults_and_bounds() {
         let ctx = Context { run_id: "r".into(), seed: 1, agent: 0, agents: 1 };
-        let set = |pairs: &[(&str, &str)]| -> Options {
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-        };
+        let set =
+            |pairs: &[(&str, &str)]| -> Options { pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() };
         let b = build(NAME, &set(&[("tasks", "3"), ("activity_delay", "5ms")]), &ctx).expect("valid");
         let s = b.scenario.start(At { agent: 0, seq: 0 });
         assert_eq!(s.input, r#"{"tasks":3,"delay_ms":5}"#);

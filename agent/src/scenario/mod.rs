@@ -266,9 +266,13 @@ pub fn registries(counters: Arc<ActivityCounters>) -> (ActivityRegistry, Orchest
     for e in REGISTRY {
         (e.register)(&mut r);
     }
-    let activities = r.activities.take().map(ActivityRegistryBuilder::build).unwrap_or_else(|| ActivityRegistry::builder().build());
-    let orchestrations =
-        r.orchestrations.take().map(OrchestrationRegistryBuilder::build).unwrap_or_else(|| OrchestrationRegistry::builder().build());
+    let activities =
+        r.activities.take().map(ActivityRegistryBuilder::build).unwrap_or_else(|| ActivityRegistry::builder().build());
+    let orchestrations = r
+        .orchestrations
+        .take()
+        .map(OrchestrationRegistryBuilder::build)
+        .unwrap_or_else(|| OrchestrationRegistry::builder().build());
     (activities, orchestrations)
 }
 

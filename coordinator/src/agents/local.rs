@@ -16,6 +16,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::error::CoordinatorError;
+use crate::plan::PlanError;
 
 /// How long an agent may take to print its listen address.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -30,15 +31,15 @@ pub struct LocalAgents {
 
 /// The agent binary: the explicit path, or `agent` next to this executable
 /// (or one directory up, where test harnesses live).
-pub fn find_agent_binary(explicit: Option<&Path>) -> Result<PathBuf, CoordinatorError> {
+pub fn find_agent_binary(explicit: Option<&Path>) -> Result<PathBuf, PlanError> {
     if let Some(p) = explicit {
         return if p.is_file() {
             Ok(p.to_path_buf())
         } else {
-            Err(CoordinatorError::Usage(format!("agent binary {} does not exist", p.display())))
+            Err(PlanError::Invalid(format!("agent binary {} does not exist", p.display())))
         };
     }
-    let exe = std::env::current_exe().map_err(|e| CoordinatorError::Local(e.to_string()))?;
+    let exe = std::env::current_exe().map_err(|e| PlanError::Invalid(format!("cannot find this executable: {e}")))?;
     let mut dir = exe.parent();
     for _ in 0..2 {
         let Some(d) = dir else { break };
@@ -48,7 +49,7 @@ pub fn find_agent_binary(explicit: Option<&Path>) -> Result<PathBuf, Coordinator
         }
         dir = d.parent();
     }
-    Err(CoordinatorError::Usage(
+    Err(PlanError::Invalid(
         "cannot find the `agent` binary next to the coordinator; build both (cargo build --release) or pass --agent-bin".into(),
     ))
 }

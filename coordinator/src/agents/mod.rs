@@ -1,6 +1,10 @@
 //! Reaching agents: address parsing, discovery (a name may resolve to several
 //! agents, e.g. a Kubernetes headless Service), connection, and the Hello
 //! check (protocol revision, duroxide-pg version, idle state, no duplicates).
+//!
+//! - [`local`]: `--local N` agent processes owned by the coordinator.
+
+pub mod local;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -13,20 +17,14 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::error::CoordinatorError;
+use crate::notice::{Notice, Observer};
+use crate::plan::{Access, PlanError};
 
 /// Bound on connecting to an agent and on its Hello.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A client that sends the agent token with every call.
 pub type Client = AgentClient<InterceptedService<Channel, AddToken>>;
-
-/// How to reach agents: the token, and TLS when asked for.
-#[derive(Clone, Debug)]
-pub struct Access {
-    pub token: String,
-    /// PEM CA certificate and the name to verify (None: each address's host).
-    pub tls: Option<(Vec<u8>, Option<String>)>,
-}
 
 /// A connected, checked agent.
 #[derive(Debug, Clone)]
@@ -38,7 +36,7 @@ pub struct AgentLink {
 }
 
 /// Check an `--agents` list: every entry `host:port`, no entry twice.
-pub fn parse_agent_list(list: &[String]) -> Result<Vec<String>, CoordinatorError> {
+pub fn parse_agent_list(list: &[String]) -> Result<Vec<String>, PlanError> {
     let mut seen = HashSet::new();
     let mut out = Vec::with_capacity(list.len());
     for raw in list {
@@ -47,15 +45,15 @@ pub fn parse_agent_list(list: &[String]) -> Result<Vec<String>, CoordinatorError
             !host.is_empty() && !host.contains(['/', ' ', '@']) && port.parse::<u16>().is_ok_and(|p| p > 0)
         });
         if !valid {
-            return Err(CoordinatorError::Usage(format!("malformed agent address {raw:?}: expected host:port")));
+            return Err(PlanError::Invalid(format!("malformed agent address {raw:?}: expected host:port")));
         }
         if !seen.insert(addr.to_ascii_lowercase()) {
-            return Err(CoordinatorError::Usage(format!("agent {addr} is listed twice")));
+            return Err(PlanError::Invalid(format!("agent {addr} is listed twice")));
         }
         out.push(addr.to_string());
     }
     if out.is_empty() {
-        return Err(CoordinatorError::Usage(
+        return Err(PlanError::Invalid(
             "no agents: give --local N (agent processes on this machine) or --agents host:port,...".into(),
         ));
     }
@@ -208,6 +206,7 @@ pub async fn discover(
     expect: u32,
     timeout: Duration,
     access: &Access,
+    obs: &dyn Observer,
 ) -> Result<Vec<AgentLink>, CoordinatorError> {
     let started = Instant::now();
     let deadline = started + timeout;
@@ -233,8 +232,8 @@ pub async fn discover(
                 Ok(link) => {
                     compatible(&link)?;
                     // A busy agent may be finishing another coordinator's run: wait for it.
-                    if link.hello.state != "idle" {
-                        pending.push(format!("{} busy ({})", target.label, link.hello.state));
+                    if link.hello.state != proto::AgentState::Idle as i32 {
+                        pending.push(format!("{} busy ({})", target.label, state_name(link.hello.state)));
                         continue;
                     }
                     let same = answered
@@ -255,11 +254,11 @@ pub async fn discover(
             order.sort_by_key(rank);
             let extra: Vec<String> = order[want..].iter().map(|a| answered[a].address.clone()).collect();
             if !extra.is_empty() {
-                eprintln!(
-                    "warning: {} agents answered, --expect-agents is {want}; left out: {}",
+                obs.notice(&Notice::Warning(format!(
+                    "{} agents answered, --expect-agents is {want}; left out: {}",
                     answered.len(),
                     extra.join(", ")
-                );
+                )));
             }
             let mut links: Vec<AgentLink> = order[..want]
                 .iter()
@@ -272,11 +271,10 @@ pub async fn discover(
                 .collect();
             links.sort_by_key(|l| l.index);
             check(&links)?;
-            eprintln!(
-                "{want} agent(s) answered after {:.1}s: {}",
-                started.elapsed().as_secs_f64(),
-                links.iter().map(|l| l.address.as_str()).collect::<Vec<_>>().join(", ")
-            );
+            obs.notice(&Notice::AgentsReady {
+                elapsed_s: started.elapsed().as_secs_f64(),
+                addresses: links.iter().map(|l| l.address.as_str()).collect(),
+            });
             return Ok(links);
         }
         pending.sort();
@@ -289,17 +287,17 @@ pub async fn discover(
                 format!(
                     "only {} of the {want} expected agents answered within {}{detail}",
                     answered.len(),
-                    loadgen_common::config::format_duration(timeout)
+                    loadgen_common::units::format_duration(timeout)
                 ),
             ));
         }
         let line = format!("{status}{detail}");
         if line != last_status || now.duration_since(last_print) >= DISCOVERY_PROGRESS {
-            eprintln!(
-                "waiting for agents ({:.0}s of {}): {line}",
-                started.elapsed().as_secs_f64(),
-                loadgen_common::config::format_duration(timeout)
-            );
+            obs.notice(&Notice::WaitingForAgents {
+                elapsed_s: started.elapsed().as_secs_f64(),
+                timeout: &loadgen_common::units::format_duration(timeout),
+                status: &line,
+            });
             last_status = line;
             last_print = now;
         }
@@ -340,10 +338,10 @@ pub fn check(links: &[AgentLink]) -> Result<(), CoordinatorError> {
     for l in links {
         compatible(l)?;
         let h = &l.hello;
-        if h.state != "idle" {
+        if h.state != proto::AgentState::Idle as i32 {
             return Err(CoordinatorError::agent(
                 &l.address,
-                format!("is busy ({}); another coordinator is using it", h.state),
+                format!("is busy ({}); another coordinator is using it", state_name(h.state)),
             ));
         }
         if !processes.insert((h.hostname.clone(), h.pid)) {
@@ -354,6 +352,18 @@ pub fn check(links: &[AgentLink]) -> Result<(), CoordinatorError> {
         }
     }
     Ok(())
+}
+
+/// The name of an agent state from the wire.
+fn state_name(state: i32) -> &'static str {
+    match proto::AgentState::try_from(state) {
+        Ok(proto::AgentState::Idle) => "idle",
+        Ok(proto::AgentState::Preparing) => "preparing",
+        Ok(proto::AgentState::Prepared) => "prepared",
+        Ok(proto::AgentState::Running) => "running",
+        Ok(proto::AgentState::Finished) => "finished",
+        _ => "in an unknown state",
+    }
 }
 
 fn source_chain(e: &(dyn std::error::Error + 'static)) -> String {

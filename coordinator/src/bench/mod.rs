@@ -2,28 +2,39 @@
 //! side, on one database.
 //!
 //! For each dispatcher setting it runs, `--repeat` times each (alternating
-//! which goes first): duroxide's
-//! `parallel_orchestrations` stress test through [`PostgresStressFactory`]
-//! (one runtime, every instance polled with `wait_for_orchestration`), and
-//! this tool with one local agent on the same workload (one runtime, batched
-//! completion tracking). Both are measured the same way: orchestrations per
-//! second as each reports it, and commits per completed orchestration from
-//! `pg_stat_database` deltas taken around the whole run (pools closed first,
-//! so every backend has flushed its counters).
+//! which goes first): duroxide's `parallel_orchestrations` stress test
+//! through [`PostgresStressFactory`] (one runtime, every instance polled with
+//! `wait_for_orchestration`), and this tool with one local agent on the same
+//! workload (one runtime, batched completion tracking), called as a library
+//! with a plan of its own. Both are measured the same way: orchestrations
+//! per second as each reports it, and commits per completed orchestration
+//! from `pg_stat_database` deltas taken around the whole run.
+//!
+//! The bench passes only when every run of both tools finished cleanly (this
+//! tool's gates and audit; the stress module's failed count) and every
+//! target the user set was met.
+//!
+//! - [`stress_factory`]: duroxide's stress module on duroxide-pg.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
 use duroxide::provider_stress_tests::StressTestConfig;
 use duroxide::provider_stress_tests::parallel_orchestrations::run_parallel_orchestrations_test_with_config;
-use loadgen_common::config::{format_duration, parse_dispatchers};
-use loadgen_common::embedded_pg::EmbeddedPostgres;
-use loadgen_common::stress_factory::{PostgresStressFactory, SchemaMode};
+use loadgen_common::units::format_duration;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::Cli;
+use crate::db::embedded::EmbeddedPostgres;
 use crate::error::CoordinatorError;
+use crate::notice::{Notice, Observer, Silent};
+use crate::plan::profile::{find_profile, parse_dispatchers};
+use crate::plan::workload::{WorkloadOverrides, WorkloadPlan};
+use crate::plan::{AgentSource, Database, Outputs, PlanError, RunPlan, Tracking};
+
+pub mod stress_factory;
+
+use stress_factory::{PostgresStressFactory, SchemaMode};
 
 /// What `coordinator bench` measures.
 #[derive(Debug, Clone)]
@@ -37,6 +48,9 @@ pub struct BenchPlan {
     pub database_url: Option<String>,
     /// This tool's completion-poll interval.
     pub completion_poll: Duration,
+    pub agent_bin: PathBuf,
+    /// Gate: this tool's median throughput at least this many times the module's, at every setting.
+    pub min_throughput_ratio: Option<f64>,
 }
 
 /// One measured run of one tool.
@@ -48,6 +62,12 @@ pub struct Sample {
     pub orch_per_sec: f64,
     pub commits: u64,
     pub commits_per_orchestration: f64,
+    /// Failed, unfinished or not as expected (0 for a clean run).
+    #[serde(default)]
+    pub failed: u64,
+    /// Why the run does not count as clean (empty: it does).
+    #[serde(default)]
+    pub problems: Vec<String>,
 }
 
 /// Per setting: both tools' samples and the ratios of their medians.
@@ -56,9 +76,9 @@ pub struct Comparison {
     pub dispatchers: String,
     pub theirs: Vec<Sample>,
     pub ours: Vec<Sample>,
-    /// median ours / median theirs (target >= 1.0)
+    /// median ours / median theirs
     pub throughput_ratio: f64,
-    /// median ours / median theirs (target <= 0.7)
+    /// median ours / median theirs
     pub commits_ratio: f64,
 }
 
@@ -68,9 +88,19 @@ pub struct BenchReport {
     pub workload: String,
     pub repeat: u32,
     pub comparisons: Vec<Comparison>,
+    /// The throughput target the user set, if any.
+    #[serde(default)]
+    pub min_throughput_ratio: Option<f64>,
+    /// Every run clean and every target met.
+    #[serde(default)]
+    pub passed: bool,
+    /// What failed, one line each.
+    #[serde(default)]
+    pub problems: Vec<String>,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The median of `v` (0 for none).
+pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     match v.len() {
         0 => 0.0,
@@ -120,6 +150,12 @@ async fn theirs(url: &str, plan: &BenchPlan, combo: &str) -> Result<Sample, Coor
     settle().await;
     let used = commits(url).await?.saturating_sub(before);
     let completed = result.completed as u64;
+    let failed = result.failed as u64 + result.launched.saturating_sub(result.completed + result.failed) as u64;
+    let problems = if failed > 0 {
+        vec![format!("{failed} of {} orchestrations failed or did not finish", result.launched)]
+    } else {
+        Vec::new()
+    };
     Ok(Sample {
         tool: "duroxide stress module".into(),
         dispatchers: combo.into(),
@@ -127,67 +163,76 @@ async fn theirs(url: &str, plan: &BenchPlan, combo: &str) -> Result<Sample, Coor
         orch_per_sec: result.orch_throughput,
         commits: used,
         commits_per_orchestration: if completed > 0 { used as f64 / completed as f64 } else { 0.0 },
+        failed,
+        problems,
+    })
+}
+
+/// This tool's plan for one setting: the standard profile with the bench's workload.
+fn our_plan(url: &str, plan: &BenchPlan, combo: &str) -> Result<RunPlan, PlanError> {
+    let (o, w) = parse_dispatchers(combo)?;
+    let mut profile = find_profile("standard")?;
+    profile.orch_concurrency = o;
+    profile.worker_concurrency = w;
+    profile.duration = plan.duration;
+    profile.max_concurrent = plan.max_concurrent;
+    profile.tasks_per_instance = Some(plan.tasks);
+    profile.activity_delay = Some(plan.activity_delay);
+    profile.validate()?;
+    let workload = WorkloadPlan::resolve(&profile, &WorkloadOverrides::default())?;
+    Ok(RunPlan {
+        runs: vec![profile.clone()],
+        profile,
+        workload,
+        agents: AgentSource::Local { count: 1, bin: plan.agent_bin.clone(), token: loadgen_common::auth::new_token() },
+        database: Database::Url(url.to_string()),
+        outputs: Outputs::default(),
+        tracking: Tracking::default(),
+        completion_poll: plan.completion_poll,
+        on_agent_loss: Default::default(),
+        keep_schema: false,
+        log: "warn,sqlx=error".into(),
     })
 }
 
 async fn ours(url: &str, plan: &BenchPlan, combo: &str) -> Result<Sample, CoordinatorError> {
-    let (o, w) = parse_dispatchers(combo)?;
-    let argv = [
-        "coordinator".to_string(),
-        "--local".into(),
-        "1".into(),
-        "--profile".into(),
-        "standard".into(),
-        "--database-url".into(),
-        url.into(),
-        "--orch-concurrency".into(),
-        o.to_string(),
-        "--worker-concurrency".into(),
-        w.to_string(),
-        "--duration".into(),
-        format_duration(plan.duration),
-        "--max-concurrent".into(),
-        plan.max_concurrent.to_string(),
-        "--tasks".into(),
-        plan.tasks.to_string(),
-        "--activity-delay".into(),
-        format_duration(plan.activity_delay),
-        "--completion-poll".into(),
-        format_duration(plan.completion_poll),
-    ];
-    let args = Cli::try_parse_from(argv).map_err(|e| CoordinatorError::Usage(e.to_string()))?.run;
+    let run_plan = our_plan(url, plan, combo)?;
     settle().await;
     let before = commits(url).await?;
-    let outcome = crate::run::run(&args, CancellationToken::new()).await?;
+    let outcome = crate::run::run(&run_plan, &Silent, CancellationToken::new()).await?;
     settle().await;
     let used = commits(url).await?.saturating_sub(before);
     let report = outcome.runs.into_iter().next().ok_or_else(|| CoordinatorError::Usage("no run".into()))?;
-    let completed = report.merged.counts.completed;
+    let c = &report.merged.counts;
+    let problems: Vec<String> =
+        report.gates.iter().filter(|g| !g.passed).map(|g| format!("gate {} failed: {}", g.name, g.value)).collect();
     Ok(Sample {
         tool: "loadgen (1 local agent)".into(),
         dispatchers: combo.into(),
-        completed,
+        completed: c.completed,
         orch_per_sec: report.merged.orch_per_sec,
         commits: used,
-        commits_per_orchestration: if completed > 0 { used as f64 / completed as f64 } else { 0.0 },
+        commits_per_orchestration: if c.completed > 0 { used as f64 / c.completed as f64 } else { 0.0 },
+        failed: c.launched.saturating_sub(c.as_expected()),
+        problems,
     })
 }
 
-/// Run the benchmark; progress goes to stderr.
-pub async fn bench(plan: &BenchPlan, shutdown: CancellationToken) -> Result<BenchReport, CoordinatorError> {
-    for c in &plan.combos {
-        parse_dispatchers(c)?;
-    }
-    if plan.repeat == 0 {
-        return Err(CoordinatorError::Usage("--repeat must be at least 1".into()));
-    }
+/// Run the benchmark; progress goes to `obs`.
+pub async fn bench(
+    plan: &BenchPlan,
+    obs: &dyn Observer,
+    shutdown: CancellationToken,
+) -> Result<BenchReport, CoordinatorError> {
     let mut embedded = None;
     let url = match &plan.database_url {
         Some(u) => u.clone(),
         None => {
             let pg = EmbeddedPostgres::start().await?;
             let url = pg.url().to_string();
-            eprintln!("bench on a throwaway Postgres on 127.0.0.1:{}", pg.port());
+            obs.notice(&Notice::DatabaseStarted {
+                description: &format!("throwaway Postgres on 127.0.0.1:{}", pg.port()),
+            });
             embedded = Some(pg);
             url
         }
@@ -202,16 +247,18 @@ pub async fn bench(plan: &BenchPlan, shutdown: CancellationToken) -> Result<Benc
                 let order = if rep % 2 == 1 { [false, true] } else { [true, false] };
                 for ours_turn in order {
                     let s = if ours_turn {
-                        eprintln!("[{combo} #{rep}] loadgen, 1 local agent...");
+                        obs.notice(&Notice::Note(format!("[{combo} #{rep}] loadgen, 1 local agent...")));
                         ours(&url, plan, combo).await?
                     } else {
-                        eprintln!("[{combo} #{rep}] duroxide stress module...");
+                        obs.notice(&Notice::Note(format!("[{combo} #{rep}] duroxide stress module...")));
                         theirs(&url, plan, combo).await?
                     };
-                    eprintln!(
-                        "[{combo} #{rep}]   {:.2} orch/s, {:.1} commits/orch",
-                        s.orch_per_sec, s.commits_per_orchestration
-                    );
+                    obs.notice(&Notice::Note(format!(
+                        "[{combo} #{rep}]   {:.2} orch/s, {:.1} commits/orch{}",
+                        s.orch_per_sec,
+                        s.commits_per_orchestration,
+                        if s.problems.is_empty() { String::new() } else { format!(" — {}", s.problems.join("; ")) }
+                    )));
                     if ours_turn { o.push(s) } else { t.push(s) }
                 }
             }
@@ -234,6 +281,8 @@ pub async fn bench(plan: &BenchPlan, shutdown: CancellationToken) -> Result<Benc
     if let Some(mut pg) = embedded {
         tokio::task::spawn_blocking(move || pg.stop()).await.ok();
     }
+    let comparisons = result?;
+    let problems = verdict(&comparisons, plan.min_throughput_ratio);
     Ok(BenchReport {
         workload: format!(
             "fanout {} x {}, {} in flight, {} per run",
@@ -243,55 +292,79 @@ pub async fn bench(plan: &BenchPlan, shutdown: CancellationToken) -> Result<Benc
             format_duration(plan.duration)
         ),
         repeat: plan.repeat,
-        comparisons: result?,
+        comparisons,
+        min_throughput_ratio: plan.min_throughput_ratio,
+        passed: problems.is_empty(),
+        problems,
     })
 }
 
-/// The comparison table.
-pub fn render(r: &BenchReport, w: &mut dyn std::io::Write) -> std::io::Result<()> {
-    writeln!(w, "\nSide by side, {} ({} run(s) per tool and setting; min / median / max):", r.workload, r.repeat)?;
-    writeln!(
-        w,
-        "{:<8} {:<26} {:>26} {:>26} {:>14} {:>14}",
-        "setting", "tool", "orch/s", "commits/orch", "orch/s ratio", "commits ratio"
-    )?;
-    let spread = |v: &[Sample], f: fn(&Sample) -> f64| {
-        let xs: Vec<f64> = v.iter().map(f).collect();
-        let min = xs.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        format!("{min:.1} / {:.1} / {max:.1}", median(xs.clone()))
-    };
-    for c in &r.comparisons {
-        writeln!(
-            w,
-            "{:<8} {:<26} {:>26} {:>26}",
-            c.dispatchers,
-            "duroxide stress module",
-            spread(&c.theirs, |s| s.orch_per_sec),
-            spread(&c.theirs, |s| s.commits_per_orchestration)
-        )?;
-        writeln!(
-            w,
-            "{:<8} {:<26} {:>26} {:>26} {:>14} {:>14}",
-            "",
-            "loadgen (1 agent)",
-            spread(&c.ours, |s| s.orch_per_sec),
-            spread(&c.ours, |s| s.commits_per_orchestration),
-            format!("x{:.2}", c.throughput_ratio),
-            format!("x{:.2}", c.commits_ratio)
-        )?;
+/// What fails the bench: an unclean run of either tool, a missed target.
+fn verdict(comparisons: &[Comparison], min_ratio: Option<f64>) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in comparisons {
+        for (i, s) in c.ours.iter().chain(&c.theirs).enumerate() {
+            if !s.problems.is_empty() {
+                out.push(format!(
+                    "{} {} run {}: {}",
+                    c.dispatchers,
+                    s.tool,
+                    i % c.ours.len().max(1) + 1,
+                    s.problems.join("; ")
+                ));
+            }
+        }
+        if let Some(min) = min_ratio
+            && c.throughput_ratio < min
+        {
+            out.push(format!(
+                "{}: throughput ratio x{:.2} is below the target x{min:.2}",
+                c.dispatchers, c.throughput_ratio
+            ));
+        }
     }
-    writeln!(w, "Targets: orch/s ratio >= 1.0 at every setting; commits ratio <= 0.7.")
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn sample(orch: f64, problems: &[&str]) -> Sample {
+        Sample {
+            tool: "t".into(),
+            dispatchers: "1:1".into(),
+            completed: 10,
+            orch_per_sec: orch,
+            commits: 0,
+            commits_per_orchestration: 0.0,
+            failed: 0,
+            problems: problems.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
     #[test]
     fn medians() {
         assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
         assert_eq!(median(vec![]), 0.0);
+    }
+
+    #[test]
+    fn unclean_runs_and_missed_targets_fail_the_bench() {
+        let c = Comparison {
+            dispatchers: "1:1".into(),
+            theirs: vec![sample(10.0, &[])],
+            ours: vec![sample(9.8, &[])],
+            throughput_ratio: 0.98,
+            commits_ratio: 0.5,
+        };
+        assert!(verdict(std::slice::from_ref(&c), None).is_empty());
+        assert_eq!(
+            verdict(std::slice::from_ref(&c), Some(1.0)),
+            ["1:1: throughput ratio x0.98 is below the target x1.00"]
+        );
+        let bad = Comparison { ours: vec![sample(9.8, &["gate correctness audit failed: x"])], ..c };
+        assert_eq!(verdict(&[bad], None).len(), 1);
     }
 }

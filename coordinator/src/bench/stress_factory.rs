@@ -13,8 +13,8 @@ use duroxide::provider_stress_tests::parallel_orchestrations::ProviderStressFact
 use duroxide::providers::Provider;
 use duroxide_pg::PostgresProvider;
 
-use crate::schema::{InvalidSchemaName, new_run_id, validate_schema_name};
-use crate::secret;
+use loadgen_common::schema::{InvalidSchemaName, new_run_id, validate_schema_name};
+use loadgen_common::secret;
 
 /// Which schema each provider gets.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -124,7 +124,7 @@ impl ProviderStressFactory for PostgresStressFactory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::embedded_pg::EmbeddedPostgres;
+    use crate::db::embedded::EmbeddedPostgres;
     use duroxide::provider_stress_tests::parallel_orchestrations::run_parallel_orchestrations_test_with_config;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

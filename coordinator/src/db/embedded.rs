@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use sqlx::Connection;
 use thiserror::Error;
 
-use crate::process;
+use loadgen_common::process;
 
 /// Superuser created by `initdb` in the throwaway cluster.
 pub const SUPERUSER: &str = "loadgen";

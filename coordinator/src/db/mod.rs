@@ -1,6 +1,13 @@
 //! The coordinator's database work: create and migrate the run's schema once,
-//! read the server's transaction counters, check what the schema says about
-//! the run's instances, and drop the schema at the end.
+//! read the server's counters, and drop the schema at the end.
+//!
+//! - [`embedded`]: the throwaway Postgres (the embedded default);
+//! - [`watch`]: the database timeline, sampled once a second;
+//! - [`audit`]: the per-instance correctness audit.
+
+pub mod audit;
+pub mod embedded;
+pub mod watch;
 
 use duroxide_pg::PostgresProvider;
 use loadgen_common::secret;
@@ -74,15 +81,35 @@ pub async fn drop_schema(provider: &PostgresProvider) -> Result<(), CoordinatorE
     Ok(())
 }
 
-/// Committed and rolled-back transactions of the current database so far.
-pub async fn xact_counters(provider: &PostgresProvider) -> Result<(u64, u64), CoordinatorError> {
-    let row = sqlx::query("SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = current_database()")
-        .fetch_one(provider.pool())
-        .await
-        .map_err(|e| CoordinatorError::Database(one_line(&format!("reading pg_stat_database: {e}"))))?;
-    let commit: i64 = row.try_get(0).unwrap_or(0);
-    let rollback: i64 = row.try_get(1).unwrap_or(0);
-    Ok((commit.max(0) as u64, rollback.max(0) as u64))
+/// The database's transaction counters at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct XactCounters {
+    pub commits: u64,
+    pub rollbacks: u64,
+    pub deadlocks: u64,
+}
+
+impl XactCounters {
+    /// What happened between `earlier` and `self`.
+    pub fn since(&self, earlier: &XactCounters) -> XactCounters {
+        XactCounters {
+            commits: self.commits.saturating_sub(earlier.commits),
+            rollbacks: self.rollbacks.saturating_sub(earlier.rollbacks),
+            deadlocks: self.deadlocks.saturating_sub(earlier.deadlocks),
+        }
+    }
+}
+
+/// Committed and rolled-back transactions and deadlocks of the current database so far.
+pub async fn xact_counters(provider: &PostgresProvider) -> Result<XactCounters, CoordinatorError> {
+    let row = sqlx::query(
+        "SELECT xact_commit, xact_rollback, deadlocks FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(provider.pool())
+    .await
+    .map_err(|e| CoordinatorError::Database(one_line(&format!("reading pg_stat_database: {e}"))))?;
+    let get = |i: usize| row.try_get::<i64, _>(i).map_or(0, |v| v.max(0) as u64);
+    Ok(XactCounters { commits: get(0), rollbacks: get(1), deadlocks: get(2) })
 }
 
 /// Instances agent `index` started in `run_id`: (total, completed, failed,

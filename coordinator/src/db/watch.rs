@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::model::DbSample;
 use duroxide::providers::ProviderAdmin;
 use duroxide_pg::PostgresProvider;
-use loadgen_common::result::DbSample;
 use sqlx::Row;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;

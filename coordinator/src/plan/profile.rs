@@ -1,43 +1,61 @@
-//! Run configuration: named profiles (shipped as TOML data), command-line
-//! overrides, validation, and the duration syntax used everywhere ("10s", "5ms").
+//! Named load profiles: shipped as TOML data (`coordinator/profiles.toml`),
+//! added to or replaced by a user's file, overridden from the command line,
+//! and validated once. A profile names its workload (`scenario` with
+//! `[profile.options]`, or a weighted `mix`); the scenario checks its options.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use loadgen_common::units::{UnitError, duration_text, format_duration, opt_duration_text};
+use serde::{Deserialize, Deserializer, Serialize};
 use thiserror::Error;
 
-/// The profiles shipped with the tool (`common/profiles.toml`).
-pub const BUILTIN_PROFILES: &str = include_str!("../profiles.toml");
+/// The profiles shipped with the tool.
+pub const BUILTIN_PROFILES: &str = include_str!("../../profiles.toml");
 
-/// Name of the reference scenario: fan out N activities, then join.
-pub const SCENARIO_FANOUT: &str = "fanout";
+/// The scenario a profile runs when it names none.
+pub const DEFAULT_SCENARIO: &str = "fanout";
 
 /// A configuration problem the user must fix.
 #[derive(Debug, Error, PartialEq)]
 pub enum ConfigError {
     #[error("unknown profile {name:?} (known: {known})")]
     UnknownProfile { name: String, known: String },
-    #[error("profile file does not parse: {0}")]
-    Parse(String),
+    #[error("{file}:{line}:{column}: {message}")]
+    Parse { file: String, line: usize, column: usize, message: String },
     #[error("invalid {option} {value}: {detail}")]
     InvalidOption { option: &'static str, value: String, detail: &'static str },
-    #[error("invalid duration {value:?}: {detail} (examples: 500ms, 10s, 2m, 1h)")]
-    InvalidDuration { value: String, detail: &'static str },
+    #[error(transparent)]
+    Unit(#[from] UnitError),
 }
 
-/// One named load profile as stored in TOML.
+/// One named load profile as stored in TOML (and carried in every result).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// Orchestrations kept in flight, cluster-wide (closed loop).
     pub max_concurrent: u64,
     #[serde(with = "duration_text")]
     pub duration: Duration,
-    pub tasks_per_instance: u32,
-    #[serde(with = "duration_text")]
-    pub activity_delay: Duration,
+    /// The scenario (see `coordinator scenarios`); default fanout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<String>,
+    /// The scenario's options (key = value; values may be numbers or text).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "option_values")]
+    pub options: BTreeMap<String, String>,
+    /// A weighted mix instead of one scenario (scenario = weight); runs the
+    /// `mixed` scenario, each instance's choice drawn from the run's seed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mix: BTreeMap<String, u32>,
+    /// fanout's `tasks` option (kept under its old name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks_per_instance: Option<u32>,
+    /// fanout's `activity_delay` option (kept under its old name).
+    #[serde(default, with = "opt_duration_text", skip_serializing_if = "Option::is_none")]
+    pub activity_delay: Option<Duration>,
     pub orch_concurrency: u32,
     pub worker_concurrency: u32,
     #[serde(default = "default_runtimes")]
@@ -60,42 +78,66 @@ pub struct Profile {
     /// on a fresh schema, replacing orch/worker concurrency.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub suite: Vec<String>,
-    /// Gate: merged end-to-end p99 at most this many milliseconds.
+    /// Gate: merged headline p99 at most this many milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p99_ms: Option<f64>,
-    /// Gate: at most this many orchestrations may fail or stay unfinished
-    /// (default 0: 100% success).
+    /// Gate: at most this many orchestrations may fail unexpectedly or stay
+    /// unfinished (default 0: 100% success).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_failed: Option<u64>,
     /// Warning threshold on each agent's memory growth (MB per minute, from a
     /// least-squares fit after warm-up).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rss_growth_mb_per_min: Option<f64>,
-    /// duroxide's orchestrator lock timeout (default 5 s): how long a turn
-    /// held by a dead runtime stays locked.
+    /// duroxide's orchestrator lock timeout (default 5 s).
     #[serde(default, with = "opt_duration_text", skip_serializing_if = "Option::is_none")]
     pub orchestrator_lock_timeout: Option<Duration>,
-    /// duroxide's worker lock timeout (default 30 s): how long an activity
-    /// held by a dead runtime stays locked.
+    /// duroxide's worker lock timeout (default 30 s).
     #[serde(default, with = "opt_duration_text", skip_serializing_if = "Option::is_none")]
     pub worker_lock_timeout: Option<Duration>,
     /// Open loop: start this many orchestrations per second cluster-wide on a
-    /// schedule, whatever the system's latency (`None`: closed loop, keeping
-    /// `max_concurrent` in flight).
+    /// schedule, whatever the system's latency (`None`: closed loop).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<f64>,
-    /// Open loop: how starts are spaced ("constant" or "poisson").
+    /// Open loop: how starts are spaced.
     #[serde(default, skip_serializing_if = "Arrival::is_constant")]
     pub arrival: Arrival,
-    /// Open loop: cap on orchestrations in flight cluster-wide; a start due
-    /// while the cap is reached is dropped (and counted). Default: a minute
-    /// of arrivals, at least 100.
+    /// Open loop: cap on orchestrations in flight cluster-wide (default a
+    /// minute of arrivals, at least 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_in_flight: Option<u64>,
+    /// Stop starting after this many orchestrations cluster-wide.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iterations: Option<u64>,
+}
+
+/// Accept numbers, booleans and text as option values; keep them as text.
+fn option_values<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Value {
+        Int(i64),
+        Float(f64),
+        Bool(bool),
+        Text(String),
+    }
+    let raw = BTreeMap::<String, Value>::deserialize(d)?;
+    Ok(raw
+        .into_iter()
+        .map(|(k, v)| {
+            let text = match v {
+                Value::Int(n) => n.to_string(),
+                Value::Float(x) => x.to_string(),
+                Value::Bool(b) => b.to_string(),
+                Value::Text(t) => t,
+            };
+            (k, text)
+        })
+        .collect())
 }
 
 /// Spacing of open-loop starts.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Arrival {
     /// Evenly spaced: one start every 1/rate seconds.
@@ -119,24 +161,6 @@ impl Arrival {
     }
 }
 
-impl std::str::FromStr for Arrival {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "constant" => Ok(Arrival::Constant),
-            "poisson" => Ok(Arrival::Poisson),
-            other => Err(format!("unknown arrival {other:?}: expected constant or poisson")),
-        }
-    }
-}
-
-impl Profile {
-    /// The cluster-wide in-flight cap of an open-loop run.
-    pub fn open_loop_cap(&self) -> Option<u64> {
-        self.rate.map(|r| self.max_in_flight.unwrap_or(((r * 60.0).ceil() as u64).max(100)))
-    }
-}
-
 fn default_runtimes() -> u32 {
     1
 }
@@ -156,28 +180,39 @@ struct ProfileFile {
     profile: Vec<Profile>,
 }
 
-/// Parse a profiles document (`[[profile]]` tables).
-pub fn parse_profiles(text: &str) -> Result<Vec<Profile>, ConfigError> {
-    let file: ProfileFile = toml::from_str(text).map_err(|e| ConfigError::Parse(e.message().to_string()))?;
-    for p in &file.profile {
+/// Parse a profiles document (`[[profile]]` tables) read from `file`.
+pub fn parse_profiles(text: &str, file: &str) -> Result<Vec<Profile>, ConfigError> {
+    let parsed: ProfileFile = toml::from_str(text).map_err(|e| {
+        let (line, column) = e.span().map_or((1, 1), |s| line_column(text, s.start));
+        ConfigError::Parse { file: file.to_string(), line, column, message: e.message().to_string() }
+    })?;
+    for p in &parsed.profile {
         p.validate()?;
     }
-    Ok(file.profile)
+    Ok(parsed.profile)
+}
+
+/// 1-based line and column of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
 }
 
 /// The built-in profiles, in the order they are documented.
 pub fn builtin_profiles() -> Vec<Profile> {
     // The shipped file is checked by a unit test; a parse failure here is a
     // build defect, not user input.
-    parse_profiles(BUILTIN_PROFILES).unwrap_or_default()
+    parse_profiles(BUILTIN_PROFILES, "profiles.toml").unwrap_or_default()
 }
 
 /// The built-in profiles plus those of a profile file (which replace built-in
 /// ones of the same name), in listing order.
-pub fn all_profiles(file_text: Option<&str>) -> Result<Vec<Profile>, ConfigError> {
+pub fn all_profiles(file: Option<(&str, &str)>) -> Result<Vec<Profile>, ConfigError> {
     let mut all = builtin_profiles();
-    if let Some(text) = file_text {
-        for p in parse_profiles(text)? {
+    if let Some((text, name)) = file {
+        for p in parse_profiles(text, name)? {
             match all.iter_mut().find(|q| q.name == p.name) {
                 Some(q) => *q = p,
                 None => all.push(p),
@@ -188,12 +223,12 @@ pub fn all_profiles(file_text: Option<&str>) -> Result<Vec<Profile>, ConfigError
 }
 
 /// Pick a profile: by `name` if given; else the only profile of the file if
-/// it has exactly one; else `light`.
-pub fn select_profile(name: Option<&str>, file_text: Option<&str>) -> Result<Profile, ConfigError> {
-    let all = all_profiles(file_text)?;
-    let name = match (name, file_text) {
+/// it has exactly one; else `light`. `file` is (text, path).
+pub fn select_profile(name: Option<&str>, file: Option<(&str, &str)>) -> Result<Profile, ConfigError> {
+    let all = all_profiles(file)?;
+    let name = match (name, file) {
         (Some(n), _) => n.to_string(),
-        (None, Some(text)) => match parse_profiles(text)?.as_slice() {
+        (None, Some((text, path))) => match parse_profiles(text, path)?.as_slice() {
             [only] => only.name.clone(),
             _ => "light".to_string(),
         },
@@ -228,111 +263,29 @@ pub fn parse_dispatchers(text: &str) -> Result<(u32, u32), ConfigError> {
     Ok((o, w))
 }
 
-/// Command-line overrides of profile fields; `None` keeps the profile's value.
-#[derive(Clone, Debug, Default)]
-pub struct Overrides {
-    pub max_concurrent: Option<u64>,
-    pub duration: Option<Duration>,
-    pub tasks_per_instance: Option<u32>,
-    pub activity_delay: Option<Duration>,
-    pub orch_concurrency: Option<u32>,
-    pub worker_concurrency: Option<u32>,
-    pub runtimes_per_agent: Option<u32>,
-    pub poll_interval: Option<Duration>,
-    pub drain_timeout: Option<Duration>,
-    pub min_orch_per_sec: Option<f64>,
-    pub pool_max: Option<u32>,
-    pub db_latency: Option<Duration>,
-    pub suite: Option<Vec<String>>,
-    pub p99_ms: Option<f64>,
-    pub max_failed: Option<u64>,
-    pub rss_growth_mb_per_min: Option<f64>,
-    pub orchestrator_lock_timeout: Option<Duration>,
-    pub worker_lock_timeout: Option<Duration>,
-    pub rate: Option<f64>,
-    pub arrival: Option<Arrival>,
-    pub max_in_flight: Option<u64>,
-}
-
-/// An open-loop rate for people: "40/s", "12.5/s", "0.011/s".
-pub fn format_rate(rate: f64) -> String {
-    let text = format!("{rate:.3}");
-    let text = text.trim_end_matches('0').trim_end_matches('.');
-    format!("{text}/s")
-}
-
-/// Parse an open-loop rate: "200/s", "200", "1.5/s", "12000/min".
-pub fn parse_rate(text: &str) -> Result<f64, ConfigError> {
-    let t = text.trim();
-    let (num, per) = match t.split_once('/') {
-        Some((n, unit)) => (n.trim(), unit.trim()),
-        None => (t, "s"),
-    };
-    let scale = match per {
-        "s" | "sec" | "second" => 1.0,
-        "min" | "m" => 1.0 / 60.0,
-        "h" | "hour" => 1.0 / 3600.0,
-        _ => {
-            return Err(ConfigError::InvalidOption {
-                option: "rate",
-                value: text.to_string(),
-                detail: "expected N/s, N/min or N/h (e.g. 200/s)",
-            });
-        }
-    };
-    match num.parse::<f64>() {
-        Ok(n) if n.is_finite() && n > 0.0 => Ok(n * scale),
-        _ => Err(ConfigError::InvalidOption {
-            option: "rate",
-            value: text.to_string(),
-            detail: "must be a positive number per second, minute or hour (e.g. 200/s)",
-        }),
-    }
-}
-
 impl Profile {
-    /// Apply overrides and validate the result.
-    pub fn with_overrides(mut self, o: &Overrides) -> Result<Profile, ConfigError> {
-        macro_rules! set {
-            ($($f:ident),*) => { $( if let Some(v) = o.$f { self.$f = v; } )* };
-        }
-        set!(
-            max_concurrent,
-            duration,
-            tasks_per_instance,
-            activity_delay,
-            orch_concurrency,
-            worker_concurrency,
-            runtimes_per_agent,
-            poll_interval,
-            drain_timeout,
-            min_orch_per_sec,
-            db_latency
-        );
-        if let Some(v) = &o.suite {
-            self.suite = v.clone();
-        }
-        macro_rules! set_opt {
-            ($($f:ident),*) => { $( if o.$f.is_some() { self.$f = o.$f; } )* };
-        }
-        set_opt!(
-            pool_max,
-            p99_ms,
-            max_failed,
-            rss_growth_mb_per_min,
-            orchestrator_lock_timeout,
-            worker_lock_timeout,
-            rate,
-            max_in_flight
-        );
-        if let Some(a) = o.arrival {
-            self.arrival = a;
-        }
-        self.validate()?;
-        Ok(self)
+    /// The cluster-wide in-flight cap of an open-loop run.
+    pub fn open_loop_cap(&self) -> Option<u64> {
+        self.rate.map(|r| self.max_in_flight.unwrap_or(((r * 60.0).ceil() as u64).max(100)))
     }
 
-    /// Check every field is usable.
+    /// What is split over the agents: the closed loop's budget, or the open
+    /// loop's in-flight cap.
+    pub fn in_flight_budget(&self) -> u64 {
+        self.open_loop_cap().unwrap_or(self.max_concurrent)
+    }
+
+    /// The scenario this profile runs.
+    pub fn scenario_name(&self) -> &str {
+        if !self.mix.is_empty() { "mixed" } else { self.scenario.as_deref().unwrap_or(DEFAULT_SCENARIO) }
+    }
+
+    /// "N:M" dispatcher notation.
+    pub fn dispatchers(&self) -> String {
+        format!("{}:{}", self.orch_concurrency, self.worker_concurrency)
+    }
+
+    /// Check every field is usable (the scenario checks its own options).
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |option, value: String, detail| Err(ConfigError::InvalidOption { option, value, detail });
         if self.max_concurrent == 0 {
@@ -340,9 +293,6 @@ impl Profile {
         }
         if self.duration.is_zero() {
             return bad("duration", "0s".into(), "must be positive");
-        }
-        if self.tasks_per_instance == 0 {
-            return bad("tasks_per_instance", "0".into(), "must be at least 1");
         }
         if self.orch_concurrency == 0 || self.worker_concurrency == 0 {
             return bad(
@@ -381,8 +331,14 @@ impl Profile {
         if self.max_in_flight == Some(0) {
             return bad("max_in_flight", "0".into(), "must be at least 1");
         }
+        if self.iterations == Some(0) {
+            return bad("iterations", "0".into(), "must be at least 1");
+        }
         if self.db_latency > Duration::from_secs(10) {
             return bad("db_latency", format_duration(self.db_latency), "must be at most 10s");
+        }
+        if !self.mix.is_empty() && self.scenario.as_deref().is_some_and(|s| s != "mixed") {
+            return bad("mix", format!("{:?}", self.mix), "a mix runs the mixed scenario: drop `scenario`");
         }
         for combo in &self.suite {
             parse_dispatchers(combo)?;
@@ -399,11 +355,6 @@ impl Profile {
             return bad("worker_lock_timeout", format_duration(t), "must be between 1s and 5m");
         }
         Ok(())
-    }
-
-    /// "N:M" dispatcher notation.
-    pub fn dispatchers(&self) -> String {
-        format!("{}:{}", self.orch_concurrency, self.worker_concurrency)
     }
 
     /// The runs this profile stands for: itself, or one per suite combination
@@ -423,86 +374,18 @@ impl Profile {
     }
 }
 
-/// Parse "500ms", "10s", "1.5s", "2m", "1h" (a bare number means seconds).
-pub fn parse_duration(text: &str) -> Result<Duration, ConfigError> {
-    let err = |detail| ConfigError::InvalidDuration { value: text.to_string(), detail };
-    let t = text.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    if num.is_empty() {
-        return Err(if t.starts_with('-') { err("must not be negative") } else { err("missing number") });
-    }
-    let value: f64 = num.parse().map_err(|_| err("not a number"))?;
-    let scale = match unit.trim() {
-        "us" | "µs" => 1e-6,
-        "ms" => 1e-3,
-        "" | "s" => 1.0,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        _ => return Err(err("unknown unit")),
-    };
-    let secs = value * scale;
-    if !secs.is_finite() || secs > 1e9 {
-        return Err(err("too large"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-/// Format a duration the way [`parse_duration`] reads it ("10s", "5ms", "1.5s").
-pub fn format_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if !d.subsec_nanos().is_multiple_of(1_000_000) {
-        format!("{}us", d.as_micros())
-    } else if !ms.is_multiple_of(1000) {
-        if ms > 1000 { format!("{}s", d.as_secs_f64()) } else { format!("{ms}ms") }
-    } else {
-        format!("{}s", d.as_secs())
-    }
-}
-
-/// Serde adapter for optional durations as text.
-pub mod opt_duration_text {
-    use super::*;
-
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => s.serialize_str(&format_duration(*d)),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        let text = Option::<String>::deserialize(d)?;
-        text.map(|t| parse_duration(&t).map_err(serde::de::Error::custom)).transpose()
-    }
-}
-
-/// Serde adapter that stores durations as text ("10s").
-pub mod duration_text {
-    use super::*;
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format_duration(*d))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        parse_duration(&text).map_err(serde::de::Error::custom)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn builtin_profiles_parse_and_match_the_spec() {
-        let all = parse_profiles(BUILTIN_PROFILES).expect("shipped profiles parse");
+        let all = parse_profiles(BUILTIN_PROFILES, "profiles.toml").expect("shipped profiles parse");
         let names: Vec<_> = all.iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(
-            names,
-            ["light", "standard", "production", "high-concurrency", "pool-stress", "soak", "high-latency", "suite"]
-        );
+        for n in ["light", "standard", "production", "high-concurrency", "pool-stress", "soak", "high-latency", "suite"]
+        {
+            assert!(names.contains(&n), "{n} missing from {names:?}");
+        }
         let get = |n| find_profile(n).expect(n);
         // (max_concurrent, duration s, tasks, delay ms, dispatchers, min orch/s) from the spec's table
         let table = [
@@ -519,11 +402,12 @@ mod tests {
             let p = get(name);
             assert_eq!(p.max_concurrent, mc, "{name}");
             assert_eq!(p.duration, Duration::from_secs(secs), "{name}");
-            assert_eq!(p.tasks_per_instance, tasks, "{name}");
-            assert_eq!(p.activity_delay, Duration::from_millis(delay), "{name}");
+            assert_eq!(p.tasks_per_instance, Some(tasks), "{name}");
+            assert_eq!(p.activity_delay, Some(Duration::from_millis(delay)), "{name}");
             assert_eq!(p.dispatchers(), disp, "{name}");
             assert_eq!(p.min_orch_per_sec, min, "{name}");
             assert_eq!(p.runtimes_per_agent, 1, "{name}");
+            assert_eq!(p.scenario_name(), "fanout", "{name}");
         }
         assert_eq!(get("pool-stress").pool_max, Some(5));
         assert_eq!(get("high-latency").db_latency, Duration::from_millis(50));
@@ -535,17 +419,29 @@ mod tests {
 
     #[test]
     fn profile_files_add_and_replace_profiles() {
-        let file = "[[profile]]\nname='mine'\nmax_concurrent=3\nduration='2s'\ntasks_per_instance=2\nactivity_delay='1ms'\norch_concurrency=1\nworker_concurrency=1\np99_ms=900.0\n";
+        let file = "[[profile]]\nname='mine'\nmax_concurrent=3\nduration='2s'\norch_concurrency=1\nworker_concurrency=1\np99_ms=900.0\nscenario='timers'\noptions={ timers = 2, delay = '1s' }\n";
         // The only profile of the file is picked when no name is given.
-        let p = select_profile(None, Some(file)).expect("mine");
+        let p = select_profile(None, Some((file, "mine.toml"))).expect("mine");
         assert_eq!((p.name.as_str(), p.max_concurrent, p.p99_ms), ("mine", 3, Some(900.0)));
-        assert_eq!(select_profile(Some("standard"), Some(file)).expect("builtin").name, "standard");
+        assert_eq!(p.scenario_name(), "timers");
+        assert_eq!(p.options.get("timers").map(String::as_str), Some("2"));
+        assert_eq!(select_profile(Some("standard"), Some((file, "f"))).expect("builtin").name, "standard");
         let replaced = file.replace("'mine'", "'light'");
-        assert_eq!(select_profile(Some("light"), Some(&replaced)).expect("light").max_concurrent, 3);
-        assert_eq!(all_profiles(Some(file)).expect("all").len(), 9);
+        assert_eq!(select_profile(Some("light"), Some((&replaced, "f"))).expect("light").max_concurrent, 3);
+        assert_eq!(all_profiles(Some((file, "f"))).expect("all").len(), builtin_profiles().len() + 1);
         assert_eq!(select_profile(None, None).expect("default").name, "light");
-        let e = select_profile(Some("x"), Some(file)).expect_err("unknown");
+        let e = select_profile(Some("x"), Some((file, "f"))).expect_err("unknown");
         assert!(e.to_string().contains("mine"), "{e}");
+    }
+
+    #[test]
+    fn parse_errors_name_the_file_line_and_column() {
+        let text = "[[profile]]\nname='x'\nmax_concurrent=1\nduration='1s'\norch_concurrency=1\nworker_concurrency=1\nmax_concurent=5\n";
+        let e = parse_profiles(text, "mine.toml").expect_err("typo");
+        let s = e.to_string();
+        assert!(s.starts_with("mine.toml:7:1: unknown field `max_concurent`"), "{s}");
+        let e = parse_profiles("[[profile]\n", "bad.toml").expect_err("syntax");
+        assert!(e.to_string().starts_with("bad.toml:1:"), "{e}");
     }
 
     #[test]
@@ -557,72 +453,11 @@ mod tests {
     }
 
     #[test]
-    fn unknown_profile_names_the_known_ones() {
-        let e = find_profile("nope").expect_err("unknown");
-        assert_eq!(
-            e.to_string(),
-            "unknown profile \"nope\" (known: light, standard, production, high-concurrency, pool-stress, soak, high-latency, suite)"
-        );
-    }
-
-    #[test]
-    fn unknown_keys_are_rejected_with_the_key_named() {
-        let text = "[[profile]]\nname='x'\nmax_concurrent=1\nduration='1s'\ntasks_per_instance=1\nactivity_delay='1ms'\norch_concurrency=1\nworker_concurrency=1\nmax_concurent=5\n";
-        let e = parse_profiles(text).expect_err("typo");
-        assert!(e.to_string().contains("max_concurent"), "{e}");
-    }
-
-    #[test]
-    fn overrides_apply_and_are_validated() {
-        let base = find_profile("light").expect("light");
-        let p = base
-            .clone()
-            .with_overrides(&Overrides {
-                max_concurrent: Some(7),
-                duration: Some(Duration::from_secs(2)),
-                ..Default::default()
-            })
-            .expect("valid");
-        assert_eq!((p.max_concurrent, p.duration), (7, Duration::from_secs(2)));
-        for bad in [
-            Overrides { max_concurrent: Some(0), ..Default::default() },
-            Overrides { duration: Some(Duration::ZERO), ..Default::default() },
-            Overrides { orch_concurrency: Some(0), ..Default::default() },
-            Overrides { min_orch_per_sec: Some(f64::NAN), ..Default::default() },
-            Overrides { worker_lock_timeout: Some(Duration::from_secs(301)), ..Default::default() },
-            Overrides { orchestrator_lock_timeout: Some(Duration::from_millis(10)), ..Default::default() },
-        ] {
-            assert!(base.clone().with_overrides(&bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn rates_parse_and_format() {
-        assert_eq!(parse_rate("200/s"), Ok(200.0));
-        assert_eq!(parse_rate("40"), Ok(40.0));
-        assert_eq!(parse_rate("120/min"), Ok(2.0));
-        assert!(parse_rate("0/s").is_err() && parse_rate("fast").is_err() && parse_rate("5/week").is_err());
-        assert_eq!(format_rate(40.0), "40/s");
-        assert_eq!(format_rate(12.5), "12.5/s");
-        assert_eq!(format_rate(40.0 / 3600.0), "0.011/s");
-    }
-
-    #[test]
-    fn durations_parse_and_format() {
-        for (text, d) in [
-            ("10s", Duration::from_secs(10)),
-            ("5ms", Duration::from_millis(5)),
-            ("1.5s", Duration::from_millis(1500)),
-            ("2m", Duration::from_secs(120)),
-            ("1h", Duration::from_secs(3600)),
-            ("3", Duration::from_secs(3)),
-            ("250us", Duration::from_micros(250)),
-        ] {
-            assert_eq!(parse_duration(text), Ok(d), "{text}");
-            assert_eq!(parse_duration(&format_duration(d)), Ok(d), "round trip {text}");
-        }
-        for bad in ["", "-5s", "ten", "5 parsecs", "1e400s"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
+    fn a_mix_runs_the_mixed_scenario() {
+        let text = "[[profile]]\nname='m'\nmax_concurrent=4\nduration='2s'\norch_concurrency=1\nworker_concurrency=1\nmix={ fanout = 3, timers = 1 }\n";
+        let p = parse_profiles(text, "m.toml").expect("mix");
+        assert_eq!(p[0].scenario_name(), "mixed");
+        let clash = text.replace("mix=", "scenario='fanout'\nmix=");
+        assert!(parse_profiles(&clash, "m.toml").is_err());
     }
 }

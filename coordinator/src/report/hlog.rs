@@ -13,6 +13,8 @@ use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
 use loadgen_common::histogram::LatencyHistogram;
 
+use crate::model::IntervalLogs;
+
 /// One interval of a log: when it ended (seconds after the common start), how
 /// long it was, and its histogram.
 pub struct LogInterval<'a> {
@@ -60,13 +62,9 @@ impl Write for Adapter<'_> {
 
 /// Write `<dir>/<run>-merged.hlog` and `<dir>/<run>-agent<i>.hlog`; returns
 /// the paths written.
-pub fn write_run_logs(
-    dir: &Path,
-    run_id: &str,
-    start: SystemTime,
-    merged: &[(f64, LatencyHistogram)],
-    agents: &[Vec<(f64, LatencyHistogram)>],
-) -> io::Result<Vec<PathBuf>> {
+pub fn write_run_logs(dir: &Path, logs: &IntervalLogs) -> io::Result<Vec<PathBuf>> {
+    let (run_id, start) = (&logs.run_id, logs.start);
+    std::fs::create_dir_all(dir)?;
     let mut written = Vec::new();
     let mut one = |name: String, what: String, series: &[(f64, LatencyHistogram)]| -> io::Result<()> {
         let path = dir.join(name);
@@ -82,8 +80,8 @@ pub fn write_run_logs(
         written.push(path);
         Ok(())
     };
-    one(format!("{run_id}-merged.hlog"), format!("run {run_id}, all agents merged"), merged)?;
-    for (i, series) in agents.iter().enumerate() {
+    one(format!("{run_id}-merged.hlog"), format!("run {run_id}, all agents merged"), &logs.merged)?;
+    for (i, series) in logs.agents.iter().enumerate() {
         one(format!("{run_id}-agent{i}.hlog"), format!("run {run_id}, agent {i}"), series)?;
     }
     Ok(written)

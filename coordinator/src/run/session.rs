@@ -2,19 +2,21 @@
 //! the database (URL or throwaway cluster), the agents (local processes or
 //! connections to remote ones), and the schema of the run in progress.
 
-use duroxide_pg::PostgresProvider;
-use loadgen_common::config::Profile;
-use loadgen_common::dburl::DbUrl;
-use loadgen_common::embedded_pg::EmbeddedPostgres;
-use loadgen_common::proto;
-use loadgen_common::secret;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::agents::{Access, AgentLink, connect_all, discover};
-use crate::cli::Args;
+use duroxide_pg::PostgresProvider;
+use loadgen_common::dburl::DbUrl;
+use loadgen_common::proto;
+use loadgen_common::secret;
+
+use crate::agents::local::LocalAgents;
+use crate::agents::{AgentLink, connect_all, discover};
 use crate::db;
+use crate::db::embedded::EmbeddedPostgres;
 use crate::error::CoordinatorError;
-use crate::local::{LocalAgents, find_agent_binary};
+use crate::notice::{Notice, Observer};
+use crate::plan::{Access, AgentSource, Database, Profile, RunPlan};
 
 /// Bound on Release (stopping the driver and shutting runtimes down).
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(45);
@@ -32,7 +34,7 @@ pub struct Session {
     /// File-name-safe database host label for tracking.
     pub db_host: String,
     /// Run id and schema owner of the run in progress.
-    pub current: Option<(String, std::sync::Arc<PostgresProvider>)>,
+    pub current: Option<(String, Arc<PostgresProvider>)>,
     pub keep_schema: bool,
 }
 
@@ -40,43 +42,38 @@ impl Session {
     /// Bring up the database and the agents, and check the agents can run `profile`.
     pub async fn open(
         &mut self,
-        args: &Args,
+        plan: &RunPlan,
         profile: &Profile,
-        addresses: Vec<String>,
+        obs: &dyn Observer,
     ) -> Result<(), CoordinatorError> {
-        self.keep_schema = args.keep_schema;
-        match &args.database_url {
-            Some(u) => {
+        self.keep_schema = plan.keep_schema;
+        match &plan.database {
+            Database::Url(u) => {
                 self.url = u.clone();
                 self.database = secret::mask_url(u);
                 self.db_host = DbUrl::parse(u).map_err(|e| CoordinatorError::Usage(e.to_string()))?.host_label();
             }
-            None => {
+            Database::Embedded => {
                 let pg = EmbeddedPostgres::start().await?;
                 self.url = pg.url().to_string();
                 self.database = format!("throwaway Postgres on 127.0.0.1:{}", pg.port());
                 self.db_host = "embedded".into();
-                eprintln!("no --database-url given: started a {} (removed at exit)", self.database);
+                obs.notice(&Notice::DatabaseStarted { description: &self.database });
                 self.embedded = Some(pg);
             }
         }
         db::preflight(&self.url).await?;
-        let (addresses, access) = match args.local {
-            Some(n) => {
-                // Agents we spawn get a fresh token of their own, and plain
-                // HTTP/2 on loopback.
-                let token = args.token.clone().unwrap_or_else(loadgen_common::auth::new_token);
-                let bin = find_agent_binary(args.agent_bin.as_deref())?;
-                let local = LocalAgents::spawn(n, &bin, &self.url, &args.log, profile.pool_max, &token).await?;
-                let addrs = local.addresses();
+        self.links = match &plan.agents {
+            AgentSource::Local { count, bin, token } => {
+                let local = LocalAgents::spawn(*count, bin, &self.url, &plan.log, profile.pool_max, token).await?;
+                let addresses = local.addresses();
                 self.local = Some(local);
-                (addrs, Access { token, tls: None })
+                connect_all(&addresses, &Access { token: token.clone(), tls: None }).await?
             }
-            None => (addresses, remote_access(args)?),
-        };
-        self.links = match args.expect_agents {
-            Some(n) if args.local.is_none() => discover(&addresses, n, args.agents_timeout, &access).await?,
-            _ => connect_all(&addresses, &access).await?,
+            AgentSource::Remote { entries, expect: Some(n), timeout, access } => {
+                discover(entries, *n, *timeout, access, obs).await?
+            }
+            AgentSource::Remote { entries, expect: None, access, .. } => connect_all(entries, access).await?,
         };
         self.check_connections(profile).await?;
         if let Some(want) = profile.pool_max {
@@ -122,10 +119,10 @@ impl Session {
     }
 
     /// Create and migrate the schema of a new run.
-    pub async fn begin_run(&mut self, run_id: &str, schema: &str) -> Result<&PostgresProvider, CoordinatorError> {
-        let provider = db::create_schema(&self.url, schema).await?;
-        let (_, p) = self.current.insert((run_id.to_string(), std::sync::Arc::new(provider)));
-        Ok(p)
+    pub async fn begin_run(&mut self, run_id: &str, schema: &str) -> Result<Arc<PostgresProvider>, CoordinatorError> {
+        let provider = Arc::new(db::create_schema(&self.url, schema).await?);
+        self.current = Some((run_id.to_string(), Arc::clone(&provider)));
+        Ok(provider)
     }
 
     /// Release every agent from `run_id`; returns each agent's late activity count.
@@ -163,82 +160,38 @@ impl Session {
     }
 
     /// Drop (or keep) the current run's schema.
-    pub async fn end_run(&mut self) {
+    pub async fn end_run(&mut self, obs: &dyn Observer) {
         let Some((_, provider)) = self.current.take() else { return };
         if self.keep_schema {
             if self.embedded.is_some() {
-                eprintln!(
-                    "note: --keep-schema has no lasting effect on the throwaway database, which is removed at exit"
-                );
+                obs.notice(&Notice::Note(
+                    "--keep-schema has no lasting effect on the throwaway database, which is removed at exit".into(),
+                ));
             } else {
-                eprintln!("schema {} kept", provider.schema_name());
+                obs.notice(&Notice::Note(format!("schema {} kept", provider.schema_name())));
             }
         } else if let Err(e) = db::drop_schema(&provider).await {
-            eprintln!("warning: {e}; drop it by hand: DROP SCHEMA {} CASCADE", provider.schema_name());
+            obs.notice(&Notice::Warning(format!(
+                "{e}; drop it by hand: DROP SCHEMA {} CASCADE",
+                provider.schema_name()
+            )));
         }
     }
 
     /// Release agents, drop the current schema, stop local agents and the
     /// throwaway database. Safe to call on any path, more than once.
-    pub async fn close(&mut self) {
+    pub async fn close(&mut self, obs: &dyn Observer) {
         if let Some((run_id, _)) = &self.current {
             let run_id = run_id.clone();
             self.release_agents(&run_id).await;
         }
-        self.end_run().await;
+        self.end_run(obs).await;
         self.links.clear();
         if let Some(mut local) = self.local.take() {
             local.stop().await;
         }
         if let Some(mut pg) = self.embedded.take() {
             tokio::task::spawn_blocking(move || pg.stop()).await.ok();
-        }
-    }
-}
-
-/// Token and TLS settings for remote agents.
-fn remote_access(args: &Args) -> Result<Access, CoordinatorError> {
-    let Some(token) = args.token.clone() else {
-        return Err(CoordinatorError::Usage(
-            "--agents needs the agents' shared token: set LOADGEN_TOKEN (or pass --token)".into(),
-        ));
-    };
-    loadgen_common::auth::validate_token(&token).map_err(CoordinatorError::Usage)?;
-    let tls = match &args.tls_ca {
-        Some(path) => {
-            let ca = std::fs::read(path)
-                .map_err(|e| CoordinatorError::Usage(format!("cannot read --tls-ca {}: {e}", path.display())))?;
-            Some((ca, args.tls_domain.clone()))
-        }
-        None => None,
-    };
-    Ok(Access { token, tls })
-}
-
-/// Check the flags that need no database or agent: returns the `--agents`
-/// entries (placeholders for --local; a name may stand for several agents).
-pub fn plan_agents(args: &Args) -> Result<Vec<String>, CoordinatorError> {
-    match args.local {
-        Some(0) => Err(CoordinatorError::Usage("--local needs at least 1 agent".into())),
-        Some(n) => {
-            find_agent_binary(args.agent_bin.as_deref())?;
-            Ok(vec![String::new(); n as usize])
-        }
-        None => {
-            if args.agents.is_empty() {
-                return crate::agents::parse_agent_list(&args.agents);
-            }
-            if args.database_url.is_none() {
-                return Err(CoordinatorError::Usage(
-                    "--agents needs --database-url (or DATABASE_URL): the coordinator prepares the schema the remote agents use"
-                        .into(),
-                ));
-            }
-            remote_access(args)?;
-            if args.expect_agents == Some(0) {
-                return Err(CoordinatorError::Usage("--expect-agents needs at least 1 agent".into()));
-            }
-            crate::agents::parse_agent_list(&args.agents)
         }
     }
 }

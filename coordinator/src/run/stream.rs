@@ -1,5 +1,5 @@
 //! The Run streams of one run: start every agent at once, keep each one's
-//! lease alive with a heartbeat a second, follow progress and results, and
+//! lease alive with a heartbeat a second, fold intervals as they arrive, and
 //! notice a lost agent.
 //!
 //! An agent is lost when its stream breaks (a killed process: at once), ends
@@ -9,30 +9,23 @@
 
 use std::time::{Duration, Instant};
 
-use loadgen_common::histogram::LatencyHistogram;
 use loadgen_common::proto::{self, run_control, run_event};
-use loadgen_common::result::{Counts, Histograms, MemorySample};
-use tokio::sync::mpsc;
+use loadgen_common::tally::{Finish, Interval};
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
+use super::live::Live;
 use crate::agents::AgentLink;
 use crate::error::CoordinatorError;
-use crate::live::Live;
+use crate::model::DbSample;
+use crate::notice::{Notice, Observer};
+use crate::plan::OnAgentLoss;
 
 /// An agent silent for this long is lost. Progress comes every second.
 pub const SILENCE: Duration = Duration::from_secs(5);
 /// Heartbeat interval on each control stream (the agents' lease is 3 s).
 const HEARTBEAT: Duration = Duration::from_secs(1);
-
-/// What to do when an agent is lost mid-run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum OnAgentLoss {
-    /// Stop the other agents too (they drain and report); the run is degraded.
-    Abort,
-    /// Finish with the remaining agents; the run is degraded.
-    Continue,
-}
 
 type EventStream = tonic::Streaming<proto::RunEvent>;
 
@@ -123,20 +116,14 @@ fn spawn_heartbeat(tx: mpsc::Sender<proto::RunControl>, until: CancellationToken
     });
 }
 
-/// How one agent's run ended, as the coordinator saw it.
-#[derive(Debug)]
+/// How one agent's run ended, as the coordinator saw it (what it streamed
+/// is in [`Live`]).
+#[derive(Debug, Clone)]
 pub enum Followed {
-    /// The agent sent its result.
-    Finished { result: proto::AgentResult, memory: Vec<MemorySample> },
-    /// The agent was lost; what it had streamed until then.
-    Lost {
-        at: Duration,
-        reason: String,
-        counts: Counts,
-        in_flight: u64,
-        histograms: Box<Histograms>,
-        memory: Vec<MemorySample>,
-    },
+    /// The agent sent its finish.
+    Finished(Finish),
+    /// The agent was lost.
+    Lost { at: Duration, reason: String },
 }
 
 enum StreamEvent {
@@ -145,18 +132,28 @@ enum StreamEvent {
     Ended,
 }
 
-/// Follow every agent until each has sent its result or is lost; print a
-/// live line every second. `bound` limits the whole wait.
+/// Following a run.
+pub struct Follow<'a> {
+    pub links: &'a [AgentLink],
+    pub policy: OnAgentLoss,
+    /// The common start instant.
+    pub started: Instant,
+    /// Bound on the whole wait.
+    pub bound: Duration,
+    /// The database sampler's latest sample, for the live view.
+    pub db: Option<watch::Receiver<Option<DbSample>>>,
+    pub obs: &'a dyn Observer,
+}
+
+/// Follow every agent until each has sent its finish or is lost, folding
+/// intervals into `live` and showing it once a second.
 pub async fn follow(
-    links: &[AgentLink],
+    f: Follow<'_>,
     streams: Vec<EventStream>,
     controls: &Controls,
-    policy: OnAgentLoss,
-    started: Instant,
-    bound: Duration,
-    view: LiveView,
-) -> Result<(Vec<Followed>, Live), CoordinatorError> {
-    let n = links.len();
+    live: &mut Live,
+) -> Result<Vec<Followed>, CoordinatorError> {
+    let n = f.links.len();
     let (tx, mut rx) = mpsc::channel::<(usize, StreamEvent)>(256);
     for (i, mut stream) in streams.into_iter().enumerate() {
         let tx = tx.clone();
@@ -175,148 +172,84 @@ pub async fn follow(
         });
     }
     drop(tx);
-    let mut live = Live::new(n, started);
-    let mut screen = Screen { table: view.table, drawn: 0 };
-    let mut results: Vec<Option<proto::AgentResult>> = vec![None; n];
-    let mut lost: Vec<Option<(Duration, String)>> = vec![None; n];
-    let mut last_heard = vec![Instant::now().max(started); n];
-    let done = |results: &[Option<proto::AgentResult>], lost: &[Option<(Duration, String)>]| {
-        results.iter().zip(lost).all(|(r, l)| r.is_some() || l.is_some())
-    };
-    let deadline = tokio::time::Instant::from_std(started + bound);
-    // Tick a little after the agents' own second boundaries, so each line
+    let address = |i: usize| f.links.get(i).map_or("?", |l| l.address.as_str());
+    let mut outcome: Vec<Option<Followed>> = vec![None; n];
+    let mut last_heard = vec![Instant::now().max(f.started); n];
+    let deadline = tokio::time::Instant::from_std(f.started + f.bound);
+    // Tick a little after the agents' own second boundaries, so each frame
     // includes the interval that just ended.
-    let first = tokio::time::Instant::from_std(started) + Duration::from_millis(1300);
+    let first = tokio::time::Instant::from_std(f.started) + Duration::from_millis(1300);
     let mut ticker = tokio::time::interval_at(first, Duration::from_secs(1));
-    while !done(&results, &lost) {
+    let show = |live: &Live| {
+        let sample = f.db.as_ref().and_then(|rx| rx.borrow().clone());
+        f.obs.notice(&Notice::Live(&live.frame(sample.as_ref())));
+    };
+    while outcome.iter().any(Option::is_none) {
         let mut newly_lost: Option<(usize, String)> = None;
         tokio::select! {
             msg = rx.recv() => {
                 let Some((i, ev)) = msg else { break };
-                let address = links.get(i).map(|l| l.address.as_str()).unwrap_or("?");
                 if let Some(t) = last_heard.get_mut(i) {
                     *t = Instant::now();
                 }
-                let ev = match ev {
-                    StreamEvent::Event(boxed) => match boxed.event {
-                        Some(e) => Ok(e),
-                        None => continue,
-                    },
-                    other => Err(other),
-                };
+                let open = outcome.get(i).is_some_and(Option::is_none);
                 match ev {
-                    Ok(run_event::Event::Progress(p)) => {
-                        live.progress(i, &p)
-                            .map_err(|e| CoordinatorError::agent(address, format!("bad progress: {e}")))?;
-                    }
-                    Ok(run_event::Event::Result(r)) => {
-                        results[i] = Some(r);
-                    }
-                    Err(StreamEvent::Failed(s)) if results[i].is_none() && lost[i].is_none() => {
-                        newly_lost = Some((i, format!("stream broke: {}", s.message())));
-                    }
-                    Err(StreamEvent::Ended) if results[i].is_none() && lost[i].is_none() => {
-                        newly_lost = Some((i, "stream ended without a result".into()));
-                    }
+                    StreamEvent::Event(boxed) => match boxed.event {
+                        Some(run_event::Event::Progress(p)) => {
+                            let iv = Interval::try_from(&p)
+                                .map_err(|e| CoordinatorError::agent(address(i), format!("bad progress: {e}")))?;
+                            live.fold(i, iv)
+                                .map_err(|e| CoordinatorError::agent(address(i), format!("bad progress: {e}")))?;
+                        }
+                        Some(run_event::Event::Result(r)) => {
+                            let finish = Finish::from(&r);
+                            let got = live.agents.get(i).map_or(0, |a| a.intervals);
+                            if finish.progress_messages != got {
+                                tracing::warn!(agent = %address(i), sent = finish.progress_messages, got, "progress messages missing");
+                            }
+                            outcome[i] = Some(Followed::Finished(finish));
+                        }
+                        None => {}
+                    },
+                    StreamEvent::Failed(s) if open => newly_lost = Some((i, format!("stream broke: {}", s.message()))),
+                    StreamEvent::Ended if open => newly_lost = Some((i, "stream ended without a result".into())),
                     _ => {}
                 }
             }
             _ = ticker.tick() => {
-                screen.draw(&live, view.db.as_ref());
+                show(live);
                 let now = Instant::now();
-                if now > started {
-                    for i in 0..n {
-                        if results[i].is_none() && lost[i].is_none() && now.duration_since(last_heard[i]) > SILENCE {
-                            newly_lost = Some((i, format!("silent for {:.1}s", now.duration_since(last_heard[i]).as_secs_f64())));
-                            break;
-                        }
-                    }
+                if now > f.started {
+                    newly_lost = (0..n).find(|&i| outcome[i].is_none() && now.duration_since(last_heard[i]) > SILENCE)
+                        .map(|i| (i, format!("silent for {:.1}s", now.duration_since(last_heard[i]).as_secs_f64())));
                 }
             }
-            _ = tokio::time::sleep_until(deadline) => return Err(CoordinatorError::Timeout(bound)),
+            _ = tokio::time::sleep_until(deadline) => return Err(CoordinatorError::Timeout(f.bound)),
         }
         if let Some((i, reason)) = newly_lost {
-            let at = started.elapsed();
-            let address = links.get(i).map(|l| l.address.as_str()).unwrap_or("?");
-            screen.below();
-            eprintln!("agent {i} ({address}) lost after {:.1}s: {reason}", at.as_secs_f64());
-            tracing::warn!(agent = %address, reason, "agent lost");
+            let at = f.started.elapsed();
+            let stopping = f.policy == OnAgentLoss::Abort;
+            f.obs.notice(&Notice::AgentLost {
+                index: i,
+                address: address(i),
+                at_s: at.as_secs_f64(),
+                reason: &reason,
+                stopping_others: stopping,
+            });
+            tracing::warn!(agent = %address(i), reason, "agent lost");
             live.lost(i);
-            lost[i] = Some((at, reason));
-            if policy == OnAgentLoss::Abort {
-                eprintln!("--on-agent-loss abort: stopping the other agents (they drain and report)");
-                for j in 0..n {
-                    if j != i && results[j].is_none() && lost[j].is_none() {
-                        controls.stop(j, &format!("agent {address} was lost")).await;
-                    }
+            outcome[i] = Some(Followed::Lost { at, reason });
+            if stopping {
+                for j in (0..n).filter(|&j| outcome[j].is_none()) {
+                    controls.stop(j, &format!("agent {} was lost", address(i))).await;
                 }
             }
         }
     }
-    screen.draw(&live, view.db.as_ref());
-    let mut out = Vec::with_capacity(n);
-    for (i, (r, l)) in results.into_iter().zip(lost).enumerate() {
-        let address = links.get(i).map(|l| l.address.as_str()).unwrap_or("?");
-        let streamed = live.streamed_counts(i).cloned().unwrap_or_default();
-        match (r, l) {
-            (Some(r), _) => {
-                let totals: Counts = r.totals.as_ref().map(Counts::from).unwrap_or_default();
-                let samples = LatencyHistogram::decode(&r.e2e_latency).map(|h| h.count()).unwrap_or(0);
-                if streamed != totals || live.streamed_samples(i) != samples {
-                    tracing::warn!(agent = %address, ?streamed, ?totals, "progress stream and final result disagree");
-                }
-                out.push(Followed::Finished { result: r, memory: live.memory(i) });
-            }
-            (None, Some((at, reason))) => out.push(Followed::Lost {
-                at,
-                reason,
-                counts: streamed,
-                in_flight: live.in_flight(i),
-                histograms: Box::new(live.streamed_histograms(i)),
-                memory: live.memory(i),
-            }),
-            (None, None) => return Err(CoordinatorError::agent(address, "no result")),
-        }
-    }
-    Ok((out, live))
-}
-
-/// How progress is shown while a run streams.
-#[derive(Debug, Default)]
-pub struct LiveView {
-    /// A table redrawn in place (a terminal), or one plain line a second.
-    pub table: bool,
-    /// The database sampler's latest sample.
-    pub db: Option<tokio::sync::watch::Receiver<Option<loadgen_common::result::DbSample>>>,
-}
-
-/// The terminal area the live table occupies.
-struct Screen {
-    table: bool,
-    /// Lines of the table drawn last (0: draw below whatever came before).
-    drawn: usize,
-}
-
-impl Screen {
-    fn draw(
-        &mut self,
-        live: &Live,
-        db: Option<&tokio::sync::watch::Receiver<Option<loadgen_common::result::DbSample>>>,
-    ) {
-        let sample = db.and_then(|rx| rx.borrow().clone());
-        let text = live.render(sample.as_ref(), self.table);
-        if self.table {
-            // Back to the table's first line, clear to the end, redraw.
-            let up = if self.drawn > 0 { format!("\x1b[{}F\x1b[J", self.drawn) } else { String::new() };
-            eprintln!("{up}{text}");
-            self.drawn = text.lines().count();
-        } else {
-            eprintln!("{text}");
-        }
-    }
-
-    /// Something else is printed: the next table goes below it.
-    fn below(&mut self) {
-        self.drawn = 0;
-    }
+    show(live);
+    outcome
+        .into_iter()
+        .enumerate()
+        .map(|(i, o)| o.ok_or_else(|| CoordinatorError::agent(address(i), "no result")))
+        .collect()
 }

@@ -1,106 +1,123 @@
 //! `coordinator sweep`: raise the offered load step by step (open-loop rate,
 //! or closed-loop budget), each step a full run on a fresh schema with the
 //! same agents and database, until the p99 SLO breaks, throughput stops
-//! growing, or the database degrades badly; then report the knee, the highest
-//! throughput sustained within the SLO, Little's law as a cross-check, and a
-//! recommendation with the measured numbers behind it.
+//! growing, a step fails its audit or loses an agent, or the database
+//! degrades badly; then report the knee, the highest throughput sustained
+//! within the SLO, Little's law as a cross-check, and a recommendation.
+//!
+//! The sweep passes when a step met the SLO and no step failed its audit or
+//! lost an agent; its stop reason names what really stopped it.
+//!
+//! - [`recommend`]: the recommendation.
 
-use loadgen_common::apportion::split_budget;
-use loadgen_common::config::{Profile, format_duration};
-use loadgen_common::result::{RunReport, SweepReport, SweepStep};
+use std::time::Duration;
+
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
-use crate::cli::{Args, SweepArgs, SweepMode};
 use crate::error::CoordinatorError;
-use crate::run::{in_flight_budget, rate_shares, resolve_profile, run_once};
-use crate::session::{Session, plan_agents};
+use crate::model::sweep::SweepMode;
+use crate::model::{IntervalLogs, RunReport, SweepReport, SweepStep};
+use crate::notice::{Notice, Observer};
+use crate::plan::{Profile, RunPlan, slices};
+use crate::run::run_once;
+use crate::run::session::Session;
+
+pub mod recommend;
+
+/// A resolved sweep.
+#[derive(Clone, Debug)]
+pub struct SweepPlan {
+    /// What every step shares (its profile is the first step's).
+    pub run: RunPlan,
+    pub mode: SweepMode,
+    /// The offered load of each step (rates or budgets), increasing.
+    pub steps: Vec<f64>,
+    pub slo_p99: Duration,
+    /// Throughput has stopped growing below this gain, in percent.
+    pub min_gain_pct: f64,
+}
+
+/// What a sweep produced.
+#[derive(Debug)]
+pub struct SweepOutcome {
+    pub sweep: SweepReport,
+    pub runs: Vec<RunReport>,
+    pub logs: Vec<IntervalLogs>,
+}
 
 /// Carry out a sweep. Returns the sweep and every step's full run.
 pub async fn sweep(
-    args: &Args,
-    plan: &SweepArgs,
+    plan: &SweepPlan,
+    obs: &dyn Observer,
     shutdown: CancellationToken,
-) -> Result<(SweepReport, Vec<RunReport>), CoordinatorError> {
-    // Flags the sweep sets per step would be silently overridden.
-    if args.duration.is_some() {
-        return Err(CoordinatorError::Usage("a sweep's steps last --step-duration, not --duration".into()));
-    }
-    match plan.mode {
-        SweepMode::Rate if args.rate.is_some() => {
-            return Err(CoordinatorError::Usage("a rate sweep sets the rate per step: give --steps or --start".into()));
-        }
-        SweepMode::Budget if args.max_concurrent.is_some() || args.rate.is_some() => {
-            return Err(CoordinatorError::Usage(
-                "a budget sweep sets --max-concurrent per step and runs closed loop: drop --max-concurrent/--rate"
-                    .into(),
-            ));
-        }
-        _ => {}
-    }
-    crate::run::check_open_loop_flags(args, plan.mode == SweepMode::Rate)?;
-    let mut profile = resolve_profile(args)?;
-    if plan.step_duration.is_zero() {
-        return Err(CoordinatorError::Usage("--step-duration must be positive".into()));
-    }
-    profile.duration = plan.step_duration;
-    if !profile.suite.is_empty() {
-        return Err(CoordinatorError::Usage("a sweep keeps one dispatcher setting: drop --suite".into()));
-    }
-    let steps = plan.offered_steps()?;
-    crate::run::check_outputs(args)?;
-    let addresses = plan_agents(args)?;
+) -> Result<SweepOutcome, CoordinatorError> {
     let mut session = Session::default();
     let result = tokio::select! {
-        r = execute(args, plan, &profile, &steps, addresses, &mut session) => r,
+        r = execute(plan, &mut session, obs) => r,
         _ = shutdown.cancelled() => Err(CoordinatorError::Interrupted),
     };
-    session.close().await;
+    session.close(obs).await;
     result
 }
 
+/// The profile of one step.
+fn step_profile(base: &Profile, mode: SweepMode, offered: f64) -> Profile {
+    let mut p = base.clone();
+    match mode {
+        SweepMode::Rate => p.rate = Some(offered),
+        SweepMode::Budget => {
+            p.rate = None;
+            p.max_concurrent = offered.round().max(1.0) as u64;
+        }
+    }
+    p
+}
+
 async fn execute(
-    args: &Args,
-    plan: &SweepArgs,
-    base: &Profile,
-    steps: &[f64],
-    addresses: Vec<String>,
+    plan: &SweepPlan,
     session: &mut Session,
-) -> Result<(SweepReport, Vec<RunReport>), CoordinatorError> {
-    let first = step_profile(base, plan.mode, steps.first().copied().unwrap_or(1.0));
-    session.open(args, &first, addresses).await?;
+    obs: &dyn Observer,
+) -> Result<SweepOutcome, CoordinatorError> {
+    let base = &plan.run.profile;
+    let first = step_profile(base, plan.mode, plan.steps.first().copied().unwrap_or(1.0));
+    session.open(&plan.run, &first, obs).await?;
     let agents = session.links.len();
     let slo_ms = plan.slo_p99.as_secs_f64() * 1000.0;
-    let mut runs = Vec::new();
-    let mut out = Vec::new();
-    let mut stop_reason = format!("all {} steps ran", steps.len());
-    for (i, offered) in steps.iter().copied().enumerate() {
+    let (mut runs, mut logs, mut out) = (Vec::new(), Vec::new(), Vec::new());
+    let mut problems = Vec::new();
+    let mut stop_reason = format!("all {} steps ran", plan.steps.len());
+    for (i, offered) in plan.steps.iter().copied().enumerate() {
         let profile = step_profile(base, plan.mode, offered);
-        if let Some(rate) = profile.rate {
-            rate_shares(rate, agents)?;
-        }
-        let slices = split_budget(in_flight_budget(&profile), agents)?;
-        eprintln!(
-            "\n=== sweep step {} of at most {}: {} ===",
-            i + 1,
-            steps.len(),
-            describe_offered(plan.mode, offered)
-        );
-        let report = run_once(session, &profile, &slices, args).await?;
-        session.end_run().await;
+        slices::check(&profile, agents)?;
+        let run_id = loadgen_common::schema::new_run_id();
+        let label = format!("sweep step: {}", plan.mode.describe(offered));
+        let span = tracing::info_span!("sweep step", step = i + 1, run = %run_id);
+        let (report, log) = run_once(session, &plan.run, &profile, &run_id, (i + 1, plan.steps.len(), &label), obs)
+            .instrument(span)
+            .await?;
+        session.end_run(obs).await;
         let step = summarize(&report, offered, slo_ms);
-        eprintln!(
+        obs.notice(&Notice::Note(format!(
             "step {}: {} -> {:.1} orch/s, p99 {:.0} ms{}",
             i + 1,
-            describe_offered(plan.mode, offered),
+            plan.mode.describe(offered),
             step.achieved_orch_per_sec,
             step.p99_ms,
-            if step.within_slo { " (within the SLO)" } else { " (SLO broken)" }
-        );
+            if step.within_slo { " (within the SLO)" } else { " (not within the SLO)" }
+        )));
         let previous = out.last().map(|s: &SweepStep| s.achieved_orch_per_sec);
-        let degraded = degraded(&step, &report, slo_ms);
+        let bad = degraded(&step, &report, slo_ms);
+        let failed_run = failed_run(&step, &report);
         out.push(step.clone());
         runs.push(report);
-        if let Some(why) = degraded {
+        logs.extend(log);
+        if let Some(why) = failed_run {
+            problems.push(format!("step {} ({}): {why}", i + 1, plan.mode.describe(offered)));
+            stop_reason = format!("stopped at step {}: {why}", i + 1);
+            break;
+        }
+        if let Some(why) = bad {
             stop_reason = format!("stopped early at step {}: the database degraded badly ({why})", i + 1);
             break;
         }
@@ -108,7 +125,7 @@ async fn execute(
             stop_reason = format!(
                 "the SLO broke at step {} ({}: p99 {:.0} ms > {:.0} ms{})",
                 i + 1,
-                describe_offered(plan.mode, offered),
+                plan.mode.describe(offered),
                 step.p99_ms,
                 slo_ms,
                 if step.failed + step.dropped > 0 {
@@ -137,9 +154,12 @@ async fn execute(
     let limit_found = out.iter().any(|s| !s.within_slo) || stop_reason.starts_with("throughput stopped");
     let knee = if limit_found { knee(&out) } else { None };
     let max_sustainable = out.iter().filter(|s| s.within_slo).map(|s| s.achieved_orch_per_sec).reduce(f64::max);
-    let environment = runs.last().map(|r| r.environment.clone()).unwrap_or_default();
+    let environment = runs.last().map(|r: &RunReport| r.environment.clone()).unwrap_or_default();
+    if max_sustainable.is_none() {
+        problems.push(format!("no step met p99 <= {slo_ms:.0} ms"));
+    }
     let mut report = SweepReport {
-        mode: plan.mode.name().into(),
+        mode: plan.mode,
         slo_p99_ms: slo_ms,
         steps: out,
         knee,
@@ -149,29 +169,23 @@ async fn execute(
         profile: base.clone(),
         environment,
         agents,
+        passed: problems.is_empty(),
+        problems,
     };
-    report.recommendation = recommend(&report, &runs);
-    Ok((report, runs))
+    report.recommendation = recommend::recommend(&report, &runs);
+    Ok(SweepOutcome { sweep: report, runs, logs })
 }
 
-/// The profile of one step.
-fn step_profile(base: &Profile, mode: SweepMode, offered: f64) -> Profile {
-    let mut p = base.clone();
-    match mode {
-        SweepMode::Rate => p.rate = Some(offered),
-        SweepMode::Budget => {
-            p.rate = None;
-            p.max_concurrent = offered.round().max(1.0) as u64;
-        }
+/// Why a step's run failed in a way that fails the sweep: its audit, or a lost agent.
+fn failed_run(s: &SweepStep, r: &RunReport) -> Option<String> {
+    if s.degraded {
+        let lost: Vec<String> = r.lost_agents.iter().map(|l| format!("agent {} ({})", l.index, l.reason)).collect();
+        return Some(format!("an agent was lost: {}", lost.join(", ")));
     }
-    p
-}
-
-fn describe_offered(mode: SweepMode, offered: f64) -> String {
-    match mode {
-        SweepMode::Rate => format!("{offered}/s offered"),
-        SweepMode::Budget => format!("{offered} in flight"),
+    if !s.audit_passed {
+        return Some(format!("the audit failed: {}", r.audit.problems.join("; ")));
     }
+    None
 }
 
 /// The figures of one step from its run. Throughput is measured over the
@@ -213,7 +227,9 @@ pub fn summarize(r: &RunReport, offered: f64, slo_ms: f64) -> SweepStep {
         rollbacks: r.db_load.rollbacks,
         commits_per_sec: if m.elapsed_s > 0.0 { r.db_load.commits as f64 / m.elapsed_s } else { 0.0 },
         peak_lock_waits: db.iter().map(|s| s.lock_waits).max().unwrap_or(0),
-        within_slo: p99_ms <= slo_ms && failed == 0 && m.counts.dropped == 0 && r.audit.passed(),
+        within_slo: p99_ms <= slo_ms && failed == 0 && m.counts.dropped == 0 && r.audit.passed() && !r.degraded(),
+        audit_passed: r.audit.passed(),
+        degraded: r.degraded(),
         run_id: r.run_id.clone(),
     }
 }
@@ -249,166 +265,6 @@ pub fn knee(steps: &[SweepStep]) -> Option<usize> {
     best
 }
 
-/// What to configure, each line with the measured figures behind it.
-fn recommend(s: &SweepReport, runs: &[RunReport]) -> Vec<String> {
-    let p = &s.profile;
-    let mut out = Vec::new();
-    let Some(k) = s.knee else {
-        match (s.max_sustainable_orch_per_sec, s.steps.last()) {
-            (Some(best), Some(last)) => out.push(format!(
-                "The limit was not reached: every step met p99 <= {:.0} ms and throughput kept growing, up to {best:.1} orch/s (last step p99 {:.0} ms). The capacity is higher: sweep on from there (e.g. --start {} with more steps).",
-                s.slo_p99_ms,
-                last.p99_ms,
-                if s.mode == "rate" { format!("{}/s", last.offered) } else { format!("{}", last.offered) }
-            )),
-            _ => out.push(format!(
-                "No step met p99 <= {:.0} ms: start lower (--start or --steps), or relax the SLO. First step: {}.",
-                s.slo_p99_ms,
-                s.steps
-                    .first()
-                    .map_or("none".into(), |f| format!("{:.1} orch/s at p99 {:.0} ms", f.achieved_orch_per_sec, f.p99_ms))
-            )),
-        }
-        return out;
-    };
-    let ks = &s.steps[k];
-    let run = runs.get(k);
-    out.push(format!(
-        "Sustainable at p99 <= {:.0} ms: {:.1} orchestrations/s ({}), p99 {:.0} ms, with {} agent(s) x {} runtime(s), dispatchers {}, pool {} per provider.",
-        s.slo_p99_ms,
-        ks.achieved_orch_per_sec,
-        describe_offered(if s.mode == "rate" { SweepMode::Rate } else { SweepMode::Budget }, ks.offered),
-        ks.p99_ms,
-        s.agents,
-        p.runtimes_per_agent,
-        p.dispatchers(),
-        p.pool_max.map_or("10 (default)".into(), |n| n.to_string())
-    ));
-    if let Some(r) = run {
-        let peak_conn = r.db_timeline.iter().map(|d| d.connections.values().sum::<u64>()).max().unwrap_or(0);
-        let max_conn = r.postgres_settings.get("max_connections").cloned().unwrap_or_else(|| "?".into());
-        out.push(format!(
-            "Connections at the knee: at most {peak_conn} open (max_connections {max_conn}); plan agents x (runtimes + 1) x pool + 10 within it. Commits: {:.0}/s, {:.1} per orchestration.",
-            ks.commits_per_sec,
-            r.db_load.commits_per_orchestration
-        ));
-    }
-    let diff = if ks.mean_in_flight > 0.0 {
-        (ks.littles_law_in_flight - ks.mean_in_flight).abs() / ks.mean_in_flight * 100.0
-    } else {
-        0.0
-    };
-    out.push(format!(
-        "Little's law at the knee: throughput x mean time in flight = {:.1}/s x {:.3} s = {:.1} in flight, measured mean {:.1} ({diff:.0}% apart){}.",
-        ks.achieved_orch_per_sec,
-        if ks.achieved_orch_per_sec > 0.0 { ks.littles_law_in_flight / ks.achieved_orch_per_sec } else { 0.0 },
-        ks.littles_law_in_flight,
-        ks.mean_in_flight,
-        if diff > 25.0 { "; the gap means the run was not steady: lengthen --step-duration" } else { "" }
-    ));
-    if let Some(next) = s.steps.get(k + 1) {
-        // Lock contention: deadlocks, or at least half the dispatchers (and
-        // two backends) waiting on locks at once.
-        let dispatchers =
-            u64::from(p.orch_concurrency + p.worker_concurrency) * u64::from(p.runtimes_per_agent) * s.agents as u64;
-        let why = if next.deadlocks > 0 || next.peak_lock_waits >= (dispatchers / 2).max(2) {
-            format!(
-                "lock waits peaked at {} backend(s) and {} deadlock(s) were detected: contention inside the provider, so more dispatchers on this database add waiting rather than throughput",
-                next.peak_lock_waits, next.deadlocks
-            )
-        } else {
-            format!(
-                "no lock waits: the dispatchers ({} x {} runtime(s) x {} agent(s)) were saturated; more runtimes or agents (or higher --orch-concurrency/--worker-concurrency) should raise the knee while the database has headroom ({:.0} commits/s here)",
-                p.dispatchers(),
-                p.runtimes_per_agent,
-                s.agents,
-                next.commits_per_sec
-            )
-        };
-        out.push(format!(
-            "Past the knee ({}): {:.1} orch/s at p99 {:.0} ms; {why}.",
-            describe_offered(if s.mode == "rate" { SweepMode::Rate } else { SweepMode::Budget }, next.offered),
-            next.achieved_orch_per_sec,
-            next.p99_ms
-        ));
-    }
-    out.push(format!(
-        "Each step ran {} of load; repeat the knee step with --duration 5m (or the soak profile) before sizing production on it.",
-        format_duration(p.duration)
-    ));
-    out
-}
-
-/// The sweep as text: one row per step, the knee, the stop reason and the recommendation.
-pub fn render(s: &SweepReport, w: &mut dyn std::io::Write) -> std::io::Result<()> {
-    writeln!(w)?;
-    writeln!(
-        w,
-        "Sweep ({} mode) of profile {} with {} agent(s), dispatchers {}, SLO p99 <= {:.0} ms, {} per step",
-        s.mode,
-        s.profile.name,
-        s.agents,
-        s.profile.dispatchers(),
-        s.slo_p99_ms,
-        format_duration(s.profile.duration)
-    )?;
-    writeln!(
-        w,
-        "{:>4} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>6} {:>7} {:>6} {:>9} {:>6} {:>5}",
-        "step",
-        "offered",
-        "orch/s",
-        "p50",
-        "p99",
-        "max",
-        "inflight",
-        "little",
-        "late",
-        "dropped",
-        "failed",
-        "commits/s",
-        "locks",
-        "SLO"
-    )?;
-    for (i, st) in s.steps.iter().enumerate() {
-        writeln!(
-            w,
-            "{:>4} {:>10} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>8.1} {:>6} {:>7} {:>6} {:>9.0} {:>6} {:>5}{}",
-            i + 1,
-            if s.mode == "rate" { format!("{}/s", st.offered) } else { format!("{}", st.offered) },
-            st.achieved_orch_per_sec,
-            st.p50_ms,
-            st.p99_ms,
-            st.max_ms,
-            st.mean_in_flight,
-            st.littles_law_in_flight,
-            st.late,
-            st.dropped,
-            st.failed,
-            st.commits_per_sec,
-            st.peak_lock_waits,
-            if st.within_slo { "ok" } else { "BROKE" },
-            if s.knee == Some(i) { "  <- knee" } else { "" }
-        )?;
-    }
-    writeln!(
-        w,
-        "(latencies in ms, from the intended start in rate mode; orch/s over the load seconds; inflight = measured mean; little = orch/s x mean time in flight)"
-    )?;
-    writeln!(w)?;
-    writeln!(w, "Stop: {}.", s.stop_reason)?;
-    match (s.max_sustainable_orch_per_sec, s.knee) {
-        (Some(x), Some(k)) => writeln!(w, "Knee: step {}. Highest throughput within the SLO: {x:.1} orch/s.", k + 1)?,
-        (Some(x), None) => writeln!(w, "No knee yet: every step met the SLO (at least {x:.1} orch/s).")?,
-        (None, _) => writeln!(w, "No step met the SLO.")?,
-    }
-    writeln!(w, "Recommendation:")?;
-    for line in &s.recommendation {
-        writeln!(w, "  - {line}")?;
-    }
-    Ok(())
-}
-
 /// Geometric steps from `start` by `factor`, `max` of them.
 pub fn geometric(start: f64, factor: f64, max: u32) -> Vec<f64> {
     let mut out = Vec::new();
@@ -438,24 +294,20 @@ mod tests {
     }
 
     #[test]
-    fn a_sweep_that_never_broke_says_the_limit_was_not_reached() {
-        let s = SweepReport {
-            mode: "rate".into(),
-            slo_p99_ms: 500.0,
-            steps: vec![
-                SweepStep { offered: 10.0, ..step(10.0, 100.0, true) },
-                SweepStep { offered: 20.0, ..step(20.0, 120.0, true) },
-            ],
-            knee: None,
-            max_sustainable_orch_per_sec: Some(20.0),
+    fn a_step_that_lost_an_agent_or_failed_its_audit_fails_the_sweep() {
+        let mut r = RunReport::default();
+        r.audit.problems.push("1 instance(s) differ".into());
+        let s = summarize(&r, 10.0, 500.0);
+        assert!(!s.within_slo && !s.audit_passed);
+        assert!(failed_run(&s, &r).is_some_and(|w| w.starts_with("the audit failed: 1 instance(s) differ")));
+        let mut lost = RunReport::default();
+        lost.lost_agents.push(crate::model::LostAgent {
+            index: 1,
+            reason: "silent for 5.2s".into(),
             ..Default::default()
-        };
-        let advice = recommend(&s, &[]);
-        assert_eq!(advice.len(), 1, "{advice:?}");
-        assert!(advice[0].starts_with("The limit was not reached") && advice[0].contains("--start 20/s"), "{advice:?}");
-        let mut text = Vec::new();
-        render(&s, &mut text).expect("render");
-        assert!(String::from_utf8_lossy(&text).contains("No knee yet: every step met the SLO (at least 20.0 orch/s)"));
+        });
+        let s = summarize(&lost, 10.0, 500.0);
+        assert_eq!(failed_run(&s, &lost).as_deref(), Some("an agent was lost: agent 1 (silent for 5.2s)"));
     }
 
     #[test]

@@ -9,12 +9,10 @@ use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use loadgen_common::result::{Comparison, Gate, RunReport, SuiteReport};
-
-use crate::cli::Args;
 use crate::error::CoordinatorError;
+use crate::model::{Comparison, Gate, RunReport, SuiteReport};
+use crate::plan::Tracking;
 use crate::report;
-use crate::run::Outcome;
 
 /// Throughput drop (percent) beyond which a run regressed.
 pub const MAX_THROUGHPUT_DROP_PCT: f64 = 20.0;
@@ -120,20 +118,20 @@ fn append(dir: &Path, report: &RunReport) -> Result<(), CoordinatorError> {
     if new {
         writeln!(f, "# Load generator results: {}\n", report.environment.db_host).map_err(|e| out_err(&md, e))?;
     }
-    report::render_markdown(report, &mut f).map_err(|e| out_err(&md, e))
+    report::markdown::run(report, &mut f).map_err(|e| out_err(&md, e))
 }
 
 /// Compare, turn should-gates into warnings or failures, and append tracked
 /// runs. Called once after all runs of an invocation.
-pub fn finish(args: &Args, outcome: &mut Outcome) -> Result<(), CoordinatorError> {
+pub fn finish(t: &Tracking, runs: &mut [RunReport]) -> Result<(), CoordinatorError> {
     let (commit, branch) = git_info();
-    let tracking = args.track || args.track_cloud;
-    let baseline = match &args.baseline {
+    let tracking = t.track;
+    let baseline = match &t.baseline {
         Some(path) => Some((read_result_file(path)?, path.display().to_string())),
         None => None,
     };
-    let history = if tracking && baseline.is_none() { read_history(&args.results_dir)? } else { Vec::new() };
-    for report in &mut outcome.runs {
+    let history = if tracking && baseline.is_none() { read_history(&t.results_dir)? } else { Vec::new() };
+    for report in runs.iter_mut() {
         report.environment.commit = commit.clone();
         report.environment.branch = branch.clone();
         let key = report.comparable_key();
@@ -164,7 +162,7 @@ pub fn finish(args: &Args, outcome: &mut Outcome) -> Result<(), CoordinatorError
             }
             report.comparison = Some(c);
         }
-        if args.fail_on_regression && !report.warnings.is_empty() {
+        if t.fail_on_regression && !report.warnings.is_empty() {
             report.gates.push(Gate {
                 name: "should-gates (--fail-on-regression)".into(),
                 limit: "no regression, no excessive memory growth".into(),
@@ -174,7 +172,7 @@ pub fn finish(args: &Args, outcome: &mut Outcome) -> Result<(), CoordinatorError
             report.passed = false;
         }
         if tracking {
-            append(&args.results_dir, report)?;
+            append(&t.results_dir, report)?;
         }
     }
     Ok(())
@@ -183,9 +181,8 @@ pub fn finish(args: &Args, outcome: &mut Outcome) -> Result<(), CoordinatorError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use loadgen_common::config::find_profile;
-    use loadgen_common::histogram::LatencySummary;
-    use loadgen_common::result::{Audit, DbLoad, Environment, Section};
+    use crate::model::{Audit, DbLoad, Environment, LatencySummary, Section};
+    use crate::plan::profile::find_profile;
 
     fn report(orch_per_sec: f64, p99_us: u64) -> RunReport {
         RunReport {

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use loadgen_common::result::{RunReport, SuiteReport};
+use loadgen_coordinator::model::{RunReport, SuiteReport};
 
 /// The token the tests' standalone agents and coordinators share.
 pub const TEST_TOKEN: &str = "test-token-0123456789abcdef";
@@ -78,6 +78,10 @@ pub fn assert_nothing_left(tmp: &Path, keep: &[&str]) {
 
 pub fn assert_consistent(r: &RunReport, agents: usize) {
     let m = &r.merged.counts;
+    // A fanout run: its options as the run resolved them.
+    assert_eq!(r.workload.scenario, "fanout");
+    let tasks: u64 = r.workload.options["tasks"].parse().expect("tasks");
+    let delay = loadgen_common::units::parse_duration(&r.workload.options["activity_delay"]).expect("delay");
     assert_eq!(r.agents.len(), agents);
     assert!(m.launched > 0, "nothing launched");
     assert_eq!(m.completed, m.launched, "every launched instance completed");
@@ -88,12 +92,12 @@ pub fn assert_consistent(r: &RunReport, agents: usize) {
     assert_eq!(r.agents.iter().map(|a| a.section.e2e_latency.count).sum::<u64>(), m.completed);
     assert_eq!(r.agents.iter().map(|a| a.concurrency).sum::<u64>(), r.profile.max_concurrent);
     // Activities counted where they ran add up to at least tasks x completed.
-    assert!(m.activities >= m.completed * u64::from(r.profile.tasks_per_instance), "{m:?}");
+    assert!(m.activities >= m.completed * tasks, "{m:?}");
     // Percentiles are ordered and the end-to-end latency is at least the
     // activity delay (every task sleeps that long).
     let l = &r.merged.e2e_latency;
     assert!(l.p50_us <= l.p90_us && l.p90_us <= l.p99_us && l.p99_us <= l.p999_us && l.p999_us <= l.max_us, "{l:?}");
-    assert!(l.min_us as u128 >= r.profile.activity_delay.as_micros(), "{l:?}");
+    assert!(l.min_us as u128 >= delay.as_micros(), "{l:?}");
     assert!(r.merged.observed_latency.p50_us >= l.p50_us);
     assert!(r.merged.orch_per_sec > 0.0 && r.merged.activities_per_sec > 0.0);
     // The correctness audit: every launched instance completed exactly once,
@@ -102,7 +106,9 @@ pub fn assert_consistent(r: &RunReport, agents: usize) {
     assert!(a.passed(), "{:?}", a.problems);
     assert_eq!((a.instances, a.terminal_once, a.completed), (m.launched, m.launched, m.launched));
     assert_eq!((a.not_terminal, a.anomalies, a.wrong_output, a.queued), (0, 0, 0, 0));
-    assert_eq!(a.activity_completions, m.completed * u64::from(r.profile.tasks_per_instance));
+    assert_eq!(a.as_expected, m.launched, "every instance as its scenario expects");
+    assert_eq!(a.activity_completions, m.completed * tasks);
+    assert_eq!(a.expected_activity_completions, a.activity_completions);
     assert_eq!(a.redeliveries, m.activities - a.activity_completions);
     assert!(r.db_load.commits > 0 && r.db_load.completion_queries > 0);
     assert!(r.passed, "{:?}", r.gates);

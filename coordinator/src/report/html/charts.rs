@@ -2,9 +2,9 @@
 
 use std::collections::BTreeSet;
 
-use loadgen_common::result::{DbSample, RunReport, SweepReport, TimePoint};
+use crate::model::{DbSample, RunReport, SweepReport, TimePoint};
 
-use crate::svg::{Chart, Mark, Rule, Series};
+use super::svg::{Chart, Mark, Rule, Series};
 
 use super::*;
 
@@ -146,7 +146,7 @@ pub(super) fn sweep_curve(s: &SweepReport) -> Chart {
 }
 
 pub(super) fn sweep_offered(s: &SweepReport) -> Chart {
-    let rate = s.mode == "rate";
+    let rate = s.mode == crate::model::sweep::SweepMode::Rate;
     let x_label = if rate { "offered (orchestrations started per second)" } else { "offered (in-flight budget)" };
     let mut c = Chart::new("sweep-offered", "Offered versus achieved", x_label, "achieved orch/s");
     let points = s.steps.iter().map(|st| (st.offered, st.achieved_orch_per_sec)).collect();

@@ -2,7 +2,7 @@
 //! page each, readable offline.
 //!
 //! The page carries its CSS inline and its charts as inline SVG drawn by
-//! [`crate::svg`]; it has no script and refers to nothing outside itself (a
+//! [`svg`]; it has no script and refers to nothing outside itself (a
 //! Content-Security-Policy of `default-src 'none'` says so to the browser).
 //! Every text that comes from a report (host names, gate values, settings) is
 //! escaped with [`Esc`], so a report cannot inject markup into the page.
@@ -13,22 +13,56 @@
 //!
 //! - `run`: the page of one run;
 //! - `sweep`: the page of a capacity sweep;
-//! - `charts`: the charts both draw from a report.
+//! - `charts`: the charts both draw from a report;
+//! - [`svg`]: the inline SVG line charts;
+//! - [`escape`]: escaping of report text.
 
-use std::fmt;
 use std::io::{self, Write};
 
-use loadgen_common::config::{Profile, format_duration};
-use loadgen_common::result::Environment;
+use loadgen_common::units::format_duration;
 
-use crate::svg::Chart;
+use super::{Document, Renderer};
+use crate::model::Environment;
+use crate::plan::Profile;
 
 mod charts;
+pub mod escape;
 mod run;
+pub mod svg;
 mod sweep;
 
+pub use escape::Esc;
 pub use run::render_run;
+use svg::Chart;
 pub use sweep::render_sweep;
+
+/// Self-contained HTML pages with charts.
+#[derive(Debug)]
+pub struct Html;
+
+impl Renderer for Html {
+    fn name(&self) -> &'static str {
+        "html"
+    }
+
+    fn supports(&self, doc: &Document<'_>) -> bool {
+        matches!(doc, Document::Run(_) | Document::Suite { .. } | Document::Sweep { .. })
+    }
+
+    fn render(&self, doc: &Document<'_>, w: &mut dyn Write) -> io::Result<()> {
+        match doc {
+            Document::Run(r) => render_run(r, w),
+            // To one file a suite is its runs' pages in a row; to files, one each.
+            Document::Suite { runs, .. } => runs.iter().try_for_each(|r| render_run(r, w)),
+            Document::Sweep { sweep, runs } => render_sweep(sweep, runs, w),
+            _ => Err(io::Error::other("not a run or sweep")),
+        }
+    }
+
+    fn file_per_run(&self) -> bool {
+        true
+    }
+}
 
 /// Merged throughput, and the merged p99 latency line.
 pub const COLOR_MERGED: &str = "#1f77b4";
@@ -73,27 +107,6 @@ svg.chart .rule,svg.chart .mark-label,svg.chart .point-label{paint-order:stroke;
 .nodata{color:#5a6372;font-style:italic;margin:6px 0}
 ul{margin:4px 0 10px}li.bad{color:#c62828}
 ";
-
-/// Text escaped for HTML content and attribute values.
-pub struct Esc<'a>(pub &'a str);
-
-impl fmt::Display for Esc<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut rest = self.0;
-        while let Some(i) = rest.find(['&', '<', '>', '"', '\'']) {
-            f.write_str(&rest[..i])?;
-            f.write_str(match rest.as_bytes()[i] {
-                b'&' => "&amp;",
-                b'<' => "&lt;",
-                b'>' => "&gt;",
-                b'"' => "&quot;",
-                _ => "&#39;",
-            })?;
-            rest = &rest[i + 1..];
-        }
-        f.write_str(rest)
-    }
-}
 
 fn page_start(w: &mut dyn Write, title: &str) -> io::Result<()> {
     writeln!(w, "<!DOCTYPE html>")?;
@@ -187,8 +200,7 @@ fn profile_rows(p: &Profile) -> Vec<(String, String)> {
     rows.extend([
         ("max_concurrent", p.max_concurrent.to_string()),
         ("duration", d(p.duration)),
-        ("tasks_per_instance", p.tasks_per_instance.to_string()),
-        ("activity_delay", d(p.activity_delay)),
+        ("scenario", p.scenario_name().to_string()),
         ("dispatchers (orch:worker)", p.dispatchers()),
         ("runtimes_per_agent", p.runtimes_per_agent.to_string()),
         ("poll_interval", d(p.poll_interval)),
@@ -196,6 +208,18 @@ fn profile_rows(p: &Profile) -> Vec<(String, String)> {
         ("min_orch_per_sec", num(p.min_orch_per_sec)),
     ]);
     let optional = [
+        ("tasks_per_instance", p.tasks_per_instance.map(|n| n.to_string())),
+        ("activity_delay", p.activity_delay.map(d)),
+        (
+            "options",
+            (!p.options.is_empty())
+                .then(|| p.options.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")),
+        ),
+        (
+            "mix",
+            (!p.mix.is_empty()).then(|| p.mix.iter().map(|(k, v)| format!("{k}:{v}")).collect::<Vec<_>>().join(", ")),
+        ),
+        ("iterations", p.iterations.map(|n| n.to_string())),
         ("pool_max", p.pool_max.map(|n| n.to_string())),
         ("db_latency", (!p.db_latency.is_zero()).then(|| d(p.db_latency))),
         ("suite", (!p.suite.is_empty()).then(|| p.suite.join(", "))),

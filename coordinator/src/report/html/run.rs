@@ -2,10 +2,9 @@
 
 use std::io::{self, Write};
 
-use loadgen_common::histogram::LatencySummary;
-use loadgen_common::result::{RunReport, Section};
+use crate::model::{LatencySummary, RunReport, Section};
 
-use crate::report::fmt_ms;
+use crate::report::view::fmt_ms;
 
 use super::charts::*;
 use super::*;

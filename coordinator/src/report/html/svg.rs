@@ -9,7 +9,7 @@
 
 use std::io::{self, Write};
 
-use crate::html::Esc;
+use super::escape::Esc;
 
 /// Width of every chart in SVG units; the page scales it to its column.
 const WIDTH: f64 = 1160.0;

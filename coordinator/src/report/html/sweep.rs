@@ -2,9 +2,9 @@
 
 use std::io::{self, Write};
 
-use loadgen_common::result::{RunReport, SweepReport};
+use crate::model::{RunReport, SweepReport};
 
-use crate::report::fmt_ms;
+use crate::report::view::fmt_ms;
 
 use super::charts::*;
 use super::*;
@@ -13,7 +13,7 @@ use super::*;
 /// recommendation, and the curves; `runs` are the steps' own runs (may be
 /// empty), each shown as a compact throughput chart.
 pub fn render_sweep(s: &SweepReport, runs: &[RunReport], w: &mut dyn Write) -> io::Result<()> {
-    let rate = s.mode == "rate";
+    let rate = s.mode == crate::model::sweep::SweepMode::Rate;
     page_start(w, &format!("Capacity sweep · {}", s.profile.name))?;
     writeln!(w, "<h1>Capacity sweep · profile {}</h1>", Esc(&s.profile.name))?;
     let unit = if rate { "orchestrations started per second (open loop)" } else { "in-flight budget (closed loop)" };

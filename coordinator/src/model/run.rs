@@ -1,122 +1,16 @@
-//! The result model: one [`RunReport`] that every renderer (text table, JSON,
-//! and later markdown and HTML) reads. Agents send counts and histograms over
-//! the wire; the coordinator builds this model from them after merging.
+//! One run's result: per agent, per scenario and merged figures, the
+//! per-instance audit, the gates, the database load and contention.
 
+use std::collections::BTreeMap;
+
+use loadgen_common::histogram::{LatencyHistogram, LatencySummary};
+use loadgen_common::tally::{Counts, Histograms};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Profile;
-use crate::histogram::{LatencyHistogram, LatencySummary};
-use crate::proto;
+use super::timeline::{DbSample, SpectrumPoint, Timeline};
+use crate::plan::profile::Profile;
 
-/// Outcome counts of one agent, an interval, or the merged run.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counts {
-    /// Orchestrations whose start call succeeded.
-    pub launched: u64,
-    pub completed: u64,
-    pub failed_infrastructure: u64,
-    pub failed_configuration: u64,
-    pub failed_application: u64,
-    pub failed_poison: u64,
-    /// Start calls that returned an error (counted apart from `launched`).
-    pub start_errors: u64,
-    /// Launched but not terminal when the drain deadline passed.
-    pub unfinished: u64,
-    /// Activity executions, counted where they ran.
-    pub activities: u64,
-    /// Batched completion queries the generator made (its own database load).
-    pub status_queries: u64,
-    /// End-to-end samples clamped because the database's completion time fell
-    /// outside [start call, observation] (clock skew between machines).
-    pub latency_clamped: u64,
-    /// Completion queries that failed (and were retried next tick).
-    #[serde(default)]
-    pub status_query_errors: u64,
-    /// Open loop: starts issued more than [`LATE_AFTER_MS`] after their
-    /// intended time (the schedule fell behind).
-    #[serde(default)]
-    pub late: u64,
-    /// Open loop: starts not issued because the in-flight cap was reached.
-    #[serde(default)]
-    pub dropped: u64,
-}
-
-/// An open-loop start issued later than this after its intended time is late.
-pub const LATE_AFTER_MS: u64 = 10;
-
-impl Counts {
-    /// Orchestrations that reached `Failed`, all categories.
-    pub fn failed(&self) -> u64 {
-        self.failed_infrastructure + self.failed_configuration + self.failed_application + self.failed_poison
-    }
-
-    /// Completed as a percentage of launched (0 when nothing launched).
-    pub fn success_pct(&self) -> f64 {
-        if self.launched == 0 { 0.0 } else { self.completed as f64 * 100.0 / self.launched as f64 }
-    }
-
-    /// Add another set of counts into this one.
-    pub fn add(&mut self, o: &Counts) {
-        self.launched += o.launched;
-        self.completed += o.completed;
-        self.failed_infrastructure += o.failed_infrastructure;
-        self.failed_configuration += o.failed_configuration;
-        self.failed_application += o.failed_application;
-        self.failed_poison += o.failed_poison;
-        self.start_errors += o.start_errors;
-        self.unfinished += o.unfinished;
-        self.activities += o.activities;
-        self.status_queries += o.status_queries;
-        self.latency_clamped += o.latency_clamped;
-        self.status_query_errors += o.status_query_errors;
-        self.late += o.late;
-        self.dropped += o.dropped;
-    }
-}
-
-impl From<&proto::Counts> for Counts {
-    fn from(c: &proto::Counts) -> Self {
-        Counts {
-            launched: c.launched,
-            completed: c.completed,
-            failed_infrastructure: c.failed_infrastructure,
-            failed_configuration: c.failed_configuration,
-            failed_application: c.failed_application,
-            failed_poison: c.failed_poison,
-            start_errors: c.start_errors,
-            unfinished: c.unfinished,
-            activities: c.activities,
-            status_queries: c.status_queries,
-            latency_clamped: c.latency_clamped,
-            status_query_errors: c.status_query_errors,
-            late: c.late,
-            dropped: c.dropped,
-        }
-    }
-}
-
-impl From<&Counts> for proto::Counts {
-    fn from(c: &Counts) -> Self {
-        proto::Counts {
-            launched: c.launched,
-            completed: c.completed,
-            failed_infrastructure: c.failed_infrastructure,
-            failed_configuration: c.failed_configuration,
-            failed_application: c.failed_application,
-            failed_poison: c.failed_poison,
-            start_errors: c.start_errors,
-            unfinished: c.unfinished,
-            activities: c.activities,
-            status_queries: c.status_queries,
-            latency_clamped: c.latency_clamped,
-            status_query_errors: c.status_query_errors,
-            late: c.late,
-            dropped: c.dropped,
-        }
-    }
-}
-
-/// Figures of one agent or of the merged run.
+/// Figures of one agent, one scenario, or the merged run.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Section {
     pub counts: Counts,
@@ -140,14 +34,6 @@ pub struct Section {
 }
 
 impl Section {
-    /// The latency a run is judged by: from the intended start in open loop,
-    /// from the start call in closed loop.
-    pub fn headline_latency(&self) -> &LatencySummary {
-        self.intended_latency.as_ref().unwrap_or(&self.e2e_latency)
-    }
-}
-
-impl Section {
     /// Derive rates and percentiles from counts and histograms.
     pub fn new(counts: Counts, elapsed_s: f64, h: &Histograms) -> Self {
         let rate = |n: u64| if elapsed_s > 0.0 { n as f64 / elapsed_s } else { 0.0 };
@@ -162,39 +48,23 @@ impl Section {
             intended_latency: (h.intended.count() > 0).then(|| h.intended.summary()),
         }
     }
+
+    /// The latency a run is judged by: from the intended start in open loop,
+    /// from the start call in closed loop. Every renderer, gate and
+    /// comparison asks here.
+    pub fn headline_latency(&self) -> &LatencySummary {
+        self.intended_latency.as_ref().unwrap_or(&self.e2e_latency)
+    }
+
+    /// What [`Self::headline_latency`] measures, for people.
+    pub fn headline_definition(&self) -> &'static str {
+        if self.intended_latency.is_some() { "from the intended start" } else { "from the start call" }
+    }
 }
 
-/// The three latency histograms every agent keeps (and the merge of them).
-#[derive(Clone, Debug, Default)]
-pub struct Histograms {
-    pub e2e: LatencyHistogram,
-    pub observed: LatencyHistogram,
-    pub start: LatencyHistogram,
-    /// Open loop only: from the intended start time.
-    pub intended: LatencyHistogram,
-}
-
-impl Histograms {
-    /// Merge another set into this one (exact).
-    pub fn merge(&mut self, o: &Histograms) -> Result<(), crate::histogram::HistogramError> {
-        self.e2e.merge(&o.e2e)?;
-        self.observed.merge(&o.observed)?;
-        self.start.merge(&o.start)?;
-        self.intended.merge(&o.intended)
-    }
-
-    /// The histogram a run is judged by (see [`Section::headline_latency`]).
-    pub fn headline(&self) -> &LatencyHistogram {
-        if self.intended.count() > 0 { &self.intended } else { &self.e2e }
-    }
-
-    /// Forget every sample.
-    pub fn reset(&mut self) {
-        self.e2e.reset();
-        self.observed.reset();
-        self.start.reset();
-        self.intended.reset();
-    }
+/// The histogram a run is judged by (the same choice as [`Section::headline_latency`]).
+pub fn headline_histogram(h: &Histograms) -> &LatencyHistogram {
+    if h.intended.count() > 0 { &h.intended } else { &h.e2e }
 }
 
 /// One agent's part of the run.
@@ -203,7 +73,7 @@ pub struct AgentReport {
     pub index: u32,
     pub address: String,
     pub hostname: String,
-    /// Its slice of the cluster-wide concurrency budget.
+    /// Its slice of the cluster-wide concurrency budget (the in-flight cap in open loop).
     pub concurrency: u64,
     /// Connection-pool size of each provider in the agent process.
     #[serde(default)]
@@ -217,6 +87,39 @@ pub struct AgentReport {
     /// The agent process's resident memory over the run.
     #[serde(default)]
     pub memory: MemorySummary,
+}
+
+/// One scenario's part of the run, merged over every agent.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScenarioReport {
+    pub name: String,
+    #[serde(flatten)]
+    pub section: Section,
+    /// Counts the driver kept for this scenario (events raised, cancellations...).
+    #[serde(default)]
+    pub facts: BTreeMap<String, u64>,
+    /// Latencies read from the history after the run (timer lateness, event latency).
+    #[serde(default)]
+    pub history_latencies: Vec<HistoryLatency>,
+    /// The audit of this scenario's instances.
+    #[serde(default)]
+    pub audit: ScenarioAudit,
+}
+
+/// A latency the audit read from the history.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HistoryLatency {
+    pub name: String,
+    pub latency: LatencySummary,
+}
+
+/// The workload a run drove.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadReport {
+    pub scenario: String,
+    /// Every option with the value used.
+    pub options: BTreeMap<String, String>,
+    pub seed: u64,
 }
 
 /// One memory sample of an agent process.
@@ -263,36 +166,57 @@ impl MemorySummary {
     }
 }
 
-/// The correctness audit: what the schema itself says about a run.
+/// The correctness audit: what the schema itself says about a run, instance
+/// by instance.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Audit {
-    /// Instances of the run found in the schema.
+    /// Instances of the run found in the schema (with children).
     pub instances: u64,
     /// Instances the generator counted as launched (0 when unknown).
     pub launched: u64,
-    /// Instances with exactly one execution, and that one terminal.
+    /// Instances whose current execution is terminal.
     pub terminal_once: u64,
     pub completed: u64,
     pub failed: u64,
     /// Instances whose current execution is not terminal (must be 0).
     pub not_terminal: u64,
-    /// Instances with other than one execution (must be 0 for this workload).
+    /// Instances that differ from what their scenario expects (must be 0).
     pub anomalies: u64,
-    /// Completed instances whose output is not what the scenario returns.
+    /// Of those, instances whose output differs.
     pub wrong_output: u64,
+    /// Instances (started by the generator, with their children) that ended
+    /// exactly as their scenario expects.
+    #[serde(default)]
+    pub as_expected: u64,
+    /// Instances that failed where their scenario expects completion: the
+    /// success gate counts them; listed among the mismatches, they do not
+    /// fail the audit (which is about what the database kept).
+    #[serde(default)]
+    pub unexpected_failures: u64,
     /// Messages left in the orchestrator and worker queues (must be 0).
     pub queued: u64,
-    /// ActivityCompleted events in the history, and how many there should be.
+    /// ActivityCompleted events in the history, and how many the
+    /// expectations name (where they name an exact count).
     pub activity_completions: u64,
     pub expected_activity_completions: u64,
     /// Activity executions counted where they ran (0 when unknown) and how
-    /// many of them were redeliveries (executions beyond the history's count).
+    /// many of them were redeliveries (executions beyond the history's
+    /// completions and failures).
     pub activities_executed: u64,
     pub redeliveries: u64,
+    /// The first instances that differ, each with what differs.
+    #[serde(default)]
+    pub mismatches: Vec<InstanceMismatch>,
+    /// Per scenario.
+    #[serde(default)]
+    pub by_scenario: BTreeMap<String, ScenarioAudit>,
     /// What failed the audit, one line each (empty: passed).
     pub problems: Vec<String>,
     /// Remarks that do not fail it (extra instances, redeliveries).
     pub notes: Vec<String>,
+    /// How long the audit's queries took.
+    #[serde(default)]
+    pub duration_ms: u64,
 }
 
 impl Audit {
@@ -300,6 +224,26 @@ impl Audit {
     pub fn passed(&self) -> bool {
         self.problems.is_empty()
     }
+}
+
+/// The audit of one scenario's instances.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScenarioAudit {
+    /// Instances started by the generator (children not counted).
+    pub instances: u64,
+    pub as_expected: u64,
+    pub mismatched: u64,
+    /// Children found below them, and how many were expected.
+    pub children: u64,
+    pub expected_children: u64,
+}
+
+/// One instance that differs from what its scenario expects.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceMismatch {
+    pub instance: String,
+    pub scenario: String,
+    pub problems: Vec<String>,
 }
 
 /// The database's own activity during the run, and the generator's share of it.
@@ -310,7 +254,7 @@ pub struct DbLoad {
     pub rollbacks: u64,
     /// Commits per completed orchestration.
     pub commits_per_orchestration: f64,
-    /// Calls the generator itself made: start calls, completion queries, failure look-ups.
+    /// Calls the generator itself made: start calls, completion queries, hook calls.
     pub generator_calls: u64,
     /// Completion-tracking queries alone.
     pub completion_queries: u64,
@@ -318,6 +262,24 @@ pub struct DbLoad {
     pub completion_share_pct: f64,
     /// `generator_calls / commits` in percent.
     pub generator_share_pct: f64,
+}
+
+/// What contention the run met: from the database's counters and samples,
+/// and the provider's own retries.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Contention {
+    /// Deadlocks the server detected during the run (`pg_stat_database`).
+    pub deadlocks: u64,
+    /// Backends waiting on a lock, peak and mean over the samples.
+    pub peak_lock_waits: u64,
+    pub mean_lock_waits: f64,
+    /// Of those, waits on advisory locks (duroxide-pg's instance locks).
+    pub peak_advisory_lock_waits: u64,
+    pub mean_advisory_lock_waits: f64,
+    /// Provider calls the runtimes retried, "operation/error_type" -> count.
+    pub provider_retries: BTreeMap<String, u64>,
+    /// Samples the figures above come from.
+    pub samples: u64,
 }
 
 /// One must-pass gate and how the run fared against it.
@@ -377,7 +339,7 @@ pub struct Comparison {
     pub baseline_p99_us: u64,
     /// Change of merged orch/s, in percent (negative is slower).
     pub throughput_change_pct: f64,
-    /// Change of merged end-to-end p99, in percent (positive is slower).
+    /// Change of the merged headline p99, in percent (positive is slower).
     pub p99_change_pct: f64,
     /// Throughput dropped more than 20% or p99 rose more than 50%.
     pub regressed: bool,
@@ -399,11 +361,20 @@ pub struct RunReport {
     pub duroxide_version: String,
     pub duroxide_pg_version: String,
     pub profile: Profile,
+    /// The scenario (or mix) driven, with every option and the seed.
+    #[serde(default)]
+    pub workload: WorkloadReport,
     pub agents: Vec<AgentReport>,
     pub merged: Section,
-    /// The correctness audit of the run's schema.
+    /// Per scenario (a mix has one each), merged over the agents.
+    #[serde(default)]
+    pub scenarios: Vec<ScenarioReport>,
+    /// The per-instance correctness audit of the run's schema.
     pub audit: Audit,
     pub db_load: DbLoad,
+    /// Deadlocks, lock waits and the provider's retries.
+    #[serde(default)]
+    pub contention: Contention,
     pub gates: Vec<Gate>,
     pub passed: bool,
     /// Should-gates that did not hold (regression, memory growth): warnings
@@ -419,7 +390,7 @@ pub struct RunReport {
     pub lost_agents: Vec<LostAgent>,
     /// Provider errors the runtimes met and retried, "operation/error_type" -> count.
     #[serde(default)]
-    pub provider_errors: std::collections::BTreeMap<String, u64>,
+    pub provider_errors: BTreeMap<String, u64>,
     /// Per-second figures, merged and per agent.
     #[serde(default)]
     pub timeline: Timeline,
@@ -433,124 +404,7 @@ pub struct RunReport {
     pub spectrum: Vec<SpectrumPoint>,
     /// Postgres settings that shape the result (max_connections, shared_buffers, ...).
     #[serde(default)]
-    pub postgres_settings: std::collections::BTreeMap<String, String>,
-}
-
-/// One second of a run, for one agent or merged. Counts are of the interval;
-/// latencies come from the interval's histogram (merged exactly across
-/// agents), the headline latency (from the intended start in open loop).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct TimePoint {
-    /// End of the interval, seconds since the common start.
-    pub t_s: f64,
-    pub launched: u64,
-    pub completed: u64,
-    pub failed: u64,
-    #[serde(default)]
-    pub late: u64,
-    #[serde(default)]
-    pub dropped: u64,
-    /// Orchestrations in flight at the end of the interval.
-    pub in_flight: u64,
-    /// Completions per second in the interval.
-    pub orch_per_sec: f64,
-    /// 0 when nothing completed in the interval.
-    pub p50_ms: f64,
-    pub p99_ms: f64,
-    pub max_ms: f64,
-}
-
-/// Per-second series of a run.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Timeline {
-    pub merged: Vec<TimePoint>,
-    /// One series per agent, in the order of [`RunReport::agents`].
-    pub agents: Vec<Vec<TimePoint>>,
-}
-
-/// One sample of the database, taken by the coordinator.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct DbSample {
-    /// Seconds since the common start (negative before it).
-    pub t_s: f64,
-    pub commits_per_sec: f64,
-    pub rollbacks_per_sec: f64,
-    /// Deadlocks detected since the previous sample.
-    pub deadlocks: u64,
-    /// Connections to the database by state (active, idle, idle in transaction, ...).
-    pub connections: std::collections::BTreeMap<String, u64>,
-    /// Backends waiting on a lock (wait_event_type = 'Lock') at the sample.
-    pub lock_waits: u64,
-    /// Backends waiting on an advisory lock at the sample.
-    #[serde(default)]
-    pub advisory_lock_waits: u64,
-    /// duroxide-pg's queue depths (`get_queue_depths`): orchestrator, worker, timer.
-    pub orchestrator_queue: u64,
-    pub worker_queue: u64,
-    pub timer_queue: u64,
-    /// Orchestrations completed in the run so far (for commits per orchestration).
-    #[serde(default)]
-    pub completed: u64,
-}
-
-/// The headline latency at one percentile.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct SpectrumPoint {
-    pub percentile: f64,
-    pub latency_ms: f64,
-}
-
-/// One step of a capacity sweep.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct SweepStep {
-    /// Offered load: orchestrations per second (open loop) or in-flight
-    /// budget (closed loop), see [`SweepReport::mode`].
-    pub offered: f64,
-    /// Completed orchestrations per second.
-    pub achieved_orch_per_sec: f64,
-    pub p50_ms: f64,
-    pub p99_ms: f64,
-    pub max_ms: f64,
-    pub mean_latency_ms: f64,
-    /// Mean orchestrations in flight, sampled each second.
-    pub mean_in_flight: f64,
-    /// Little's law: achieved throughput x mean latency (should match mean_in_flight).
-    pub littles_law_in_flight: f64,
-    pub late: u64,
-    pub dropped: u64,
-    pub failed: u64,
-    pub deadlocks: u64,
-    pub rollbacks: u64,
-    pub commits_per_sec: f64,
-    /// Most backends waiting on locks in any sample.
-    pub peak_lock_waits: u64,
-    /// p99 within the SLO, nothing failed or dropped.
-    pub within_slo: bool,
-    /// The step's full run, for the HTML report and the JSON.
-    #[serde(default)]
-    pub run_id: String,
-}
-
-/// The result of `coordinator sweep`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct SweepReport {
-    /// "rate" (open loop, orch/s) or "budget" (closed loop, in flight).
-    pub mode: String,
-    pub slo_p99_ms: f64,
-    pub steps: Vec<SweepStep>,
-    /// Index in `steps` of the knee: the last step that met the SLO before
-    /// latency rose or throughput stopped growing.
-    pub knee: Option<usize>,
-    /// Highest achieved throughput of a step within the SLO.
-    pub max_sustainable_orch_per_sec: Option<f64>,
-    /// Why the sweep stopped.
-    pub stop_reason: String,
-    /// What to configure, with the measured numbers behind it.
-    pub recommendation: Vec<String>,
-    /// The configuration every step shared.
-    pub profile: Profile,
-    pub environment: Environment,
-    pub agents: usize,
+    pub postgres_settings: BTreeMap<String, String>,
 }
 
 impl RunReport {
@@ -558,9 +412,7 @@ impl RunReport {
     pub fn degraded(&self) -> bool {
         !self.lost_agents.is_empty()
     }
-}
 
-impl RunReport {
     /// Runs with equal keys are comparable: the same profile (and suite
     /// combination) against the same database host and environment. Other
     /// configuration changes are reported by [`Self::config_differences`], not
@@ -572,14 +424,20 @@ impl RunReport {
 
     /// How this run's configuration differs from `other`'s ("dispatchers 2:2 -> 1:1").
     pub fn config_differences(&self, other: &RunReport) -> Vec<String> {
-        use crate::config::format_duration as d;
+        use loadgen_common::units::format_duration as d;
         let (a, b) = (&other.profile, &self.profile);
         let opt = |v: Option<u32>| v.map_or("default".to_string(), |n| n.to_string());
+        let workload = |w: &WorkloadReport| {
+            let mut t = w.scenario.clone();
+            for (k, v) in &w.options {
+                t.push_str(&format!(" {k}={v}"));
+            }
+            t
+        };
         let fields = [
             ("max_concurrent", a.max_concurrent.to_string(), b.max_concurrent.to_string()),
             ("duration", d(a.duration), d(b.duration)),
-            ("tasks", a.tasks_per_instance.to_string(), b.tasks_per_instance.to_string()),
-            ("activity_delay", d(a.activity_delay), d(b.activity_delay)),
+            ("workload", workload(&other.workload), workload(&self.workload)),
             ("dispatchers", a.dispatchers(), b.dispatchers()),
             ("runtimes_per_agent", a.runtimes_per_agent.to_string(), b.runtimes_per_agent.to_string()),
             ("pool_max", opt(a.pool_max), opt(b.pool_max)),
@@ -622,15 +480,14 @@ mod tests {
     }
 
     #[test]
-    fn counts_add_and_derive() {
-        let mut a =
-            Counts { launched: 10, completed: 8, failed_application: 1, failed_poison: 1, ..Default::default() };
-        let b = Counts { launched: 5, completed: 5, activities: 25, ..Default::default() };
-        a.add(&b);
-        assert_eq!((a.launched, a.completed, a.failed(), a.activities), (15, 13, 2, 25));
-        assert!((a.success_pct() - 13.0 * 100.0 / 15.0).abs() < 1e-9);
-        assert_eq!(Counts::default().success_pct(), 0.0);
-        let wire: proto::Counts = (&a).into();
-        assert_eq!(Counts::from(&wire), a);
+    fn the_headline_is_decided_in_one_place() {
+        let mut h = Histograms::default();
+        h.e2e.record_us(100);
+        let closed = Section::new(Counts::default(), 1.0, &h);
+        assert_eq!((closed.headline_latency().p99_us, closed.headline_definition()), (100, "from the start call"));
+        h.intended.record_us(900);
+        let open = Section::new(Counts::default(), 1.0, &h);
+        assert_eq!(open.headline_latency().p99_us, headline_histogram(&h).quantile_us(0.99));
+        assert_eq!(open.headline_definition(), "from the intended start");
     }
 }

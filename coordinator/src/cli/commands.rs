@@ -1,0 +1,98 @@
+//! The flags of the subcommands besides a run.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::duration;
+use crate::model::sweep::SweepMode;
+
+/// Settings of a capacity sweep.
+#[derive(Debug, clap::Args)]
+pub struct SweepArgs {
+    /// The latency objective: the sweep stops after the first step whose p99
+    /// (from the intended start in rate mode) exceeds it.
+    #[arg(long, env = "LOADGEN_SLO_P99", value_parser = duration, value_name = "DURATION", required = true, help_heading = "Sweep")]
+    pub slo_p99: Duration,
+
+    /// What to raise: the open-loop rate or the closed-loop budget.
+    #[arg(long, env = "LOADGEN_SWEEP_MODE", value_enum, default_value = "rate", help_heading = "Sweep")]
+    pub mode: SweepMode,
+
+    /// Explicit steps (rates like 10/s,20/s,40/s, or budgets like 5,10,20);
+    /// default: geometric from --start by --factor.
+    #[arg(long, env = "LOADGEN_SWEEP_STEPS", value_delimiter = ',', help_heading = "Sweep")]
+    pub steps: Option<Vec<String>>,
+
+    /// First step of the geometric series (a rate like 10/s, or a budget).
+    #[arg(long, env = "LOADGEN_SWEEP_START", default_value = "10", help_heading = "Sweep")]
+    pub start: String,
+
+    /// Each step offers this many times the previous one.
+    #[arg(long, env = "LOADGEN_SWEEP_FACTOR", default_value_t = 1.5, help_heading = "Sweep")]
+    pub factor: f64,
+
+    /// Most steps to run.
+    #[arg(long, env = "LOADGEN_SWEEP_MAX_STEPS", default_value_t = 10, help_heading = "Sweep")]
+    pub max_steps: u32,
+
+    /// Load duration of each step (long enough to be steady).
+    #[arg(long, env = "LOADGEN_STEP_DURATION", value_parser = duration, default_value = "20s", help_heading = "Sweep")]
+    pub step_duration: Duration,
+
+    /// Throughput has stopped growing when a step gains less than this many percent.
+    #[arg(long, env = "LOADGEN_MIN_GAIN_PCT", default_value_t = 5.0, help_heading = "Sweep")]
+    pub min_gain_pct: f64,
+}
+
+/// Settings of `coordinator bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Dispatcher settings to compare.
+    #[arg(long, value_delimiter = ',', default_value = "1:1,2:2,4:4")]
+    pub combos: Vec<String>,
+    /// Runs per tool and setting (the table shows min / median / max).
+    #[arg(long, default_value_t = 3)]
+    pub repeat: u32,
+    /// Load duration of each run.
+    #[arg(long, value_parser = duration, allow_hyphen_values = true, default_value = "10s")]
+    pub duration: Duration,
+    /// Orchestrations in flight (the standard workload's 20).
+    #[arg(long, default_value_t = 20)]
+    pub max_concurrent: u64,
+    /// Activities per orchestration.
+    #[arg(long, default_value_t = 5)]
+    pub tasks: u32,
+    /// Sleep of each activity.
+    #[arg(long, value_parser = duration, allow_hyphen_values = true, default_value = "10ms")]
+    pub activity_delay: Duration,
+    /// PostgreSQL URL (default: a throwaway cluster).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Also write the comparison as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// This tool's completion-poll interval.
+    #[arg(long, value_parser = duration, allow_hyphen_values = true, default_value = "50ms")]
+    pub completion_poll: Duration,
+    /// Agent binary (default: `agent` next to this executable).
+    #[arg(long, env = "LOADGEN_AGENT_BIN")]
+    pub agent_bin: Option<PathBuf>,
+    /// Gate: this tool's median throughput must be at least this many times
+    /// the stress module's at every setting (e.g. 1.0).
+    #[arg(long, value_name = "RATIO")]
+    pub min_throughput_ratio: Option<f64>,
+}
+
+/// Settings of `coordinator audit`.
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    /// The schema to audit (e.g. loadgen_3f2a9c1d).
+    #[arg(long)]
+    pub schema: String,
+    /// PostgreSQL URL of the database holding it.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    /// Also write the audit as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}

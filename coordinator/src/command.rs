@@ -1,0 +1,228 @@
+//! Each command from parsed flags to exit code: resolve the plan (bad input
+//! is one line and exit 2, before anything starts), set up logging, the
+//! async runtime and the shutdown signal, carry the command out, write its
+//! outputs through the one pipeline, and map the outcome to an exit code.
+//! Every multi-run command's code covers every run it made.
+
+use std::future::Future;
+
+use loadgen_common::startup;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Cli, Command, resolve};
+use crate::error::{EXIT_DEGRADED, EXIT_GATES_FAILED, EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE};
+use crate::model::RunReport;
+use crate::notice::Observer;
+use crate::plan::Outputs;
+use crate::report::console::Console;
+use crate::report::{self, Document};
+use crate::{CoordinatorError, track};
+
+/// Carry out `cli`; the process exit code.
+pub fn execute(cli: Cli) -> u8 {
+    match cli.command {
+        Some(Command::Profiles { profile_file }) => profiles(profile_file.as_deref()),
+        Some(Command::Scenarios) => write_listing(&Document::Scenarios),
+        Some(Command::Audit(a)) => audit(&a),
+        Some(Command::Bench(b)) => bench(&b),
+        Some(Command::Sweep { sweep, run }) => sweep_command(&sweep, &run),
+        None => run_command(&cli.run),
+    }
+}
+
+fn usage(e: impl std::fmt::Display) -> u8 {
+    eprintln!("coordinator: {e}");
+    EXIT_USAGE
+}
+
+fn failed(e: &CoordinatorError) -> u8 {
+    eprintln!("coordinator: {e}");
+    e.exit_code()
+}
+
+/// Set up logging, build the async runtime, turn Ctrl-C/SIGTERM into a
+/// cancellation, and run `work` to completion; an exit code when the setup fails.
+fn on_runtime<T, F>(log: &str, work: impl FnOnce(CancellationToken) -> F) -> Result<T, u8>
+where
+    F: Future<Output = T>,
+{
+    if let Err(e) = startup::init_tracing(log) {
+        return Err(usage(e));
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("coordinator: cannot start the async runtime: {e}");
+            return Err(EXIT_RUN_FAILED);
+        }
+    };
+    Ok(rt.block_on(async move {
+        let shutdown = CancellationToken::new();
+        let signal = shutdown.clone();
+        tokio::spawn(async move {
+            startup::shutdown_signal().await;
+            eprintln!("interrupted; releasing agents and cleaning up");
+            signal.cancel();
+        });
+        work(shutdown).await
+    }))
+}
+
+fn write_listing(doc: &Document<'_>) -> u8 {
+    use crate::report::Renderer;
+    match report::text::Text.render(doc, &mut std::io::stdout().lock()) {
+        Ok(()) => EXIT_OK,
+        Err(e) => failed(&CoordinatorError::Output { path: "stdout".into(), detail: e.to_string() }),
+    }
+}
+
+fn profiles(file: Option<&std::path::Path>) -> u8 {
+    let text = match file.map(|p| std::fs::read_to_string(p).map(|t| (t, p.display().to_string()))).transpose() {
+        Ok(t) => t,
+        Err(e) => return usage(format!("cannot read profile file: {e}")),
+    };
+    match crate::plan::profile::all_profiles(text.as_ref().map(|(t, n)| (t.as_str(), n.as_str()))) {
+        Ok(all) => write_listing(&Document::Profiles(&all)),
+        Err(e) => usage(e),
+    }
+}
+
+/// The exit code of finished runs: degraded beats failed beats passed.
+fn runs_code(runs: &[RunReport]) -> u8 {
+    if runs.iter().any(RunReport::degraded) {
+        EXIT_DEGRADED
+    } else if runs.iter().all(|r| r.passed) {
+        EXIT_OK
+    } else {
+        EXIT_GATES_FAILED
+    }
+}
+
+/// Write `doc` through the pipeline; an exit code when that fails.
+fn write(
+    doc: &Document<'_>,
+    outputs: &Outputs,
+    logs: &[crate::model::IntervalLogs],
+    obs: &dyn Observer,
+) -> Result<(), u8> {
+    report::write_all(doc, outputs, logs, obs).map_err(|e| failed(&e))
+}
+
+fn run_command(args: &crate::Args) -> u8 {
+    let plan = match resolve::run_plan(args) {
+        Ok(p) => p,
+        Err(e) => return usage(e),
+    };
+    let empty = RunReport::default();
+    let doc_kind = if plan.runs.len() > 1 { Document::Suite { profile: "", runs: &[] } } else { Document::Run(&empty) };
+    if let Err(e) = report::check_targets(&plan.outputs, &doc_kind) {
+        return usage(e);
+    }
+    let console = Console::new(plan.outputs.live.table());
+    let outcome = match on_runtime(&plan.log, |shutdown| crate::run::run(&plan, &console, shutdown)) {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
+    let mut outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => return failed(&e),
+    };
+    if let Err(e) = track::finish(&plan.tracking, &mut outcome.runs) {
+        return failed(&e);
+    }
+    let doc = if outcome.is_suite() {
+        Document::Suite { profile: &outcome.profile.name, runs: &outcome.runs }
+    } else {
+        match outcome.runs.first() {
+            Some(r) => Document::Run(r),
+            None => return failed(&CoordinatorError::Local("no run was carried out".into())),
+        }
+    };
+    if let Err(code) = write(&doc, &plan.outputs, &outcome.logs, &console) {
+        return code;
+    }
+    runs_code(&outcome.runs)
+}
+
+fn sweep_command(s: &crate::cli::SweepArgs, args: &crate::Args) -> u8 {
+    let plan = match resolve::sweep_plan(s, args) {
+        Ok(p) => p,
+        Err(e) => return usage(e),
+    };
+    let empty = crate::model::SweepReport::default();
+    if let Err(e) = report::check_targets(&plan.run.outputs, &Document::Sweep { sweep: &empty, runs: &[] }) {
+        return usage(e);
+    }
+    let console = Console::new(plan.run.outputs.live.table());
+    let outcome = match on_runtime(&plan.run.log, |shutdown| crate::sweep::sweep(&plan, &console, shutdown)) {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => return failed(&e),
+    };
+    let doc = Document::Sweep { sweep: &outcome.sweep, runs: &outcome.runs };
+    if let Err(code) = write(&doc, &plan.run.outputs, &outcome.logs, &console) {
+        return code;
+    }
+    if outcome.runs.iter().any(RunReport::degraded) {
+        EXIT_DEGRADED
+    } else if outcome.sweep.passed {
+        EXIT_OK
+    } else {
+        EXIT_GATES_FAILED
+    }
+}
+
+fn bench(b: &crate::cli::BenchArgs) -> u8 {
+    let plan = match resolve::bench_plan(b) {
+        Ok(p) => p,
+        Err(e) => return usage(e),
+    };
+    let console = Console::new(false);
+    let result = match on_runtime("warn,sqlx=error", |shutdown| crate::bench::bench(&plan, &console, shutdown)) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => return failed(&e),
+    };
+    let outputs = Outputs {
+        targets: b
+            .json
+            .iter()
+            .map(|p| crate::plan::outputs::Target { format: "json".into(), path: p.clone(), flag: "--json" })
+            .collect(),
+        ..Default::default()
+    };
+    if let Err(code) = write(&Document::Bench(&report), &outputs, &[], &console) {
+        return code;
+    }
+    if report.passed { EXIT_OK } else { EXIT_GATES_FAILED }
+}
+
+fn audit(a: &crate::cli::AuditArgs) -> u8 {
+    let outputs = Outputs {
+        targets: a
+            .json
+            .iter()
+            .map(|p| crate::plan::outputs::Target { format: "json".into(), path: p.clone(), flag: "--json" })
+            .collect(),
+        ..Default::default()
+    };
+    if let Err(e) = outputs.check() {
+        return usage(e);
+    }
+    let outcome = match on_runtime("warn", |_| crate::db::audit::audit_schema(&a.database_url, &a.schema)) {
+        Err(code) => return code,
+        Ok(Ok(o)) => o,
+        Ok(Err(e)) => return failed(&e),
+    };
+    let doc = Document::Audit { schema: &a.schema, audit: &outcome.audit };
+    if let Err(code) = write(&doc, &outputs, &[], &Console::new(false)) {
+        return code;
+    }
+    if outcome.audit.passed() { EXIT_OK } else { EXIT_GATES_FAILED }
+}

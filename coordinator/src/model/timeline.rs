@@ -1,0 +1,83 @@
+//! A run over time: per-second points (per agent and merged), the database
+//! sampled once a second on the same clock, and the percentile spectrum.
+
+use std::collections::BTreeMap;
+
+use loadgen_common::histogram::LatencyHistogram;
+use serde::{Deserialize, Serialize};
+
+/// One second of a run, for one agent or merged. Counts are of the interval;
+/// latencies come from the interval's histogram (merged exactly across
+/// agents), the headline latency (from the intended start in open loop).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TimePoint {
+    /// End of the interval, seconds since the common start.
+    pub t_s: f64,
+    pub launched: u64,
+    pub completed: u64,
+    pub failed: u64,
+    #[serde(default)]
+    pub late: u64,
+    #[serde(default)]
+    pub dropped: u64,
+    /// Orchestrations in flight at the end of the interval.
+    pub in_flight: u64,
+    /// Completions per second in the interval.
+    pub orch_per_sec: f64,
+    /// 0 when nothing completed in the interval.
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+/// Per-second series of a run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timeline {
+    pub merged: Vec<TimePoint>,
+    /// One series per agent, in the order of the run's agents.
+    pub agents: Vec<Vec<TimePoint>>,
+}
+
+/// One sample of the database, taken by the coordinator.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DbSample {
+    /// Seconds since the common start (negative before it).
+    pub t_s: f64,
+    pub commits_per_sec: f64,
+    pub rollbacks_per_sec: f64,
+    /// Deadlocks detected since the previous sample.
+    pub deadlocks: u64,
+    /// Connections to the database by state (active, idle, idle in transaction, ...).
+    pub connections: BTreeMap<String, u64>,
+    /// Backends waiting on a lock (wait_event_type = 'Lock') at the sample.
+    pub lock_waits: u64,
+    /// Backends waiting on an advisory lock at the sample.
+    #[serde(default)]
+    pub advisory_lock_waits: u64,
+    /// duroxide-pg's queue depths (`get_queue_depths`): orchestrator, worker, timer.
+    pub orchestrator_queue: u64,
+    pub worker_queue: u64,
+    pub timer_queue: u64,
+    /// Orchestrations completed in the run so far (for commits per orchestration).
+    #[serde(default)]
+    pub completed: u64,
+}
+
+/// The headline latency at one percentile.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SpectrumPoint {
+    pub percentile: f64,
+    pub latency_ms: f64,
+}
+
+/// A run's interval histograms, for HdrHistogram interval logs: (end of
+/// the interval in seconds since the start, its histogram), merged and per
+/// agent. Kept only when logs were asked for.
+#[derive(Clone, Debug)]
+pub struct IntervalLogs {
+    pub run_id: String,
+    /// The wall-clock common start.
+    pub start: std::time::SystemTime,
+    pub merged: Vec<(f64, LatencyHistogram)>,
+    pub agents: Vec<Vec<(f64, LatencyHistogram)>>,
+}

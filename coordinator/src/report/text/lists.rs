@@ -1,0 +1,189 @@
+//! Text listings: the profiles, the scenarios, a suite's comparison table
+//! and an audit on its own.
+
+use std::io::{self, Write};
+
+use loadgen_agent::scenario::REGISTRY;
+use loadgen_common::units::format_duration;
+
+use crate::model::{Audit, RunReport};
+use crate::plan::Profile;
+use crate::report::view::fmt_ms;
+
+/// The workload of a profile in a few words.
+fn workload(p: &Profile) -> String {
+    if !p.mix.is_empty() {
+        let parts: Vec<String> = p.mix.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+        return format!("mix {}", parts.join(","));
+    }
+    let mut text = p.scenario_name().to_string();
+    if let Some(t) = p.tasks_per_instance {
+        text.push_str(&format!(" tasks={t}"));
+    }
+    if let Some(d) = p.activity_delay {
+        text.push_str(&format!(" activity_delay={}", format_duration(d)));
+    }
+    for (k, v) in &p.options {
+        text.push_str(&format!(" {k}={v}"));
+    }
+    text
+}
+
+/// The profiles and their gates, as `coordinator profiles` lists them.
+pub fn profiles(profiles: &[Profile], w: &mut dyn Write) -> io::Result<()> {
+    writeln!(
+        w,
+        "{:<17} {:>7} {:>8} {:<34} {:<14} {:>3} {:>4} {:>6}  {:<30} description",
+        "profile", "in-flt", "duration", "workload", "dispatchers", "rt", "pool", "db-lat", "gates"
+    )?;
+    for p in profiles {
+        let dispatchers = if p.suite.is_empty() { p.dispatchers() } else { p.suite.join(",") };
+        let mut gates = vec![format!(">={} orch/s", p.min_orch_per_sec)];
+        if let Some(v) = p.p99_ms {
+            gates.push(format!("p99<={v}ms"));
+        }
+        gates.push(match p.max_failed {
+            Some(n) if n > 0 => format!("failed<={n}"),
+            _ => "100% success".into(),
+        });
+        if let Some(v) = p.rss_growth_mb_per_min {
+            gates.push(format!("warn RSS>{v}MB/min"));
+        }
+        let load = match p.rate {
+            Some(r) => loadgen_common::units::format_rate(r),
+            None => p.max_concurrent.to_string(),
+        };
+        writeln!(
+            w,
+            "{:<17} {:>7} {:>8} {:<34} {:<14} {:>3} {:>4} {:>6}  {:<30} {}",
+            p.name,
+            load,
+            format_duration(p.duration),
+            workload(p),
+            dispatchers,
+            p.runtimes_per_agent,
+            p.pool_max.map_or("-".into(), |n| n.to_string()),
+            if p.db_latency.is_zero() { "-".into() } else { format_duration(p.db_latency) },
+            gates.join(", "),
+            p.description
+        )?;
+    }
+    writeln!(
+        w,
+        "\nAll profiles also gate on 0 infrastructure, configuration and poison failures, 0 start errors and the per-instance audit."
+    )?;
+    writeln!(w, "Run one with `coordinator --local 2 --profile NAME`; see the workloads with `coordinator scenarios`.")
+}
+
+/// Every scenario: what it stresses, its options and their defaults.
+pub fn scenarios(w: &mut dyn Write) -> io::Result<()> {
+    for e in REGISTRY {
+        let i = &e.info;
+        writeln!(w, "{}", i.name)?;
+        writeln!(w, "  stresses: {}", i.stresses)?;
+        for o in i.options {
+            writeln!(w, "  --set {}={:<16} {}", o.key, o.default, o.help)?;
+        }
+        if !i.history_metrics.is_empty() {
+            let names: Vec<&str> = i.history_metrics.iter().map(|m| m.name).collect();
+            writeln!(w, "  reports: {}", names.join(", "))?;
+        }
+        writeln!(w)?;
+    }
+    writeln!(
+        w,
+        "Run one with `coordinator --local 2 --scenario NAME [--set key=value ...]`; every instance is audited against what its scenario expects."
+    )
+}
+
+/// The comparison table of a suite: one row per run, then the overall verdict.
+pub fn suite(profile: &str, runs: &[RunReport], w: &mut dyn Write) -> io::Result<()> {
+    writeln!(w)?;
+    writeln!(w, "Suite {profile}: one run per dispatcher combination, each on a fresh schema")?;
+    writeln!(
+        w,
+        "{:<12} {:<8} {:>9} {:>6} {:>5} {:>6} {:>5} {:>9} {:>9} {:>12} {:>9} {:>9}",
+        "Provider",
+        "Config",
+        "Completed",
+        "Failed",
+        "Infra",
+        "Config",
+        "App",
+        "Success %",
+        "Orch/sec",
+        "Activity/sec",
+        "p50",
+        "p99"
+    )?;
+    for r in runs {
+        let c = &r.merged.counts;
+        let l = r.merged.headline_latency();
+        writeln!(
+            w,
+            "{:<12} {:<8} {:>9} {:>6} {:>5} {:>6} {:>5} {:>9.2} {:>9.2} {:>12.2} {:>9} {:>9}",
+            "duroxide-pg",
+            r.profile.dispatchers(),
+            c.completed,
+            c.failed(),
+            c.failed_infrastructure,
+            c.failed_configuration,
+            c.failed_application,
+            c.success_pct(),
+            r.merged.orch_per_sec,
+            r.merged.activities_per_sec,
+            fmt_ms(l.p50_us),
+            fmt_ms(l.p99_us)
+        )?;
+    }
+    if let Some(r) = runs.first() {
+        writeln!(w, "(latencies {})", r.merged.headline_definition())?;
+    }
+    let failed: Vec<String> = runs.iter().filter(|r| !r.passed).map(|r| r.profile.dispatchers()).collect();
+    if failed.is_empty() {
+        writeln!(w, "Suite gates: PASSED (every run passed its gates)")
+    } else {
+        writeln!(w, "Suite gates: FAILED in {}", failed.join(", "))
+    }
+}
+
+/// A correctness audit on its own (`coordinator audit`).
+pub fn audit(schema: &str, a: &Audit, w: &mut dyn Write) -> io::Result<()> {
+    writeln!(w, "Audit of schema {schema}: {}", if a.passed() { "PASSED" } else { "FAILED" })?;
+    writeln!(
+        w,
+        "  instances {} (launched {}), terminal {}, completed {}, failed {}, not terminal {}, as expected {}, differing {}, failed unexpectedly {}",
+        a.instances,
+        if a.launched > 0 { a.launched.to_string() } else { "unknown".into() },
+        a.terminal_once,
+        a.completed,
+        a.failed,
+        a.not_terminal,
+        a.as_expected,
+        a.anomalies,
+        a.unexpected_failures
+    )?;
+    writeln!(
+        w,
+        "  unexpected outputs {}, queued messages {}, activity completions {} (expected {}), executed {}, redeliveries {}",
+        a.wrong_output,
+        a.queued,
+        a.activity_completions,
+        a.expected_activity_completions,
+        a.activities_executed,
+        a.redeliveries
+    )?;
+    for (name, s) in &a.by_scenario {
+        writeln!(w, "  {name}: {} instance(s), {} as expected, {} differ", s.instances, s.as_expected, s.mismatched)?;
+    }
+    for m in &a.mismatches {
+        writeln!(w, "  [differs] {} ({}): {}", m.instance, m.scenario, m.problems.join("; "))?;
+    }
+    for p in &a.problems {
+        writeln!(w, "  [FAIL] {p}")?;
+    }
+    for n in &a.notes {
+        writeln!(w, "  [note] {n}")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,47 @@
+//! The text renderer: what a person reads at the end of a command.
+//!
+//! - [`run`]: one run's summary;
+//! - [`lists`]: profiles, scenarios, a suite's table, an audit;
+//! - [`sweep`]: a capacity sweep;
+//! - [`bench`]: the side-by-side benchmark.
+
+use std::io::{self, Write};
+
+use super::{Document, Renderer};
+
+pub mod bench;
+pub mod lists;
+pub mod run;
+pub mod sweep;
+
+/// Text for people.
+#[derive(Debug)]
+pub struct Text;
+
+impl Renderer for Text {
+    fn name(&self) -> &'static str {
+        "text"
+    }
+
+    fn supports(&self, _: &Document<'_>) -> bool {
+        true
+    }
+
+    fn render(&self, doc: &Document<'_>, w: &mut dyn Write) -> io::Result<()> {
+        match doc {
+            Document::Run(r) => run::render(r, w)?,
+            Document::Suite { profile, runs } => {
+                for r in *runs {
+                    run::render(r, w)?;
+                }
+                lists::suite(profile, runs, w)?;
+            }
+            Document::Sweep { sweep: s, .. } => sweep::render(s, w)?,
+            Document::Bench(b) => bench::render(b, w)?,
+            Document::Audit { schema, audit } => lists::audit(schema, audit, w)?,
+            Document::Profiles(p) => lists::profiles(p, w)?,
+            Document::Scenarios => lists::scenarios(w)?,
+        }
+        w.flush()
+    }
+}

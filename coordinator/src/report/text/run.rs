@@ -1,0 +1,332 @@
+//! The text summary of one run: configuration, per-agent and merged table,
+//! per-scenario table, latency definitions, database load and contention,
+//! memory, comparison, the audit's findings and the gates.
+
+use std::io::{self, Write};
+
+use crate::model::{RunReport, Section};
+use crate::report::view::{describe_config, fmt_ms, latency_cells, latency_phrase};
+
+/// Agents shown by name in the table; past this, the slowest few and a summary row.
+const AGENT_ROWS: usize = 16;
+
+fn header(w: &mut dyn Write, first: &str) -> io::Result<()> {
+    writeln!(
+        w,
+        "{:<22} {:>8} {:>9} {:>6} {:>5} {:>6} {:>5} {:>6} {:>6} {:>6} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        first,
+        "launched",
+        "completed",
+        "failed",
+        "infra",
+        "config",
+        "app",
+        "poison",
+        "st-err",
+        "unfin",
+        "success%",
+        "orch/s",
+        "act/s",
+        "p50",
+        "p90",
+        "p99",
+        "p99.9",
+        "max"
+    )
+}
+
+fn row(w: &mut dyn Write, label: &str, s: &Section) -> io::Result<()> {
+    let c = &s.counts;
+    writeln!(
+        w,
+        "{:<22} {:>8} {:>9} {:>6} {:>5} {:>6} {:>5} {:>6} {:>6} {:>6} {:>8.2} {:>8.2} {:>9.1} {}",
+        label,
+        c.launched,
+        c.completed,
+        c.failed(),
+        c.failed_infrastructure,
+        c.failed_configuration,
+        c.failed_application,
+        c.failed_poison,
+        c.start_errors,
+        c.unfinished,
+        c.success_pct(),
+        s.orch_per_sec,
+        s.activities_per_sec,
+        latency_cells(s.headline_latency())
+    )
+}
+
+/// The human summary of a run.
+pub fn render(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
+    writeln!(w)?;
+    writeln!(
+        w,
+        "Run {} on schema {} ({}), duroxide {} / duroxide-pg {}",
+        r.run_id, r.schema, r.database, r.duroxide_version, r.duroxide_pg_version
+    )?;
+    writeln!(
+        w,
+        "Profile {}: {}, seed {}, {} agent(s)",
+        r.profile.name,
+        describe_config(r),
+        r.workload.seed,
+        r.agents.len()
+    )?;
+    writeln!(w)?;
+    header(w, "agent")?;
+    let mut shown: Vec<&crate::model::AgentReport> = r.agents.iter().collect();
+    if shown.len() > AGENT_ROWS {
+        // Many agents: the slowest (highest headline p99) by name, then the rest summed up.
+        shown.sort_by_key(|a| std::cmp::Reverse(a.section.headline_latency().p99_us));
+        shown.truncate(AGENT_ROWS / 2);
+    }
+    for a in &shown {
+        let label = format!("{} {}{}", a.index, a.address, if a.lost { " LOST" } else { "" });
+        row(w, &label, &a.section)?;
+    }
+    if shown.len() < r.agents.len() {
+        writeln!(
+            w,
+            "  ... {} more agent(s) (the {} slowest by p99 shown; all in --json and --report)",
+            r.agents.len() - shown.len(),
+            shown.len()
+        )?;
+    }
+    row(w, "merged", &r.merged)?;
+    writeln!(w)?;
+    render_scenarios(r, w)?;
+    render_degraded(r, w)?;
+    render_latency_definitions(r, w)?;
+    render_database(r, w)?;
+    render_memory(r, w)?;
+    render_comparison(r, w)?;
+    render_audit_findings(r, w)?;
+    writeln!(w)?;
+    writeln!(w, "Gates: {}", if r.passed { "PASSED" } else { "FAILED" })?;
+    for g in &r.gates {
+        writeln!(w, "  [{}] {}: {} (limit {})", if g.passed { "ok" } else { "FAIL" }, g.name, g.value, g.limit)?;
+    }
+    for warning in &r.warnings {
+        writeln!(w, "  [warn] {warning}")?;
+    }
+    Ok(())
+}
+
+/// One row per scenario (with what only that scenario counts), when the
+/// workload has more than one or a scenario has facts to tell.
+fn render_scenarios(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
+    let telling = r.scenarios.iter().any(|s| !s.facts.is_empty() || !s.history_latencies.is_empty());
+    if r.scenarios.len() < 2 && !telling {
+        return Ok(());
+    }
+    header(w, "scenario")?;
+    for s in &r.scenarios {
+        row(w, &s.name, &s.section)?;
+    }
+    for s in &r.scenarios {
+        let mut parts: Vec<String> = Vec::new();
+        if s.section.counts.expected_failures > 0 || s.section.counts.unexpected_outcomes > 0 {
+            parts.push(format!(
+                "{} failed by design, {} completed where a failure was designed",
+                s.section.counts.expected_failures, s.section.counts.unexpected_outcomes
+            ));
+        }
+        for h in &s.history_latencies {
+            parts.push(format!("{} ({} samples) {}", h.name, h.latency.count, latency_phrase(&h.latency)));
+        }
+        for (k, v) in &s.facts {
+            parts.push(format!("{k} {v}"));
+        }
+        let a = &s.audit;
+        if a.instances > 0 {
+            let children = if a.expected_children > 0 {
+                format!(", {} of {} children", a.children, a.expected_children)
+            } else {
+                String::new()
+            };
+            parts.push(format!("audit {} of {} as expected{children}", a.as_expected, a.instances));
+        }
+        if !parts.is_empty() {
+            writeln!(w, "  {}: {}", s.name, parts.join("; "))?;
+        }
+    }
+    writeln!(w)
+}
+
+fn render_degraded(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
+    if !r.degraded() {
+        return Ok(());
+    }
+    writeln!(
+        w,
+        "DEGRADED: {} agent(s) lost. A lost agent's row counts its orchestrations as the database shows them; its latencies are what it reported.",
+        r.lost_agents.len()
+    )?;
+    for l in &r.lost_agents {
+        let c = &l.last_reported;
+        writeln!(
+            w,
+            "  agent {} ({}) lost at {:.1}s: {}. Its last report: {} launched, {} completed, {} in flight. In the database: {} instances, {} completed ({} after the loss, by the other runtimes), {} failed, {} not terminal.",
+            l.index,
+            l.address,
+            l.at_s,
+            l.reason,
+            c.launched,
+            c.completed,
+            l.in_flight_at_loss,
+            l.instances_in_db,
+            l.completed_in_db,
+            l.completed_by_others,
+            l.failed_in_db,
+            l.still_running
+        )?;
+    }
+    writeln!(w)
+}
+
+fn render_latency_definitions(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
+    let m = &r.merged;
+    if let Some(i) = &m.intended_latency {
+        writeln!(
+            w,
+            "Open loop: latency p50..max above runs from each orchestration's intended start (its scheduled time, so it includes any wait to be started) until the runtime recorded completion ({} samples, mean {}).",
+            i.count,
+            fmt_ms(i.mean_us as u64)
+        )?;
+        writeln!(
+            w,
+            "  Late starts (issued > {}ms after their time): {}; dropped (in-flight cap {} reached): {}.",
+            loadgen_common::tally::LATE_AFTER_MS,
+            m.counts.late,
+            r.profile.open_loop_cap().unwrap_or(0),
+            m.counts.dropped
+        )?;
+        writeln!(
+            w,
+            "  From the start call instead (the closed-loop definition): p50 {} p90 {} p99 {} p99.9 {} max {}.",
+            fmt_ms(m.e2e_latency.p50_us),
+            fmt_ms(m.e2e_latency.p90_us),
+            fmt_ms(m.e2e_latency.p99_us),
+            fmt_ms(m.e2e_latency.p999_us),
+            fmt_ms(m.e2e_latency.max_us)
+        )?;
+    } else {
+        writeln!(
+            w,
+            "Latency p50..max above: start call issued until the runtime recorded completion ({} samples, mean {}, {} clamped for clock skew).",
+            m.e2e_latency.count,
+            fmt_ms(m.e2e_latency.mean_us as u64),
+            m.counts.latency_clamped
+        )?;
+    }
+    if m.counts.saturated > 0 {
+        writeln!(w, "  {} sample(s) were above the histograms' 1 h bound and recorded as 1 h.", m.counts.saturated)?;
+    }
+    writeln!(
+        w,
+        "Seen by the generator's completion query: {}. Start call: {}.",
+        latency_phrase(&m.observed_latency),
+        latency_phrase(&m.start_latency)
+    )
+}
+
+fn render_database(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
+    let d = &r.db_load;
+    writeln!(
+        w,
+        "Database: {} commits ({:.1} per orchestration), {} rollbacks; generator's own calls {} ({:.1}% of commits), of which completion queries {} ({:.1}%).",
+        d.commits,
+        d.commits_per_orchestration,
+        d.rollbacks,
+        d.generator_calls,
+        d.generator_share_pct,
+        d.completion_queries,
+        d.completion_share_pct
+    )?;
+    let c = &r.contention;
+    let retries: Vec<String> = c.provider_retries.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    writeln!(
+        w,
+        "Contention: {} deadlock(s); lock waits peak {} (mean {:.1}), of which advisory peak {} (mean {:.1}), over {} sample(s); provider errors and retries: {}.",
+        c.deadlocks,
+        c.peak_lock_waits,
+        c.mean_lock_waits,
+        c.peak_advisory_lock_waits,
+        c.mean_advisory_lock_waits,
+        c.samples,
+        if retries.is_empty() { "none".to_string() } else { retries.join(", ") }
+    )?;
+    let m = &r.merged.counts;
+    if m.status_query_errors > 0 || m.start_errors > 0 {
+        writeln!(
+            w,
+            "Generator calls that failed: start calls {}; completion queries {}.",
+            m.start_errors, m.status_query_errors
+        )?;
+    }
+    Ok(())
+}
+
+/// Memory of each agent: start, end, peak, growth, and (for runs of a minute
+/// or more) the curve at ten points.
+fn render_memory(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
+    if r.agents.iter().all(|a| a.memory.samples.is_empty()) {
+        return Ok(());
+    }
+    writeln!(w, "Agent memory (RSS):")?;
+    for a in r.agents.iter().take(AGENT_ROWS) {
+        let m = &a.memory;
+        let growth = m.growth_mb_per_min.map_or("n/a (short run)".to_string(), |g| format!("{g:+.2} MB/min"));
+        write!(
+            w,
+            "  agent {}: {:.1} -> {:.1} MB, peak {:.1} MB, growth {growth}",
+            a.index, m.start_mb, m.end_mb, m.peak_mb
+        )?;
+        if m.samples.last().is_some_and(|s| s.t_s >= 60.0) {
+            let points: Vec<String> = (0..10)
+                .filter_map(|i| m.samples.get(i * (m.samples.len() - 1) / 9))
+                .map(|s| format!("{:.0}s:{:.1}", s.t_s, s.rss_mb))
+                .collect();
+            write!(w, "; over time (s:MB) {}", points.join(" "))?;
+        }
+        writeln!(w)?;
+    }
+    Ok(())
+}
+
+fn render_comparison(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
+    let Some(c) = &r.comparison else { return Ok(()) };
+    writeln!(
+        w,
+        "Compared with {}: throughput {:+.1}% ({:.2} -> {:.2} orch/s), p99 {:+.1}% ({} -> {}){}.",
+        c.against,
+        c.throughput_change_pct,
+        c.baseline_orch_per_sec,
+        r.merged.orch_per_sec,
+        c.p99_change_pct,
+        fmt_ms(c.baseline_p99_us),
+        fmt_ms(r.merged.headline_latency().p99_us),
+        if c.regressed { ": REGRESSION" } else { "" }
+    )?;
+    if !c.config_differences.is_empty() {
+        writeln!(w, "  (configuration differs from that run: {})", c.config_differences.join(", "))?;
+    }
+    Ok(())
+}
+
+fn render_audit_findings(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
+    let a = &r.audit;
+    writeln!(
+        w,
+        "Audit: {} instance(s) read in {} ms; {} as their scenario expects, {} differ, {} failed unexpectedly; {} queued message(s); {} redelivered activity execution(s).",
+        a.instances, a.duration_ms, a.as_expected, a.anomalies, a.unexpected_failures, a.queued, a.redeliveries
+    )?;
+    for m in a.mismatches.iter().take(5) {
+        writeln!(w, "  {} ({}): {}", m.instance, m.scenario, m.problems.join("; "))?;
+    }
+    if a.mismatches.len() > 5 {
+        writeln!(w, "  ... and more in --json")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,210 @@
+//! The report of one run from what was measured: per agent, per scenario
+//! and merged sections (histograms merged exactly), the database's load and
+//! contention, the audit, and the gates.
+
+use std::collections::BTreeMap;
+
+use loadgen_common::histogram::LatencyHistogram;
+use loadgen_common::tally::{Counts, Histograms, Tally};
+
+use super::live::Live;
+use super::stream::Followed;
+use crate::agents::AgentLink;
+use crate::db::XactCounters;
+use crate::db::audit::AuditOutcome;
+use crate::error::CoordinatorError;
+use crate::model::run::headline_histogram;
+use crate::model::{
+    AgentReport, Contention, DbLoad, DbSample, HistoryLatency, LostAgent, MemorySummary, ScenarioReport, Section,
+    SpectrumPoint,
+};
+use crate::plan::AgentSlice;
+
+/// The merged figures of a run.
+#[derive(Debug, Default)]
+pub struct Merged {
+    pub agents: Vec<AgentReport>,
+    pub scenarios: Vec<ScenarioReport>,
+    pub merged: Section,
+    pub spectrum: Vec<SpectrumPoint>,
+    pub provider_errors: BTreeMap<String, u64>,
+    /// Scenario facts per agent, for the audit.
+    pub facts: BTreeMap<u32, BTreeMap<String, u64>>,
+}
+
+/// Merge every agent's stream (and, for a lost agent, what the database
+/// shows of its instances) into per-agent, per-scenario and merged sections.
+pub fn merge(
+    links: &[AgentLink],
+    slices: &[AgentSlice],
+    live: &Live,
+    followed: &[Followed],
+    lost: &[LostAgent],
+    late_activities: &[u64],
+) -> Result<Merged, CoordinatorError> {
+    let mut out = Merged::default();
+    let mut by_scenario: BTreeMap<String, Tally> = BTreeMap::new();
+    let mut all = Histograms::default();
+    let mut total = Counts::default();
+    let mut elapsed_max: f64 = 0.0;
+    for (i, link) in links.iter().enumerate() {
+        let stream = live.agents.get(i).ok_or_else(|| CoordinatorError::agent(&link.address, "no stream"))?;
+        let merge_err = |e| CoordinatorError::agent(&link.address, e);
+        let mut hist = Histograms::default();
+        let mut facts = BTreeMap::new();
+        for (name, t) in &stream.scenarios {
+            hist.merge(&t.hist).map_err(merge_err)?;
+            by_scenario.entry(name.clone()).or_default().add(t).map_err(merge_err)?;
+            for (k, v) in &t.facts {
+                *facts.entry(k.clone()).or_default() += v;
+            }
+        }
+        out.facts.insert(i as u32, facts);
+        let mut counts = stream.counts();
+        counts.activities += late_activities.get(i).copied().unwrap_or(0);
+        let (elapsed_s, is_lost) = match followed.get(i) {
+            Some(Followed::Finished(f)) => {
+                for (k, n) in &f.provider_errors {
+                    *out.provider_errors.entry(k.clone()).or_default() += n;
+                }
+                (f.elapsed_ms as f64 / 1000.0, false)
+            }
+            Some(Followed::Lost { at, .. }) => {
+                // Outcomes from the database (it cannot report them any more):
+                // everything it started, and how it ended after the others
+                // finished it. Latencies and activities are what it reported.
+                if let Some(l) = lost.iter().find(|l| l.index == link.index) {
+                    counts.launched = counts.launched.max(l.instances_in_db);
+                    counts.completed = l.completed_in_db;
+                    counts.unfinished = counts.launched.saturating_sub(counts.completed + counts.failed());
+                }
+                (at.as_secs_f64(), true)
+            }
+            None => (0.0, false),
+        };
+        elapsed_max = elapsed_max.max(elapsed_s);
+        total.add(&counts);
+        all.merge(&hist).map_err(merge_err)?;
+        out.agents.push(AgentReport {
+            index: link.index,
+            address: link.address.clone(),
+            hostname: link.hello.hostname.clone(),
+            concurrency: slices.get(i).map_or(0, |s| s.concurrency),
+            pool_max: link.hello.pool_max,
+            section: Section::new(counts, elapsed_s, &hist),
+            lost: is_lost,
+            memory: MemorySummary::from_samples(stream.memory.clone()),
+        });
+    }
+    out.merged = Section::new(total, elapsed_max, &all);
+    out.spectrum = spectrum(headline_histogram(&all));
+    out.scenarios = by_scenario
+        .into_iter()
+        .map(|(name, t)| ScenarioReport {
+            name,
+            section: Section::new(t.counts, elapsed_max, &t.hist),
+            facts: t.facts,
+            ..Default::default()
+        })
+        .collect();
+    Ok(out)
+}
+
+/// Add the audit's per-scenario findings and history latencies.
+pub fn add_audit(scenarios: &mut Vec<ScenarioReport>, outcome: &AuditOutcome) {
+    for (name, sa) in &outcome.audit.by_scenario {
+        if !scenarios.iter().any(|s| &s.name == name) {
+            scenarios.push(ScenarioReport { name: name.clone(), ..Default::default() });
+        }
+        if let Some(s) = scenarios.iter_mut().find(|s| &s.name == name) {
+            s.audit = sa.clone();
+        }
+    }
+    for (name, metrics) in &outcome.latencies {
+        if let Some(s) = scenarios.iter_mut().find(|s| &s.name == name) {
+            s.history_latencies = metrics
+                .iter()
+                .map(|(metric, v)| HistoryLatency { name: metric.clone(), latency: v.histogram.summary() })
+                .collect();
+            for (metric, v) in metrics.iter().filter(|(_, v)| v.clamped > 0) {
+                s.facts.insert(format!("{metric} clamped at 0 (clock skew)"), v.clamped);
+            }
+        }
+    }
+}
+
+/// The database's load during the run and the generator's share of it.
+pub fn db_load(counters: &XactCounters, merged: &Section) -> DbLoad {
+    let c = &merged.counts;
+    let commits = counters.commits;
+    let generator_calls = c.launched + c.start_errors + c.status_queries;
+    let pct = |n: u64| if commits > 0 { n as f64 * 100.0 / commits as f64 } else { 0.0 };
+    DbLoad {
+        commits,
+        rollbacks: counters.rollbacks,
+        commits_per_orchestration: if c.completed > 0 { commits as f64 / c.completed as f64 } else { 0.0 },
+        generator_calls,
+        completion_queries: c.status_queries,
+        completion_share_pct: pct(c.status_queries),
+        generator_share_pct: pct(generator_calls),
+    }
+}
+
+/// What contention the run met.
+pub fn contention(counters: &XactCounters, samples: &[DbSample], retries: &BTreeMap<String, u64>) -> Contention {
+    let during: Vec<&DbSample> = samples.iter().filter(|s| s.t_s >= 0.0).collect();
+    let n = during.len().max(1) as f64;
+    Contention {
+        deadlocks: counters.deadlocks,
+        peak_lock_waits: during.iter().map(|s| s.lock_waits).max().unwrap_or(0),
+        mean_lock_waits: during.iter().map(|s| s.lock_waits as f64).sum::<f64>() / n,
+        peak_advisory_lock_waits: during.iter().map(|s| s.advisory_lock_waits).max().unwrap_or(0),
+        mean_advisory_lock_waits: during.iter().map(|s| s.advisory_lock_waits as f64).sum::<f64>() / n,
+        provider_retries: retries.clone(),
+        samples: during.len() as u64,
+    }
+}
+
+/// The headline latency at percentiles from 0 to 99.9999 (and the maximum),
+/// for the percentile-spectrum chart.
+pub fn spectrum(h: &LatencyHistogram) -> Vec<SpectrumPoint> {
+    if h.count() == 0 {
+        return Vec::new();
+    }
+    let mut ps: Vec<f64> = (0..10).map(|i| f64::from(i) * 10.0).collect();
+    ps.extend([95.0, 97.5, 99.0, 99.5, 99.75, 99.9, 99.95, 99.99, 99.995, 99.999, 99.9999]);
+    let mut out: Vec<SpectrumPoint> = ps
+        .into_iter()
+        .map(|p| SpectrumPoint { percentile: p, latency_ms: h.quantile_us(p / 100.0) as f64 / 1000.0 })
+        .collect();
+    out.push(SpectrumPoint { percentile: 100.0, latency_ms: h.max_us() as f64 / 1000.0 });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contention_comes_from_the_run_not_the_warm_up() {
+        let s = |t_s: f64, locks: u64, advisory: u64| DbSample {
+            t_s,
+            lock_waits: locks,
+            advisory_lock_waits: advisory,
+            ..Default::default()
+        };
+        let c = contention(
+            &XactCounters { deadlocks: 3, ..Default::default() },
+            &[s(-0.5, 99, 99), s(1.0, 2, 1), s(2.0, 4, 3)],
+            &BTreeMap::from([("fetch_orchestration_item/retried: deadlock".to_string(), 2)]),
+        );
+        assert_eq!((c.deadlocks, c.peak_lock_waits, c.peak_advisory_lock_waits, c.samples), (3, 4, 3, 2));
+        assert!((c.mean_lock_waits - 3.0).abs() < 1e-9 && (c.mean_advisory_lock_waits - 2.0).abs() < 1e-9);
+        let sp = spectrum(&{
+            let mut h = LatencyHistogram::new();
+            h.record_us(1000);
+            h
+        });
+        assert_eq!(sp.last().map(|p| p.percentile), Some(100.0));
+    }
+}

@@ -1,0 +1,108 @@
+//! Prepare: every agent gets its slice of the run as a `PrepareRequest` and
+//! answers with the workload as it understood it, which must equal the
+//! coordinator's own (a mixed-build fleet would run other instances than the
+//! audit expects).
+
+use std::time::Duration;
+
+use loadgen_common::proto;
+
+use crate::agents::AgentLink;
+use crate::error::CoordinatorError;
+use crate::plan::{AgentSlice, Arrival, Profile, RunPlan};
+
+/// Bound on Prepare (connecting, verifying the schema, starting runtimes).
+const PREPARE_TIMEOUT: Duration = Duration::from_secs(90);
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// What one run asks of every agent.
+pub struct RunRequest<'a> {
+    pub run_id: &'a str,
+    pub schema: &'a str,
+    pub seed: u64,
+    pub profile: &'a Profile,
+    pub plan: &'a RunPlan,
+    /// The workload as the coordinator understands it.
+    pub workload: &'a str,
+}
+
+/// The request of agent `slice.index`.
+fn request(r: &RunRequest<'_>, slice: &AgentSlice, agents: usize) -> proto::PrepareRequest {
+    let p = r.profile;
+    let load = match slice.rate {
+        Some(rate) => proto::prepare_request::Load::Open(proto::OpenLoop {
+            rate_per_sec: rate,
+            arrival: match p.arrival {
+                Arrival::Constant => proto::Arrival::Constant,
+                Arrival::Poisson => proto::Arrival::Poisson,
+            } as i32,
+            schedule_offset_us: u64::try_from(slice.offset.as_micros()).unwrap_or(u64::MAX),
+            seed: slice.seed,
+            max_in_flight: u32::try_from(slice.concurrency).unwrap_or(u32::MAX),
+        }),
+        None => proto::prepare_request::Load::Closed(proto::ClosedLoop {
+            concurrency: u32::try_from(slice.concurrency).unwrap_or(u32::MAX),
+        }),
+    };
+    proto::PrepareRequest {
+        run_id: r.run_id.to_string(),
+        schema: r.schema.to_string(),
+        agent_index: slice.index,
+        agent_count: agents as u32,
+        workload: Some(proto::Workload {
+            scenario: r.plan.workload.scenario.clone(),
+            options: r.plan.workload.given.clone().into_iter().collect(),
+            seed: r.seed,
+        }),
+        runtime: Some(proto::RuntimeSettings {
+            runtimes: p.runtimes_per_agent,
+            orchestration_concurrency: p.orch_concurrency,
+            worker_concurrency: p.worker_concurrency,
+            poll_interval_ms: ms(p.poll_interval),
+            orchestrator_lock_timeout_ms: p.orchestrator_lock_timeout.map_or(0, ms),
+            worker_lock_timeout_ms: p.worker_lock_timeout.map_or(0, ms),
+        }),
+        load: Some(load),
+        duration_ms: ms(p.duration),
+        drain_timeout_ms: ms(p.drain_timeout),
+        completion_poll_ms: ms(r.plan.completion_poll).max(1),
+        db_latency_us: u64::try_from(p.db_latency.as_micros()).unwrap_or(u64::MAX),
+        iterations: slice.iterations.unwrap_or(0),
+    }
+}
+
+/// Prepare every agent concurrently; the first failure fails the run.
+pub async fn prepare_all(
+    links: &[AgentLink],
+    slices: &[AgentSlice],
+    r: &RunRequest<'_>,
+) -> Result<(), CoordinatorError> {
+    let mut set = tokio::task::JoinSet::new();
+    for (l, slice) in links.iter().zip(slices) {
+        let req = request(r, slice, links.len());
+        let mut client = l.client.clone();
+        let address = l.address.clone();
+        set.spawn(async move {
+            let mut req = tonic::Request::new(req);
+            req.set_timeout(PREPARE_TIMEOUT);
+            client
+                .prepare(req)
+                .await
+                .map(|reply| (address.clone(), reply.into_inner().workload))
+                .map_err(|s| CoordinatorError::agent(&address, format!("prepare failed: {}", s.message())))
+        });
+    }
+    while let Some(joined) = set.join_next().await {
+        let (address, theirs) = joined.map_err(|e| CoordinatorError::Local(e.to_string()))??;
+        if theirs != r.workload {
+            return Err(CoordinatorError::agent(
+                &address,
+                format!("understands the workload as {theirs:?}, this coordinator as {:?}: mixed builds", r.workload),
+            ));
+        }
+    }
+    Ok(())
+}
