@@ -91,7 +91,7 @@ async fn the_database_shows_every_instance_completed_once_and_the_schema_is_drop
     let out = audit(&tmp.path().join("audit2.json"));
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("1 completed instance(s) with an unexpected output"),
+        String::from_utf8_lossy(&out.stdout).contains("output \"tampered\" where \"fanout:3\" was expected"),
         "{}",
         show(&out)
     );

@@ -143,7 +143,7 @@ fn rate_input_is_checked() {
         (&["--local", "1", "--rate", "10/s", "--max-in-flight", "0"], "max_in_flight"),
         (&["--local", "1", "--arrival", "poisson"], "--arrival needs --rate"),
         (&["--local", "1", "--max-in-flight", "10"], "--max-in-flight needs --rate"),
-        (&["--local", "1", "--rate", "10/s", "--hlog-dir", "/nonexistent/hlogs"], "--hlog-dir"),
+        (&["--local", "1", "--rate", "10/s", "--hlog-dir", "/proc/no-such-dir/hlogs"], "--hlog-dir"),
     ] {
         let out = support::coordinator(tmp.path()).args(args).output().expect("coordinator");
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", support::show(&out));

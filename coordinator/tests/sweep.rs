@@ -55,7 +55,7 @@ fn sweep_input_is_checked() {
         (&["sweep", "--local", "1", "--slo-p99", "1s", "--steps", "20/s,10/s"], "must increase"),
         (&["sweep", "--local", "1", "--slo-p99", "1s", "--mode", "budget", "--steps", "5,x"], "budget step"),
         (&["sweep", "--local", "1", "--slo-p99", "1s", "--factor", "1"], "--factor"),
-        (&["sweep", "--local", "1", "--slo-p99", "1s", "--json", "/nonexistent/dir/x.json"], "does not exist"),
+        (&["sweep", "--local", "1", "--slo-p99", "1s", "--json", "/proc/no-such-dir/x.json"], "cannot write in /proc"),
         (&["sweep", "--local", "1", "--slo-p99", "1s", "--duration", "3s"], "--step-duration"),
         (&["sweep", "--local", "1", "--slo-p99", "1s", "--rate", "10/s"], "sets the rate per step"),
         (

@@ -33,8 +33,6 @@ pub struct Launched {
     pub intended: Option<Issued>,
     pub took: Duration,
     pub result: Result<(), String>,
-    /// Counted and followed by this agent (false: a setup start of another's).
-    pub tracked: bool,
 }
 
 /// A hook's or background message's result.
@@ -126,18 +124,11 @@ impl<S> Driver<S> {
         let start = self.deps.workload.start(at);
         let outcome = self.deps.workload.expect(at, &Facts::new()).outcome;
         let id = instance_id(&self.plan.run_id, at.agent, at.seq);
-        self.launch(id, start, outcome, intended, true);
+        self.launch(id, start, outcome, intended);
     }
 
     /// Start `start` as instance `id`, as its own task.
-    pub(super) fn launch(
-        &mut self,
-        id: String,
-        start: Start,
-        outcome: Outcome,
-        intended: Option<Issued>,
-        tracked: bool,
-    ) {
+    fn launch(&mut self, id: String, start: Start, outcome: Outcome, intended: Option<Issued>) {
         self.pending_starts += 1;
         let client = Arc::clone(&self.deps.client);
         let tx = self.launch_tx.clone();
@@ -150,24 +141,20 @@ impl<S> Driver<S> {
                 Err(_) => Err(format!("start call took longer than {START_TIMEOUT:?}")),
             };
             // The driver may be gone (run ended); nothing to report then.
-            let _ =
-                tx.send(Launched { id, start, outcome, issued, intended, took: issued.at.elapsed(), result, tracked });
+            let _ = tx.send(Launched { id, start, outcome, issued, intended, took: issued.at.elapsed(), result });
         });
     }
 
     pub(super) fn on_launch(&mut self, l: Launched, draining: bool) {
         self.pending_starts = self.pending_starts.saturating_sub(1);
-        if !l.tracked {
-            if let Err(e) = &l.result {
-                tracing::warn!(instance = %l.id, error = %e, "setup start failed");
-            }
-            return;
-        }
         let scenario = l.start.scenario;
         self.tallies.of(scenario).hist.start.record(l.took);
         match l.result {
             Ok(()) => {
                 self.tallies.count(scenario, 1, |c| &mut c.launched);
+                for (fact, n) in &l.start.facts {
+                    self.tallies.of(scenario).fact(fact, *n);
+                }
                 for hook in l.start.hooks {
                     let (client, tx, id) = (Arc::clone(&self.deps.client), self.act_tx.clone(), l.id.clone());
                     self.hooks.spawn(async move {

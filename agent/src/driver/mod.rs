@@ -161,7 +161,7 @@ pub async fn drive<S: Sink>(
         messages_pending: 0,
     };
     tracing::info!(load = ?d.plan.load, scenario = d.deps.workload.name(), "load started");
-    d.setup_background();
+    d.setup_background().await;
     let deadline = t0 + d.plan.duration;
     let drain_deadline = deadline + d.plan.drain_timeout;
     let mut poll = tokio::time::interval_at(t0 + d.plan.completion_poll, d.plan.completion_poll);
@@ -295,14 +295,40 @@ impl<S: Sink> Driver<S> {
 }
 
 impl<S> Driver<S> {
-    /// Start the background's setup instances (hot instances): this agent's
-    /// own are followed like any other; the others' are started too, so they
-    /// exist before this agent messages them (a second start is ignored).
-    fn setup_background(&mut self) {
+    /// Start the background's setup instances (hot instances) before any
+    /// message is sent: this agent's own are followed like any other; the
+    /// others' are started too, so they exist before this agent messages
+    /// them (a second start of an id is ignored).
+    async fn setup_background(&mut self) {
         let Some(bg) = self.background.as_ref() else { return };
         for s in bg.setup() {
-            let outcome = crate::scenario::Outcome::Completed(crate::scenario::Output::Any);
-            self.launch(s.instance, s.start, outcome, None, s.tracked);
+            let issued = Issued { at: Instant::now(), wall: SystemTime::now() };
+            let call = self.deps.client.start_orchestration(
+                s.instance.as_str(),
+                s.start.orchestration,
+                s.start.input.as_str(),
+            );
+            let result = match tokio::time::timeout(launch::START_TIMEOUT, call).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("start call took longer than {:?}", launch::START_TIMEOUT)),
+            };
+            let scenario = s.start.scenario;
+            if let Err(e) = &result {
+                tracing::warn!(instance = %s.instance, error = %e, "setup start failed");
+            }
+            if !s.tracked {
+                continue;
+            }
+            self.tallies.of(scenario).hist.start.record(issued.at.elapsed());
+            match result {
+                Ok(()) => {
+                    self.tallies.count(scenario, 1, |c| &mut c.launched);
+                    let outcome = crate::scenario::Outcome::Completed(crate::scenario::Output::Any);
+                    self.in_flight.insert(s.instance, Flight { scenario, outcome, issued, intended: None });
+                }
+                Err(_) => self.tallies.count(scenario, 1, |c| &mut c.start_errors),
+            }
         }
     }
 

@@ -71,7 +71,13 @@ impl Scenario for Fanout {
     }
 
     fn start(&self, _: At) -> Start {
-        Start { scenario: NAME, orchestration: ORCHESTRATION, input: super::to_input(self), hooks: Vec::new() }
+        Start {
+            scenario: NAME,
+            orchestration: ORCHESTRATION,
+            input: super::to_input(self),
+            hooks: Vec::new(),
+            facts: Vec::new(),
+        }
     }
 
     fn expect(&self, _: At, _: &Facts) -> Expect {

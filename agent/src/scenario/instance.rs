@@ -46,6 +46,8 @@ pub struct Start {
     pub input: String,
     /// What the driver does to the instance after it started.
     pub hooks: Vec<Hook>,
+    /// Scenario facts to count once the start succeeded (payload bytes...).
+    pub facts: Vec<(&'static str, u64)>,
 }
 
 /// Something the driver does to a running instance, `after` its start call returned.

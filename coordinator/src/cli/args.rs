@@ -242,7 +242,10 @@ pub struct Args {
     #[arg(long, env = "LOADGEN_FAIL_ON_REGRESSION", help_heading = "Results")]
     pub fail_on_regression: bool,
 
-    /// Log filter (tracing EnvFilter syntax) for the coordinator, and for local agents.
-    #[arg(long, env = "LOADGEN_LOG", default_value = "warn,sqlx=error")]
+    /// Log filter (tracing EnvFilter syntax) for the coordinator, and for
+    /// local agents. duroxide's own warnings (every failure a scenario
+    /// designs, every retried deadlock) are counted in the summary rather
+    /// than logged; add e.g. ",duroxide=warn,duroxide_pg=warn" to see them.
+    #[arg(long, env = "LOADGEN_LOG", default_value = "warn,sqlx=error,duroxide=error,duroxide_pg=error")]
     pub log: String,
 }

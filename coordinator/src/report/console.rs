@@ -28,12 +28,13 @@ impl Console {
     fn print(&self, text: &str) {
         // Something else is printed: the next table goes below it.
         *self.drawn.lock().unwrap_or_else(|p| p.into_inner()) = 0;
-        eprintln!("{text}");
+        // A closed stderr (a pager quit early) must not end the run.
+        let _ = writeln!(std::io::stderr().lock(), "{text}");
     }
 
     fn draw(&self, f: &Frame<'_>) {
         if !self.table {
-            eprintln!("{}", line(f));
+            let _ = writeln!(std::io::stderr().lock(), "{}", line(f));
             return;
         }
         let text = table(f);
