@@ -61,7 +61,7 @@ struct Args {
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
     // Logs go to stderr; stdout carries the listen line.
-    if let Err(e) = startup::init_tracing(&args.log) {
+    if let Err(e) = startup::init_tracing_counting_retries(&args.log, loadgen_agent::metrics::count_retry) {
         eprintln!("agent: {e}");
         return std::process::ExitCode::from(2);
     }

@@ -53,7 +53,31 @@ pub fn install() {
     }
 }
 
-/// Provider errors so far, keyed "operation/error_type".
+/// Count one retry duroxide-pg announced in its log (see
+/// `loadgen_common::startup::init_tracing_counting_retries`), keyed
+/// "operation/retried: kind" with the error reduced to its kind.
+pub fn count_retry(operation: &str, error: &str) {
+    let e = error.to_ascii_lowercase();
+    let kind = if e.contains("deadlock") {
+        "deadlock"
+    } else if e.contains("serializ") {
+        "serialization failure"
+    } else if e.contains("timed out") || e.contains("timeout") {
+        "timeout"
+    } else if e.contains("pool") {
+        "pool"
+    } else if e.contains("connection") || e.contains("i/o") || e.contains("io error") {
+        "connection"
+    } else {
+        "other"
+    };
+    let key = format!("{}/retried: {kind}", if operation.is_empty() { "unknown" } else { operation });
+    let mut map = counters().lock().unwrap_or_else(|p| p.into_inner());
+    map.entry(key).or_default().fetch_add(1, Ordering::Relaxed);
+}
+
+/// Provider errors and retries so far, keyed "operation/error_type" (from
+/// duroxide's metric) or "operation/retried: kind" (from duroxide-pg's log).
 pub fn provider_errors() -> BTreeMap<String, u64> {
     let map = counters().lock().unwrap_or_else(|p| p.into_inner());
     map.iter().map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed))).filter(|(_, n)| *n > 0).collect()
@@ -85,5 +109,10 @@ mod tests {
         let delta = since(&before);
         assert_eq!(delta.get("fetch_orchestration_item/connection"), Some(&2));
         assert_eq!(delta.len(), 1, "{delta:?}");
+        count_retry("fetch_orchestration_item", "Database error: deadlock detected");
+        count_retry("ack_orchestration_item", "pool timed out while waiting for an open connection");
+        let delta = since(&before);
+        assert_eq!(delta.get("fetch_orchestration_item/retried: deadlock"), Some(&1));
+        assert_eq!(delta.get("ack_orchestration_item/retried: timeout"), Some(&1));
     }
 }

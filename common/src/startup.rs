@@ -1,18 +1,82 @@
 //! Start-up helpers both binaries share: logging to stderr and the shutdown
 //! signal (Ctrl-C or SIGTERM) that `main` ties to its cancellation token.
 
+use tracing::field::{Field, Visit};
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
 /// Install the tracing subscriber: `filter` in EnvFilter syntax, output to
 /// stderr, colours only on a terminal. Install it before any duroxide runtime
 /// starts (the runtime installs its own otherwise).
 pub fn init_tracing(filter: &str) -> Result<(), String> {
+    init(filter, None)
+}
+
+/// Like [`init_tracing`], and call `on_retry(operation, error)` for every
+/// retry duroxide-pg announces ("Retryable error, will retry" at WARN),
+/// whatever the log filter lets through: deadlocks it retries inside
+/// `fetch_orchestration_item` reach no metric, so this is how they are counted.
+pub fn init_tracing_counting_retries(filter: &str, on_retry: fn(&str, &str)) -> Result<(), String> {
+    init(filter, Some(on_retry))
+}
+
+fn init(filter: &str, on_retry: Option<fn(&str, &str)>) -> Result<(), String> {
     let filter =
         tracing_subscriber::EnvFilter::try_new(filter).map_err(|e| format!("invalid log filter {filter:?}: {e}"))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_filter(filter);
+    let tap = on_retry.map(|f| RetryTap(f).with_filter(tracing_subscriber::filter::filter_fn(from_duroxide_pg)));
+    tracing_subscriber::registry()
+        .with(fmt)
+        .with(tap)
         .try_init()
         .map_err(|e| format!("cannot install the log subscriber: {e}"))
+}
+
+/// Warnings (and worse) from duroxide-pg: what the retry tap listens to,
+/// whatever the log filter shows.
+fn from_duroxide_pg(m: &tracing::Metadata<'_>) -> bool {
+    (m.target().starts_with("duroxide_pg") || m.target().starts_with("duroxide::providers::postgres"))
+        && *m.level() <= tracing::Level::WARN
+}
+
+/// Hands duroxide-pg's retry announcements to a counter.
+struct RetryTap(fn(&str, &str));
+
+/// The fields of a retry announcement.
+#[derive(Default)]
+struct RetryFields {
+    message: String,
+    operation: String,
+    error: String,
+}
+
+impl Visit for RetryFields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "message" => self.message = value.to_string(),
+            "operation" => self.operation = value.to_string(),
+            "error" => self.error = value.to_string(),
+            _ => {}
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.record_str(field, &format!("{value:?}"));
+    }
+}
+
+impl<S: tracing::Subscriber> Layer<S> for RetryTap {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        let mut f = RetryFields::default();
+        event.record(&mut f);
+        if f.message.starts_with("Retryable error") {
+            (self.0)(&f.operation, &f.error);
+        }
+    }
 }
 
 /// Resolve on Ctrl-C or SIGTERM.
@@ -28,5 +92,33 @@ pub async fn shutdown_signal() {
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    static SEEN: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
+    fn on_retry(operation: &str, error: &str) {
+        SEEN.lock().unwrap_or_else(|p| p.into_inner()).push((operation.into(), error.into()));
+    }
+
+    #[test]
+    fn retries_duroxide_pg_announces_are_counted_and_nothing_else() {
+        let tap = RetryTap(on_retry).with_filter(tracing_subscriber::filter::filter_fn(from_duroxide_pg));
+        let subscriber = tracing_subscriber::registry().with(tap);
+        tracing::subscriber::with_default(subscriber, || {
+            // As duroxide-pg 0.1.38 writes it (its `target = ...` is a field).
+            tracing::warn!(target: "duroxide_pg::provider", target = "duroxide::providers::postgres",
+                operation = "fetch_orchestration_item", attempt = 1, error = %"deadlock detected",
+                "Retryable error, will retry");
+            tracing::warn!(target: "duroxide_pg::provider", operation = "x", "something else");
+            tracing::warn!(target: "elsewhere", operation = "y", error = "z", "Retryable error, will retry");
+        });
+        let seen = SEEN.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        assert_eq!(seen, [("fetch_orchestration_item".to_string(), "deadlock detected".to_string())]);
     }
 }

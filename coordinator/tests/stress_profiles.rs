@@ -117,7 +117,11 @@ fn tracked_runs_warn_and_fail_on_regression() {
     let out = support::coordinator(tmp.path()).args(&slow).output().expect("run");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{}", support::show(&out));
-    assert!(stdout.contains("REGRESSION") && stdout.contains("workload fanout activity_delay=5ms tasks=3 -> fanout activity_delay=400ms tasks=3"), "{stdout}");
+    assert!(
+        stdout.contains("REGRESSION")
+            && stdout.contains("workload fanout activity_delay=5ms tasks=3 -> fanout activity_delay=400ms tasks=3"),
+        "{stdout}"
+    );
     let history = std::fs::read_to_string(results.join("history.jsonl")).expect("history");
     assert_eq!(history.lines().count(), 2);
     let md = std::fs::read_to_string(results.join("embedded.md")).expect("markdown results");

@@ -235,8 +235,7 @@ pub(crate) async fn run_once(
     assemble::add_audit(&mut m.scenarios, &outcome);
     let db_load = assemble::db_load(&counters, &m.merged);
     let contention = assemble::contention(&counters, &db_timeline, &m.provider_errors);
-    let mut gates =
-        gates::evaluate_workload(profile, &m.merged, &outcome.audit, workload.scenario.has_instances());
+    let mut gates = gates::evaluate_workload(profile, &m.merged, &outcome.audit, workload.scenario.has_instances());
     if !lost.is_empty() {
         gates.push(gates::agents_gate(agents, &lost));
     }

@@ -13,8 +13,7 @@ use crate::report::view::fmt_ms;
 /// The workload of a profile in a few words.
 fn workload(p: &Profile) -> String {
     if !p.mix.is_empty() {
-        let parts: Vec<String> = p.mix.iter().map(|(k, v)| format!("{k}:{v}")).collect();
-        return format!("mix {}", parts.join(","));
+        return format!("mix of {} scenarios", p.mix.len());
     }
     let mut text = p.scenario_name().to_string();
     if let Some(t) = p.tasks_per_instance {
@@ -25,6 +24,9 @@ fn workload(p: &Profile) -> String {
     }
     for (k, v) in &p.options {
         text.push_str(&format!(" {k}={v}"));
+    }
+    if text.chars().count() > 34 {
+        text = text.chars().take(31).collect::<String>() + "...";
     }
     text
 }

@@ -1,0 +1,223 @@
+//! Every scenario end to end: real `coordinator` and `agent` binaries, two
+//! local agents, one throwaway Postgres; each run's per-instance audit must
+//! pass. Then what only some scenarios show: expected failures counted
+//! apart, hot instances shared by three agents, a seeded mix that repeats
+//! itself, and the audit catching real defects in a kept schema.
+
+use std::path::Path;
+
+use loadgen_coordinator::db::embedded::EmbeddedPostgres;
+use loadgen_coordinator::model::{Audit, RunReport};
+use sqlx::Connection;
+
+mod support;
+use support::{coordinator, read_report, show};
+
+/// Run the coordinator with `args` against `url`, JSON into `tmp/<name>.json`.
+fn run(tmp: &Path, url: &str, name: &str, args: &[&str]) -> (std::process::Output, Option<RunReport>) {
+    let json = tmp.join(format!("{name}.json"));
+    let out = coordinator(tmp)
+        .args(["--database-url", url, "--live", "line", "--json"])
+        .arg(&json)
+        .args(args)
+        .output()
+        .expect("run coordinator");
+    let report = json.exists().then(|| read_report(&json));
+    (out, report)
+}
+
+fn scenario<'a>(r: &'a RunReport, name: &str) -> &'a loadgen_coordinator::model::ScenarioReport {
+    r.scenarios.iter().find(|s| s.name == name).unwrap_or_else(|| panic!("no {name} section in {:?}", r.scenarios))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scenario_runs_with_two_agents_and_passes_its_per_instance_audit() {
+    let pg = EmbeddedPostgres::start().await.expect("throwaway postgres for the test");
+    let tmp = tempfile::tempdir().expect("tmp");
+    // (scenario, options that keep the run short)
+    let cases: &[(&str, &[&str])] = &[
+        ("fanout", &["--set", "tasks=2"]),
+        ("timers", &["--set", "delay=100ms", "--set", "timers=2"]),
+        ("events", &["--set", "interval=50ms"]),
+        ("sub-orchestrations", &["--set", "depth=2", "--set", "children=2"]),
+        ("continue-as-new", &["--set", "generations=2"]),
+        ("retries", &["--set", "backoff=10ms"]),
+        ("failures", &["--set", "share=0.3"]),
+        ("cancellation", &["--set", "work=300ms", "--set", "after=50ms"]),
+        ("large-payloads", &["--set", "max_size=64KB"]),
+        ("hot-instances", &["--set", "rate=30/s"]),
+        ("mixed", &[]),
+    ];
+    for (name, opts) in cases {
+        let mut args = vec!["--local", "2", "--scenario", name, "--duration", "2s"];
+        args.extend_from_slice(opts);
+        let (out, report) = run(tmp.path(), pg.url(), name, &args);
+        assert!(out.status.success(), "{name}: {}", show(&out));
+        let r = report.expect("json");
+        let a = &r.audit;
+        assert!(a.passed(), "{name}: {:?}", a.problems);
+        assert_eq!(a.anomalies, 0, "{name}: {:?}", a.mismatches);
+        assert!(a.as_expected > 0 && a.queued == 0, "{name}: {a:?}");
+        assert_eq!(r.workload.scenario, *name);
+        let c = &r.merged.counts;
+        assert_eq!(c.as_expected(), c.launched, "{name}: {c:?}");
+        // Instances counted by the agents are the instances the audit found
+        // (children and hot instances aside).
+        if *name != "hot-instances" {
+            assert_eq!(a.by_scenario.values().map(|s| s.instances).sum::<u64>(), c.launched, "{name}");
+        }
+        match *name {
+            "timers" => {
+                let t = scenario(&r, "timers");
+                assert_eq!(t.history_latencies[0].name, "timer lateness");
+                assert_eq!(t.history_latencies[0].latency.count, 2 * t.section.counts.completed);
+            }
+            "events" => {
+                let e = scenario(&r, "events");
+                assert_eq!(e.history_latencies[0].latency.count, 3 * e.section.counts.completed);
+                assert_eq!(e.facts["events_raised"], 3 * e.section.counts.launched);
+            }
+            "sub-orchestrations" => {
+                let s = &a.by_scenario["sub-orchestrations"];
+                assert_eq!((s.children, s.expected_children), (6 * s.instances, 6 * s.instances), "{s:?}");
+                assert_eq!(a.instances, 7 * s.instances);
+            }
+            "failures" => {
+                // Failed by design: counted apart, not against the success gate.
+                assert!(c.expected_failures > 0 && c.expected_failures == c.failed_application, "{c:?}");
+                assert_eq!((c.unexpected_failures(), c.unexpected_outcomes), (0, 0));
+                assert!(r.gates.iter().all(|g| g.passed), "{:?}", r.gates);
+            }
+            "cancellation" => assert!(scenario(&r, "cancellation").facts["cancels_sent"] > 0),
+            "large-payloads" => assert!(scenario(&r, "large-payloads").facts["payload_bytes"] > 1000 * c.launched),
+            "mixed" => assert!(r.scenarios.len() >= 5, "{:?}", r.scenarios.iter().map(|s| &s.name).collect::<Vec<_>>()),
+            _ => {}
+        }
+    }
+    let files: Vec<String> = cases.iter().map(|(n, _)| format!("{n}.json")).collect();
+    support::assert_nothing_left(tmp.path(), &files.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_agents_share_hot_instances_and_every_event_is_consumed_once() {
+    let pg = EmbeddedPostgres::start().await.expect("throwaway postgres for the test");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let args = [
+        "--local",
+        "3",
+        "--profile",
+        "contention",
+        "--duration",
+        "4s",
+        "--runtimes-per-agent",
+        "1",
+        "--set",
+        "rate=60/s",
+    ];
+    let (out, report) = run(tmp.path(), pg.url(), "hot", &args);
+    assert!(out.status.success(), "{}", show(&out));
+    let r = report.expect("json");
+    let hot = scenario(&r, "hot-instances");
+    // Every agent raised events into both instances.
+    let raised: u64 = hot.facts.iter().filter(|(k, _)| k.starts_with("raised:")).map(|(_, v)| v).sum();
+    assert!(raised > 100, "{:?}", hot.facts);
+    assert_eq!(hot.facts["done_sent"], 3 * 2, "each agent said done to each instance");
+    // Each instance's output counts exactly the events raised into it.
+    assert_eq!(r.audit.by_scenario["hot-instances"].as_expected, 2, "{:?}", r.audit);
+    assert_eq!(hot.history_latencies[0].latency.count, raised + 6);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("Contention:") && stdout.contains("deadlock(s); lock waits peak"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seeded_mix_starts_the_same_instances_every_time() {
+    let pg = EmbeddedPostgres::start().await.expect("throwaway postgres for the test");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let launches = |name: &str, seed: &str| {
+        let args = ["--local", "2", "--scenario", "mixed", "--seed", seed, "--iterations", "40", "--duration", "30s"];
+        let (out, report) = run(tmp.path(), pg.url(), name, &args);
+        assert!(out.status.success(), "{}", show(&out));
+        let r = report.expect("json");
+        assert_eq!(r.merged.counts.launched, 40, "--iterations bounds the run");
+        assert_eq!(r.workload.seed, seed.parse::<u64>().expect("seed"));
+        r.scenarios.iter().map(|s| (s.name.clone(), s.section.counts.launched)).collect::<Vec<_>>()
+    };
+    let first = launches("seed7a", "7");
+    assert_eq!(first, launches("seed7b", "7"), "same seed, same per-scenario launches");
+    assert_ne!(first, launches("seed8", "8"), "another seed, another mix");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_catches_and_names_real_defects_in_a_kept_schema() {
+    let pg = EmbeddedPostgres::start().await.expect("throwaway postgres for the test");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (out, report) = run(
+        tmp.path(),
+        pg.url(),
+        "kept",
+        &["--local", "2", "--scenario", "fanout", "--set", "tasks=2", "--duration", "2s", "--keep-schema"],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let r = report.expect("json");
+    let s = r.schema.clone();
+    let id = |agent: u32, seq: u64| format!("{}-{agent}-{seq}", r.run_id);
+    let audit = |name: &str| -> (std::process::Output, Audit) {
+        let json = tmp.path().join(format!("{name}.json"));
+        let out = coordinator(tmp.path())
+            .args(["audit", "--schema", &s, "--database-url", pg.url(), "--json"])
+            .arg(&json)
+            .output()
+            .expect("audit");
+        let a = serde_json::from_slice(&std::fs::read(&json).expect("audit json")).expect("audit parses");
+        (out, a)
+    };
+    let (out, clean) = audit("clean");
+    assert!(out.status.success() && clean.passed(), "{}", show(&out));
+    assert_eq!(clean.as_expected, r.merged.counts.launched);
+
+    let mut conn = sqlx::PgConnection::connect(pg.url()).await.expect("connect");
+    for sql in [
+        // A lost history row: one ActivityCompleted of instance 0-0.
+        format!(
+            "DELETE FROM {s}.history WHERE instance_id = '{}' AND event_id = (SELECT max(event_id) FROM {s}.history \
+             WHERE instance_id = '{}' AND event_data::jsonb->>'type' = 'ActivityCompleted')",
+            id(0, 0),
+            id(0, 0)
+        ),
+        // A second execution of instance 0-1.
+        format!(
+            "INSERT INTO {s}.executions (instance_id, execution_id, status, output, started_at, completed_at) \
+             SELECT instance_id, 2, status, output, started_at, completed_at FROM {s}.executions WHERE instance_id = '{}'",
+            id(0, 1)
+        ),
+        // A flipped output on instance 1-0.
+        format!("UPDATE {s}.executions SET output = 'fanout:1' WHERE instance_id = '{}'", id(1, 0)),
+        // A message left in the orchestrator queue for instance 1-1.
+        format!(
+            "INSERT INTO {s}.orchestrator_queue (instance_id, work_item, visible_at, created_at) \
+             VALUES ('{}', '{{}}', now(), now())",
+            id(1, 1)
+        ),
+    ] {
+        sqlx::query(&sql).execute(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    let (out, broken) = audit("broken");
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let named: Vec<&str> = broken.mismatches.iter().map(|m| m.instance.as_str()).collect();
+    let mut want = vec![id(0, 0), id(0, 1), id(1, 0)];
+    want.sort();
+    let mut got: Vec<String> = named.iter().map(|s| s.to_string()).collect();
+    got.sort();
+    assert_eq!(got, want, "{:?}", broken.mismatches);
+    let problems_of = |i: String| {
+        broken.mismatches.iter().find(|m| m.instance == i).map(|m| m.problems.join("; ")).unwrap_or_default()
+    };
+    assert!(problems_of(id(0, 0)).contains("1 ActivityCompleted where 2 were expected"), "{broken:?}");
+    assert!(problems_of(id(0, 1)).contains("2 execution(s) where 1 were expected"), "{broken:?}");
+    assert!(problems_of(id(1, 0)).contains("output \"fanout:1\" where \"fanout:2\" was expected"), "{broken:?}");
+    assert!(broken.problems.iter().any(|p| p == "1 message(s) left in the queues"), "{:?}", broken.problems);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&format!("[differs] {}", id(1, 0))), "{stdout}");
+    sqlx::query(&format!("DROP SCHEMA {s} CASCADE")).execute(&mut conn).await.expect("drop kept schema");
+    conn.close().await.expect("close");
+}
