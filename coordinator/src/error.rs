@@ -30,8 +30,9 @@ pub enum CoordinatorError {
     Database(String),
     #[error("agent {address}: {detail}")]
     Agent { address: String, detail: String },
+    /// The throwaway Postgres could not be started.
     #[error("{0}")]
-    Embedded(#[from] crate::db::embedded::EmbeddedPgError),
+    Embedded(String),
     #[error("local agents: {0}")]
     Local(String),
     #[error("run did not finish within {0:?}; agents were released")]

@@ -41,6 +41,12 @@ pub enum EmbeddedPgError {
     Step { step: &'static str, detail: String },
 }
 
+impl From<EmbeddedPgError> for crate::error::CoordinatorError {
+    fn from(e: EmbeddedPgError) -> Self {
+        crate::error::CoordinatorError::Embedded(e.to_string())
+    }
+}
+
 fn step(step: &'static str) -> impl FnOnce(std::io::Error) -> EmbeddedPgError {
     move |e| EmbeddedPgError::Step { step, detail: e.to_string() }
 }

@@ -14,6 +14,7 @@
 //! - `run`: the page of one run;
 //! - `sweep`: the page of a capacity sweep;
 //! - `charts`: the charts both draw from a report;
+//! - `scenarios`: the run page's per-scenario, contention and audit sections;
 //! - [`svg`]: the inline SVG line charts;
 //! - [`escape`]: escaping of report text.
 
@@ -28,6 +29,7 @@ use crate::plan::Profile;
 mod charts;
 pub mod escape;
 mod run;
+mod scenarios;
 pub mod svg;
 mod sweep;
 

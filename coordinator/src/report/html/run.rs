@@ -49,8 +49,10 @@ pub fn render_run(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
 
     writeln!(w, "<h2>Results</h2>")?;
     render_summary(r, w)?;
+    super::scenarios::render_scenarios(r, w)?;
     render_latencies(r, w)?;
     render_verdicts(r, w)?;
+    super::scenarios::render_mismatches(r, w)?;
 
     writeln!(w, "<h2>Over time</h2>")?;
     let definition = if r.merged.intended_latency.is_some() { "from intended start" } else { "from start call" };
@@ -234,10 +236,12 @@ fn render_verdicts(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     let audit = [
         ("verdict", if a.passed() { "passed".to_string() } else { "FAILED".into() }),
         ("instances (launched)", format!("{} ({})", a.instances, a.launched)),
-        ("terminal exactly once", a.terminal_once.to_string()),
+        ("as their scenario expects", a.as_expected.to_string()),
+        ("terminal", a.terminal_once.to_string()),
         ("completed / failed", format!("{} / {}", a.completed, a.failed)),
         ("not terminal", a.not_terminal.to_string()),
-        ("other than one execution", a.anomalies.to_string()),
+        ("differing from their scenario", a.anomalies.to_string()),
+        ("failed unexpectedly", a.unexpected_failures.to_string()),
         ("unexpected outputs", a.wrong_output.to_string()),
         ("queued messages", a.queued.to_string()),
         (
@@ -257,6 +261,7 @@ fn render_verdicts(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     ];
     load.extend(r.provider_errors.iter().map(|(k, n)| (format!("provider error {k}"), n.to_string())));
     kv_table(w, "Database load", &load)?;
+    super::scenarios::render_contention(r, w)?;
     writeln!(w, "</div>")?;
     if !(a.problems.is_empty() && a.notes.is_empty()) {
         writeln!(w, "<ul>")?;

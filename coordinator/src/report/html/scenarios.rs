@@ -1,0 +1,109 @@
+//! The run page's per-scenario, contention and audit-finding sections.
+
+use std::io::{self, Write};
+
+use crate::model::RunReport;
+use crate::report::view::fmt_ms;
+
+use super::*;
+
+/// One row per scenario (merged over the agents), then what each scenario
+/// alone measures: history latencies, facts, its audit.
+pub fn render_scenarios(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
+    if r.scenarios.is_empty() {
+        return Ok(());
+    }
+    let head = [
+        "scenario",
+        "launched",
+        "completed",
+        "failed",
+        "by design",
+        "unfinished",
+        "success %",
+        "orch/s",
+        "p50",
+        "p99",
+        "max",
+        "audit as expected",
+    ];
+    let rows = r.scenarios.iter().map(|s| {
+        let c = &s.section.counts;
+        let l = s.section.headline_latency();
+        let bad = c.as_expected() < c.launched || s.audit.mismatched > 0;
+        let cells = vec![
+            s.name.clone(),
+            c.launched.to_string(),
+            c.completed.to_string(),
+            c.failed().to_string(),
+            c.expected_failures.to_string(),
+            c.unfinished.to_string(),
+            format!("{:.2}", c.success_pct()),
+            format!("{:.2}", s.section.orch_per_sec),
+            fmt_ms(l.p50_us),
+            fmt_ms(l.p99_us),
+            fmt_ms(l.max_us),
+            format!("{} of {}", s.audit.as_expected, s.audit.instances),
+        ];
+        (bad.then_some("bad"), cells)
+    });
+    table(w, &format!("Per scenario ({})", r.merged.headline_definition()), &head, 1, rows)?;
+    let measured: Vec<(String, String)> = r
+        .scenarios
+        .iter()
+        .flat_map(|s| {
+            let latencies = s.history_latencies.iter().map(move |h| {
+                let l = &h.latency;
+                (
+                    format!("{}: {}", s.name, h.name),
+                    format!(
+                        "{} samples, p50 {} p99 {} max {}",
+                        l.count,
+                        fmt_ms(l.p50_us),
+                        fmt_ms(l.p99_us),
+                        fmt_ms(l.max_us)
+                    ),
+                )
+            });
+            let facts = s.facts.iter().map(move |(k, v)| (format!("{}: {k}", s.name), v.to_string()));
+            latencies.chain(facts)
+        })
+        .collect();
+    if !measured.is_empty() {
+        kv_table(w, "What each scenario measures (latencies from the history, counts from the driver)", &measured)?;
+    }
+    Ok(())
+}
+
+/// Deadlocks, lock waits and the provider's retries.
+pub fn render_contention(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
+    let c = &r.contention;
+    let mut rows = vec![
+        ("deadlocks (pg_stat_database)".to_string(), c.deadlocks.to_string()),
+        ("lock waits, peak / mean".into(), format!("{} / {:.1}", c.peak_lock_waits, c.mean_lock_waits)),
+        (
+            "advisory lock waits, peak / mean".into(),
+            format!("{} / {:.1}", c.peak_advisory_lock_waits, c.mean_advisory_lock_waits),
+        ),
+        ("samples".into(), c.samples.to_string()),
+    ];
+    rows.extend(c.provider_retries.iter().map(|(k, n)| (format!("provider: {k}"), n.to_string())));
+    kv_table(w, "Contention", &rows)
+}
+
+/// The instances that differ from their scenario's expectation.
+pub fn render_mismatches(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
+    let a = &r.audit;
+    if a.mismatches.is_empty() {
+        return Ok(());
+    }
+    let rows =
+        a.mismatches.iter().map(|m| (Some("bad"), vec![m.instance.clone(), m.scenario.clone(), m.problems.join("; ")]));
+    table(
+        w,
+        "Instances that differ from what their scenario expects",
+        &["instance", "scenario", "what differs"],
+        3,
+        rows,
+    )
+}
