@@ -221,7 +221,20 @@ async fn bench(url: &str, n: u64) -> bool {
 
     let t = Instant::now();
     let rows = load(&provider, n, &orchestration_input).await;
-    println!("loaded {n} fanout instances ({rows} rows, with ANALYZE) in {}", secs(t.elapsed()));
+    let loaded = t.elapsed();
+    let (avg, size): (f64, i64) = sqlx::query_as(&format!(
+        "SELECT avg(length(event_data))::float8, pg_total_relation_size('{}.history') FROM {}.history",
+        provider.schema_name(),
+        provider.schema_name()
+    ))
+    .fetch_one(provider.pool())
+    .await
+    .expect("the history's size");
+    println!(
+        "loaded {n} fanout instances ({rows} rows, with ANALYZE) in {}; history {:.0} MB, {avg:.0} bytes of event_data a row",
+        secs(loaded),
+        size as f64 / 1e6
+    );
 
     let input = AuditInput {
         run_id: Some(RUN.into()),

@@ -24,6 +24,7 @@ pub fn execute(cli: Cli) -> u8 {
         Some(Command::Profiles { profile_file }) => profiles(profile_file.as_deref()),
         Some(Command::Scenarios) => write_listing(&Document::Scenarios),
         Some(Command::Audit(a)) => audit(&a),
+        Some(Command::Cleanup(c)) => cleanup(&c),
         Some(Command::Bench(b)) => bench(&b),
         Some(Command::Sweep { sweep, run }) => sweep_command(&sweep, &run),
         None => run_command(&cli.run),
@@ -189,14 +190,7 @@ fn bench(b: &crate::cli::BenchArgs) -> u8 {
         Ok(r) => r,
         Err(e) => return failed(&e),
     };
-    let outputs = Outputs {
-        targets: b
-            .json
-            .iter()
-            .map(|p| crate::plan::outputs::Target { format: "json".into(), path: p.clone(), flag: "--json" })
-            .collect(),
-        ..Default::default()
-    };
+    let outputs = json_outputs(b.json.as_ref());
     if let Err(code) = write(&Document::Bench(&report), &outputs, &[], &console) {
         return code;
     }
@@ -204,14 +198,7 @@ fn bench(b: &crate::cli::BenchArgs) -> u8 {
 }
 
 fn audit(a: &crate::cli::AuditArgs) -> u8 {
-    let outputs = Outputs {
-        targets: a
-            .json
-            .iter()
-            .map(|p| crate::plan::outputs::Target { format: "json".into(), path: p.clone(), flag: "--json" })
-            .collect(),
-        ..Default::default()
-    };
+    let outputs = json_outputs(a.json.as_ref());
     if let Err(e) = outputs.check() {
         return usage(e);
     }
@@ -225,4 +212,44 @@ fn audit(a: &crate::cli::AuditArgs) -> u8 {
         return code;
     }
     if outcome.audit.passed() { EXIT_OK } else { EXIT_GATES_FAILED }
+}
+
+fn cleanup(c: &crate::cli::CleanupArgs) -> u8 {
+    use crate::db::cleanup::{self, Selection};
+    let selection = if c.all {
+        Selection::All
+    } else if let Some(d) = c.older_than {
+        Selection::OlderThan(d)
+    } else if !c.run.is_empty() {
+        Selection::Runs(c.run.clone())
+    } else {
+        Selection::None
+    };
+    if c.yes && selection == Selection::None {
+        return usage("--yes drops the chosen schemas: choose them with --older-than, --run or --all");
+    }
+    let outputs = json_outputs(c.json.as_ref());
+    if let Err(e) = outputs.check() {
+        return usage(e);
+    }
+    let report = match on_runtime("warn", |_| cleanup::cleanup(&c.database_url, &selection, c.yes, c.force)) {
+        Err(code) => return code,
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return failed(&e),
+    };
+    if let Err(code) = write(&Document::Cleanup(&report), &outputs, &[], &Console::new(false)) {
+        return code;
+    }
+    if report.problems.is_empty() { EXIT_OK } else { EXIT_GATES_FAILED }
+}
+
+/// A `--json FILE` option as the pipeline's outputs.
+fn json_outputs(json: Option<&std::path::PathBuf>) -> Outputs {
+    Outputs {
+        targets: json
+            .iter()
+            .map(|p| crate::plan::outputs::Target { format: "json".into(), path: (*p).clone(), flag: "--json" })
+            .collect(),
+        ..Default::default()
+    }
 }

@@ -96,3 +96,30 @@ pub struct AuditArgs {
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
 }
+
+/// Settings of `coordinator cleanup`.
+#[derive(Debug, clap::Args)]
+pub struct CleanupArgs {
+    /// PostgreSQL URL of the database to look in.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    /// Choose the schemas older than this (e.g. 1h, 2d is not a unit: use 48h).
+    #[arg(long, value_parser = duration, value_name = "DURATION", conflicts_with_all = ["run", "all"])]
+    pub older_than: Option<Duration>,
+    /// Choose the schema of this run (its id, e.g. 3f2a9c1d); repeat or separate with commas.
+    #[arg(long, value_delimiter = ',', conflicts_with = "all")]
+    pub run: Vec<String>,
+    /// Choose every loadgen_* schema.
+    #[arg(long)]
+    pub all: bool,
+    /// Drop the chosen schemas (without it, only list what would be dropped).
+    #[arg(long)]
+    pub yes: bool,
+    /// Drop chosen schemas even when their instances changed within the last
+    /// minute (a run may still be using them).
+    #[arg(long, requires = "yes")]
+    pub force: bool,
+    /// Also write the listing as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}

@@ -17,7 +17,7 @@ pub mod commands;
 pub mod resolve;
 
 pub use args::Args;
-pub use commands::{AuditArgs, BenchArgs, SweepArgs};
+pub use commands::{AuditArgs, BenchArgs, CleanupArgs, SweepArgs};
 
 fn rate(text: &str) -> Result<f64, String> {
     units::parse_rate(text).map_err(|e| e.to_string())
@@ -97,6 +97,12 @@ pub enum Command {
     /// terminal exactly once with its scenario's status, output, executions
     /// and history; nothing queued. Exit 0 when it passes, 1 when it does not.
     Audit(AuditArgs),
+    /// List the loadgen_* schemas left in a database (by a coordinator that
+    /// was killed, or --keep-schema) with their run, age, instances and
+    /// size; drop the chosen ones (--older-than, --run, --all) with --yes.
+    ///
+    /// Example: coordinator cleanup --database-url postgres://... --older-than 1h --yes
+    Cleanup(CleanupArgs),
 }
 
 /// A command-line error as one line (clap's own is several, with usage).

@@ -3,9 +3,11 @@
 //!
 //! - [`embedded`]: the throwaway Postgres (the embedded default);
 //! - [`watch`]: the database timeline, sampled once a second;
-//! - [`audit`]: the per-instance correctness audit.
+//! - [`audit`]: the per-instance correctness audit;
+//! - [`cleanup`]: schemas left behind, listed and dropped on request.
 
 pub mod audit;
+pub mod cleanup;
 pub mod embedded;
 pub mod watch;
 

@@ -47,6 +47,7 @@ impl Renderer for Json {
             Document::Sweep { sweep, runs } => write(&SweepDoc { sweep, runs }, w),
             Document::Bench(b) => write(b, w),
             Document::Audit { audit, .. } => write(audit, w),
+            Document::Cleanup(c) => write(c, w),
             Document::Profiles(_) | Document::Scenarios => Err(io::Error::other("not a result")),
         }
     }

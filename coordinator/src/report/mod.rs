@@ -40,6 +40,7 @@ pub enum Document<'a> {
     Sweep { sweep: &'a SweepReport, runs: &'a [RunReport] },
     Bench(&'a BenchReport),
     Audit { schema: &'a str, audit: &'a Audit },
+    Cleanup(&'a crate::db::cleanup::CleanupReport),
     Profiles(&'a [Profile]),
     Scenarios,
 }

@@ -165,6 +165,7 @@ pub(crate) async fn run_once(
     prepare::prepare_all(&session.links, &slices, &request).await?;
     let mut record = RunRecord {
         run_id: run_id.clone(),
+        profile: profile.name.clone(),
         scenario: plan.workload.scenario.clone(),
         options: plan.workload.given.clone(),
         seed,

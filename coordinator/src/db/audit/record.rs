@@ -14,6 +14,9 @@ use crate::error::CoordinatorError;
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunRecord {
     pub run_id: String,
+    /// The profile it ran (for `coordinator cleanup`'s listing).
+    #[serde(default)]
+    pub profile: String,
     pub scenario: String,
     /// The options as given (the scenario fills in its defaults).
     pub options: BTreeMap<String, String>,

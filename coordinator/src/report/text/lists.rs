@@ -189,3 +189,51 @@ pub fn audit(schema: &str, a: &Audit, w: &mut dyn Write) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// What `coordinator cleanup` found, and dropped.
+pub fn cleanup(c: &crate::db::cleanup::CleanupReport, w: &mut dyn Write) -> io::Result<()> {
+    writeln!(w, "loadgen schemas in {}: {}", c.database, c.schemas.len())?;
+    if !c.schemas.is_empty() {
+        writeln!(
+            w,
+            "{:<28} {:<10} {:<12} {:<18} {:>10} {:>9} {:>10}  state",
+            "schema", "run", "profile", "scenario", "age", "instances", "size"
+        )?;
+    }
+    for s in &c.schemas {
+        let age = s.age_s.map_or("?".to_string(), |a| {
+            loadgen_common::units::format_duration(std::time::Duration::from_secs(a as u64))
+        });
+        let state = match (s.dropped, s.selected, s.active) {
+            (true, _, _) => "dropped",
+            (false, true, true) => "chosen, in use: kept",
+            (false, true, false) if c.applied => "chosen, not dropped",
+            (false, true, false) => "would be dropped (add --yes)",
+            (false, false, true) => "in use",
+            _ => "",
+        };
+        writeln!(
+            w,
+            "{:<28} {:<10} {:<12} {:<18} {:>10} {:>9} {:>10}  {state}",
+            s.schema,
+            s.run_id.as_deref().unwrap_or("-"),
+            s.profile.as_deref().unwrap_or("-"),
+            s.scenario.as_deref().unwrap_or("-"),
+            age,
+            s.instances,
+            loadgen_common::units::format_bytes(s.bytes)
+        )?;
+    }
+    for p in &c.problems {
+        writeln!(w, "  [FAIL] {p}")?;
+    }
+    let chosen = c.schemas.iter().filter(|s| s.selected).count();
+    let dropped = c.schemas.iter().filter(|s| s.dropped).count();
+    if c.applied {
+        writeln!(w, "Dropped {dropped} of {chosen} chosen schema(s).")
+    } else if chosen > 0 {
+        writeln!(w, "{chosen} schema(s) chosen; nothing dropped without --yes.")
+    } else {
+        writeln!(w, "Choose schemas to drop with --older-than D, --run ID or --all, then add --yes.")
+    }
+}

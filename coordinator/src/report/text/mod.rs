@@ -39,6 +39,7 @@ impl Renderer for Text {
             Document::Sweep { sweep: s, .. } => sweep::render(s, w)?,
             Document::Bench(b) => bench::render(b, w)?,
             Document::Audit { schema, audit } => lists::audit(schema, audit, w)?,
+            Document::Cleanup(c) => lists::cleanup(c, w)?,
             Document::Profiles(p) => lists::profiles(p, w)?,
             Document::Scenarios => lists::scenarios(w)?,
         }
