@@ -59,6 +59,8 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
+    // DATABASE_URL and LOADGEN_TOKEN may come from ./.env (never printed).
+    startup::load_dotenv();
     let args = Args::parse();
     // Logs go to stderr; stdout carries the listen line.
     if let Err(e) = startup::init_tracing_counting_retries(&args.log, loadgen_agent::metrics::count_retry) {

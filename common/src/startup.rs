@@ -79,6 +79,47 @@ impl<S: tracing::Subscriber> Layer<S> for RetryTap {
     }
 }
 
+/// The variables a `.env` file may set: secrets kept out of shell history.
+pub const DOTENV_KEYS: &[&str] = &["DATABASE_URL", "LOADGEN_TOKEN"];
+
+/// `KEY=VALUE` lines of a `.env` file (comments, blank lines, `export `
+/// prefixes and surrounding quotes allowed), for `keys` only.
+pub fn parse_dotenv(text: &str, keys: &[&str]) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.strip_prefix("export ").unwrap_or(l).split_once('='))
+        .map(|(k, v)| {
+            let v = v.trim();
+            let unquoted = v
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+                .unwrap_or(v);
+            (k.trim().to_string(), unquoted.to_string())
+        })
+        .filter(|(k, _)| keys.contains(&k.as_str()))
+        .collect()
+}
+
+/// Set `DATABASE_URL` and `LOADGEN_TOKEN` from `./.env` when the
+/// environment does not already have them (the environment wins). Call it
+/// from `main` before any thread starts. Returns the names it set (never
+/// the values: they are secrets).
+pub fn load_dotenv() -> Vec<&'static str> {
+    let Ok(text) = std::fs::read_to_string(".env") else { return Vec::new() };
+    let mut set = Vec::new();
+    for (k, v) in parse_dotenv(&text, DOTENV_KEYS) {
+        if let Some(key) = DOTENV_KEYS.iter().find(|d| **d == k)
+            && std::env::var_os(key).is_none()
+        {
+            crate::process::set_env_before_threads(key, &v);
+            set.push(*key);
+        }
+    }
+    set
+}
+
 /// Resolve on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
@@ -104,6 +145,15 @@ mod tests {
 
     fn on_retry(operation: &str, error: &str) {
         SEEN.lock().unwrap_or_else(|p| p.into_inner()).push((operation.into(), error.into()));
+    }
+
+    #[test]
+    fn dotenv_files_give_only_the_secrets_they_may() {
+        let text = "# local settings\nexport DATABASE_URL=\"postgres://u:p@db/x\"\nLOADGEN_TOKEN='abc'\nPATH=/evil\n\nnot a line\n";
+        assert_eq!(
+            parse_dotenv(text, DOTENV_KEYS),
+            [("DATABASE_URL".to_string(), "postgres://u:p@db/x".to_string()), ("LOADGEN_TOKEN".into(), "abc".into())]
+        );
     }
 
     #[test]

@@ -8,6 +8,8 @@ use loadgen_coordinator::error::{EXIT_OK, EXIT_USAGE};
 use loadgen_coordinator::{Cli, cli, command};
 
 fn main() -> ExitCode {
+    // DATABASE_URL and LOADGEN_TOKEN may come from ./.env (never printed).
+    loadgen_common::startup::load_dotenv();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {

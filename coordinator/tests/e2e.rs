@@ -263,3 +263,21 @@ async fn a_remote_agent_with_the_wrong_pool_size_is_refused_and_the_right_one_ru
     assert_eq!(r.agents[0].pool_max, 5);
     assert_consistent(&r, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_url_and_token_may_come_from_a_dotenv_file_and_are_never_printed() {
+    let pg = EmbeddedPostgres::start_with_password("s3cret-pw").await.expect("throwaway postgres for the test");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let url = format!("postgres://loadgen:s3cret-pw@127.0.0.1:{}/postgres", pg.port());
+    std::fs::write(tmp.path().join(".env"), format!("# test\nDATABASE_URL=\"{url}\"\n")).expect(".env");
+    let out = coordinator(tmp.path())
+        .current_dir(tmp.path())
+        .args(["--local", "1", "--profile", "light", "--duration", "1s", "--json", "out.json"])
+        .output()
+        .expect("run coordinator");
+    assert!(out.status.success(), "{}", show(&out));
+    let report = read_report(&tmp.path().join("out.json"));
+    assert_eq!(report.database, format!("postgres://loadgen:***@127.0.0.1:{}/postgres", pg.port()));
+    let everything = format!("{}{}", show(&out), std::fs::read_to_string(tmp.path().join("out.json")).expect("json"));
+    assert!(!everything.contains("s3cret-pw"), "the password leaked");
+}

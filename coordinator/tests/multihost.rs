@@ -1,26 +1,16 @@
 //! A real multi-host run: scripts/multihost-netns.sh puts Postgres, the
 //! coordinator and three agents in network namespaces of their own, the
 //! coordinator finds the agents through one name resolving to all of them,
-//! and one agent's link is cut mid-run. Needs root; without it the test says
-//! so (the nextest summary shows its output) and does nothing.
+//! and one agent's link is cut mid-run. Needs root; without it the test
+//! fails saying so, unless LOADGEN_SKIP_ROOT_TESTS=1 (never set by CI).
 
 mod support;
 
 use std::process::Command;
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
-        .unwrap_or(false)
-}
-
 #[test]
 fn multi_host_run_over_network_namespaces_survives_a_cut_link() {
-    if !is_root() {
-        eprintln!(
-            "SKIPPED multi_host: needs root to create network namespaces (run the suite as root, as .ci/run does)"
-        );
+    if !support::needs_root("multi_host", "create network namespaces") {
         return;
     }
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");

@@ -26,6 +26,16 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 /// Connection slots of the throwaway server: room for many local agents.
 const MAX_CONNECTIONS: u32 = 400;
 
+/// How [`EmbeddedPostgres::restart`] stops the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shutdown {
+    /// Postgres' fast shutdown (a planned restart): sessions are ended with
+    /// "terminating connection due to administrator command" (SQLSTATE 57P01).
+    Fast,
+    /// Postgres' immediate shutdown (like a crash): connections are reset.
+    Immediate,
+}
+
 /// Why the throwaway Postgres could not be started.
 #[derive(Debug, Error)]
 pub enum EmbeddedPgError {
@@ -172,9 +182,19 @@ impl EmbeddedPostgres {
     /// Stop the server (fast shutdown), stay down for `downtime`, and start it
     /// again on the same port and data: what a database restart looks like to
     /// its clients. For fault tests.
-    pub async fn restart(&mut self, downtime: std::time::Duration) -> Result<(), EmbeddedPgError> {
+    pub async fn restart(&mut self, downtime: std::time::Duration, how: Shutdown) -> Result<(), EmbeddedPgError> {
         let port = self.port;
-        self.stop_server();
+        match how {
+            Shutdown::Fast => self.stop_server(),
+            Shutdown::Immediate => {
+                if let Some(mut child) = self.child.take() {
+                    // SIGQUIT: every backend dies at once, as in a crash; the
+                    // next start runs crash recovery.
+                    process::signal(child.id(), process::SIGQUIT);
+                    let _ = child.wait();
+                }
+            }
+        }
         tokio::time::sleep(downtime).await;
         self.spawn_server(Some(port)).await
     }

@@ -175,3 +175,27 @@ pub fn spawn_agent_at(listen: &str, database_url: &str, extra: &[&str], log: Opt
     let address = line.strip_prefix("listening on ").expect("listen line").to_string();
     AgentProcess { child, address }
 }
+
+/// The opt-out for tests that need root (network namespaces, chroot): set
+/// to 1 on a machine where they cannot run. CI never sets it.
+pub const SKIP_ROOT_TESTS: &str = "LOADGEN_SKIP_ROOT_TESTS";
+
+/// True when this test may go on: running as root. Without root the test
+/// fails saying why, unless the documented opt-out is set, in which case it
+/// says it was skipped (and returns false) — never a silent pass.
+pub fn needs_root(test: &str, why: &str) -> bool {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false);
+    if root {
+        return true;
+    }
+    if std::env::var(SKIP_ROOT_TESTS).is_ok_and(|v| v == "1") {
+        eprintln!("SKIPPED {test}: needs root to {why}; {SKIP_ROOT_TESTS}=1 is set");
+        return false;
+    }
+    panic!(
+        "{test} needs root to {why}: run the suite as root (as .ci/run does), or set {SKIP_ROOT_TESTS}=1 to skip it knowingly"
+    );
+}
