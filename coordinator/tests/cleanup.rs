@@ -75,7 +75,9 @@ async fn a_schema_left_by_a_killed_coordinator_is_listed_then_dropped() {
     let (out, dry) = cleanup(&["--run", &run_id], "dry.json");
     assert!(out.status.success(), "{}", show(&out));
     assert!(dry.schemas.iter().any(|s| s.schema == schema && s.selected && !s.dropped));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("would be dropped (add --yes)"), "{}", show(&out));
+    // Killed seconds ago, it still looks in use: kept unless forced.
+    assert!(dry.schemas.iter().any(|s| s.schema == schema && s.active), "{dry:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("chosen, in use: kept (add --force --yes"), "{}", show(&out));
     let bad = coordinator(tmp.path()).args(["cleanup", "--database-url", pg.url(), "--yes"]).output().expect("run");
     assert_eq!(bad.status.code(), Some(2), "{}", show(&bad));
 

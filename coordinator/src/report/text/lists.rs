@@ -206,7 +206,8 @@ pub fn cleanup(c: &crate::db::cleanup::CleanupReport, w: &mut dyn Write) -> io::
         });
         let state = match (s.dropped, s.selected, s.active) {
             (true, _, _) => "dropped",
-            (false, true, true) => "chosen, in use: kept",
+            (false, true, true) if c.applied => "chosen, in use: kept",
+            (false, true, true) => "chosen, in use: kept (add --force --yes to drop it)",
             (false, true, false) if c.applied => "chosen, not dropped",
             (false, true, false) => "would be dropped (add --yes)",
             (false, false, true) => "in use",
