@@ -34,8 +34,9 @@ fn scenario<'a>(r: &'a RunReport, name: &str) -> &'a loadgen_coordinator::model:
 async fn every_scenario_runs_with_two_agents_and_passes_its_per_instance_audit() {
     let pg = EmbeddedPostgres::start().await.expect("throwaway postgres for the test");
     let tmp = tempfile::tempdir().expect("tmp");
-    // (scenario, options that keep the run short)
-    let cases: &[(&str, &[&str])] = &[
+    // Options that keep a scenario's run short; every scenario in the
+    // registry runs, listed here or not.
+    let short: &[(&str, &[&str])] = &[
         ("fanout", &["--set", "tasks=2"]),
         ("timers", &["--set", "delay=100ms", "--set", "timers=2"]),
         ("events", &["--set", "interval=50ms"]),
@@ -46,9 +47,13 @@ async fn every_scenario_runs_with_two_agents_and_passes_its_per_instance_audit()
         ("cancellation", &["--set", "work=300ms", "--set", "after=50ms"]),
         ("large-payloads", &["--set", "max_size=64KB"]),
         ("hot-instances", &["--set", "rate=30/s"]),
-        ("mixed", &[]),
     ];
-    for (name, opts) in cases {
+    let cases: Vec<(&str, &[&str])> = loadgen_agent::scenario::REGISTRY
+        .iter()
+        .map(|e| (e.info.name, short.iter().find(|(n, _)| *n == e.info.name).map_or(&[][..], |(_, o)| *o)))
+        .collect();
+    assert!(cases.len() >= 11, "{cases:?}");
+    for (name, opts) in &cases {
         let mut args = vec!["--local", "2", "--scenario", name, "--duration", "2s"];
         args.extend_from_slice(opts);
         let (out, report) = run(tmp.path(), pg.url(), name, &args);

@@ -139,7 +139,7 @@ fn tracked_runs_warn_and_fail_on_regression() {
 }
 
 #[test]
-#[ignore = "60 s of load; run with --run-ignored (see the README)"]
+#[ignore = "60 s of load; run with --run-ignored (see docs/testing.md)"]
 fn test_production_profile() {
     let tmp = tempfile::tempdir().expect("tmp");
     let json = json_arg(&tmp, "production.json");
@@ -150,7 +150,7 @@ fn test_production_profile() {
 }
 
 #[test]
-#[ignore = "300 s of load; run with --run-ignored (see the README)"]
+#[ignore = "300 s of load; run with --run-ignored (see docs/testing.md)"]
 fn test_long_duration_stability() {
     let tmp = tempfile::tempdir().expect("tmp");
     let json = json_arg(&tmp, "soak.json");

@@ -167,8 +167,10 @@ impl<S> Driver<S> {
                         let _ = tx.send(Acted { scenario, fact, ok: result.is_ok(), message: None });
                     });
                 }
-                self.in_flight
-                    .insert(l.id, Flight { scenario, outcome: l.outcome, issued: l.issued, intended: l.intended });
+                self.in_flight.insert(
+                    l.id,
+                    Flight { scenario, outcome: l.outcome, issued: l.issued, intended: l.intended, timed: true },
+                );
             }
             Err(e) => {
                 self.tallies.count(scenario, 1, |c| &mut c.start_errors);

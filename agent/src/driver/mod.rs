@@ -81,6 +81,10 @@ struct Flight {
     issued: Issued,
     /// Open loop: when the start was due.
     intended: Option<Issued>,
+    /// A latency sample. Setup instances (hot instances) live for the whole
+    /// run by design: their lifetime is the run's length, not a latency, and
+    /// would swamp every percentile of a mixed run.
+    timed: bool,
 }
 
 struct Driver<S> {
@@ -325,7 +329,8 @@ impl<S> Driver<S> {
                 Ok(()) => {
                     self.tallies.count(scenario, 1, |c| &mut c.launched);
                     let outcome = crate::scenario::Outcome::Completed(crate::scenario::Output::Any);
-                    self.in_flight.insert(s.instance, Flight { scenario, outcome, issued, intended: None });
+                    self.in_flight
+                        .insert(s.instance, Flight { scenario, outcome, issued, intended: None, timed: false });
                 }
                 Err(_) => self.tallies.count(scenario, 1, |c| &mut c.start_errors),
             }

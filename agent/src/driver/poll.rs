@@ -95,19 +95,23 @@ impl<S> Driver<S> {
         };
         self.tallies.status_query(false);
         for Finished { instance_id: id, state, completed_at } in rows {
-            let Some(Flight { scenario, outcome, issued, intended }) = self.in_flight.remove(&id) else { continue };
+            let Some(Flight { scenario, outcome, issued, intended, timed }) = self.in_flight.remove(&id) else {
+                continue;
+            };
             let seen = observed.saturating_duration_since(issued.at);
             let (e2e, clamped) = end_to_end(issued.wall, completed_at, seen);
             // Open loop: the same, from when the start was due.
             let from_due =
                 intended.map(|due| end_to_end(due.wall, completed_at, observed.saturating_duration_since(due.at)).0);
-            let t = self.tallies.of(scenario);
-            t.hist.e2e.record(e2e);
-            t.hist.observed.record(seen);
-            if let Some(d) = from_due {
-                t.hist.intended.record(d);
+            if timed {
+                let t = self.tallies.of(scenario);
+                t.hist.e2e.record(e2e);
+                t.hist.observed.record(seen);
+                if let Some(d) = from_due {
+                    t.hist.intended.record(d);
+                }
             }
-            if clamped {
+            if timed && clamped {
                 self.tallies.count(scenario, 1, |c| &mut c.latency_clamped);
             }
             let verdict = judge(&outcome, &state);

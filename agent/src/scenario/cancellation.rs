@@ -26,7 +26,7 @@ pub const ENTRY: Entry = Entry {
         name: NAME,
         stresses: "cancellation of running instances: the cancel work item against in-flight turns, timers and activities",
         options: &[
-            OptionSpec { key: "share", default: "0.5", help: "share of instances the driver cancels (0-1)" },
+            OptionSpec { key: "share", default: "0.5", help: "share of instances the driver cancels (0-1 or 0%-100%)" },
             OptionSpec { key: "after", default: "100ms", help: "when the cancellation is sent after the start (0-1m)" },
             OptionSpec { key: "work", default: "500ms", help: "how long each instance waits on its timer (10ms-10m)" },
         ],

@@ -22,7 +22,7 @@ const SALT_OUTPUT: u64 = 0x3C;
 pub const ENTRY: Entry = Entry {
     info: Info {
         name: NAME,
-        stresses: "big payloads in history rows and columns: inputs, activity results and outputs of 1 KB to 1 MB",
+        stresses: "big payloads in history rows and columns: inputs, activity results and outputs from min_size to max_size (up to 10MB)",
         options: &[
             OptionSpec { key: "min_size", default: "1KB", help: "smallest payload (16B-10MB)" },
             OptionSpec {

@@ -10,8 +10,10 @@
 //! and what each instance must end as ([`Scenario::expect`]), which the
 //! coordinator's audit holds every instance to.
 //!
-//! To add a scenario: write `scenario/<name>.rs` with an `ENTRY`, add one
-//! line to [`REGISTRY`]. Nothing else names it.
+//! To add a scenario: write `scenario/<name>.rs` with an `ENTRY`, declare the
+//! module and add one line to [`REGISTRY`]. Nothing else names it: the
+//! coordinator's catalogue, `--scenario`, the mixed workload and the
+//! end-to-end test (`coordinator/tests/scenarios.rs`) all read the registry.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! drop them itself (a coordinator killed with SIGKILL, `--keep-schema`,
 //! a bench interrupted), say what each holds, and drop the chosen ones,
 //! only when asked to (`--yes`). A schema whose instances changed within the
-//! last minute belongs to a run still going and is never dropped.
+//! last minute may belong to a run still going: it is kept unless `--force`.
 
 use std::time::Duration;
 

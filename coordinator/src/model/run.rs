@@ -356,7 +356,8 @@ pub struct RunReport {
     pub schema: String,
     /// RFC 3339 start time (UTC).
     pub started_at: String,
-    /// Where the database was (password masked), or "embedded".
+    /// Where the database was (password masked), or "throwaway Postgres on
+    /// HOST:PORT" for the embedded default.
     pub database: String,
     pub duroxide_version: String,
     pub duroxide_pg_version: String,

@@ -54,6 +54,8 @@ pub struct SweepStep {
     pub littles_law_in_flight: f64,
     pub late: u64,
     pub dropped: u64,
+    /// Instances that did not end as their scenario expects (failures by design
+    /// excluded), did not start, or did not finish.
     pub failed: u64,
     pub deadlocks: u64,
     pub rollbacks: u64,

@@ -209,7 +209,10 @@ pub fn summarize(r: &RunReport, offered: f64, slo_ms: f64) -> SweepStep {
         loaded.iter().map(|p| p.completed).sum::<u64>() as f64 / loaded.last().map_or(load_s, |p| p.t_s).max(1e-3)
     };
     let db = &r.db_timeline;
-    let failed = m.counts.failed() + m.counts.start_errors + m.counts.unfinished;
+    // Failures a scenario designs (the failures and cancellation scenarios,
+    // the mixed profile) are not the database degrading: count what did not
+    // end as expected, did not start, or did not finish.
+    let failed = m.counts.launched.saturating_sub(m.counts.as_expected()) + m.counts.start_errors;
     let p99_ms = lat.p99_us as f64 / 1000.0;
     SweepStep {
         offered,
@@ -308,6 +311,23 @@ mod tests {
         });
         let s = summarize(&lost, 10.0, 500.0);
         assert_eq!(failed_run(&s, &lost).as_deref(), Some("an agent was lost: agent 1 (silent for 5.2s)"));
+    }
+
+    #[test]
+    fn failures_by_design_do_not_stop_a_sweep_but_others_do() {
+        let mut r = RunReport::default();
+        let c = &mut r.merged.counts;
+        (c.launched, c.completed, c.failed_application, c.expected_failures) = (100, 80, 20, 20);
+        let s = summarize(&r, 10.0, 500.0);
+        assert_eq!(s.failed, 0, "{s:?}");
+        assert!(s.within_slo && degraded(&s, &r, 500.0).is_none(), "{s:?}");
+        let c = &mut r.merged.counts;
+        (c.failed_application, c.unfinished, c.start_errors) = (23, 2, 1);
+        c.launched = 105;
+        let s = summarize(&r, 10.0, 500.0);
+        // 3 failed unexpectedly, 2 unfinished, 1 start error.
+        assert_eq!(s.failed, 6, "{s:?}");
+        assert!(!s.within_slo && degraded(&s, &r, 500.0).is_some());
     }
 
     #[test]

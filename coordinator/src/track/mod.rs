@@ -1,7 +1,8 @@
 //! Results over time: `--track` appends each run to a per-database-host
 //! markdown file and to a machine-readable history; before appending, the run
-//! is compared with the previous comparable one (same profile, configuration,
-//! agent count and database host), or with `--baseline FILE`. A throughput
+//! is compared with the previous comparable one (same profile and suite
+//! combination, database host and cloud; other configuration changes are
+//! listed beside the comparison), or with `--baseline FILE`. A throughput
 //! drop over 20% or a p99 rise over 50% is a regression: a warning, or a
 //! failed gate with `--fail-on-regression` (which also covers memory growth).
 

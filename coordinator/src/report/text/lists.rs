@@ -83,8 +83,9 @@ pub fn scenarios(w: &mut dyn Write) -> io::Result<()> {
         let i = &e.info;
         writeln!(w, "{}", i.name)?;
         writeln!(w, "  stresses: {}", i.stresses)?;
+        let width = i.options.iter().map(|o| o.key.len() + o.default.len() + 1).max().unwrap_or(0);
         for o in i.options {
-            writeln!(w, "  --set {}={:<16} {}", o.key, o.default, o.help)?;
+            writeln!(w, "  --set {:<width$}  {}", format!("{}={}", o.key, o.default), o.help)?;
         }
         if !i.history_metrics.is_empty() {
             let names: Vec<&str> = i.history_metrics.iter().map(|m| m.name).collect();
