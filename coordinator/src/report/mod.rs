@@ -25,12 +25,13 @@ pub mod console;
 pub mod hlog;
 pub mod html;
 pub mod json;
+pub mod junit;
 pub mod markdown;
 pub mod text;
 pub mod view;
 
 /// Every renderer, by the name `--output FORMAT=FILE` takes.
-pub const RENDERERS: &[&dyn Renderer] = &[&text::Text, &json::Json, &markdown::Markdown, &html::Html];
+pub const RENDERERS: &[&dyn Renderer] = &[&text::Text, &json::Json, &markdown::Markdown, &html::Html, &junit::Junit];
 
 /// What there is to render.
 #[derive(Clone, Copy, Debug)]
