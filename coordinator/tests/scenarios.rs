@@ -203,6 +203,13 @@ async fn the_audit_catches_and_names_real_defects_in_a_kept_schema() {
              VALUES ('{}', '{{}}', now(), now())",
             id(1, 1)
         ),
+        // A timer of completed instance 1-2, not yet due: what a cancelled
+        // instance leaves; a note, not a defect.
+        format!(
+            "INSERT INTO {s}.orchestrator_queue (instance_id, work_item, visible_at, created_at) \
+             VALUES ('{}', '{{\"TimerFired\": {{\"id\": 2, \"execution_id\": 1}}}}', now() + interval '1 hour', now())",
+            id(1, 2)
+        ),
     ] {
         sqlx::query(&sql).execute(&mut conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
@@ -221,6 +228,8 @@ async fn the_audit_catches_and_names_real_defects_in_a_kept_schema() {
     assert!(problems_of(id(0, 1)).contains("2 execution(s) where 1 were expected"), "{broken:?}");
     assert!(problems_of(id(1, 0)).contains("output \"fanout:1\" where \"fanout:2\" was expected"), "{broken:?}");
     assert!(broken.problems.iter().any(|p| p == "1 message(s) left in the queues"), "{:?}", broken.problems);
+    assert_eq!((broken.queued, broken.stale_timers), (1, 1), "{broken:?}");
+    assert!(broken.notes.iter().any(|n| n.starts_with("1 timer(s) of instances that ended")), "{:?}", broken.notes);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains(&format!("[differs] {}", id(1, 0))), "{stdout}");
     sqlx::query(&format!("DROP SCHEMA {s} CASCADE")).execute(&mut conn).await.expect("drop kept schema");

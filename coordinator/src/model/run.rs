@@ -193,8 +193,13 @@ pub struct Audit {
     /// fail the audit (which is about what the database kept).
     #[serde(default)]
     pub unexpected_failures: u64,
-    /// Messages left in the orchestrator and worker queues (must be 0).
+    /// Messages left in the orchestrator and worker queues (must be 0),
+    /// stale timers aside.
     pub queued: u64,
+    /// Timers of instances that ended before the timer fired, still queued
+    /// (a cancelled instance's timer): discarded by duroxide when they fire.
+    #[serde(default)]
+    pub stale_timers: u64,
     /// ActivityCompleted events in the history, and how many the
     /// expectations name (where they name an exact count).
     pub activity_completions: u64,

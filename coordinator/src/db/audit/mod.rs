@@ -59,9 +59,16 @@ pub async fn audit(provider: &PostgresProvider, input: &AuditInput) -> Result<Au
     let rows = query::instances(provider, &pattern).await?;
     let queued = query::queued(provider, &pattern).await?;
     let mut audit = judge(&rows, input);
-    audit.queued = queued;
-    if queued > 0 {
-        audit.problems.push(format!("{queued} message(s) left in the queues"));
+    audit.queued = queued.messages;
+    audit.stale_timers = queued.stale_timers;
+    if queued.messages > 0 {
+        audit.problems.push(format!("{} message(s) left in the queues", queued.messages));
+    }
+    if queued.stale_timers > 0 {
+        audit.notes.push(format!(
+            "{} timer(s) of instances that ended before they fired still queued (duroxide discards them when they fire)",
+            queued.stale_timers
+        ));
     }
     let mut latencies = BTreeMap::new();
     if let Some(s) = &input.scenario {

@@ -67,19 +67,38 @@ pub async fn instances(provider: &PostgresProvider, pattern: &str) -> Result<Vec
     Ok(out)
 }
 
+/// What is left in the queues after a run.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Queued {
+    /// Messages nobody consumed: work lost or stuck.
+    pub messages: u64,
+    /// Timers of instances that ended before the timer fired (a cancelled
+    /// instance's timer, a timeout that lost a race). duroxide discards
+    /// them when they fire; not a defect.
+    pub stale_timers: u64,
+}
+
 /// Messages left in the orchestrator and worker queues for the run.
-pub async fn queued(provider: &PostgresProvider, pattern: &str) -> Result<u64, CoordinatorError> {
+pub async fn queued(provider: &PostgresProvider, pattern: &str) -> Result<Queued, CoordinatorError> {
     let s = provider.schema_name();
     let row = sqlx::query(&format!(
-        "SELECT (SELECT count(*) FROM {s}.orchestrator_queue WHERE instance_id LIKE $1), \
-                (SELECT count(*) FROM {s}.worker_queue WHERE instance_id LIKE $1 OR instance_id IS NULL)"
+        "WITH stale AS ( \
+             SELECT q.id FROM {s}.orchestrator_queue q \
+             JOIN {s}.instances i ON i.instance_id = q.instance_id \
+             JOIN {s}.executions e ON e.instance_id = i.instance_id AND e.execution_id = i.current_execution_id \
+             WHERE q.instance_id LIKE $1 AND q.work_item::text LIKE '{{\"TimerFired\"%' \
+               AND e.status IN ('Completed', 'Failed')) \
+         SELECT (SELECT count(*) FROM {s}.orchestrator_queue WHERE instance_id LIKE $1), \
+                (SELECT count(*) FROM {s}.worker_queue WHERE instance_id LIKE $1 OR instance_id IS NULL), \
+                (SELECT count(*) FROM stale)"
     ))
     .bind(pattern)
     .fetch_one(provider.pool())
     .await
     .map_err(|e| db_err("auditing the queues", e))?;
     let get = |i: usize| row.try_get::<i64, _>(i).map_or(0, |v| v.max(0) as u64);
-    Ok(get(0) + get(1))
+    let stale_timers = get(2);
+    Ok(Queued { messages: (get(0) + get(1)).saturating_sub(stale_timers), stale_timers })
 }
 
 /// A latency read from the history, and how many samples were clamped at 0

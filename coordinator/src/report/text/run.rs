@@ -328,5 +328,8 @@ fn render_audit_findings(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     if a.mismatches.len() > 5 {
         writeln!(w, "  ... and more in --json")?;
     }
+    for n in &a.notes {
+        writeln!(w, "  [note] {n}")?;
+    }
     Ok(())
 }
