@@ -36,6 +36,7 @@ mod hot_instances;
 mod large_payloads;
 mod mixed;
 mod retries;
+mod state;
 mod sub_orchestrations;
 mod timers;
 
@@ -55,6 +56,7 @@ pub const REGISTRY: &[&Entry] = &[
     &cancellation::ENTRY,
     &large_payloads::ENTRY,
     &hot_instances::ENTRY,
+    &state::ENTRY,
     &mixed::ENTRY,
 ];
 
