@@ -6,6 +6,11 @@
 //! once per tick which of its in-flight instances have a terminal current
 //! execution. The query reads duroxide-pg's internal tables, which is why the
 //! crate version is pinned exactly and an end-to-end test exercises it.
+//!
+//! An execution that ended without an `instances` row counts as ended too
+//! (duroxide makes one when a first turn's ack fails permanently): the run
+//! then counts the failure at once instead of waiting out the drain, and the
+//! audit names the missing row.
 
 use std::time::Duration;
 
@@ -46,8 +51,9 @@ impl Tracker {
         let sql = format!(
             "SELECT e.instance_id, e.status, CASE WHEN e.status = 'Failed' THEN e.output END AS output, e.completed_at \
              FROM {schema}.executions e \
-             JOIN {schema}.instances i ON i.instance_id = e.instance_id AND i.current_execution_id = e.execution_id \
-             WHERE e.instance_id = ANY($1) AND e.status IN ('Completed', 'Failed')"
+             LEFT JOIN {schema}.instances i ON i.instance_id = e.instance_id \
+             WHERE e.instance_id = ANY($1) AND e.status IN ('Completed', 'Failed') \
+               AND (i.instance_id IS NULL OR i.current_execution_id = e.execution_id)"
         );
         Tracker { sql }
     }

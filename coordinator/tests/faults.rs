@@ -249,15 +249,32 @@ async fn run_across_a_restart(how: Shutdown) -> Restarted {
     Restarted { code: status.code(), report, spanned, failures }
 }
 
+/// The message duroxide-pg 0.1.38 fails a turn with when a fast shutdown
+/// ends its session (SQLSTATE 57P01, taken for a permanent error).
+const ADMIN_SHUTDOWN: &str = "terminating connection due to administrator command";
+
 /// What every restart must leave: nothing lost, duplicated or stuck, and
-/// work that really waited out the outage; the gates that failed.
+/// work that really waited out the outage; the gates that failed. The audit
+/// must pass, except for executions left without an instance row by that
+/// 57P01 error (a first turn failed; duroxide 0.1.32 commits the failure
+/// without the orchestration's name, so no instance row is made), which it
+/// must name.
 fn accounted(r: &Restarted) -> Vec<String> {
     let c = &r.report.merged.counts;
     let a = &r.report.audit;
     assert!(r.spanned > 0, "no instance started before the outage and completed after it");
     assert_eq!(c.unfinished, 0, "every launched instance ended: {c:?}");
     assert_eq!(c.launched, c.completed + c.failed(), "{c:?}");
-    assert!(a.passed(), "nothing lost, duplicated or left queued: {:?}", a.problems);
+    if a.orphaned == 0 {
+        assert!(a.passed(), "nothing lost, duplicated or left queued: {:?}", a.problems);
+    } else {
+        let orphans = format!("{} execution(s) without an instance row", a.orphaned);
+        let missing = format!("{} launched instance(s) missing from the schema", a.orphaned);
+        for p in &a.problems {
+            assert!(p == &missing || (p.starts_with(&orphans) && p.contains(ADMIN_SHUTDOWN)), "{:?}", a.problems);
+        }
+        assert!(a.problems.iter().any(|p| p.starts_with(&orphans)), "{:?}", a.problems);
+    }
     assert_eq!((a.anomalies, a.not_terminal, a.queued), (0, 0, 0), "{a:?}");
     assert_eq!(a.completed + a.failed, a.instances);
     assert!(r.report.lost_agents.is_empty(), "{:?}", r.report.lost_agents);
@@ -270,6 +287,7 @@ fn accounted(r: &Restarted) -> Vec<String> {
 async fn a_postgres_crash_restart_mid_run_completes_every_instance() {
     let r = run_across_a_restart(Shutdown::Immediate).await;
     let failed_gates = accounted(&r);
+    assert!(r.report.audit.passed(), "{:?}", r.report.audit.problems);
     // Connections reset: the provider retries, every launched instance completes.
     assert!(r.failures.is_empty(), "{:?}", r.failures);
     assert_eq!(r.report.merged.counts.completed, r.report.merged.counts.launched);
@@ -285,14 +303,12 @@ async fn a_planned_postgres_restart_mid_run_is_accounted_for_failure_by_failure(
     // 0.1.38 takes for a permanent error: a turn being acknowledged at that
     // moment fails its instance. Any failure must be exactly that one.
     for f in &r.failures {
-        assert!(
-            f.starts_with("infrastructure:") && f.contains("terminating connection due to administrator command"),
-            "{f}"
-        );
+        assert!(f.starts_with("infrastructure:") && f.contains(ADMIN_SHUTDOWN), "{f}");
     }
     let c = &r.report.merged.counts;
     assert_eq!(c.failed(), c.failed_infrastructure, "{c:?}");
     assert_eq!(c.failed_infrastructure, r.failures.len() as u64);
-    let allowed = ["start errors", "success rate", "infrastructure failures"];
+    let allowed = ["start errors", "success rate", "infrastructure failures", "correctness audit"];
+    assert!(r.report.audit.orphaned > 0 || failed_gates.iter().all(|g| g != "correctness audit"), "{failed_gates:?}");
     assert!(failed_gates.iter().all(|g| allowed.contains(&g.as_str())), "{failed_gates:?}");
 }

@@ -203,6 +203,9 @@ async fn the_audit_catches_and_names_real_defects_in_a_kept_schema() {
              VALUES ('{}', '{{}}', now(), now())",
             id(1, 1)
         ),
+        // Instance 1-3's instance row gone, its execution left: what a first
+        // turn failed by a permanent ack error leaves (duroxide 0.1.32).
+        format!("DELETE FROM {s}.instances WHERE instance_id = '{}'", id(1, 3)),
         // A timer of completed instance 1-2, not yet due: what a cancelled
         // instance leaves; a note, not a defect.
         format!(
@@ -229,6 +232,25 @@ async fn the_audit_catches_and_names_real_defects_in_a_kept_schema() {
     assert!(problems_of(id(1, 0)).contains("output \"fanout:1\" where \"fanout:2\" was expected"), "{broken:?}");
     assert!(broken.problems.iter().any(|p| p == "1 message(s) left in the queues"), "{:?}", broken.problems);
     assert_eq!((broken.queued, broken.stale_timers), (1, 1), "{broken:?}");
+    assert_eq!(broken.orphaned, 1, "{broken:?}");
+    let orphan = format!(
+        "1 execution(s) without an instance row, invisible to duroxide's client: {} Completed (fanout:2)",
+        id(1, 3)
+    );
+    assert!(broken.problems.contains(&orphan), "{:?}", broken.problems);
+    assert!(
+        broken.problems.iter().any(|p| p == "1 launched instance(s) missing from the schema"),
+        "{:?}",
+        broken.problems
+    );
+    // The agents' completion query still sees such an execution end (a run
+    // counts it at once rather than waiting out the drain).
+    let provider = duroxide_pg::PostgresProvider::new_with_schema(pg.url(), Some(&s)).await.expect("provider");
+    let seen = loadgen_agent::tracker::Tracker::new(&s).poll(&provider, &[id(1, 3), id(1, 2)]).await.expect("poll");
+    let mut ids: Vec<&str> = seen.iter().map(|f| f.instance_id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, [id(1, 2), id(1, 3)], "{seen:?}");
+    provider.pool().close().await;
     assert!(broken.notes.iter().any(|n| n.starts_with("1 timer(s) of instances that ended")), "{:?}", broken.notes);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains(&format!("[differs] {}", id(1, 0))), "{stdout}");

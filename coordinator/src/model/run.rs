@@ -196,6 +196,9 @@ pub struct Audit {
     /// Messages left in the orchestrator and worker queues (must be 0),
     /// stale timers aside.
     pub queued: u64,
+    /// Executions with no instance row (duroxide's client cannot see them).
+    #[serde(default)]
+    pub orphaned: u64,
     /// Timers of instances that ended before the timer fired, still queued
     /// (a cancelled instance's timer): discarded by duroxide when they fire.
     #[serde(default)]

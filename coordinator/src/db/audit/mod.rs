@@ -58,7 +58,9 @@ pub async fn audit(provider: &PostgresProvider, input: &AuditInput) -> Result<Au
     let pattern = input.run_id.as_ref().map_or("%".to_string(), |r| format!("{r}-%"));
     let rows = query::instances(provider, &pattern).await?;
     let queued = query::queued(provider, &pattern).await?;
+    let orphans = query::orphans(provider, &pattern).await?;
     let mut audit = judge(&rows, input);
+    name_orphans(&mut audit, &orphans);
     audit.queued = queued.messages;
     audit.stale_timers = queued.stale_timers;
     if queued.messages > 0 {
@@ -90,6 +92,32 @@ fn owners(s: &dyn Scenario) -> Vec<(&'static loadgen_agent::scenario::Info, Vec<
         by_name.entry(info.name).or_insert_with(|| (info, Vec::new())).1.push(o);
     }
     by_name.into_values().collect()
+}
+
+/// Executions without an instance row are defects of their own: name each
+/// (they also count among the launched instances missing from the schema).
+fn name_orphans(a: &mut Audit, orphans: &[query::Orphan]) {
+    a.orphaned = orphans.len() as u64;
+    if orphans.is_empty() {
+        return;
+    }
+    let named: Vec<String> = orphans
+        .iter()
+        .take(5)
+        .map(|o| {
+            if o.output.is_empty() {
+                format!("{} {}", o.id, o.status)
+            } else {
+                format!("{} {} ({})", o.id, o.status, o.output)
+            }
+        })
+        .collect();
+    a.problems.push(format!(
+        "{} execution(s) without an instance row, invisible to duroxide's client: {}{}",
+        orphans.len(),
+        named.join("; "),
+        if orphans.len() > 5 { "; ..." } else { "" }
+    ));
 }
 
 /// The agent and sequence number of a root id `<run>-<agent>-<seq>`.

@@ -67,6 +67,38 @@ pub async fn instances(provider: &PostgresProvider, pattern: &str) -> Result<Vec
     Ok(out)
 }
 
+/// An execution whose instance has no `instances` row: duroxide's client
+/// cannot see it (its status reads "not found"), though the execution ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Orphan {
+    pub id: String,
+    pub status: String,
+    pub output: String,
+}
+
+/// Executions of the run with no `instances` row. duroxide 0.1.32 makes
+/// them when the first turn's ack fails permanently: the failure is then
+/// committed without the orchestration's name, and duroxide-pg creates the
+/// instance row only when the name comes with the ack.
+pub async fn orphans(provider: &PostgresProvider, pattern: &str) -> Result<Vec<Orphan>, CoordinatorError> {
+    let s = provider.schema_name();
+    let rows = sqlx::query(&format!(
+        "SELECT e.instance_id, e.status, coalesce(left(e.output, 300), '') FROM {s}.executions e \
+         LEFT JOIN {s}.instances i ON i.instance_id = e.instance_id \
+         WHERE e.instance_id LIKE $1 AND i.instance_id IS NULL ORDER BY e.instance_id, e.execution_id"
+    ))
+    .bind(pattern)
+    .fetch_all(provider.pool())
+    .await
+    .map_err(|e| db_err("auditing executions without an instance", e))?;
+    rows.iter()
+        .map(|r| {
+            let get = |i: usize| r.try_get::<String, _>(i).map_err(|e| db_err("reading an execution", e));
+            Ok(Orphan { id: get(0)?, status: get(1)?, output: get(2)? })
+        })
+        .collect()
+}
+
 /// What is left in the queues after a run.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Queued {
