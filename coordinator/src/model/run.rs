@@ -7,6 +7,7 @@ use loadgen_common::histogram::{LatencyHistogram, LatencySummary};
 use loadgen_common::tally::{Counts, Histograms};
 use serde::{Deserialize, Serialize};
 
+use super::audit::{Audit, ScenarioAudit};
 use super::timeline::{DbSample, SpectrumPoint, Timeline};
 use crate::plan::profile::Profile;
 
@@ -164,94 +165,6 @@ impl MemorySummary {
             samples,
         }
     }
-}
-
-/// The correctness audit: what the schema itself says about a run, instance
-/// by instance.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Audit {
-    /// Instances of the run found in the schema (with children).
-    pub instances: u64,
-    /// Instances the generator counted as launched (0 when unknown).
-    pub launched: u64,
-    /// Instances whose current execution is terminal.
-    pub terminal_once: u64,
-    pub completed: u64,
-    pub failed: u64,
-    /// Instances whose current execution is not terminal (must be 0).
-    pub not_terminal: u64,
-    /// Instances that differ from what their scenario expects (must be 0).
-    pub anomalies: u64,
-    /// Of those, instances whose output differs.
-    pub wrong_output: u64,
-    /// Instances (started by the generator, with their children) that ended
-    /// exactly as their scenario expects.
-    #[serde(default)]
-    pub as_expected: u64,
-    /// Instances that failed where their scenario expects completion: the
-    /// success gate counts them; listed among the mismatches, they do not
-    /// fail the audit (which is about what the database kept).
-    #[serde(default)]
-    pub unexpected_failures: u64,
-    /// Messages left in the orchestrator and worker queues (must be 0),
-    /// stale timers aside.
-    pub queued: u64,
-    /// Executions with no instance row (duroxide's client cannot see them).
-    #[serde(default)]
-    pub orphaned: u64,
-    /// Timers of instances that ended before the timer fired, still queued
-    /// (a cancelled instance's timer): discarded by duroxide when they fire.
-    #[serde(default)]
-    pub stale_timers: u64,
-    /// ActivityCompleted events in the history, and how many the
-    /// expectations name (where they name an exact count).
-    pub activity_completions: u64,
-    pub expected_activity_completions: u64,
-    /// Activity executions counted where they ran (0 when unknown) and how
-    /// many of them were redeliveries (executions beyond the history's
-    /// completions and failures).
-    pub activities_executed: u64,
-    pub redeliveries: u64,
-    /// The first instances that differ, each with what differs.
-    #[serde(default)]
-    pub mismatches: Vec<InstanceMismatch>,
-    /// Per scenario.
-    #[serde(default)]
-    pub by_scenario: BTreeMap<String, ScenarioAudit>,
-    /// What failed the audit, one line each (empty: passed).
-    pub problems: Vec<String>,
-    /// Remarks that do not fail it (extra instances, redeliveries).
-    pub notes: Vec<String>,
-    /// How long the audit's queries took.
-    #[serde(default)]
-    pub duration_ms: u64,
-}
-
-impl Audit {
-    /// True when nothing failed the audit.
-    pub fn passed(&self) -> bool {
-        self.problems.is_empty()
-    }
-}
-
-/// The audit of one scenario's instances.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ScenarioAudit {
-    /// Instances started by the generator (children not counted).
-    pub instances: u64,
-    pub as_expected: u64,
-    pub mismatched: u64,
-    /// Children found below them, and how many were expected.
-    pub children: u64,
-    pub expected_children: u64,
-}
-
-/// One instance that differs from what its scenario expects.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InstanceMismatch {
-    pub instance: String,
-    pub scenario: String,
-    pub problems: Vec<String>,
 }
 
 /// The database's own activity during the run, and the generator's share of it.
