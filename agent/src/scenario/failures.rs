@@ -80,7 +80,7 @@ impl Scenario for Failures {
 
     fn start(&self, at: At) -> Start {
         let input = super::to_input(&Input { fail: self.fails(at) });
-        Start { scenario: NAME, orchestration: ORCHESTRATION, input, hooks: Vec::new(), facts: Vec::new() }
+        Start::plain(NAME, ORCHESTRATION, input)
     }
 
     fn expect(&self, at: At, _: &Facts) -> Expect {

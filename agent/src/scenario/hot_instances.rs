@@ -157,13 +157,7 @@ impl Background for Sender {
         (0..self.hot.instances)
             .map(|j| Setup {
                 instance: hot_id(&self.hot.run_id, j),
-                start: Start {
-                    scenario: NAME,
-                    orchestration: ORCHESTRATION,
-                    input: super::to_input(&state),
-                    hooks: Vec::new(),
-                    facts: Vec::new(),
-                },
+                start: Start::plain(NAME, ORCHESTRATION, super::to_input(&state)),
                 tracked: self.hot.agent == 0,
             })
             .collect()
@@ -212,13 +206,7 @@ impl Scenario for Hot {
 
     fn start(&self, _: At) -> Start {
         // No instances of its own: its load is the background's.
-        Start {
-            scenario: NAME,
-            orchestration: ORCHESTRATION,
-            input: String::new(),
-            hooks: Vec::new(),
-            facts: Vec::new(),
-        }
+        Start::plain(NAME, ORCHESTRATION, String::new())
     }
 
     fn expect(&self, _: At, _: &Facts) -> Expect {

@@ -50,6 +50,13 @@ pub struct Start {
     pub facts: Vec<(&'static str, u64)>,
 }
 
+impl Start {
+    /// A start with no hooks and no facts.
+    pub fn plain(scenario: &'static str, orchestration: &'static str, input: String) -> Self {
+        Start { scenario, orchestration, input, hooks: Vec::new(), facts: Vec::new() }
+    }
+}
+
 /// Something the driver does to a running instance, `after` its start call returned.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hook {

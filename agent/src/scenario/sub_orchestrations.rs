@@ -115,13 +115,7 @@ impl Scenario for Subs {
     }
 
     fn start(&self, _: At) -> Start {
-        Start {
-            scenario: NAME,
-            orchestration: PARENT,
-            input: super::to_input(self),
-            hooks: Vec::new(),
-            facts: Vec::new(),
-        }
+        Start::plain(NAME, PARENT, super::to_input(self))
     }
 
     fn expect(&self, _: At, _: &Facts) -> Expect {

@@ -74,13 +74,7 @@ impl Scenario for Timers {
     }
 
     fn start(&self, _: At) -> Start {
-        Start {
-            scenario: NAME,
-            orchestration: ORCHESTRATION,
-            input: super::to_input(self),
-            hooks: Vec::new(),
-            facts: Vec::new(),
-        }
+        Start::plain(NAME, ORCHESTRATION, super::to_input(self))
     }
 
     fn expect(&self, _: At, _: &Facts) -> Expect {
