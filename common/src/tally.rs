@@ -74,6 +74,12 @@ impl Counts {
         (self.completed + self.expected_failures).saturating_sub(self.unexpected_outcomes)
     }
 
+    /// Launched instances that did not end as their scenario expects: failed
+    /// unexpectedly, unfinished, or completed where a failure was designed.
+    pub fn not_as_expected(&self) -> u64 {
+        self.launched.saturating_sub(self.as_expected())
+    }
+
     /// Instances that ended as expected, as a percentage of launched (0 when
     /// nothing launched).
     pub fn success_pct(&self) -> f64 {

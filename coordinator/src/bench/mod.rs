@@ -213,7 +213,7 @@ async fn ours(url: &str, plan: &BenchPlan, combo: &str) -> Result<Sample, Coordi
         orch_per_sec: report.merged.orch_per_sec,
         commits: used,
         commits_per_orchestration: if c.completed > 0 { used as f64 / c.completed as f64 } else { 0.0 },
-        failed: c.launched.saturating_sub(c.as_expected()),
+        failed: c.not_as_expected(),
         problems,
     })
 }

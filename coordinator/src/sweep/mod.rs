@@ -212,7 +212,7 @@ pub fn summarize(r: &RunReport, offered: f64, slo_ms: f64) -> SweepStep {
     // Failures a scenario designs (the failures and cancellation scenarios,
     // the mixed profile) are not the database degrading: count what did not
     // end as expected, did not start, or did not finish.
-    let failed = m.counts.launched.saturating_sub(m.counts.as_expected()) + m.counts.start_errors;
+    let failed = m.counts.not_as_expected() + m.counts.start_errors;
     let p99_ms = lat.p99_us as f64 / 1000.0;
     SweepStep {
         offered,
