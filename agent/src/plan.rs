@@ -21,12 +21,25 @@ pub struct RunSpec {
     pub duration: Duration,
     /// How long in-flight orchestrations may take to finish after the deadline.
     pub drain_timeout: Duration,
-    /// Interval of the batched completion query.
+    /// Who learns completions.
+    pub tracking: Tracking,
+    /// Interval of this agent's batched completion query (agent tracking).
     pub completion_poll: Duration,
     /// Artificial one-way delay to the database (zero: none).
     pub db_latency: Duration,
     /// Stop starting after this many orchestrations.
     pub iterations: Option<u64>,
+}
+
+/// Who learns which instances reached a terminal status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tracking {
+    /// This agent queries for its own instances every `completion_poll`:
+    /// the generator's query rate grows with the number of agents.
+    Agent,
+    /// The coordinator queries once per tick for every agent's instances and
+    /// sends each agent its terminal ones; this agent reports what it started.
+    Cluster,
 }
 
 /// The scenario and its options as given (the scenario checks them).

@@ -42,6 +42,10 @@ impl Sink for StreamSink {
     async fn finish(&mut self, f: Finish) -> bool {
         self.send(run_event::Event::Result((&f).into())).await
     }
+
+    async fn started(&mut self, instance_ids: Vec<String>) -> bool {
+        self.send(run_event::Event::Started(proto::Started { instance_ids })).await
+    }
 }
 
 fn state(phase: Phase) -> proto::AgentState {
@@ -88,12 +92,19 @@ impl AgentRpc for Agent {
             return Err(Status::invalid_argument("the first message of Run must be `start`"));
         };
         let (tx, rx) = mpsc::channel(64);
-        let lease = Agent::run(self, &start.run_id, Duration::from_millis(start.start_delay_ms), StreamSink(tx))?;
-        // Feed the coordinator's heartbeats and stop requests into the lease.
+        let (lease, feed) =
+            Agent::run(self, &start.run_id, Duration::from_millis(start.start_delay_ms), StreamSink(tx))?;
+        // Feed the coordinator's heartbeats and stop requests into the lease,
+        // and its completions (cluster tracking) into the driver.
         tokio::spawn(async move {
             loop {
                 match control.message().await {
                     Ok(Some(proto::RunControl { control: Some(Control::Heartbeat(_)) })) => lease.renew(),
+                    Ok(Some(proto::RunControl { control: Some(Control::Completions(c)) })) => {
+                        lease.renew();
+                        // The driver may have ended (drain timeout): late news is dropped.
+                        let _ = feed.send(crate::wire::finished(c));
+                    }
                     Ok(Some(proto::RunControl { control: Some(Control::Stop(s)) })) => {
                         tracing::info!(reason = %s.reason, "stop requested");
                         lease.renew();

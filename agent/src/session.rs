@@ -24,6 +24,10 @@ use crate::runtimes::Runtimes;
 use crate::scenario::{self, ActivityCounters, Context};
 use crate::tracker::Tracker;
 
+/// Where the coordinator's completions for this agent's instances are handed
+/// to the driver.
+pub type FeedSender = tokio::sync::mpsc::UnboundedSender<Vec<crate::tracker::Finished>>;
+
 /// A prepared run whose Run never comes is released after this long.
 pub const PREPARED_LEASE: Duration = Duration::from_secs(60);
 /// Bound on waiting for the driver when a run is released.
@@ -215,8 +219,14 @@ impl Agent {
 
     /// Start the prepared run after `start_delay`, handing intervals and the
     /// finish to `sink`; returns the lease the caller renews with the
-    /// coordinator's heartbeats.
-    pub fn run<S: Sink + 'static>(&self, run_id: &str, start_delay: Duration, sink: S) -> Result<Lease, AgentError> {
+    /// coordinator's heartbeats, and where the coordinator's completions go
+    /// (cluster tracking).
+    pub fn run<S: Sink + 'static>(
+        &self,
+        run_id: &str,
+        start_delay: Duration,
+        sink: S,
+    ) -> Result<(Lease, FeedSender), AgentError> {
         let mut slot = self.lock();
         let Some(s) = slot.as_mut().filter(|s| s.run_id == run_id && s.phase == Phase::Prepared) else {
             return Err(match slot.as_ref() {
@@ -236,8 +246,10 @@ impl Agent {
         let driver_lease = lease.clone();
         s.lease = Some(lease.clone());
         let span = tracing::info_span!("run", run = %plan.run_id, agent = plan.agent_index);
+        let (feed_tx, feed) = tokio::sync::mpsc::unbounded_channel();
         s.driver = Some(tokio::spawn(async move {
-            let drive = driver::drive(plan, deps, start_delay.min(Duration::from_secs(60)), sink, cancel, driver_lease);
+            let delay = start_delay.min(Duration::from_secs(60));
+            let drive = driver::drive(plan, deps, delay, (sink, feed), cancel, driver_lease);
             let outcome = tracing::Instrument::instrument(drive, span).await;
             if let Some(s) = agent.lock().as_mut().filter(|s| s.run_id == run_id) {
                 s.phase = Phase::Finished;
@@ -254,7 +266,7 @@ impl Agent {
             }
             outcome
         }));
-        Ok(lease)
+        Ok((lease, feed_tx))
     }
 
     /// Stop and tear down the run (any phase). Returns the activities executed

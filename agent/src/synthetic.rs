@@ -158,6 +158,7 @@ pub fn prepare_request(run_id: &str, index: u32, agents: u32, duration_ms: u64) 
         duration_ms,
         drain_timeout_ms: 1000,
         completion_poll_ms: 50,
+        tracking: proto::Tracking::Cluster as i32,
         ..Default::default()
     }
 }

@@ -9,7 +9,8 @@ use loadgen_common::proto;
 use loadgen_common::schema::validate_schema_name;
 
 use crate::error::AgentError;
-use crate::plan::{Arrival, Load, OpenLoop, RunSpec, RuntimeSpec, WorkloadSpec};
+use crate::plan::{Arrival, Load, OpenLoop, RunSpec, RuntimeSpec, Tracking, WorkloadSpec};
+use crate::tracker::{Finished, Terminal};
 
 fn invalid(field: &'static str, detail: impl Into<String>) -> AgentError {
     AgentError::InvalidRequest { field, detail: detail.into() }
@@ -78,6 +79,11 @@ impl TryFrom<proto::PrepareRequest> for RunSpec {
         if req.duration_ms == 0 || req.drain_timeout_ms == 0 || req.completion_poll_ms == 0 {
             return Err(invalid("plan", "duration, drain timeout and completion poll must be positive"));
         }
+        let tracking = match proto::Tracking::try_from(req.tracking) {
+            Ok(proto::Tracking::Agent) => Tracking::Agent,
+            Ok(proto::Tracking::Cluster) => Tracking::Cluster,
+            _ => return Err(invalid("tracking", format!("unknown completion tracking {}", req.tracking))),
+        };
         Ok(RunSpec {
             run_id: req.run_id,
             schema: req.schema,
@@ -96,11 +102,44 @@ impl TryFrom<proto::PrepareRequest> for RunSpec {
             load,
             duration: ms(req.duration_ms),
             drain_timeout: ms(req.drain_timeout_ms),
+            tracking,
             completion_poll: ms(req.completion_poll_ms),
             db_latency: Duration::from_micros(req.db_latency_us),
             iterations: (req.iterations > 0).then_some(req.iterations),
         })
     }
+}
+
+/// The coordinator's completions (cluster tracking) as the driver's rows.
+pub fn finished(c: proto::Completions) -> Vec<Finished> {
+    c.items
+        .into_iter()
+        .map(|i| Finished {
+            instance_id: i.instance_id,
+            state: if i.failed { Terminal::Failed { output: i.output } } else { Terminal::Completed },
+            completed_at: i.completed_at_us.and_then(chrono::DateTime::from_timestamp_micros),
+        })
+        .collect()
+}
+
+/// Rows of a completion query as the wire's completions (the coordinator's side).
+pub fn completions(rows: Vec<Finished>) -> proto::Completions {
+    let items = rows
+        .into_iter()
+        .map(|f| {
+            let (failed, output) = match f.state {
+                Terminal::Completed => (false, String::new()),
+                Terminal::Failed { output } => (true, output),
+            };
+            proto::Completion {
+                instance_id: f.instance_id,
+                failed,
+                output,
+                completed_at_us: f.completed_at.map(|t| t.timestamp_micros()),
+            }
+        })
+        .collect();
+    proto::Completions { items }
 }
 
 #[cfg(test)]
@@ -128,7 +167,22 @@ mod tests {
             completion_poll_ms: 50,
             db_latency_us: 0,
             iterations: 0,
+            tracking: proto::Tracking::Cluster as i32,
         }
+    }
+
+    #[test]
+    fn completions_cross_the_wire_unchanged() {
+        let at = chrono::DateTime::from_timestamp_micros(1_700_000_000_123_456);
+        let rows = vec![
+            Finished { instance_id: "r-0-1".into(), state: Terminal::Completed, completed_at: at },
+            Finished {
+                instance_id: "r-0-2".into(),
+                state: Terminal::Failed { output: "boom".into() },
+                completed_at: None,
+            },
+        ];
+        assert_eq!(finished(completions(rows.clone())), rows);
     }
 
     #[test]
@@ -173,6 +227,7 @@ mod tests {
                 "arrival",
             ),
             (|r| r.duration_ms = 0, "plan"),
+            (|r| r.tracking = 0, "tracking"),
         ];
         for (break_it, field) in cases {
             let mut r = request();

@@ -119,6 +119,9 @@ pub struct Histograms {
     pub start: LatencyHistogram,
     /// Open loop only: from the intended start time to the terminal status.
     pub intended: LatencyHistogram,
+    /// From the terminal status until the agent learned of it: the delay
+    /// completion tracking adds (not part of any latency above but `observed`).
+    pub observation: LatencyHistogram,
 }
 
 impl Histograms {
@@ -127,7 +130,8 @@ impl Histograms {
         self.e2e.merge(&o.e2e)?;
         self.observed.merge(&o.observed)?;
         self.start.merge(&o.start)?;
-        self.intended.merge(&o.intended)
+        self.intended.merge(&o.intended)?;
+        self.observation.merge(&o.observation)
     }
 
     /// Forget every sample.
@@ -136,11 +140,16 @@ impl Histograms {
         self.observed.reset();
         self.start.reset();
         self.intended.reset();
+        self.observation.reset();
     }
 
-    /// Samples clamped to the highest trackable value, over all four.
+    /// Samples clamped to the highest trackable value, over all of them.
     pub fn saturated(&self) -> u64 {
-        self.e2e.saturated() + self.observed.saturated() + self.start.saturated() + self.intended.saturated()
+        self.e2e.saturated()
+            + self.observed.saturated()
+            + self.start.saturated()
+            + self.intended.saturated()
+            + self.observation.saturated()
     }
 }
 

@@ -82,6 +82,7 @@ pub fn encode_interval(i: &Interval) -> proto::Progress {
             observed_latency: t.hist.observed.encode(),
             // Closed-loop runs have no intended starts: send no bytes at all.
             intended_latency: if t.hist.intended.count() > 0 { t.hist.intended.encode() } else { Vec::new() },
+            observation_delay: if t.hist.observation.count() > 0 { t.hist.observation.encode() } else { Vec::new() },
             facts: t.facts.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         })
         .collect();
@@ -116,6 +117,7 @@ impl TryFrom<&proto::Progress> for Interval {
                     observed: decode(&d.observed_latency)?,
                     start: decode(&d.start_latency)?,
                     intended: decode(&d.intended_latency)?,
+                    observation: decode(&d.observation_delay)?,
                 },
                 facts: d.facts.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             };

@@ -66,6 +66,7 @@ async fn main() {
         started,
         bound: Duration::from_secs(SECONDS + 30),
         db: None,
+        tracker: None,
         obs: &Silent,
     };
     let followed = follow(f, streams, &controls, &mut live).await.expect("follow");

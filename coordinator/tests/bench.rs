@@ -69,6 +69,7 @@ async fn the_coordinator_follows_synthetic_agents_and_merges_their_figures() {
         started,
         bound: Duration::from_secs(30),
         db: None,
+        tracker: None,
         obs: &Silent,
     };
     let followed = follow(f, streams, &controls, &mut live).await.expect("follow");

@@ -60,6 +60,7 @@ fn section(completed: u64, p50_ms: f64) -> Section {
         observed_latency: latency(p50_ms + 40.0, completed),
         start_latency: latency(2.0, completed + 3),
         intended_latency: Some(latency(p50_ms * 1.3, completed)),
+        observation_delay: Some(latency(45.0, completed)),
     }
 }
 
@@ -185,6 +186,11 @@ fn run_report(run_id: &str) -> RunReport {
             completion_queries: 600,
             completion_share_pct: 6.5,
             generator_share_pct: 22.6,
+            completion_tracking: "cluster".into(),
+            completion_queries_per_orchestration: 0.4,
+            sampling_queries: 90,
+            overhead_calls: 690,
+            overhead_share_pct: 7.4,
         },
         gates: vec![
             Gate {

@@ -167,7 +167,7 @@ impl<S> Driver<S> {
                         let _ = tx.send(Acted { scenario, fact, ok: result.is_ok(), message: None });
                     });
                 }
-                self.in_flight.insert(
+                self.track(
                     l.id,
                     Flight { scenario, outcome: l.outcome, issued: l.issued, intended: l.intended, timed: true },
                 );

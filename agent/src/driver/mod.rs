@@ -10,6 +10,10 @@
 //! spawned tasks and report back over channels ([`launch`]).
 //!
 //! The load shape is data ([`RunSpec`]'s `Load`); the same loop serves both.
+//!
+//! Completions come from this agent's own query ([`Tracking::Agent`]) or,
+//! with [`Tracking::Cluster`], from the coordinator: the driver then reports
+//! the ids it started every [`STARTED_EVERY`] and is fed the terminal ones.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,9 +28,9 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use crate::lease::Lease;
-use crate::plan::{Load, RunSpec, Schedule};
+use crate::plan::{Load, RunSpec, Schedule, Tracking};
 use crate::scenario::{ActivityCounters, Background, Outcome, Scenario};
-use crate::tracker::Tracker;
+use crate::tracker::{Finished, Tracker};
 
 mod launch;
 mod poll;
@@ -37,13 +41,23 @@ use tallies::Tallies;
 
 /// Progress interval.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// Cluster tracking: how often the ids started since the last report go to
+/// the coordinator. An instance that completes sooner waits at most this
+/// long (plus the coordinator's tick) to be seen; batching keeps the message
+/// rate per agent bounded whatever its start rate.
+pub const STARTED_EVERY: Duration = Duration::from_millis(20);
 
 /// Where the driver's intervals and its finish go (the service layer puts
 /// them on the wire). `send` returns false when nobody listens any more.
 pub trait Sink: Send {
     fn interval(&mut self, i: Interval) -> impl std::future::Future<Output = bool> + Send;
     fn finish(&mut self, f: Finish) -> impl std::future::Future<Output = bool> + Send;
+    /// Cluster tracking: instances started since the last call.
+    fn started(&mut self, ids: Vec<String>) -> impl std::future::Future<Output = bool> + Send;
 }
+
+/// Cluster tracking: where the coordinator's completions for this agent arrive.
+pub type Feed = mpsc::UnboundedReceiver<Vec<Finished>>;
 
 /// What the driver needs from the agent.
 #[derive(Clone)]
@@ -107,6 +121,8 @@ struct Driver<S> {
     poll_tx: mpsc::UnboundedSender<poll::Polled>,
     act_tx: mpsc::UnboundedSender<launch::Acted>,
     poll_pending: bool,
+    /// Cluster tracking: started ids not yet reported.
+    started: Vec<String>,
     /// Hook and message calls under way (aborted when the run ends).
     hooks: JoinSet<()>,
     background: Option<Box<dyn Background>>,
@@ -122,7 +138,7 @@ pub async fn drive<S: Sink>(
     plan: RunSpec,
     deps: Deps,
     start_delay: Duration,
-    sink: S,
+    (sink, mut feed): (S, Feed),
     cancel: CancellationToken,
     lease: Lease,
 ) -> RunOutcome {
@@ -159,6 +175,7 @@ pub async fn drive<S: Sink>(
         poll_tx,
         act_tx,
         poll_pending: false,
+        started: Vec::new(),
         hooks: JoinSet::new(),
         background_done: background.is_none(),
         background,
@@ -168,8 +185,11 @@ pub async fn drive<S: Sink>(
     d.setup_background().await;
     let deadline = t0 + d.plan.duration;
     let drain_deadline = deadline + d.plan.drain_timeout;
+    let own_queries = d.plan.tracking == Tracking::Agent;
     let mut poll = tokio::time::interval_at(t0 + d.plan.completion_poll, d.plan.completion_poll);
     poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut report_started = tokio::time::interval_at(t0 + STARTED_EVERY, STARTED_EVERY);
+    report_started.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut progress = tokio::time::interval_at(t0 + PROGRESS_EVERY, PROGRESS_EVERY);
     progress.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let message_gap =
@@ -201,10 +221,22 @@ pub async fn drive<S: Sink>(
             }
             Some(l) = launch_rx.recv() => d.on_launch(l, draining),
             Some(a) = act_rx.recv() => d.on_acted(a),
-            _ = poll.tick() => d.start_poll(),
+            _ = poll.tick(), if own_queries => d.start_poll(),
             Some(done) = poll_rx.recv() => {
                 d.on_poll(done);
                 d.fill(draining);
+            }
+            Some(rows) = feed.recv(), if !own_queries => {
+                d.on_finished(rows, Instant::now());
+                d.fill(draining);
+            }
+            _ = report_started.tick(), if !own_queries && !d.started.is_empty() => {
+                let ids = std::mem::take(&mut d.started);
+                if !d.sink.started(ids).await {
+                    delivered = false;
+                    tracing::warn!("coordinator stopped listening; stopping load");
+                    break;
+                }
             }
             _ = progress.tick() => {
                 if !d.send_interval().await {
@@ -299,6 +331,14 @@ impl<S: Sink> Driver<S> {
 }
 
 impl<S> Driver<S> {
+    /// Follow a started instance until it is terminal.
+    fn track(&mut self, id: String, flight: Flight) {
+        if self.plan.tracking == Tracking::Cluster {
+            self.started.push(id.clone());
+        }
+        self.in_flight.insert(id, flight);
+    }
+
     /// Start the background's setup instances (hot instances) before any
     /// message is sent: this agent's own are followed like any other; the
     /// others' are started too, so they exist before this agent messages
@@ -329,8 +369,7 @@ impl<S> Driver<S> {
                 Ok(()) => {
                     self.tallies.count(scenario, 1, |c| &mut c.launched);
                     let outcome = crate::scenario::Outcome::Completed(crate::scenario::Output::Any);
-                    self.in_flight
-                        .insert(s.instance, Flight { scenario, outcome, issued, intended: None, timed: false });
+                    self.track(s.instance, Flight { scenario, outcome, issued, intended: None, timed: false });
                 }
                 Err(_) => self.tallies.count(scenario, 1, |c| &mut c.start_errors),
             }

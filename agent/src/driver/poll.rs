@@ -1,7 +1,8 @@
 //! Learning completions: one batched query per tick for every instance in
 //! flight (never one query per instance), run as its own task so a slow
-//! database never delays progress messages, and each terminal instance held
-//! to what its scenario designed (expected failures counted apart).
+//! database never delays progress messages, or the coordinator's answers
+//! (cluster tracking); and each terminal instance held to what its scenario
+//! designed (expected failures counted apart).
 
 use std::time::{Duration, SystemTime};
 
@@ -94,6 +95,12 @@ impl<S> Driver<S> {
             }
         };
         self.tallies.status_query(false);
+        self.on_finished(rows, observed);
+    }
+
+    /// Account for instances found terminal (by this agent's query or the
+    /// coordinator's), learned of at `observed`.
+    pub(super) fn on_finished(&mut self, rows: Vec<Finished>, observed: Instant) {
         for Finished { instance_id: id, state, completed_at } in rows {
             let Some(Flight { scenario, outcome, issued, intended, timed }) = self.in_flight.remove(&id) else {
                 continue;
@@ -107,6 +114,9 @@ impl<S> Driver<S> {
                 let t = self.tallies.of(scenario);
                 t.hist.e2e.record(e2e);
                 t.hist.observed.record(seen);
+                if !clamped {
+                    t.hist.observation.record(seen.saturating_sub(e2e));
+                }
                 if let Some(d) = from_due {
                     t.hist.intended.record(d);
                 }

@@ -188,6 +188,7 @@ fn our_plan(url: &str, plan: &BenchPlan, combo: &str) -> Result<RunPlan, PlanErr
         database: Database::Url(url.to_string()),
         outputs: Outputs::default(),
         tracking: Tracking::default(),
+        completion_tracking: Default::default(),
         completion_poll: plan.completion_poll,
         on_agent_loss: Default::default(),
         keep_schema: false,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{assignment, duration, rate};
-use crate::plan::{Arrival, LiveMode, OnAgentLoss};
+use crate::plan::{Arrival, CompletionTracking, LiveMode, OnAgentLoss};
 
 /// Settings of a run.
 #[derive(Debug, clap::Args)]
@@ -158,9 +158,18 @@ pub struct Args {
     #[arg(long, env = "LOADGEN_DB_LATENCY", value_parser = duration, allow_hyphen_values = true, help_heading = "Runtimes")]
     pub db_latency: Option<Duration>,
 
-    /// Interval of each agent's batched completion query (the generator's own
-    /// query rate; the latency it *observes* is this coarse).
-    #[arg(long, env = "LOADGEN_COMPLETION_POLL", value_parser = duration, allow_hyphen_values = true, default_value = "50ms", help_heading = "Runtimes")]
+    /// Who learns completions: `cluster` (the coordinator makes one batched
+    /// query per tick for every agent's instances, so the generator's own
+    /// query rate does not grow with the number of agents) or `agent` (each
+    /// agent queries for its own every tick).
+    #[arg(long, value_enum, env = "LOADGEN_COMPLETION_TRACKING", default_value = "cluster", help_heading = "Runtimes")]
+    pub completion_tracking: CompletionTracking,
+
+    /// Interval of the batched completion query, made only while something is
+    /// in flight. It sets the generator's own query rate (10/s at 100ms) and
+    /// how late a completion is *seen*; latency itself comes from the
+    /// runtime's completion time.
+    #[arg(long, env = "LOADGEN_COMPLETION_POLL", value_parser = duration, allow_hyphen_values = true, default_value = "100ms", help_heading = "Runtimes")]
     pub completion_poll: Duration,
 
     /// Gate: merged orchestrations per second at least this.

@@ -183,6 +183,7 @@ fn plan_for(args: &Args, profile: Profile) -> Result<RunPlan, PlanError> {
             baseline: args.baseline.clone(),
             fail_on_regression: args.fail_on_regression,
         },
+        completion_tracking: args.completion_tracking,
         completion_poll: args.completion_poll,
         on_agent_loss: args.on_agent_loss,
         keep_schema: args.keep_schema,

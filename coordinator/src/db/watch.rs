@@ -22,11 +22,22 @@ const EVERY: Duration = Duration::from_secs(1);
 /// Bound on one sample's queries.
 const SAMPLE_TIMEOUT: Duration = Duration::from_millis(900);
 
+/// Queries of one sample (database counters, connections, queue depths).
+pub const QUERIES_PER_SAMPLE: u64 = 3;
+
+/// What a sampler saw, and what it cost.
+#[derive(Debug, Default)]
+pub struct Sampled {
+    pub samples: Vec<DbSample>,
+    /// Queries the sampler made (part of the generator's own load).
+    pub queries: u64,
+}
+
 /// A running sampler.
 #[derive(Debug)]
 pub struct DbWatch {
     stop: CancellationToken,
-    handle: JoinHandle<Vec<DbSample>>,
+    handle: JoinHandle<Sampled>,
     /// The latest sample, for the live view.
     pub latest: watch::Receiver<Option<DbSample>>,
 }
@@ -48,6 +59,7 @@ impl DbWatch {
         let token = stop.clone();
         let handle = tokio::spawn(async move {
             let mut samples = Vec::new();
+            let mut queries = 0;
             let mut prev: Option<(Instant, Counters)> = None;
             let mut tick = tokio::time::interval(EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -57,6 +69,7 @@ impl DbWatch {
                     _ = token.cancelled() => break,
                 }
                 let at = Instant::now();
+                queries += QUERIES_PER_SAMPLE;
                 let Ok(Ok((counters, mut sample))) = tokio::time::timeout(SAMPLE_TIMEOUT, take(&provider)).await else {
                     continue;
                 };
@@ -73,13 +86,13 @@ impl DbWatch {
                 }
                 prev = Some((at, counters));
             }
-            samples
+            Sampled { samples, queries }
         });
         DbWatch { stop, handle, latest }
     }
 
     /// Stop sampling and return the samples.
-    pub async fn finish(self) -> Vec<DbSample> {
+    pub async fn finish(self) -> Sampled {
         self.stop.cancel();
         self.handle.await.unwrap_or_default()
     }

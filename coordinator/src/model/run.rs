@@ -32,6 +32,10 @@ pub struct Section {
     /// started (no coordinated omission). Absent in closed-loop runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intended_latency: Option<LatencySummary>,
+    /// From the runtime's terminal status until the agent learned of it:
+    /// the delay completion tracking adds to `observed_latency`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observation_delay: Option<LatencySummary>,
 }
 
 impl Section {
@@ -47,6 +51,7 @@ impl Section {
             observed_latency: h.observed.summary(),
             start_latency: h.start.summary(),
             intended_latency: (h.intended.count() > 0).then(|| h.intended.summary()),
+            observation_delay: (h.observation.count() > 0).then(|| h.observation.summary()),
         }
     }
 
@@ -175,14 +180,31 @@ pub struct DbLoad {
     pub rollbacks: u64,
     /// Commits per completed orchestration.
     pub commits_per_orchestration: f64,
-    /// Calls the generator itself made: start calls, completion queries, hook calls.
+    /// Calls the generator itself made: start calls, completion queries and
+    /// the database sampler's queries.
     pub generator_calls: u64,
-    /// Completion-tracking queries alone.
+    /// Completion-tracking queries alone (the coordinator's with cluster
+    /// tracking, the agents' with agent tracking).
     pub completion_queries: u64,
     /// `completion_queries / commits` in percent.
     pub completion_share_pct: f64,
     /// `generator_calls / commits` in percent.
     pub generator_share_pct: f64,
+    /// Who made the completion queries: "cluster" (the coordinator) or "agent".
+    #[serde(default)]
+    pub completion_tracking: String,
+    /// Completion queries per completed orchestration.
+    #[serde(default)]
+    pub completion_queries_per_orchestration: f64,
+    /// The coordinator's database sampler (counters, connections, queues).
+    #[serde(default)]
+    pub sampling_queries: u64,
+    /// The generator's overhead beyond its start calls: completion and
+    /// sampling queries, and their share of commits in percent.
+    #[serde(default)]
+    pub overhead_calls: u64,
+    #[serde(default)]
+    pub overhead_share_pct: f64,
 }
 
 /// What contention the run met: from the database's counters and samples,

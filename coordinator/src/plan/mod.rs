@@ -37,7 +37,8 @@ pub struct RunPlan {
     pub database: Database,
     pub outputs: Outputs,
     pub tracking: Tracking,
-    /// Agents' batched completion query interval.
+    /// Who learns completions, and the interval of the batched query.
+    pub completion_tracking: CompletionTracking,
     pub completion_poll: Duration,
     pub on_agent_loss: OnAgentLoss,
     pub keep_schema: bool,
@@ -116,6 +117,27 @@ pub struct Tracking {
     pub baseline: Option<PathBuf>,
     /// A regression or memory growth fails the run.
     pub fail_on_regression: bool,
+}
+
+/// Who learns which instances reached a terminal status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompletionTracking {
+    /// The coordinator: one batched query per tick for every agent's
+    /// instances; the generator's query rate does not grow with the agents.
+    #[default]
+    Cluster,
+    /// Each agent queries for its own instances every tick (the behaviour
+    /// before protocol revision 5; its query rate grows with the agents).
+    Agent,
+}
+
+impl CompletionTracking {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CompletionTracking::Cluster => "cluster",
+            CompletionTracking::Agent => "agent",
+        }
+    }
 }
 
 /// What to do when an agent is lost mid-run.

@@ -18,7 +18,7 @@ use crate::model::{
     AgentReport, Contention, DbLoad, DbSample, HistoryLatency, LostAgent, MemorySummary, ScenarioReport, Section,
     SpectrumPoint,
 };
-use crate::plan::AgentSlice;
+use crate::plan::{AgentSlice, CompletionTracking};
 
 /// The merged figures of a run.
 #[derive(Debug, Default)]
@@ -133,20 +133,39 @@ pub fn add_audit(scenarios: &mut Vec<ScenarioReport>, outcome: &AuditOutcome) {
     }
 }
 
+/// What the generator itself asked of the database beyond its start calls.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Overhead {
+    pub tracking: CompletionTracking,
+    /// The coordinator's completion queries (cluster tracking; the agents'
+    /// are in the merged counts).
+    pub coordinator_queries: u64,
+    /// The database sampler's queries.
+    pub sampling_queries: u64,
+}
+
 /// The database's load during the run and the generator's share of it.
-pub fn db_load(counters: &XactCounters, merged: &Section) -> DbLoad {
+pub fn db_load(counters: &XactCounters, merged: &Section, o: Overhead) -> DbLoad {
     let c = &merged.counts;
     let commits = counters.commits;
-    let generator_calls = c.launched + c.start_errors + c.status_queries;
+    let completion_queries = c.status_queries + o.coordinator_queries;
+    let overhead_calls = completion_queries + o.sampling_queries;
+    let generator_calls = c.launched + c.start_errors + overhead_calls;
     let pct = |n: u64| if commits > 0 { n as f64 * 100.0 / commits as f64 } else { 0.0 };
+    let per_orch = |n: u64| if c.completed > 0 { n as f64 / c.completed as f64 } else { 0.0 };
     DbLoad {
         commits,
         rollbacks: counters.rollbacks,
-        commits_per_orchestration: if c.completed > 0 { commits as f64 / c.completed as f64 } else { 0.0 },
+        commits_per_orchestration: per_orch(commits),
         generator_calls,
-        completion_queries: c.status_queries,
-        completion_share_pct: pct(c.status_queries),
+        completion_queries,
+        completion_share_pct: pct(completion_queries),
         generator_share_pct: pct(generator_calls),
+        completion_tracking: o.tracking.as_str().to_string(),
+        completion_queries_per_orchestration: per_orch(completion_queries),
+        sampling_queries: o.sampling_queries,
+        overhead_calls,
+        overhead_share_pct: pct(overhead_calls),
     }
 }
 

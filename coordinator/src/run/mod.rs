@@ -30,9 +30,11 @@ use crate::error::CoordinatorError;
 use crate::gates;
 use crate::model::{Environment, IntervalLogs, RunReport, WorkloadReport};
 use crate::notice::{Notice, Observer};
-use crate::plan::{Profile, RunPlan, slices};
+use crate::plan::{CompletionTracking, Profile, RunPlan, slices};
+use completions::ClusterTracker;
 
 pub mod assemble;
+pub mod completions;
 pub mod live;
 pub mod prepare;
 pub mod session;
@@ -179,6 +181,8 @@ pub(crate) async fn run_once(
     let (controls, streams) = stream::start_all(&session.links, &run_id, START_DELAY).await?;
     let started = Instant::now() + START_DELAY;
     let watch = DbWatch::start(Arc::clone(&provider), started);
+    let tracker = (plan.completion_tracking == CompletionTracking::Cluster)
+        .then(|| ClusterTracker::start(Arc::clone(&provider), &schema, controls.routes(), plan.completion_poll));
     let mut live = live::Live::new(agents, started, plan.outputs.hlog_dir.is_some());
     let follow = Follow {
         links: &session.links,
@@ -186,10 +190,16 @@ pub(crate) async fn run_once(
         started,
         bound: profile.duration + profile.drain_timeout + START_DELAY + RUN_SLACK,
         db: Some(watch.latest.clone()),
+        tracker: tracker.as_ref(),
         obs,
     };
     let followed = stream::follow(follow, streams, &controls, &mut live).await;
-    let mut db_timeline = watch.finish().await;
+    let sampled = watch.finish().await;
+    let tracked = match tracker {
+        Some(t) => t.finish().await,
+        None => Default::default(),
+    };
+    let mut db_timeline = sampled.samples;
     let followed = followed?;
     live.finish();
 
@@ -207,6 +217,7 @@ pub(crate) async fn run_once(
     controls.close();
     let counters = db::xact_counters(&provider).await.map_err(scrub)?.since(&before);
     let mut m = assemble::merge(&session.links, &slices, &live, &followed, &lost, &late)?;
+    m.merged.counts.status_query_errors += tracked.errors;
     for s in &mut db_timeline {
         s.completed = live.merged.iter().filter(|p| p.t_s <= s.t_s + 0.5).map(|p| p.completed).sum();
     }
@@ -234,7 +245,12 @@ pub(crate) async fn run_once(
     };
     let outcome = audit::audit(&provider, &input).await.map_err(scrub)?;
     assemble::add_audit(&mut m.scenarios, &outcome);
-    let db_load = assemble::db_load(&counters, &m.merged);
+    let overhead = assemble::Overhead {
+        tracking: plan.completion_tracking,
+        coordinator_queries: tracked.queries,
+        sampling_queries: sampled.queries,
+    };
+    let db_load = assemble::db_load(&counters, &m.merged, overhead);
     let contention = assemble::contention(&counters, &db_timeline, &m.provider_errors);
     let mut gates = gates::evaluate_workload(profile, &m.merged, &outcome.audit, workload.scenario.has_instances());
     if !lost.is_empty() {

@@ -9,7 +9,7 @@ use loadgen_common::proto;
 
 use crate::agents::AgentLink;
 use crate::error::CoordinatorError;
-use crate::plan::{AgentSlice, Arrival, Profile, RunPlan};
+use crate::plan::{AgentSlice, Arrival, CompletionTracking, Profile, RunPlan};
 
 /// Bound on Prepare (connecting, verifying the schema, starting runtimes).
 const PREPARE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -71,6 +71,10 @@ fn request(r: &RunRequest<'_>, slice: &AgentSlice, agents: usize) -> proto::Prep
         completion_poll_ms: ms(r.plan.completion_poll).max(1),
         db_latency_us: u64::try_from(p.db_latency.as_micros()).unwrap_or(u64::MAX),
         iterations: slice.iterations.unwrap_or(0),
+        tracking: match r.plan.completion_tracking {
+            CompletionTracking::Cluster => proto::Tracking::Cluster,
+            CompletionTracking::Agent => proto::Tracking::Agent,
+        } as i32,
     }
 }
 

@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use loadgen_common::proto::{self, run_control, run_event};
 use loadgen_common::tally::{Finish, Interval};
 use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::sync::CancellationToken;
 
+use super::completions::{ClusterTracker, Route};
 use super::live::Live;
 use crate::agents::AgentLink;
 use crate::error::CoordinatorError;
@@ -32,9 +33,12 @@ type EventStream = tonic::Streaming<proto::RunEvent>;
 /// The control side of every agent's Run call. Heartbeats go on until
 /// [`Controls::close`] (after Release), so agents keep their runtimes up while
 /// the coordinator still needs them (for another agent's orphans).
+///
+/// The streams are unbounded: what goes on them is a heartbeat a second, a
+/// stop, and completions, which are bounded by the instances in flight.
 #[derive(Debug)]
 pub struct Controls {
-    senders: Vec<mpsc::Sender<proto::RunControl>>,
+    senders: Vec<Route>,
     heartbeats: CancellationToken,
 }
 
@@ -45,8 +49,13 @@ impl Controls {
             let msg = proto::RunControl {
                 control: Some(run_control::Control::Stop(proto::Stop { reason: reason.to_string() })),
             };
-            let _ = tx.send(msg).await;
+            let _ = tx.send(msg);
         }
+    }
+
+    /// Where completions for each agent go (cluster tracking).
+    pub fn routes(&self) -> Vec<Route> {
+        self.senders.clone()
     }
 
     /// End the heartbeats and close every control stream.
@@ -71,19 +80,19 @@ pub async fn start_all(
     let mut senders = Vec::with_capacity(links.len());
     let mut set = tokio::task::JoinSet::new();
     for (i, l) in links.iter().enumerate() {
-        let (tx, rx) = mpsc::channel(8);
+        let (tx, rx) = mpsc::unbounded_channel();
         let start = proto::RunRequest {
             run_id: run_id.to_string(),
             start_delay_ms: u64::try_from(start_delay.as_millis()).unwrap_or(u64::MAX),
         };
-        let _ = tx.send(proto::RunControl { control: Some(run_control::Control::Start(start)) }).await;
+        let _ = tx.send(proto::RunControl { control: Some(run_control::Control::Start(start)) });
         spawn_heartbeat(tx.clone(), heartbeats.clone());
         senders.push(tx);
         let mut client = l.client.clone();
         let address = l.address.clone();
         set.spawn(async move {
             let r = client
-                .run(ReceiverStream::new(rx))
+                .run(UnboundedReceiverStream::new(rx))
                 .await
                 .map(tonic::Response::into_inner)
                 .map_err(|s| CoordinatorError::agent(&address, format!("run refused: {}", s.message())));
@@ -99,7 +108,7 @@ pub async fn start_all(
     Ok((controls, streams.into_iter().flatten().collect()))
 }
 
-fn spawn_heartbeat(tx: mpsc::Sender<proto::RunControl>, until: CancellationToken) {
+fn spawn_heartbeat(tx: Route, until: CancellationToken) {
     tokio::spawn(async move {
         let mut seq = 0;
         loop {
@@ -109,7 +118,7 @@ fn spawn_heartbeat(tx: mpsc::Sender<proto::RunControl>, until: CancellationToken
             }
             seq += 1;
             let beat = proto::RunControl { control: Some(run_control::Control::Heartbeat(proto::Heartbeat { seq })) };
-            if tx.send(beat).await.is_err() {
+            if tx.send(beat).is_err() {
                 return;
             }
         }
@@ -142,6 +151,8 @@ pub struct Follow<'a> {
     pub bound: Duration,
     /// The database sampler's latest sample, for the live view.
     pub db: Option<watch::Receiver<Option<DbSample>>>,
+    /// Cluster tracking: where the agents' start reports go.
+    pub tracker: Option<&'a ClusterTracker>,
     pub obs: &'a dyn Observer,
 }
 
@@ -201,7 +212,15 @@ pub async fn follow(
                             live.fold(i, iv)
                                 .map_err(|e| CoordinatorError::agent(address(i), format!("bad progress: {e}")))?;
                         }
+                        Some(run_event::Event::Started(s)) => {
+                            if let Some(t) = f.tracker.filter(|_| open) {
+                                t.started(i, s.instance_ids);
+                            }
+                        }
                         Some(run_event::Event::Result(r)) => {
+                            if let Some(t) = f.tracker {
+                                t.forget(i);
+                            }
                             let finish = Finish::from(&r);
                             let got = live.agents.get(i).map_or(0, |a| a.intervals);
                             if finish.progress_messages != got {
@@ -238,6 +257,9 @@ pub async fn follow(
             });
             tracing::warn!(agent = %address(i), reason, "agent lost");
             live.lost(i);
+            if let Some(t) = f.tracker {
+                t.forget(i);
+            }
             outcome[i] = Some(Followed::Lost { at, reason });
             if stopping {
                 for j in (0..n).filter(|&j| outcome[j].is_none()) {

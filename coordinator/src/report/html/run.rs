@@ -169,6 +169,9 @@ fn render_latencies(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     rows.push(row("merged", E2E, &m.e2e_latency));
     rows.push(row("merged", "seen by the completion query (observed)", &m.observed_latency));
     rows.push(row("merged", "the start call itself", &m.start_latency));
+    if let Some(d) = &m.observation_delay {
+        rows.push(row("merged", "observation delay (terminal status until seen)", d));
+    }
     if m.intended_latency.is_some() {
         for a in &r.agents {
             let scope = format!("agent {}", a.index);
@@ -257,7 +260,18 @@ fn render_verdicts(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
         ("rollbacks".into(), d.rollbacks.to_string()),
         ("commits per orchestration".into(), format!("{:.1}", d.commits_per_orchestration)),
         ("generator's calls".into(), format!("{} ({:.1}% of commits)", d.generator_calls, d.generator_share_pct)),
-        ("completion queries".into(), format!("{} ({:.1}% of commits)", d.completion_queries, d.completion_share_pct)),
+        (
+            format!("completion queries ({} tracking)", d.completion_tracking),
+            format!(
+                "{} ({:.1}% of commits, {:.2} per orchestration)",
+                d.completion_queries, d.completion_share_pct, d.completion_queries_per_orchestration
+            ),
+        ),
+        ("database sampling queries".into(), d.sampling_queries.to_string()),
+        (
+            "generator overhead beyond starts".into(),
+            format!("{} ({:.1}% of commits)", d.overhead_calls, d.overhead_share_pct),
+        ),
     ];
     load.extend(r.provider_errors.iter().map(|(k, n)| (format!("provider error {k}"), n.to_string())));
     kv_table(w, "Database load", &load)?;

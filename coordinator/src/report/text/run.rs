@@ -228,21 +228,29 @@ fn render_latency_definitions(r: &RunReport, w: &mut dyn Write) -> io::Result<()
         "Seen by the generator's completion query: {}. Start call: {}.",
         latency_phrase(&m.observed_latency),
         latency_phrase(&m.start_latency)
-    )
+    )?;
+    if let Some(d) = &m.observation_delay {
+        writeln!(w, "Observation delay (terminal status until the agent learned of it): {}.", latency_phrase(d))?;
+    }
+    Ok(())
 }
 
 fn render_database(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     let d = &r.db_load;
     writeln!(
         w,
-        "Database: {} commits ({:.1} per orchestration), {} rollbacks; generator's own calls {} ({:.1}% of commits), of which completion queries {} ({:.1}%).",
-        d.commits,
-        d.commits_per_orchestration,
-        d.rollbacks,
-        d.generator_calls,
-        d.generator_share_pct,
+        "Database: {} commits ({:.1} per orchestration), {} rollbacks; generator's own calls {} ({:.1}% of commits).",
+        d.commits, d.commits_per_orchestration, d.rollbacks, d.generator_calls, d.generator_share_pct,
+    )?;
+    writeln!(
+        w,
+        "Generator overhead beyond its starts: {} queries ({:.1}% of commits): completion tracking ({}) {} = {:.2} per orchestration, database sampling {}.",
+        d.overhead_calls,
+        d.overhead_share_pct,
+        d.completion_tracking,
         d.completion_queries,
-        d.completion_share_pct
+        d.completion_queries_per_orchestration,
+        d.sampling_queries
     )?;
     let c = &r.contention;
     let retries: Vec<String> = c.provider_retries.iter().map(|(k, n)| format!("{k} {n}")).collect();
