@@ -62,6 +62,8 @@ fn main() -> std::process::ExitCode {
     // DATABASE_URL and LOADGEN_TOKEN may come from ./.env (never printed).
     startup::load_dotenv();
     let args = Args::parse();
+    // Synthetic agents hold a listener and a connection each.
+    loadgen_common::process::raise_open_files_limit();
     // Logs go to stderr; stdout carries the listen line.
     if let Err(e) = startup::init_tracing_counting_retries(&args.log, loadgen_agent::metrics::count_retry) {
         eprintln!("agent: {e}");

@@ -19,6 +19,8 @@ use tonic::{Request, Response, Status, Streaming};
 const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 /// Completions each synthetic agent reports per second.
 const COMPLETIONS_PER_SECOND: u64 = 50;
+/// Start reports (cluster tracking) each synthetic agent sends per second.
+const STARTED_BATCHES: u64 = 10;
 
 /// One synthetic agent.
 #[derive(Debug, Clone, Default)]
@@ -97,8 +99,20 @@ impl AgentRpc for Synthetic {
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(start.start_delay_ms)).await;
             let seconds = duration.as_secs().max(1);
+            let mut seq = 0u64;
             for second in 1..=seconds {
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                // Cluster tracking: report the second's starts in ten batches,
+                // as a real agent reports what it started every 20 ms.
+                for _ in 0..STARTED_BATCHES {
+                    tokio::time::sleep(Duration::from_millis(1000 / STARTED_BATCHES)).await;
+                    let per = COMPLETIONS_PER_SECOND / STARTED_BATCHES;
+                    let instance_ids = (seq..seq + per).map(|s| format!("syn-{index}-{s}")).collect();
+                    seq += per;
+                    let started = run_event::Event::Started(proto::Started { instance_ids });
+                    if tx.send(Ok(RunEvent { event: Some(started) })).await.is_err() {
+                        return;
+                    }
+                }
                 let h = interval_histogram(index * 1_000_003 + second, COMPLETIONS_PER_SECOND);
                 let mut tally = Tally {
                     counts: Counts {
@@ -116,8 +130,9 @@ impl AgentRpc for Synthetic {
                     elapsed_ms: second * 1000,
                     in_flight: 20,
                     rss_bytes: loadgen_common::process::rss_bytes(),
+                    cpu_ms: 0,
                     scenarios: [("fanout".to_string(), tally)].into(),
-                    status_queries: 20,
+                    status_queries: 0,
                     status_query_errors: 0,
                 };
                 let p = loadgen_common::wire::encode_interval(&interval);

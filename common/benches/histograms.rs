@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the histogram path (`cargo bench -p loadgen-common`):
-//! recording one sample, and encoding, decoding and merging 64 agents'
-//! histograms (target: the whole merge under 5 ms). Plain `std::time`, no
+//! recording one sample, and encoding, decoding and merging 64 and 1,000
+//! agents' histograms (targets: the whole merge of 64 under 5 ms, the final
+//! merge of 1,000 under 50 ms). Plain `std::time`, no
 //! framework: each figure is the median of repeated timed batches.
 
 use std::hint::black_box;
@@ -43,8 +44,16 @@ fn main() {
     let per = median(rounds).as_nanos() as f64 / values.len() as f64;
     println!("record one sample: {per:.1} ns");
 
-    // 64 agents, 10,000 samples each: encode each, then decode and merge all.
-    let agents: Vec<LatencyHistogram> = (0..64u64)
+    // 64 and 1,000 agents, 10,000 samples each: encode each, then decode and
+    // merge all (what the wire costs), and the in-memory merge alone (what the
+    // coordinator's final merge does: intervals were decoded as they arrived).
+    for n in [64u64, 1000] {
+        merge_agents(n);
+    }
+}
+
+fn merge_agents(n: u64) {
+    let agents: Vec<LatencyHistogram> = (0..n)
         .map(|a| {
             let mut h = LatencyHistogram::new();
             for v in samples(a * 31 + 1, 10_000) {
@@ -55,8 +64,10 @@ fn main() {
         .collect();
     let mut enc = Vec::new();
     let mut dec_merge = Vec::new();
+    let mut merge_only = Vec::new();
     let mut bytes = 0;
-    for _ in 0..21 {
+    let rounds = if n > 100 { 7 } else { 21 };
+    for _ in 0..rounds {
         let t = Instant::now();
         let encoded: Vec<Vec<u8>> = agents.iter().map(LatencyHistogram::encode).collect();
         enc.push(t.elapsed());
@@ -68,10 +79,22 @@ fn main() {
             merged.merge(&h).expect("merge");
         }
         dec_merge.push(t.elapsed());
-        assert_eq!(merged.count(), 640_000);
+        assert_eq!(merged.count(), n * 10_000);
+        let t = Instant::now();
+        let mut merged = LatencyHistogram::new();
+        for h in &agents {
+            merged.merge(black_box(h)).expect("merge");
+        }
+        merge_only.push(t.elapsed());
+        assert_eq!(merged.count(), n * 10_000);
     }
-    let (enc, dec_merge) = (median(enc), median(dec_merge));
-    println!("encode 64 agents' histograms: {:.2} ms ({} KiB on the wire)", enc.as_secs_f64() * 1e3, bytes / 1024);
-    println!("decode + merge 64 agents' histograms: {:.2} ms", dec_merge.as_secs_f64() * 1e3);
-    println!("whole merge (encode + decode + merge): {:.2} ms (target < 5 ms)", (enc + dec_merge).as_secs_f64() * 1e3);
+    let (enc, dec_merge, merge_only) = (median(enc), median(dec_merge), median(merge_only));
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!("encode {n} agents' histograms: {:.2} ms ({} KiB on the wire)", ms(enc), bytes / 1024);
+    println!("decode + merge {n} agents' histograms: {:.2} ms", ms(dec_merge));
+    println!("whole merge (encode + decode + merge) of {n} agents: {:.2} ms", ms(enc + dec_merge));
+    println!(
+        "final merge of {n} agents' decoded histograms (the coordinator's end-of-run merge): {:.2} ms (target for 1,000 agents < 50 ms)",
+        ms(merge_only)
+    );
 }

@@ -1,8 +1,9 @@
 //! The process-level calls that need `libc`: the effective uid, signals to
-//! child processes, and a parent-death signal for children we spawn.
+//! child processes, a parent-death signal for children we spawn, and the
+//! open-files limit.
 //!
-//! This is the only module allowed `unsafe`; each call is a plain syscall with
-//! no memory handed to the kernel.
+//! This is the only module allowed `unsafe`; each call is a plain syscall
+//! that at most reads or writes a struct this module owns.
 #![allow(unsafe_code)]
 
 use std::process::Command;
@@ -49,6 +50,43 @@ pub fn rss_bytes() -> u64 {
     // SAFETY: sysconf has no memory arguments.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     pages * u64::try_from(page).unwrap_or(4096)
+}
+
+/// Raise this process's soft limit on open files to its hard limit and
+/// return the limit now in force. A coordinator holds a connection per agent
+/// (a thousand agents need a thousand descriptors, and many systems start
+/// processes with a soft limit of 1024); synthetic agents hold a listener
+/// and a connection each. Raising the soft limit up to the hard one needs no
+/// privilege.
+pub fn raise_open_files_limit() -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes only into the struct we own; setrlimit reads it.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
+            }
+        }
+    }
+    lim.rlim_cur
+}
+
+/// CPU time (user + system) this process has used so far, from
+/// /proc/self/stat (zero where it cannot be read).
+pub fn cpu_time() -> std::time::Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return std::time::Duration::ZERO };
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let Some(rest) = stat.rfind(')').and_then(|i| stat.get(i + 2..)) else { return std::time::Duration::ZERO };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // SAFETY: sysconf has no memory arguments.
+    let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let per_sec = u64::try_from(per_sec).ok().filter(|t| *t > 0).unwrap_or(100);
+    std::time::Duration::from_secs_f64((ticks(11) + ticks(12)) as f64 / per_sec as f64)
 }
 
 /// This machine's host name.

@@ -198,6 +198,8 @@ pub struct Interval {
     pub in_flight: u64,
     /// Resident memory of the agent process (0 when unknown).
     pub rss_bytes: u64,
+    /// CPU time the agent process used during the interval, milliseconds.
+    pub cpu_ms: u64,
     /// Per scenario, by name.
     pub scenarios: BTreeMap<String, Tally>,
     /// Completion queries this interval, and how many failed.

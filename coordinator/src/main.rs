@@ -21,5 +21,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    // One connection per agent: make room for a thousand of them.
+    loadgen_common::process::raise_open_files_limit();
     ExitCode::from(command::execute(cli))
 }

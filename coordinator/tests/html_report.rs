@@ -147,6 +147,7 @@ fn agent(index: u32, hostname: &str) -> AgentReport {
         section: section(720 + index as u64 * 30, 40.0 + index as f64 * 5.0),
         lost: false,
         memory: Default::default(),
+        cpu_s: 1.5,
     }
 }
 

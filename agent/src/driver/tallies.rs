@@ -21,6 +21,8 @@ pub struct Tallies {
     /// Activity executions per scenario at the last sample.
     activities_seen: BTreeMap<&'static str, u64>,
     seq: u64,
+    /// The process's CPU time at the end of the last interval.
+    cpu_mark: std::time::Duration,
 }
 
 impl Tallies {
@@ -34,6 +36,7 @@ impl Tallies {
             counters,
             activities_seen,
             seq: 0,
+            cpu_mark: loadgen_common::process::cpu_time(),
         }
     }
 
@@ -82,11 +85,15 @@ impl Tallies {
             scenarios.insert(name.to_string(), t);
         }
         self.interval.clear();
+        let cpu = loadgen_common::process::cpu_time();
+        let cpu_ms = u64::try_from(cpu.saturating_sub(self.cpu_mark).as_millis()).unwrap_or(u64::MAX);
+        self.cpu_mark = cpu;
         let interval = Interval {
             seq: self.seq,
             elapsed_ms,
             in_flight,
             rss_bytes: loadgen_common::process::rss_bytes(),
+            cpu_ms,
             scenarios,
             status_queries: self.status_queries,
             status_query_errors: self.status_query_errors,

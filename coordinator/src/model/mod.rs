@@ -18,8 +18,8 @@ pub use audit::{Audit, InstanceMismatch, ScenarioAudit};
 pub use loadgen_common::histogram::LatencySummary;
 pub use loadgen_common::tally::Counts;
 pub use run::{
-    AgentReport, Comparison, Contention, DbLoad, Environment, Gate, HistoryLatency, LostAgent, MemorySample,
-    MemorySummary, RunReport, ScenarioReport, Section, SuiteReport, WorkloadReport,
+    AgentReport, Comparison, Contention, CoordinatorCost, DbLoad, Environment, Gate, HistoryLatency, LostAgent,
+    MemorySample, MemorySummary, RunReport, ScenarioReport, Section, SuiteReport, WorkloadReport,
 };
 pub use sweep::{SweepReport, SweepStep};
 pub use timeline::{DbSample, IntervalLogs, SpectrumPoint, TimePoint, Timeline};

@@ -93,6 +93,9 @@ pub struct AgentReport {
     /// The agent process's resident memory over the run.
     #[serde(default)]
     pub memory: MemorySummary,
+    /// CPU seconds (user + system) the agent process used during the run.
+    #[serde(default)]
+    pub cpu_s: f64,
 }
 
 /// One scenario's part of the run, merged over every agent.
@@ -349,6 +352,21 @@ pub struct RunReport {
     /// Postgres settings that shape the result (max_connections, shared_buffers, ...).
     #[serde(default)]
     pub postgres_settings: BTreeMap<String, String>,
+    /// What following the run cost the coordinator itself.
+    #[serde(default)]
+    pub coordinator: CoordinatorCost,
+}
+
+/// The coordinator's own cost over a run: from the start of the agents' Run
+/// calls to the end of the follow (fan-in, live view, completion tracking).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CoordinatorCost {
+    /// CPU seconds (user + system) of the coordinator process.
+    pub cpu_s: f64,
+    /// Wall seconds of the same span.
+    pub wall_s: f64,
+    /// Resident memory at the end of the follow, MB.
+    pub rss_mb: f64,
 }
 
 impl RunReport {

@@ -129,6 +129,21 @@ fn row(name: &str, completed: u64, failed: u64, last: Option<&TimePoint>, in_fli
 /// Rows of agents shown in the live table; more are summed into one row.
 const LIVE_ROWS: usize = 12;
 
+/// The agents the live table names: all of them when they fit, else the lost
+/// ones and then the slowest (highest p99 in their last second), in index
+/// order, so a table of a thousand agents still fits a screen and shows the
+/// ones worth looking at.
+fn shown_rows(rows: &[FrameRow]) -> impl Iterator<Item = &FrameRow> {
+    let mut picked: Vec<&FrameRow> = rows.iter().collect();
+    if rows.len() > LIVE_ROWS {
+        let p99 = |r: &FrameRow| r.last.as_ref().map_or(0.0, |p| p.p99_ms);
+        picked.sort_by(|a, b| a.alive.cmp(&b.alive).then(p99(b).total_cmp(&p99(a))));
+        picked.truncate(LIVE_ROWS);
+        picked.sort_by_key(|r| r.index);
+    }
+    picked.into_iter()
+}
+
 /// The compact live table: one row per agent (the last second's throughput
 /// and latency, totals so far) and the merged row, then the database.
 pub fn table(f: &Frame<'_>) -> String {
@@ -141,11 +156,20 @@ pub fn table(f: &Frame<'_>) -> String {
         let c = &r.counts;
         row(&name, c.completed, c.failed() + c.start_errors, r.last.as_ref(), r.in_flight, c.late + c.dropped)
     };
-    for r in f.rows.iter().take(LIVE_ROWS) {
+    let shown: Vec<&FrameRow> = shown_rows(&f.rows).collect();
+    for r in &shown {
         out.push_str(&agent_row(r));
     }
     if f.rows.len() > LIVE_ROWS {
-        out.push_str(&format!("         ... {} more agent(s)\n", f.rows.len() - LIVE_ROWS));
+        let named: std::collections::HashSet<usize> = shown.iter().map(|r| r.index).collect();
+        let rest: Vec<&FrameRow> = f.rows.iter().filter(|r| !named.contains(&r.index)).collect();
+        let mut c = loadgen_common::tally::Counts::default();
+        for r in &rest {
+            c.add(&r.counts);
+        }
+        let in_flight = rest.iter().map(|r| r.in_flight).sum();
+        let name = format!("{} others", rest.len());
+        out.push_str(&row(&name, c.completed, c.failed() + c.start_errors, None, in_flight, c.late + c.dropped));
     }
     let t = &f.total;
     out.push_str(&row(
@@ -210,5 +234,34 @@ mod tests {
         assert!(rows[1].trim_start().starts_with('0') && rows[2].contains("1 LOST"), "{t}");
         assert!(rows[3].trim_start().starts_with("merged") && rows[3].contains("250.0ms"), "{t}");
         assert!(rows[4].contains("512 commits/s") && rows[4].contains("3 lock wait(s)"), "{t}");
+    }
+
+    #[test]
+    fn a_thousand_agents_fit_a_screen_with_the_slowest_named() {
+        let rows: Vec<FrameRow> = (0..1000)
+            .map(|i| FrameRow {
+                index: i,
+                alive: i != 500,
+                counts: Counts { completed: 10, ..Default::default() },
+                last: Some(TimePoint { p99_ms: i as f64, ..Default::default() }),
+                in_flight: 1,
+            })
+            .collect();
+        let f = Frame {
+            elapsed_s: 1.0,
+            rows,
+            total: Counts { completed: 10_000, ..Default::default() },
+            in_flight: 1000,
+            p99_us: 1,
+            merged_last: None,
+            db: None,
+        };
+        let t = table(&f);
+        let lines: Vec<&str> = t.lines().collect();
+        // Header, 12 named agents, the others summed, merged, database.
+        assert_eq!(lines.len(), 1 + LIVE_ROWS + 3, "{t}");
+        assert!(lines[1].contains("500 LOST"), "the lost agent comes first: {t}");
+        assert!(lines[2].trim_start().starts_with("989") && lines[12].trim_start().starts_with("999"), "{t}");
+        assert!(lines[13].contains("988 others") && lines[13].contains("9880"), "{t}");
     }
 }

@@ -8,6 +8,9 @@ use super::view::{describe_config, fmt_ms};
 use super::{Document, Renderer};
 use crate::model::{RunReport, Section};
 
+/// Per-agent rows a history entry lists; with more agents they are left to the JSON.
+const MARKDOWN_AGENTS: usize = 16;
+
 /// Markdown sections for results files.
 #[derive(Debug)]
 pub struct Markdown;
@@ -97,8 +100,13 @@ pub fn run(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
             fmt_ms(l.max_us)
         )
     };
-    for a in &r.agents {
-        row(w, &format!("{} {}", a.index, a.address), &a.section)?;
+    // A history file stays readable with many agents: their rows are in the JSON.
+    if r.agents.len() <= MARKDOWN_AGENTS {
+        for a in &r.agents {
+            row(w, &format!("{} {}", a.index, a.address), &a.section)?;
+        }
+    } else {
+        writeln!(w, "| _{} agents: per-agent rows in the JSON result_ | | | | | | | | | |", r.agents.len())?;
     }
     for s in r.scenarios.iter().filter(|_| r.scenarios.len() > 1) {
         row(w, &format!("_{}_", s.name), &s.section)?;

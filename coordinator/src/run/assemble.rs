@@ -94,6 +94,7 @@ pub fn merge(
             section: Section::new(counts, elapsed_s, &hist),
             lost: is_lost,
             memory: MemorySummary::from_samples(stream.memory.clone()),
+            cpu_s: stream.cpu_ms as f64 / 1000.0,
         });
     }
     out.merged = Section::new(total, elapsed_max, &all);

@@ -16,6 +16,13 @@
 //! agent's start report and the answer) and an instance is seen up to one
 //! start report interval (20 ms) later.
 //!
+//! The tick follows the work: it is long enough for each query to find about
+//! [`PER_QUERY`] completions at the rate lately seen, but never longer than
+//! the ceiling (`--completion-poll`, which bounds how late a completion is
+//! seen) nor shorter than [`FLOOR`]. So queries per orchestration stay near
+//! 1/3 whatever the agent count or the throughput, up to ~10 a second at
+//! low rates, and no query is made while nothing is in flight.
+//!
 //! The query is the agent's own ([`Tracker`]); latency still comes from the
 //! runtime's `completed_at`, and the agent records when it learned of it.
 
@@ -28,7 +35,7 @@ use loadgen_agent::tracker::{Finished, Tracker};
 use loadgen_common::proto::{self, run_control};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio::time::MissedTickBehavior;
+use tokio::time::Instant;
 
 /// What the tracker did during a run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -68,12 +75,13 @@ impl std::fmt::Debug for Command {
 pub type Route = mpsc::UnboundedSender<proto::RunControl>;
 
 impl ClusterTracker {
-    /// Start tracking for the run on `schema`, querying every `every` while
-    /// anything is in flight and sending agent `i`'s answers to `routes[i]`.
-    pub fn start(provider: Arc<PostgresProvider>, schema: &str, routes: Vec<Route>, every: Duration) -> Self {
+    /// Start tracking for the run on `schema`, querying while anything is in
+    /// flight, at most `ceiling` apart, and sending agent `i`'s answers to
+    /// `routes[i]`.
+    pub fn start(provider: Arc<PostgresProvider>, schema: &str, routes: Vec<Route>, ceiling: Duration) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let tracker = Tracker::new(schema);
-        let handle = tokio::spawn(track(provider, tracker, routes, every, rx));
+        let handle = tokio::spawn(track(provider, tracker, routes, ceiling, rx));
         ClusterTracker { tx, handle }
     }
 
@@ -120,17 +128,54 @@ impl Followed {
     }
 }
 
+/// Completions each query aims to find: the tick follows the completion
+/// rate so the query count follows the work (1/3 query per orchestration),
+/// within the floor and ceiling below.
+const PER_QUERY: f64 = 3.0;
+/// The shortest tick: past ~150 completions/s queries stop getting more
+/// frequent and simply find more each.
+const FLOOR: Duration = Duration::from_millis(20);
+/// The window the completion rate is measured over.
+const RATE_WINDOW: Duration = Duration::from_secs(2);
+
+/// The completion rate lately seen, and the tick it asks for.
+#[derive(Debug, Default)]
+struct Pace {
+    found: std::collections::VecDeque<(Instant, u64)>,
+}
+
+impl Pace {
+    fn record(&mut self, at: Instant, n: u64) {
+        self.found.push_back((at, n));
+        while self.found.front().is_some_and(|(t, _)| at.duration_since(*t) > RATE_WINDOW) {
+            self.found.pop_front();
+        }
+    }
+
+    /// The tick for completions arriving at the recent rate: long enough to
+    /// find [`PER_QUERY`] of them, never longer than `ceiling` (which bounds
+    /// how late a completion is seen) nor shorter than [`FLOOR`].
+    fn tick(&self, now: Instant, ceiling: Duration) -> Duration {
+        let n: u64 = self.found.iter().filter(|(t, _)| now.duration_since(*t) <= RATE_WINDOW).map(|(_, n)| n).sum();
+        if n == 0 {
+            return ceiling;
+        }
+        let rate = n as f64 / RATE_WINDOW.as_secs_f64();
+        Duration::from_secs_f64(PER_QUERY / rate).clamp(FLOOR.min(ceiling), ceiling)
+    }
+}
+
 async fn track(
     provider: Arc<PostgresProvider>,
     tracker: Tracker,
     routes: Vec<Route>,
-    every: Duration,
+    ceiling: Duration,
     mut rx: mpsc::UnboundedReceiver<Command>,
 ) -> TrackerStats {
     let mut stats = TrackerStats::default();
     let mut followed = Followed::default();
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut pace = Pace::default();
+    let mut next = Instant::now() + ceiling;
     let mut errors_logged = 0u32;
     loop {
         tokio::select! {
@@ -138,12 +183,14 @@ async fn track(
                 Some(c) => followed.apply(c),
                 None => break,
             },
-            _ = tick.tick() => {
+            _ = tokio::time::sleep_until(next) => {
                 // Take every report that arrived meanwhile, so an instance
                 // reported just now is in this query.
                 while let Ok(c) = rx.try_recv() {
                     followed.apply(c);
                 }
+                let began = Instant::now();
+                next = began + pace.tick(began, ceiling);
                 if followed.agent_of.is_empty() {
                     continue;
                 }
@@ -153,6 +200,8 @@ async fn track(
                 match tracker.poll(&provider, &ids).await {
                     Ok(rows) => {
                         stats.found += rows.len() as u64;
+                        pace.record(began, rows.len() as u64);
+                        next = began + pace.tick(began, ceiling);
                         for (agent, rows) in followed.route(rows) {
                             let c = loadgen_agent::wire::completions(rows);
                             let msg = proto::RunControl { control: Some(run_control::Control::Completions(c)) };
@@ -198,6 +247,32 @@ mod tests {
         // Found instances are no longer followed; the rest are.
         assert_eq!(f.agent_of.keys().collect::<Vec<_>>(), ["r-0-0"]);
         assert!(f.route(vec![done("r-0-1")]).is_empty());
+    }
+
+    #[test]
+    fn the_tick_follows_the_completion_rate_within_bounds() {
+        let ceiling = Duration::from_millis(100);
+        let now = Instant::now();
+        let mut pace = Pace::default();
+        // Nothing found yet: the ceiling.
+        assert_eq!(pace.tick(now, ceiling), ceiling);
+        // 60 completions over the window (30/s): 3 per query means 100 ms.
+        for i in 0..10u64 {
+            pace.record(now - Duration::from_millis(180 * i), 6);
+        }
+        assert_eq!(pace.tick(now, ceiling).as_millis(), 100);
+        // 50/s: 60 ms.
+        pace.record(now, 40);
+        assert_eq!(pace.tick(now, ceiling).as_millis(), 60);
+        // Very fast: the floor.
+        pace.record(now, 10_000);
+        assert_eq!(pace.tick(now, ceiling), FLOOR);
+        // Slow (10/s): the ceiling bounds the delay.
+        let mut slow = Pace::default();
+        slow.record(now, 20);
+        assert_eq!(slow.tick(now, ceiling), ceiling);
+        // Old completions leave the window.
+        assert_eq!(slow.tick(now + Duration::from_secs(3), ceiling), ceiling);
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub struct AgentStream {
     pub status_query_errors: u64,
     pub in_flight: u64,
     pub memory: Vec<MemorySample>,
+    /// CPU time the agent process reported using, milliseconds.
+    pub cpu_ms: u64,
     /// Intervals received.
     pub intervals: u64,
     /// The per-second series, and the last point still open to a short
@@ -137,6 +139,7 @@ impl Live {
         a.status_queries += iv.status_queries;
         a.status_query_errors += iv.status_query_errors;
         a.in_flight = iv.in_flight;
+        a.cpu_ms += iv.cpu_ms;
         a.intervals += 1;
         if iv.rss_bytes > 0 {
             a.memory.push(MemorySample { t_s, rss_mb: iv.rss_bytes as f64 / (1024.0 * 1024.0) });

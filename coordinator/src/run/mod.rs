@@ -177,6 +177,7 @@ pub(crate) async fn run_once(
     audit::record::record(&provider, &record).await.map_err(scrub)?;
 
     // 3. Start and follow.
+    let (cpu0, wall0) = (loadgen_common::process::cpu_time(), Instant::now());
     let started_at = chrono::Utc::now() + START_DELAY;
     let (controls, streams) = stream::start_all(&session.links, &run_id, START_DELAY).await?;
     let started = Instant::now() + START_DELAY;
@@ -198,6 +199,11 @@ pub(crate) async fn run_once(
     let tracked = match tracker {
         Some(t) => t.finish().await,
         None => Default::default(),
+    };
+    let coordinator = crate::model::CoordinatorCost {
+        cpu_s: loadgen_common::process::cpu_time().saturating_sub(cpu0).as_secs_f64(),
+        wall_s: wall0.elapsed().as_secs_f64(),
+        rss_mb: loadgen_common::process::rss_bytes() as f64 / (1024.0 * 1024.0),
     };
     let mut db_timeline = sampled.samples;
     let followed = followed?;
@@ -296,6 +302,7 @@ pub(crate) async fn run_once(
         db_timeline,
         spectrum: m.spectrum,
         postgres_settings,
+        coordinator,
     };
     Ok((report, logs))
 }

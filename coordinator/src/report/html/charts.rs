@@ -38,10 +38,28 @@ pub(super) fn latency_series(points: &[TimePoint], f: impl Fn(&TimePoint) -> f64
     time_series(points, |p| if p.completed == 0 && f(p) == 0.0 { f64::NAN } else { f(p) })
 }
 
+/// Agents drawn as their own lines on the charts over time; with more, only
+/// the slowest are (the table below the charts has every agent).
+pub(super) const CHART_AGENTS: usize = 8;
+
+/// The agents whose lines a chart draws: every one when they fit, else the
+/// [`CHART_AGENTS`] with the highest headline p99.
+pub(super) fn charted_agents(r: &RunReport) -> Vec<(usize, &[TimePoint])> {
+    let mut all: Vec<(usize, &[TimePoint])> =
+        r.timeline.agents.iter().enumerate().map(|(i, p)| (i, p.as_slice())).collect();
+    if all.len() > CHART_AGENTS {
+        let p99 = |i: usize| r.agents.get(i).map_or(0, |a| a.section.headline_latency().p99_us);
+        all.sort_by_key(|(i, _)| std::cmp::Reverse(p99(*i)));
+        all.truncate(CHART_AGENTS);
+        all.sort_by_key(|(i, _)| *i);
+    }
+    all
+}
+
 pub(super) fn throughput_chart(r: &RunReport, name: &str) -> Chart {
     let mut c = Chart::new(name, "Throughput over time", "time since start (s)", "completions per second");
     c.series.push(Series::line("merged orch/s", COLOR_MERGED, time_series(&r.timeline.merged, |p| p.orch_per_sec)));
-    for (i, points) in r.timeline.agents.iter().enumerate() {
+    for (i, points) in charted_agents(r) {
         let s = Series::line(agent_label(r, i), PALETTE[i % PALETTE.len()], time_series(points, |p| p.orch_per_sec));
         c.series.push(s.dashed());
     }
@@ -55,7 +73,7 @@ pub(super) fn latency_chart(r: &RunReport) -> Chart {
     c.series.push(Series::line("merged max", COLOR_MAX, latency_series(m, |p| p.max_ms)));
     c.series.push(Series::line("merged p99", COLOR_MERGED, latency_series(m, |p| p.p99_ms)));
     c.series.push(Series::line("merged p50", COLOR_P50, latency_series(m, |p| p.p50_ms)));
-    for (i, points) in r.timeline.agents.iter().enumerate() {
+    for (i, points) in charted_agents(r) {
         let label = format!("{} p99", agent_label(r, i));
         c.series.push(Series::line(label, PALETTE[i % PALETTE.len()], latency_series(points, |p| p.p99_ms)).dashed());
     }

@@ -282,14 +282,14 @@ fn render_memory(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     if r.agents.iter().all(|a| a.memory.samples.is_empty()) {
         return Ok(());
     }
-    writeln!(w, "Agent memory (RSS):")?;
+    writeln!(w, "Agent memory (RSS) and CPU:")?;
     for a in r.agents.iter().take(AGENT_ROWS) {
         let m = &a.memory;
         let growth = m.growth_mb_per_min.map_or("n/a (short run)".to_string(), |g| format!("{g:+.2} MB/min"));
         write!(
             w,
-            "  agent {}: {:.1} -> {:.1} MB, peak {:.1} MB, growth {growth}",
-            a.index, m.start_mb, m.end_mb, m.peak_mb
+            "  agent {}: {:.1} -> {:.1} MB, peak {:.1} MB, growth {growth}, CPU {:.1} s",
+            a.index, m.start_mb, m.end_mb, m.peak_mb, a.cpu_s
         )?;
         if m.samples.last().is_some_and(|s| s.t_s >= 60.0) {
             let points: Vec<String> = (0..10)
@@ -299,6 +299,27 @@ fn render_memory(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
             write!(w, "; over time (s:MB) {}", points.join(" "))?;
         }
         writeln!(w)?;
+    }
+    let rest = r.agents.get(AGENT_ROWS..).unwrap_or_default();
+    if !rest.is_empty() {
+        writeln!(
+            w,
+            "  {} more agent(s): peak RSS up to {:.1} MB, CPU {:.1} s together (each in the JSON and HTML)",
+            rest.len(),
+            rest.iter().map(|a| a.memory.peak_mb).fold(0.0, f64::max),
+            rest.iter().map(|a| a.cpu_s).sum::<f64>()
+        )?;
+    }
+    let c = &r.coordinator;
+    if c.wall_s > 0.0 {
+        writeln!(
+            w,
+            "Coordinator: {:.1} CPU s over {:.1} s of following the agents ({:.1}% of one core), RSS {:.1} MB.",
+            c.cpu_s,
+            c.wall_s,
+            c.cpu_s * 100.0 / c.wall_s,
+            c.rss_mb
+        )?;
     }
     Ok(())
 }
