@@ -19,8 +19,13 @@ use tonic::{Request, Response, Status, Streaming};
 const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 /// Completions each synthetic agent reports per second.
 const COMPLETIONS_PER_SECOND: u64 = 50;
-/// Start reports (cluster tracking) each synthetic agent sends per second.
+/// Start reports (cluster tracking) each synthetic agent sends per second,
+/// unless `LOADGEN_SYNTHETIC_START_REPORTS` says otherwise (0: none).
 const STARTED_BATCHES: u64 = 10;
+
+fn start_reports_per_second() -> u64 {
+    std::env::var("LOADGEN_SYNTHETIC_START_REPORTS").ok().and_then(|v| v.parse().ok()).unwrap_or(STARTED_BATCHES)
+}
 
 /// One synthetic agent.
 #[derive(Debug, Clone, Default)]
@@ -100,12 +105,16 @@ impl AgentRpc for Synthetic {
             tokio::time::sleep(Duration::from_millis(start.start_delay_ms)).await;
             let seconds = duration.as_secs().max(1);
             let mut seq = 0u64;
+            let batches = start_reports_per_second();
             for second in 1..=seconds {
                 // Cluster tracking: report the second's starts in ten batches,
                 // as a real agent reports what it started every 20 ms.
-                for _ in 0..STARTED_BATCHES {
-                    tokio::time::sleep(Duration::from_millis(1000 / STARTED_BATCHES)).await;
-                    let per = COMPLETIONS_PER_SECOND / STARTED_BATCHES;
+                if batches == 0 {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                for _ in 0..batches {
+                    tokio::time::sleep(Duration::from_millis(1000 / batches)).await;
+                    let per = COMPLETIONS_PER_SECOND / batches;
                     let instance_ids = (seq..seq + per).map(|s| format!("syn-{index}-{s}")).collect();
                     seq += per;
                     let started = run_event::Event::Started(proto::Started { instance_ids });

@@ -33,28 +33,186 @@ pub enum HistogramError {
     Merge(String),
 }
 
+/// Entries past which a sparse histogram becomes a dense one: 4,096 entries
+/// of 16 bytes are 64 KiB, a third of a dense histogram's counts array.
+const DENSE_AT: usize = 4096;
+
 /// A latency histogram in microseconds with the workspace-wide bounds.
-#[derive(Clone, Debug)]
+///
+/// Three representations with one meaning. A dense HdrHistogram's counts
+/// array for these bounds is 23,552 counters (184 KiB), allocated, zeroed and
+/// scanned by every merge whatever it holds. A coordinator folding a
+/// thousand agents' intervals a second (most holding a few dozen samples,
+/// several holding none) would spend its time and memory on zeros. So a
+/// histogram is *empty* until something is recorded or merged into it,
+/// *sparse* (sorted `(value, count)` pairs of the non-zero buckets) when it
+/// was decoded from the wire or merged from sparse ones, and *dense* once it
+/// records samples itself or holds more than [`DENSE_AT`] distinct buckets.
+/// Every statistic is computed exactly as HdrHistogram computes it (the
+/// tests compare the representations), so which one a histogram uses never
+/// shows in a figure.
+#[derive(Clone, Debug, Default)]
 pub struct LatencyHistogram {
-    inner: Histogram<u64>,
+    repr: Repr,
     saturated: u64,
 }
 
-impl Default for LatencyHistogram {
-    fn default() -> Self {
-        Self::new()
+#[derive(Clone, Debug, Default)]
+enum Repr {
+    #[default]
+    Empty,
+    /// Non-zero buckets as (lowest equivalent value, count), ascending by value.
+    Sparse {
+        entries: Vec<(u64, u64)>,
+        total: u64,
+    },
+    Dense(Box<Histogram<u64>>),
+}
+
+/// A dense histogram with the standard bounds.
+fn dense() -> Box<Histogram<u64>> {
+    // The bounds are constants that `new_with_bounds` accepts (low >= 1,
+    // high >= 2 * low, sigfig <= 5), so construction cannot fail.
+    #[allow(clippy::expect_used)]
+    Box::new(
+        Histogram::new_with_bounds(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+            .expect("constant histogram bounds are valid"),
+    )
+}
+
+/// Bucket arithmetic (equivalent values) for our bounds. It depends on the
+/// lowest value and the precision only, so a histogram with the smallest
+/// allowed range serves and costs nothing.
+fn buckets() -> &'static Histogram<u64> {
+    static BUCKETS: std::sync::OnceLock<Histogram<u64>> = std::sync::OnceLock::new();
+    BUCKETS.get_or_init(|| {
+        #[allow(clippy::expect_used)]
+        Histogram::new_with_bounds(LOWEST_US, LOWEST_US * 2, SIGNIFICANT_DIGITS).expect("constant bounds are valid")
+    })
+}
+
+/// Sub-buckets in each half bucket for 3 significant digits (2,048 per bucket).
+const HALF_BUCKET_MAGNITUDE: u32 = 10;
+
+/// The lowest value of counts-array index `index` for our bounds (low 1, so
+/// no unit magnitude): HdrHistogram's own index layout.
+fn value_for(index: usize) -> Option<u64> {
+    let half = 1usize << HALF_BUCKET_MAGNITUDE;
+    let bucket = (index >> HALF_BUCKET_MAGNITUDE) as i64 - 1;
+    let sub = ((index & (half - 1)) + half) as u64;
+    if bucket < 0 {
+        return Some(sub - half as u64);
     }
+    let shift = u32::try_from(bucket).ok().filter(|b| *b < 53)?;
+    Some(sub << shift)
+}
+
+/// Cookie of an uncompressed V2 encoding.
+const V2_COOKIE: u32 = 0x1c84_9303;
+
+/// Decode an uncompressed V2 encoding with our precision into sparse
+/// entries, never allocating the dense counts array. `None`: not something
+/// this fast path reads (the full deserializer then decides).
+fn decode_sparse(bytes: &[u8]) -> Option<Result<Vec<(u64, u64)>, HistogramError>> {
+    let be32 = |at: usize| bytes.get(at..at + 4).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes);
+    let be64 = |at: usize| bytes.get(at..at + 8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
+    if be32(0)? != V2_COOKIE || be32(8)? != 0 || be64(28)? != 1.0f64.to_bits() {
+        return None;
+    }
+    let (sigfig, low, high) = (be32(12)?, be64(16)?, be64(20)?);
+    if low != LOWEST_US || sigfig != u32::from(SIGNIFICANT_DIGITS) {
+        let sigfig = u8::try_from(sigfig).unwrap_or(u8::MAX);
+        return Some(Err(HistogramError::Bounds { low, high, sigfig }));
+    }
+    let len = be32(4)? as usize;
+    let payload = bytes.get(36..36 + len)?;
+    let bad = |what: &str| Some(Err(HistogramError::Decode(what.to_string())));
+    let (mut at, mut index, mut entries) = (0usize, 0usize, Vec::new());
+    while at < payload.len() {
+        // LEB128, at most nine bytes (the ninth keeps all eight of its bits).
+        let mut zz = 0u64;
+        let mut n = 0;
+        loop {
+            let Some(&b) = payload.get(at + n) else { return bad("truncated varint") };
+            if n == 8 {
+                zz |= u64::from(b) << 56;
+                n += 1;
+                break;
+            }
+            zz |= u64::from(b & 0x7f) << (7 * n);
+            n += 1;
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        at += n;
+        let v = ((zz >> 1) as i64) ^ -((zz & 1) as i64);
+        if v < 0 {
+            index = index.saturating_add(v.unsigned_abs() as usize);
+            continue;
+        }
+        if v > 0 {
+            let Some(value) = value_for(index) else { return bad("index beyond the value range") };
+            if value > HIGHEST_US {
+                return Some(Err(HistogramError::Merge(format!("a value of {value} us is beyond the 1 h bound"))));
+            }
+            entries.push((value, v as u64));
+        }
+        index += 1;
+    }
+    Some(Ok(entries))
+}
+
+/// Merge two ascending entry lists.
+fn merge_entries(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].0.cmp(&b[j].0) {
+            std::cmp::Ordering::Less => {
+                out.push(a[i]);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                out.push(b[j]);
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                out.push((a[i].0, a[i].1 + b[j].1));
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
 }
 
 impl LatencyHistogram {
-    /// An empty histogram with the standard bounds.
+    /// An empty histogram with the standard bounds (nothing is allocated
+    /// until a sample arrives).
     pub fn new() -> Self {
-        // The bounds are constants that `new_with_bounds` accepts (low >= 1,
-        // high >= 2 * low, sigfig <= 5), so construction cannot fail.
-        #[allow(clippy::expect_used)]
-        let inner = Histogram::new_with_bounds(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
-            .expect("constant histogram bounds are valid");
-        Self { inner, saturated: 0 }
+        Self::default()
+    }
+
+    /// The dense form, made from whatever this holds.
+    fn densify(&mut self) -> &mut Histogram<u64> {
+        if !matches!(self.repr, Repr::Dense(_)) {
+            let mut d = dense();
+            if let Repr::Sparse { entries, .. } = &self.repr {
+                for &(v, c) in entries {
+                    // Values were checked against the bounds when decoded.
+                    let _ = d.record_n(v, c);
+                }
+            }
+            self.repr = Repr::Dense(d);
+        }
+        match &mut self.repr {
+            Repr::Dense(d) => d,
+            // Just made dense above.
+            _ => unreachable!("densified"),
+        }
     }
 
     /// Record one latency. Values above [`HIGHEST_US`] are clamped to it and
@@ -71,53 +229,106 @@ impl LatencyHistogram {
             self.saturated += 1;
         }
         // `saturating_record` clamps to the highest trackable value.
-        self.inner.saturating_record(us);
+        self.densify().saturating_record(us);
     }
 
     /// Add every sample of `other` into `self` (exact: the bounds are identical).
     pub fn merge(&mut self, other: &LatencyHistogram) -> Result<(), HistogramError> {
-        self.inner.add(&other.inner).map_err(|e| HistogramError::Merge(format!("{e:?}")))?;
         self.saturated += other.saturated;
+        match (&mut self.repr, &other.repr) {
+            (_, Repr::Empty) => {}
+            (Repr::Empty, o) => self.repr = o.clone(),
+            (Repr::Dense(d), Repr::Dense(o)) => {
+                d.add(o.as_ref()).map_err(|e| HistogramError::Merge(format!("{e:?}")))?
+            }
+            (Repr::Dense(d), Repr::Sparse { entries, .. }) => {
+                for &(v, c) in entries {
+                    d.record_n(v, c).map_err(|e| HistogramError::Merge(format!("{e:?}")))?;
+                }
+            }
+            (Repr::Sparse { entries, total }, Repr::Sparse { entries: theirs, total: their_total }) => {
+                *entries = merge_entries(entries, theirs);
+                *total += their_total;
+                if entries.len() > DENSE_AT {
+                    self.densify();
+                }
+            }
+            (Repr::Sparse { .. }, Repr::Dense(o)) => {
+                self.densify().add(o.as_ref()).map_err(|e| HistogramError::Merge(format!("{e:?}")))?;
+            }
+        }
         Ok(())
     }
 
-    /// Encode as HdrHistogram V2 (uncompressed) bytes.
+    /// Encode as HdrHistogram V2 (uncompressed) bytes; an empty histogram
+    /// encodes as no bytes at all (which [`Self::decode`] reads back as empty).
     pub fn encode(&self) -> Vec<u8> {
+        let owned;
+        let d = match &self.repr {
+            Repr::Empty => return Vec::new(),
+            Repr::Dense(d) => d.as_ref(),
+            Repr::Sparse { .. } => {
+                owned = self.to_hdr();
+                &owned
+            }
+        };
         let mut buf = Vec::with_capacity(64);
         // Serializing into a Vec cannot fail for a histogram with valid bounds.
-        if let Err(e) = V2Serializer::new().serialize(&self.inner, &mut buf) {
+        if let Err(e) = V2Serializer::new().serialize(d, &mut buf) {
             tracing::error!(error = ?e, "histogram serialization failed");
             buf.clear();
         }
         buf
     }
 
-    /// Decode V2 bytes, refusing a histogram whose bounds differ from ours.
-    /// Saturation counts do not travel (the V2 format has no field for them).
+    /// Decode V2 bytes, refusing a histogram whose precision or lowest value
+    /// differ from ours (its highest may be smaller: the buckets are the
+    /// same). Saturation counts do not travel (V2 has no field for them).
     pub fn decode(bytes: &[u8]) -> Result<Self, HistogramError> {
         if bytes.is_empty() {
             return Ok(Self::new());
         }
-        let decoded: Histogram<u64> =
-            Deserializer::new().deserialize(&mut &bytes[..]).map_err(|e| HistogramError::Decode(format!("{e:?}")))?;
-        if decoded.low() != LOWEST_US || decoded.sigfig() != SIGNIFICANT_DIGITS {
-            return Err(HistogramError::Bounds { low: decoded.low(), high: decoded.high(), sigfig: decoded.sigfig() });
+        // Our own encodings (uncompressed V2) are read into sparse entries;
+        // anything else (compressed) goes through the full deserializer.
+        let entries = match decode_sparse(bytes) {
+            Some(r) => r?,
+            None => {
+                let decoded: Histogram<u64> = Deserializer::new()
+                    .deserialize(&mut &bytes[..])
+                    .map_err(|e| HistogramError::Decode(format!("{e:?}")))?;
+                if decoded.low() != LOWEST_US || decoded.sigfig() != SIGNIFICANT_DIGITS {
+                    return Err(HistogramError::Bounds {
+                        low: decoded.low(),
+                        high: decoded.high(),
+                        sigfig: decoded.sigfig(),
+                    });
+                }
+                let b = buckets();
+                decoded
+                    .iter_recorded()
+                    .map(|v| (b.lowest_equivalent(v.value_iterated_to()), v.count_at_value()))
+                    .collect()
+            }
+        };
+        let total = entries.iter().map(|e| e.1).sum();
+        let mut h = Self { repr: Repr::Sparse { entries, total }, saturated: 0 };
+        match &h.repr {
+            Repr::Sparse { total: 0, .. } => h.repr = Repr::Empty,
+            Repr::Sparse { entries, .. } if entries.len() > DENSE_AT => {
+                h.densify();
+            }
+            _ => {}
         }
-        if decoded.high() == HIGHEST_US {
-            // Our own encoding: the bounds are already ours, use it as it is
-            // (this halves the allocation and copying of a merge).
-            return Ok(Self { inner: decoded, saturated: 0 });
-        }
-        // A foreign encoder with a smaller `high` but our low and precision:
-        // adding it into a standard histogram gives the standard bounds.
-        let mut hist = Self::new();
-        hist.inner.add(&decoded).map_err(|e: hdrhistogram::AdditionError| HistogramError::Merge(format!("{e:?}")))?;
-        Ok(hist)
+        Ok(h)
     }
 
     /// Number of samples.
     pub fn count(&self) -> u64 {
-        self.inner.len()
+        match &self.repr {
+            Repr::Empty => 0,
+            Repr::Sparse { total, .. } => *total,
+            Repr::Dense(d) => d.len(),
+        }
     }
 
     /// Samples that were above [`HIGHEST_US`] and clamped.
@@ -125,49 +336,135 @@ impl LatencyHistogram {
         self.saturated
     }
 
+    /// Values at ascending quantiles `qs` (each 0.0..=1.0) in microseconds,
+    /// in one pass; 0 for each when empty. HdrHistogram's own rule: the
+    /// highest value equivalent to the bucket where the count reaches
+    /// `ceil(q * total)` (at least 1), the lowest for q = 0.
+    fn quantiles_us<const N: usize>(&self, qs: [f64; N]) -> [u64; N] {
+        let mut out = [0; N];
+        match &self.repr {
+            Repr::Empty => {}
+            Repr::Dense(d) => {
+                if !d.is_empty() {
+                    for (o, q) in out.iter_mut().zip(qs) {
+                        *o = d.value_at_quantile(q);
+                    }
+                }
+            }
+            Repr::Sparse { entries, total } => {
+                let b = buckets();
+                let mut cumulative = 0u64;
+                let mut it = entries.iter();
+                let mut current: Option<&(u64, u64)> = None;
+                for (o, q) in out.iter_mut().zip(qs) {
+                    let q = q.min(1.0);
+                    let target = ((q * *total as f64).ceil() as u64).max(1);
+                    while cumulative < target {
+                        let Some(e) = it.next() else { break };
+                        cumulative += e.1;
+                        current = Some(e);
+                    }
+                    if let Some(&(v, _)) = current {
+                        *o = if q == 0.0 { b.lowest_equivalent(v) } else { b.highest_equivalent(v) };
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Value at quantile `q` (0.0..=1.0) in microseconds; 0 when empty.
     pub fn quantile_us(&self, q: f64) -> u64 {
-        if self.inner.is_empty() { 0 } else { self.inner.value_at_quantile(q) }
+        self.quantiles_us([q])[0]
     }
 
     /// Largest recorded value in microseconds (0 when empty).
     pub fn max_us(&self) -> u64 {
-        if self.inner.is_empty() { 0 } else { self.inner.max() }
+        match &self.repr {
+            Repr::Empty => 0,
+            Repr::Sparse { entries, .. } => entries.last().map_or(0, |e| buckets().highest_equivalent(e.0)),
+            Repr::Dense(d) => {
+                if d.is_empty() {
+                    0
+                } else {
+                    d.max()
+                }
+            }
+        }
     }
 
     /// Smallest recorded value in microseconds (0 when empty).
     pub fn min_us(&self) -> u64 {
-        if self.inner.is_empty() { 0 } else { self.inner.min() }
+        match &self.repr {
+            Repr::Empty => 0,
+            Repr::Sparse { entries, .. } => entries.first().map_or(0, |e| e.0),
+            Repr::Dense(d) => {
+                if d.is_empty() {
+                    0
+                } else {
+                    d.min()
+                }
+            }
+        }
     }
 
-    /// Mean in microseconds (0 when empty).
+    /// Mean in microseconds (0 when empty), summed in HdrHistogram's order.
     pub fn mean_us(&self) -> f64 {
-        if self.inner.is_empty() { 0.0 } else { self.inner.mean() }
+        match &self.repr {
+            Repr::Empty => 0.0,
+            Repr::Sparse { entries, total } => {
+                let b = buckets();
+                let total = *total as f64;
+                entries.iter().fold(0.0f64, |sum, &(v, c)| sum + b.median_equivalent(v) as f64 * c as f64 / total)
+            }
+            Repr::Dense(d) => {
+                if d.is_empty() {
+                    0.0
+                } else {
+                    d.mean()
+                }
+            }
+        }
     }
 
-    /// Forget every sample (keeps the bounds).
+    /// Forget every sample (a dense histogram keeps its allocation).
     pub fn reset(&mut self) {
-        self.inner.reset();
+        match &mut self.repr {
+            Repr::Dense(d) => d.reset(),
+            _ => self.repr = Repr::Empty,
+        }
         self.saturated = 0;
     }
 
     /// The percentiles the reports show.
     pub fn summary(&self) -> LatencySummary {
+        let [p50_us, p90_us, p99_us, p999_us] = self.quantiles_us([0.50, 0.90, 0.99, 0.999]);
         LatencySummary {
             count: self.count(),
             min_us: self.min_us(),
             mean_us: self.mean_us(),
-            p50_us: self.quantile_us(0.50),
-            p90_us: self.quantile_us(0.90),
-            p99_us: self.quantile_us(0.99),
-            p999_us: self.quantile_us(0.999),
+            p50_us,
+            p90_us,
+            p99_us,
+            p999_us,
             max_us: self.max_us(),
         }
     }
 
-    /// Borrow the underlying histogram (for renderers that walk its buckets).
-    pub fn as_hdr(&self) -> &Histogram<u64> {
-        &self.inner
+    /// A dense HdrHistogram with the same samples (for writers that walk
+    /// its buckets, such as the interval log).
+    pub fn to_hdr(&self) -> Histogram<u64> {
+        match &self.repr {
+            Repr::Dense(d) => d.as_ref().clone(),
+            _ => {
+                let mut copy = self.clone();
+                copy.densify();
+                match copy.repr {
+                    Repr::Dense(d) => *d,
+                    _ => *dense(),
+                }
+            }
+        }
     }
 }
 
@@ -245,6 +542,71 @@ mod tests {
         let mut buf = Vec::new();
         V2Serializer::new().serialize(&foreign, &mut buf).expect("serialize");
         assert!(matches!(LatencyHistogram::decode(&buf), Err(HistogramError::Bounds { sigfig: 2, .. })));
+    }
+
+    /// Every statistic of `h` as a comparable tuple.
+    fn stats(h: &LatencyHistogram) -> (LatencySummary, Vec<u64>, u64) {
+        let qs = [0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999, 0.9999, 1.0, 1.5];
+        (h.summary(), qs.iter().map(|q| h.quantile_us(*q)).collect(), h.mean_us().to_bits())
+    }
+
+    #[test]
+    fn sparse_and_dense_give_identical_figures() {
+        for (seed, n) in [(3u64, 1usize), (5, 40), (11, 900), (17, 20_000)] {
+            let mut dense = LatencyHistogram::new();
+            for us in samples(seed, n) {
+                dense.record_us(us);
+            }
+            assert!(matches!(dense.repr, Repr::Dense(_)));
+            let decoded = LatencyHistogram::decode(&dense.encode()).expect("decode");
+            if n < 1000 {
+                assert!(matches!(decoded.repr, Repr::Sparse { .. }), "{n} samples stay sparse");
+            }
+            assert_eq!(stats(&decoded), stats(&dense), "{n} samples");
+            // The standard deserializer reads the same buckets.
+            let theirs: Histogram<u64> = Deserializer::new().deserialize(&mut &dense.encode()[..]).expect("hdr");
+            let mine = decoded.to_hdr();
+            let buckets = |h: &Histogram<u64>| {
+                h.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect::<Vec<_>>()
+            };
+            assert_eq!(buckets(&mine), buckets(&theirs));
+            // Merging in every combination of representations agrees.
+            let mut a = decoded.clone();
+            a.merge(&decoded).expect("sparse + sparse");
+            let mut b = dense.clone();
+            b.merge(&decoded).expect("dense + sparse");
+            let mut c = decoded.clone();
+            c.merge(&dense).expect("sparse + dense");
+            let mut d = LatencyHistogram::new();
+            d.merge(&dense).expect("empty + dense");
+            d.merge(&dense).expect("dense + dense");
+            for h in [&a, &b, &c] {
+                assert_eq!(stats(h), stats(&d), "{n} samples merged twice");
+            }
+        }
+    }
+
+    #[test]
+    fn nothing_is_allocated_for_an_empty_histogram() {
+        let mut h = LatencyHistogram::new();
+        assert!(matches!(h.repr, Repr::Empty) && h.encode().is_empty());
+        h.merge(&LatencyHistogram::new()).expect("merge empty");
+        assert!(matches!(h.repr, Repr::Empty));
+        h.record_us(5);
+        h.reset();
+        assert_eq!(h.count(), 0);
+    }
+
+    #[test]
+    fn index_layout_matches_hdrhistogram() {
+        let b = buckets();
+        for us in samples(23, 5_000).into_iter().chain([1, 2047, 2048, 2049, 4096, HIGHEST_US]) {
+            let mut h = LatencyHistogram::new();
+            h.record_us(us);
+            let sparse = LatencyHistogram::decode(&h.encode()).expect("decode");
+            let Repr::Sparse { entries, .. } = &sparse.repr else { panic!("sparse") };
+            assert_eq!(entries, &vec![(b.lowest_equivalent(us), 1)], "{us}");
+        }
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub fn write_log(w: &mut dyn Write, start: SystemTime, what: &str, intervals: &[
     for iv in intervals {
         let start_s = (iv.end_s - iv.length_s).max(0.0);
         log.write_histogram(
-            iv.histogram.as_hdr(),
+            &iv.histogram.to_hdr(),
             Duration::from_secs_f64(start_s),
             Duration::from_secs_f64(iv.length_s.max(0.0)),
             None,
@@ -142,7 +142,7 @@ mod tests {
         assert_eq!(found[0].2, 3);
         assert_eq!(found[1].2, 1);
         assert!((found[0].1 - 250.0).abs() < 1.0, "max in ms: {}", found[0].1);
-        assert_eq!(found[0].3, a.as_hdr().value_at_quantile(0.99));
+        assert_eq!(found[0].3, a.to_hdr().value_at_quantile(0.99));
         assert_eq!(found[1].0, Duration::from_secs(1));
     }
 }

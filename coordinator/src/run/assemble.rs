@@ -84,7 +84,6 @@ pub fn merge(
         };
         elapsed_max = elapsed_max.max(elapsed_s);
         total.add(&counts);
-        all.merge(&hist).map_err(merge_err)?;
         out.agents.push(AgentReport {
             index: link.index,
             address: link.address.clone(),
@@ -96,6 +95,11 @@ pub fn merge(
             memory: MemorySummary::from_samples(stream.memory.clone()),
             cpu_s: stream.cpu_ms as f64 / 1000.0,
         });
+    }
+    // The merged histograms are the scenarios' (a few merges, not one per
+    // agent: at a thousand agents the per-agent merges are the cost).
+    for t in by_scenario.values() {
+        all.merge(&t.hist).map_err(|e| CoordinatorError::Local(format!("merge: {e}")))?;
     }
     out.merged = Section::new(total, elapsed_max, &all);
     out.spectrum = spectrum(headline_histogram(&all));
