@@ -108,7 +108,7 @@ fn value_for(index: usize) -> Option<u64> {
 }
 
 /// Cookie of an uncompressed V2 encoding.
-const V2_COOKIE: u32 = 0x1c84_9303;
+const V2_COOKIE: u32 = 0x1c84_9313;
 
 /// Decode an uncompressed V2 encoding with our precision into sparse
 /// entries, never allocating the dense counts array. `None`: not something
@@ -116,16 +116,23 @@ const V2_COOKIE: u32 = 0x1c84_9303;
 fn decode_sparse(bytes: &[u8]) -> Option<Result<Vec<(u64, u64)>, HistogramError>> {
     let be32 = |at: usize| bytes.get(at..at + 4).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes);
     let be64 = |at: usize| bytes.get(at..at + 8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
-    if be32(0)? != V2_COOKIE || be32(8)? != 0 || be64(28)? != 1.0f64.to_bits() {
+    // Header: cookie, payload length, normalizing offset, significant
+    // digits (4 bytes each), lowest, highest, integer-to-double ratio (8 each).
+    if be32(0)? != V2_COOKIE || be32(8)? != 0 || be64(32)? != 1.0f64.to_bits() {
         return None;
     }
-    let (sigfig, low, high) = (be32(12)?, be64(16)?, be64(20)?);
+    let (sigfig, low, high) = (be32(12)?, be64(16)?, be64(24)?);
     if low != LOWEST_US || sigfig != u32::from(SIGNIFICANT_DIGITS) {
         let sigfig = u8::try_from(sigfig).unwrap_or(u8::MAX);
         return Some(Err(HistogramError::Bounds { low, high, sigfig }));
     }
     let len = be32(4)? as usize;
-    let payload = bytes.get(36..36 + len)?;
+    // Every non-zero bucket takes at least a byte: a payload this long is
+    // a dense histogram's work.
+    if len > 2 * DENSE_AT {
+        return None;
+    }
+    let payload = bytes.get(40..40 + len)?;
     let bad = |what: &str| Some(Err(HistogramError::Decode(what.to_string())));
     let (mut at, mut index, mut entries) = (0usize, 0usize, Vec::new());
     while at < payload.len() {
@@ -229,7 +236,10 @@ impl LatencyHistogram {
             self.saturated += 1;
         }
         // `saturating_record` clamps to the highest trackable value.
-        self.densify().saturating_record(us);
+        match &mut self.repr {
+            Repr::Dense(d) => d.saturating_record(us),
+            _ => self.densify().saturating_record(us),
+        }
     }
 
     /// Add every sample of `other` into `self` (exact: the bounds are identical).
@@ -288,38 +298,33 @@ impl LatencyHistogram {
         if bytes.is_empty() {
             return Ok(Self::new());
         }
-        // Our own encodings (uncompressed V2) are read into sparse entries;
-        // anything else (compressed) goes through the full deserializer.
-        let entries = match decode_sparse(bytes) {
-            Some(r) => r?,
-            None => {
-                let decoded: Histogram<u64> = Deserializer::new()
-                    .deserialize(&mut &bytes[..])
-                    .map_err(|e| HistogramError::Decode(format!("{e:?}")))?;
-                if decoded.low() != LOWEST_US || decoded.sigfig() != SIGNIFICANT_DIGITS {
-                    return Err(HistogramError::Bounds {
-                        low: decoded.low(),
-                        high: decoded.high(),
-                        sigfig: decoded.sigfig(),
-                    });
-                }
-                let b = buckets();
-                decoded
-                    .iter_recorded()
-                    .map(|v| (b.lowest_equivalent(v.value_iterated_to()), v.count_at_value()))
-                    .collect()
-            }
-        };
-        let total = entries.iter().map(|e| e.1).sum();
-        let mut h = Self { repr: Repr::Sparse { entries, total }, saturated: 0 };
-        match &h.repr {
-            Repr::Sparse { total: 0, .. } => h.repr = Repr::Empty,
-            Repr::Sparse { entries, .. } if entries.len() > DENSE_AT => {
-                h.densify();
+        // Small uncompressed V2 encodings (an interval's few samples) are
+        // read into sparse entries; large or compressed ones go through the
+        // full deserializer into a dense histogram (its native path is the
+        // fastest way to fill a counts array).
+        match decode_sparse(bytes) {
+            Some(Err(e)) => return Err(e),
+            Some(Ok(entries)) if entries.len() <= DENSE_AT => {
+                let total = entries.iter().map(|e| e.1).sum();
+                let repr = if total == 0 { Repr::Empty } else { Repr::Sparse { entries, total } };
+                return Ok(Self { repr, saturated: 0 });
             }
             _ => {}
         }
-        Ok(h)
+        let decoded: Histogram<u64> =
+            Deserializer::new().deserialize(&mut &bytes[..]).map_err(|e| HistogramError::Decode(format!("{e:?}")))?;
+        if decoded.low() != LOWEST_US || decoded.sigfig() != SIGNIFICANT_DIGITS {
+            return Err(HistogramError::Bounds { low: decoded.low(), high: decoded.high(), sigfig: decoded.sigfig() });
+        }
+        if decoded.high() == HIGHEST_US {
+            // Our own bounds: use it as it is.
+            return Ok(Self { repr: Repr::Dense(Box::new(decoded)), saturated: 0 });
+        }
+        // Another highest value but our lowest and precision: adding it into
+        // a standard histogram gives the standard bounds.
+        let mut d = dense();
+        d.add(&decoded).map_err(|e: hdrhistogram::AdditionError| HistogramError::Merge(format!("{e:?}")))?;
+        Ok(Self { repr: Repr::Dense(d), saturated: 0 })
     }
 
     /// Number of samples.

@@ -50,10 +50,19 @@ pub fn merge(
     for (i, link) in links.iter().enumerate() {
         let stream = live.agents.get(i).ok_or_else(|| CoordinatorError::agent(&link.address, "no stream"))?;
         let merge_err = |e| CoordinatorError::agent(&link.address, e);
-        let mut hist = Histograms::default();
+        // One scenario (the usual case): its histograms are the agent's, no copy.
+        let mut merged_here = Histograms::default();
+        let hist = match stream.scenarios.values().next() {
+            Some(t) if stream.scenarios.len() == 1 => &t.hist,
+            _ => {
+                for t in stream.scenarios.values() {
+                    merged_here.merge(&t.hist).map_err(merge_err)?;
+                }
+                &merged_here
+            }
+        };
         let mut facts = BTreeMap::new();
         for (name, t) in &stream.scenarios {
-            hist.merge(&t.hist).map_err(merge_err)?;
             by_scenario.entry(name.clone()).or_default().add(t).map_err(merge_err)?;
             for (k, v) in &t.facts {
                 *facts.entry(k.clone()).or_default() += v;
@@ -90,7 +99,7 @@ pub fn merge(
             hostname: link.hello.hostname.clone(),
             concurrency: slices.get(i).map_or(0, |s| s.concurrency),
             pool_max: link.hello.pool_max,
-            section: Section::new(counts, elapsed_s, &hist),
+            section: Section::new(counts, elapsed_s, hist),
             lost: is_lost,
             memory: MemorySummary::from_samples(stream.memory.clone()),
             cpu_s: stream.cpu_ms as f64 / 1000.0,

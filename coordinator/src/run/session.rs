@@ -18,6 +18,45 @@ use crate::error::CoordinatorError;
 use crate::notice::{Notice, Observer};
 use crate::plan::{Access, AgentSource, Database, Profile, RunPlan};
 
+/// A connection plan that did not fit, and what would.
+#[derive(Debug, Clone, Copy)]
+struct Fit {
+    agents: u64,
+    runtimes: u64,
+    pool: u64,
+    coordinator: u64,
+    available: u64,
+}
+
+/// The smallest pool a runtime works with: a dispatcher's fetch and its
+/// ack may each hold a connection.
+const MIN_POOL: u64 = 2;
+
+impl Fit {
+    /// Each change that alone would make the plan fit (none when nothing does).
+    fn advice(&self) -> Vec<String> {
+        let room = self.available.saturating_sub(self.coordinator);
+        let pools = self.agents * (self.runtimes + 1);
+        let mut out = Vec::new();
+        let pool = room / pools.max(1);
+        if pool >= MIN_POOL && pool < self.pool {
+            out.push(format!("--pool-max {pool} fits"));
+        }
+        let runtimes = (room / (self.agents * self.pool).max(1)).saturating_sub(1);
+        if runtimes >= 1 && runtimes < self.runtimes {
+            out.push(format!("--runtimes-per-agent {runtimes} fits"));
+        }
+        let agents = room / ((self.runtimes + 1) * self.pool).max(1);
+        if agents >= 1 && agents < self.agents {
+            out.push(format!("{agents} agent(s) fit"));
+        }
+        if out.is_empty() {
+            out.push("no single change of pool, runtimes or agents fits".into());
+        }
+        out
+    }
+}
+
 /// Bound on Release (stopping the driver and shutting runtimes down).
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(45);
 
@@ -107,11 +146,21 @@ impl Session {
         let available = max.saturating_sub(reserved).saturating_sub(in_use);
         if need > available {
             let pools: Vec<String> = self.links.iter().map(|l| l.hello.pool_max.to_string()).collect();
+            let pool = self.links.iter().map(|l| l.hello.pool_max).max().unwrap_or(1);
+            let fits = Fit {
+                agents: self.links.len() as u64,
+                runtimes: u64::from(profile.runtimes_per_agent),
+                pool: u64::from(pool),
+                coordinator: coordinator_pool,
+                available,
+            };
             return Err(CoordinatorError::Usage(format!(
-                "the plan needs up to {need} connections ({} agent(s) x ({} runtime(s) + 1 client) x pool {} + {coordinator_pool} for the coordinator) but the server has {available} available (max_connections {max}, {reserved} reserved, {in_use} in use); lower --pool-max or --runtimes-per-agent, use fewer agents, or raise max_connections",
+                "the plan needs up to {need} connections ({} agent(s) x ({} runtime(s) + 1 client) x pool {} + {coordinator_pool} for the coordinator) but the server has {available} available (max_connections {max}, {reserved} reserved, {in_use} in use); {}, or raise max_connections to at least {} (a pooler in front does not help: see docs/scale.md)",
                 self.links.len(),
                 profile.runtimes_per_agent,
                 pools.join("/"),
+                fits.advice().join(", "),
+                need + reserved + in_use,
             )));
         }
         tracing::info!(need, available, "connection plan fits");
@@ -193,5 +242,24 @@ impl Session {
         if let Some(mut pg) = self.embedded.take() {
             tokio::task::spawn_blocking(move || pg.stop()).await.ok();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Fit;
+
+    #[test]
+    fn a_plan_that_does_not_fit_is_told_what_would() {
+        // 2 agents x (20 + 1) pools x 20 = 840, + 10: the server has 90.
+        let f = Fit { agents: 2, runtimes: 20, pool: 20, coordinator: 10, available: 90 };
+        assert_eq!(f.advice(), ["--runtimes-per-agent 1 fits"]);
+        // 16 agents x 2 pools x 10 = 320 + 10 against 200: a pool of 5, or 9 agents.
+        let f = Fit { agents: 16, runtimes: 1, pool: 10, coordinator: 10, available: 200 };
+        assert_eq!(f.advice(), ["--pool-max 5 fits", "9 agent(s) fit"]);
+        let f = Fit { agents: 1000, runtimes: 1, pool: 10, coordinator: 10, available: 90 };
+        assert_eq!(f.advice(), ["4 agent(s) fit"]);
+        let f = Fit { agents: 1, runtimes: 1, pool: 10, coordinator: 10, available: 12 };
+        assert_eq!(f.advice(), ["no single change of pool, runtimes or agents fits"]);
     }
 }
