@@ -150,7 +150,10 @@ pub async fn drive<S: Sink>(
     let (launch_tx, mut launch_rx) = mpsc::unbounded_channel();
     let (poll_tx, mut poll_rx) = mpsc::unbounded_channel();
     let (act_tx, mut act_rx) = mpsc::unbounded_channel();
-    let t0 = Instant::now();
+    // Both clocks at the same instant: intended start times are placed on the
+    // wall clock from `t0`, and any gap between the two readings would make
+    // them later than the start calls they precede.
+    let (t0, wall0) = (Instant::now(), SystemTime::now());
     let (schedule, next_due) = match &plan.load {
         Load::Open(o) => (Some(Schedule::new(o)), Some(t0 + o.offset)),
         Load::Closed { .. } => (None, None),
@@ -163,7 +166,7 @@ pub async fn drive<S: Sink>(
         deps,
         sink,
         t0,
-        wall0: SystemTime::now(),
+        wall0,
         in_flight: HashMap::new(),
         next_due,
         schedule,
