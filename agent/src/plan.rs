@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use loadgen_common::stages::{Arrivals, StagePlan};
+
 use crate::scenario::Options;
 
 /// One run, as this agent must carry it out.
@@ -65,8 +67,9 @@ pub struct RuntimeSpec {
 /// How starts are paced.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Load {
-    /// Keep this many orchestrations in flight.
-    Closed { concurrency: u64 },
+    /// Keep this many orchestrations in flight, or with `stages`, this
+    /// agent's share of the cluster-wide target of the moment.
+    Closed { concurrency: u64, stages: Option<StagePlan> },
     /// Start on a schedule.
     Open(OpenLoop),
 }
@@ -74,54 +77,40 @@ pub enum Load {
 /// An open-loop schedule.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OpenLoop {
-    /// This agent's starts per second.
-    pub rate_per_sec: f64,
+    /// This agent's starts per second over time.
+    pub plan: StagePlan,
     pub arrival: Arrival,
-    /// First start this long after the common start.
-    pub offset: Duration,
+    /// Constant arrivals: where this agent's starts fall between the
+    /// cluster's (see [`Arrivals::new`]).
+    pub phase: f64,
     /// Seed of the gaps' random numbers.
     pub seed: u64,
     /// Starts due while this many are in flight are dropped.
     pub max_in_flight: u64,
 }
 
+impl OpenLoop {
+    /// The due times of this agent's starts.
+    pub fn arrivals(&self) -> Arrivals {
+        Arrivals::new(self.plan.clone(), self.arrival == Arrival::Poisson, self.phase, self.seed)
+    }
+}
+
 /// Spacing of open-loop starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arrival {
-    /// One start every 1/rate seconds.
+    /// Evenly spaced at the rate of the moment.
     Constant,
-    /// Exponential gaps with mean 1/rate (independent arrivals).
+    /// Independent arrivals at the rate of the moment (Poisson).
     Poisson,
 }
 
-/// The gaps between open-loop starts.
-#[derive(Debug)]
-pub struct Schedule {
-    mean_gap_s: f64,
-    poisson: bool,
-    state: u64,
-}
-
-impl Schedule {
-    pub fn new(open: &OpenLoop) -> Self {
-        Schedule { mean_gap_s: 1.0 / open.rate_per_sec, poisson: open.arrival == Arrival::Poisson, state: open.seed }
-    }
-
-    /// splitmix64: a uniform number in [0, 1).
-    fn uniform(&mut self) -> f64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// The gap until the next start.
-    pub fn gap(&mut self) -> Duration {
-        let s = if self.poisson { -(1.0 - self.uniform()).ln() * self.mean_gap_s } else { self.mean_gap_s };
-        Duration::from_secs_f64(s.min(3600.0))
-    }
+/// Agent `index` of `agents`' share of a cluster-wide in-flight target:
+/// largest remainder with equal weights, ties to the lower index (as the
+/// coordinator splits a constant budget).
+pub fn share(total: u64, index: u32, agents: u32) -> u64 {
+    let n = u64::from(agents.max(1));
+    total / n + u64::from(u64::from(index) < total % n)
 }
 
 #[cfg(test)]
@@ -129,25 +118,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn schedules_space_starts_at_the_rate() {
-        let open =
-            |arrival| OpenLoop { rate_per_sec: 200.0, arrival, offset: Duration::ZERO, seed: 42, max_in_flight: 1 };
-        let mut constant = Schedule::new(&open(Arrival::Constant));
-        assert!((0..100).all(|_| constant.gap() == Duration::from_secs_f64(0.005)));
-        // Poisson: mean gap 1/rate, and the spread of an exponential
-        // distribution (standard deviation equal to the mean).
-        let mut poisson = Schedule::new(&open(Arrival::Poisson));
-        let gaps: Vec<f64> = (0..20_000).map(|_| poisson.gap().as_secs_f64()).collect();
-        let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
-        let var = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gaps.len() as f64;
-        assert!((mean - 0.005).abs() < 0.0002, "mean gap {mean}");
-        assert!((var.sqrt() - 0.005).abs() < 0.0003, "sd {}", var.sqrt());
-        // The same seed gives the same schedule, another seed another one.
-        let gaps_of = |seed| {
-            let mut s = Schedule::new(&OpenLoop { seed, ..open(Arrival::Poisson) });
-            (0..5).map(|_| s.gap()).collect::<Vec<_>>()
-        };
-        assert_eq!(gaps_of(7), gaps_of(7));
-        assert_ne!(gaps_of(7), gaps_of(8));
+    fn shares_of_a_target_sum_to_it_and_favour_the_lower_index() {
+        for total in [0u64, 1, 2, 9, 10, 11, 50] {
+            let shares: Vec<u64> = (0..3).map(|i| share(total, i, 3)).collect();
+            assert_eq!(shares.iter().sum::<u64>(), total);
+            assert!(shares.windows(2).all(|w| w[0] >= w[1] && w[0] - w[1] <= 1), "{shares:?}");
+        }
+        assert_eq!((0..3).map(|i| share(10, i, 3)).collect::<Vec<_>>(), [4, 3, 3]);
     }
 }

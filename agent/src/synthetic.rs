@@ -178,7 +178,7 @@ pub fn prepare_request(run_id: &str, index: u32, agents: u32, duration_ms: u64) 
             poll_interval_ms: 100,
             ..Default::default()
         }),
-        load: Some(proto::prepare_request::Load::Closed(proto::ClosedLoop { concurrency: 1 })),
+        load: Some(proto::prepare_request::Load::Closed(proto::ClosedLoop { concurrency: 1, stages: vec![] })),
         duration_ms,
         drain_timeout_ms: 1000,
         completion_poll_ms: 50,

@@ -9,6 +9,8 @@ use loadgen_common::proto;
 use loadgen_common::schema::validate_schema_name;
 
 use crate::error::AgentError;
+use loadgen_common::stages::StagePlan;
+
 use crate::plan::{Arrival, Load, OpenLoop, RunSpec, RuntimeSpec, Tracking, WorkloadSpec};
 use crate::tracker::{Finished, Terminal};
 
@@ -49,9 +51,16 @@ impl TryFrom<proto::PrepareRequest> for RunSpec {
         if worker_lock.is_some_and(|t| t > MAX_WORKER_LOCK) {
             return Err(invalid("worker lock timeout", "must be at most 5 minutes"));
         }
+        let plan_of = |points: &[proto::StagePoint]| -> Result<Option<StagePlan>, AgentError> {
+            if points.is_empty() {
+                return Ok(None);
+            }
+            let points = points.iter().map(|p| (Duration::from_micros(p.at_us), p.value)).collect();
+            StagePlan::from_points(points).map(Some).map_err(|e| invalid("stages", e.to_string()))
+        };
         let load = match req.load {
             Some(proto::prepare_request::Load::Closed(c)) if c.concurrency > 0 => {
-                Load::Closed { concurrency: u64::from(c.concurrency) }
+                Load::Closed { concurrency: u64::from(c.concurrency), stages: plan_of(&c.stages)? }
             }
             Some(proto::prepare_request::Load::Closed(_)) => return Err(invalid("concurrency", "must be positive")),
             Some(proto::prepare_request::Load::Open(o)) => {
@@ -66,10 +75,15 @@ impl TryFrom<proto::PrepareRequest> for RunSpec {
                     Ok(proto::Arrival::Poisson) => Arrival::Poisson,
                     _ => return Err(invalid("arrival", format!("unknown arrival {}", o.arrival))),
                 };
+                if !(0.0..1.0).contains(&o.phase) {
+                    return Err(invalid("phase", format!("{} is not in [0, 1)", o.phase)));
+                }
+                let plan = plan_of(&o.stages)?
+                    .unwrap_or_else(|| StagePlan::constant(o.rate_per_sec, Duration::from_millis(req.duration_ms)));
                 Load::Open(OpenLoop {
-                    rate_per_sec: o.rate_per_sec,
+                    plan,
                     arrival,
-                    offset: Duration::from_micros(o.schedule_offset_us),
+                    phase: o.phase,
                     seed: o.seed,
                     max_in_flight: u64::from(o.max_in_flight),
                 })
@@ -161,7 +175,7 @@ mod tests {
                 orchestrator_lock_timeout_ms: 0,
                 worker_lock_timeout_ms: 0,
             }),
-            load: Some(proto::prepare_request::Load::Closed(proto::ClosedLoop { concurrency: 5 })),
+            load: Some(proto::prepare_request::Load::Closed(proto::ClosedLoop { concurrency: 5, stages: vec![] })),
             duration_ms: 1000,
             drain_timeout_ms: 1000,
             completion_poll_ms: 50,
@@ -188,18 +202,32 @@ mod tests {
     #[test]
     fn a_good_request_becomes_a_plan() {
         let spec = RunSpec::try_from(request()).expect("valid");
-        assert_eq!(spec.load, Load::Closed { concurrency: 5 });
+        assert_eq!(spec.load, Load::Closed { concurrency: 5, stages: None });
         assert_eq!((spec.runtime.orchestrator_lock_timeout, spec.iterations), (None, None));
         let mut open = request();
         open.load = Some(proto::prepare_request::Load::Open(proto::OpenLoop {
             rate_per_sec: 4.0,
             arrival: proto::Arrival::Poisson as i32,
-            schedule_offset_us: 10,
+            phase: 0.25,
             seed: 3,
             max_in_flight: 9,
+            stages: vec![],
         }));
         let spec = RunSpec::try_from(open).expect("valid");
         assert!(matches!(spec.load, Load::Open(OpenLoop { arrival: Arrival::Poisson, max_in_flight: 9, .. })));
+        let Load::Open(o) = &spec.load else { panic!("open") };
+        assert_eq!(o.plan, StagePlan::constant(4.0, Duration::from_millis(1000)));
+        let mut staged = request();
+        staged.load = Some(proto::prepare_request::Load::Closed(proto::ClosedLoop {
+            concurrency: 5,
+            stages: vec![
+                proto::StagePoint { at_us: 0, value: 1.0 },
+                proto::StagePoint { at_us: 1_000_000, value: 9.0 },
+            ],
+        }));
+        let spec = RunSpec::try_from(staged).expect("valid");
+        let Load::Closed { stages: Some(p), .. } = &spec.load else { panic!("staged") };
+        assert_eq!(p.value_at(Duration::from_millis(500)), 5.0);
     }
 
     #[test]
@@ -212,7 +240,10 @@ mod tests {
             (|r| r.workload = None, "workload"),
             (|r| r.load = None, "load"),
             (
-                |r| r.load = Some(proto::prepare_request::Load::Closed(proto::ClosedLoop { concurrency: 0 })),
+                |r| {
+                    r.load =
+                        Some(proto::prepare_request::Load::Closed(proto::ClosedLoop { concurrency: 0, stages: vec![] }))
+                },
                 "concurrency",
             ),
             (
@@ -228,6 +259,18 @@ mod tests {
             ),
             (|r| r.duration_ms = 0, "plan"),
             (|r| r.tracking = 0, "tracking"),
+            (
+                |r| {
+                    r.load = Some(proto::prepare_request::Load::Closed(proto::ClosedLoop {
+                        concurrency: 1,
+                        stages: vec![
+                            proto::StagePoint { at_us: 5, value: 1.0 },
+                            proto::StagePoint { at_us: 1, value: 1.0 },
+                        ],
+                    }))
+                },
+                "stages",
+            ),
         ];
         for (break_it, field) in cases {
             let mut r = request();

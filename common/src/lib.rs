@@ -22,6 +22,7 @@ pub mod process;
 pub mod proto;
 pub mod schema;
 pub mod secret;
+pub mod stages;
 pub mod startup;
 pub mod tally;
 pub mod units;

@@ -17,7 +17,7 @@ use loadgen_common::histogram::LatencySummary;
 use loadgen_coordinator::model::sweep::SweepMode;
 use loadgen_coordinator::model::{
     AgentReport, Audit, Counts, DbLoad, DbSample, Environment, Gate, LostAgent, RunReport, Section, SpectrumPoint,
-    SweepReport, SweepStep, TimePoint, Timeline,
+    StageRow, StagesReport, SweepReport, SweepStep, TimePoint, Timeline,
 };
 use loadgen_coordinator::plan::profile::{Arrival, find_profile};
 use loadgen_coordinator::report::html::{render_run, render_sweep};
@@ -84,6 +84,7 @@ fn point(t: usize, agent: usize) -> TimePoint {
         p50_ms: if completed == 0 { 0.0 } else { p99 / 3.0 },
         p99_ms: p99,
         max_ms: p99 * 1.6,
+        offered: None,
     }
 }
 
@@ -100,6 +101,8 @@ fn merge(a: &TimePoint, b: &TimePoint) -> TimePoint {
         p50_ms: a.p50_ms.max(b.p50_ms) * 0.95,
         p99_ms: a.p99_ms.max(b.p99_ms) * 1.05,
         max_ms: a.max_ms.max(b.max_ms),
+        // The run's 50/s plan, offered every second.
+        offered: Some(50.0),
     }
 }
 
@@ -216,6 +219,21 @@ fn run_report(run_id: &str) -> RunReport {
         timeline: Timeline { merged, agents },
         db_timeline: (0..30).map(db_sample).collect(),
         spectrum: spectrum(),
+        stages: Some(StagesReport {
+            plan: "50/s,30s:50/s".into(),
+            open: true,
+            rows: vec![StageRow {
+                from_s: 0.0,
+                to_s: 30.0,
+                start_value: 50.0,
+                end_value: 50.0,
+                offered: 50.0,
+                launched_per_sec: 50.2,
+                completed_per_sec: 49.8,
+                mean_in_flight: 85.0,
+                worst_p99_ms: 410.0,
+            }],
+        }),
         postgres_settings: BTreeMap::from([
             ("max_connections".to_string(), "100".to_string()),
             ("shared_buffers".to_string(), "128MB".to_string()),

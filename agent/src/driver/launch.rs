@@ -77,11 +77,18 @@ impl<S> Driver<S> {
     /// Closed loop: start orchestrations until the slice is full (never after
     /// the deadline, never while backing off after a failed start).
     pub(super) fn fill(&mut self, draining: bool) {
-        let crate::plan::Load::Closed { concurrency } = self.plan.load else { return };
+        let crate::plan::Load::Closed { concurrency, stages } = &self.plan.load else { return };
         if draining || self.retry_at.is_some() {
             return;
         }
-        while self.occupied() < concurrency && self.may_start() {
+        let target = match stages {
+            Some(plan) => {
+                let cluster = plan.value_at(self.t0.elapsed()).round() as u64;
+                crate::plan::share(cluster, self.plan.agent_index, self.plan.agent_count).min(*concurrency)
+            }
+            None => *concurrency,
+        };
+        while self.occupied() < target && self.may_start() {
             self.launch_next(None);
         }
     }
@@ -112,8 +119,7 @@ impl<S> Driver<S> {
                 let wall = self.wall0 + due.saturating_duration_since(self.t0);
                 self.launch_next(Some(Issued { at: due, wall }));
             }
-            let gap = self.schedule.as_mut().map_or(Duration::from_secs(1), crate::plan::Schedule::gap);
-            self.next_due = Some(due + gap);
+            self.next_due = self.arrivals.as_mut().and_then(|a| a.next_due()).map(|d| self.t0 + d);
         }
     }
 

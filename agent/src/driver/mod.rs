@@ -28,9 +28,10 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use crate::lease::Lease;
-use crate::plan::{Load, RunSpec, Schedule, Tracking};
+use crate::plan::{Load, RunSpec, Tracking};
 use crate::scenario::{ActivityCounters, Background, Outcome, Scenario};
 use crate::tracker::{Finished, Tracker};
+use loadgen_common::stages::Arrivals;
 
 mod launch;
 mod poll;
@@ -46,6 +47,9 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// long (plus the coordinator's tick) to be seen; batching keeps the message
 /// rate per agent bounded whatever its start rate.
 pub const STARTED_EVERY: Duration = Duration::from_millis(20);
+/// A closed loop whose target changes over time looks at it this often (as
+/// well as on every completion).
+const STAGE_TICK: Duration = Duration::from_millis(50);
 
 /// Where the driver's intervals and its finish go (the service layer puts
 /// them on the wire). `send` returns false when nobody listens any more.
@@ -109,9 +113,9 @@ struct Driver<S> {
     /// The wall clock at `t0`, to place intended start times on it.
     wall0: SystemTime,
     in_flight: HashMap<String, Flight>,
-    /// Open loop: when the next start is due, and the gaps after it.
+    /// Open loop: when the next start is due, and the due times after it.
     next_due: Option<Instant>,
-    schedule: Option<Schedule>,
+    arrivals: Option<Arrivals>,
     pending_starts: u64,
     next_seq: u64,
     retry_at: Option<Instant>,
@@ -154,10 +158,14 @@ pub async fn drive<S: Sink>(
     // wall clock from `t0`, and any gap between the two readings would make
     // them later than the start calls they precede.
     let (t0, wall0) = (Instant::now(), SystemTime::now());
-    let (schedule, next_due) = match &plan.load {
-        Load::Open(o) => (Some(Schedule::new(o)), Some(t0 + o.offset)),
-        Load::Closed { .. } => (None, None),
+    let mut arrivals = match &plan.load {
+        Load::Open(o) => Some(o.arrivals()),
+        Load::Closed { .. } => None,
     };
+    let next_due = arrivals.as_mut().and_then(Arrivals::next_due).map(|d| t0 + d);
+    // A closed loop whose target changes is refilled on a tick as well as on
+    // every completion.
+    let staged = matches!(&plan.load, Load::Closed { stages: Some(p), .. } if !p.is_constant());
     let errors_before = crate::metrics::provider_errors();
     let background = deps.workload.background();
     let mut d = Driver {
@@ -169,7 +177,7 @@ pub async fn drive<S: Sink>(
         wall0,
         in_flight: HashMap::new(),
         next_due,
-        schedule,
+        arrivals,
         pending_starts: 0,
         next_seq: 0,
         retry_at: None,
@@ -193,6 +201,8 @@ pub async fn drive<S: Sink>(
     poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut report_started = tokio::time::interval_at(t0 + STARTED_EVERY, STARTED_EVERY);
     report_started.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut stage_tick = tokio::time::interval_at(t0 + STAGE_TICK, STAGE_TICK);
+    stage_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut progress = tokio::time::interval_at(t0 + PROGRESS_EVERY, PROGRESS_EVERY);
     progress.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let message_gap =
@@ -225,6 +235,7 @@ pub async fn drive<S: Sink>(
             Some(l) = launch_rx.recv() => d.on_launch(l, draining),
             Some(a) = act_rx.recv() => d.on_acted(a),
             _ = poll.tick(), if own_queries => d.start_poll(),
+            _ = stage_tick.tick(), if staged && !draining => d.fill(draining),
             Some(done) = poll_rx.recv() => {
                 d.on_poll(done);
                 d.fill(draining);

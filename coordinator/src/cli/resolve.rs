@@ -69,9 +69,30 @@ fn check_open_flags(args: &Args, open_loop: bool) -> Result<(), PlanError> {
     Ok(())
 }
 
+/// The load stages of the command line over the profile's: `--stages`
+/// replaces the profile's load, `--rate` or `--max-concurrent` replace its
+/// stages.
+fn apply_stages(args: &Args, p: &mut Profile) -> Result<(), PlanError> {
+    if let Some(text) = &args.stages {
+        if args.duration.is_some() && !loadgen_common::stages::StagePlan::is_shape(text) {
+            return Err(PlanError::Invalid(
+                "--duration and explicit --stages exclude each other: the stages set the duration (a shape such as ramp:50/s spans --duration)"
+                    .into(),
+            ));
+        }
+        p.stages = Some(text.clone());
+        p.rate = None;
+    } else if args.rate.is_some() || args.max_concurrent.is_some() {
+        p.stages = None;
+    }
+    p.settle_stages()?;
+    Ok(())
+}
+
 /// The profile with the command line's overrides applied, checked.
 pub fn profile(args: &Args) -> Result<Profile, PlanError> {
-    let p = apply_overrides(args, selected(args)?);
+    let mut p = apply_overrides(args, selected(args)?);
+    apply_stages(args, &mut p)?;
     p.validate()?;
     check_open_flags(args, p.rate.is_some())?;
     Ok(p)
@@ -217,7 +238,11 @@ pub fn sweep_plan(s: &super::SweepArgs, args: &Args) -> Result<crate::sweep::Swe
         return Err(PlanError::Invalid("--slo-p99 must be positive".into()));
     }
     let steps = offered_steps(s)?;
+    if args.stages.is_some() {
+        return Err(PlanError::Invalid("a sweep steps its own load: drop --stages".into()));
+    }
     let mut p = apply_overrides(args, selected(args)?);
+    p.stages = None;
     p.duration = s.step_duration;
     // Each step sets the rate (or the budget); check the plan with the first.
     let first = steps.first().copied().unwrap_or(1.0);

@@ -22,4 +22,4 @@ pub use run::{
     MemorySample, MemorySummary, RunReport, ScenarioReport, Section, SuiteReport, WorkloadReport,
 };
 pub use sweep::{SweepReport, SweepStep};
-pub use timeline::{DbSample, IntervalLogs, SpectrumPoint, TimePoint, Timeline};
+pub use timeline::{DbSample, IntervalLogs, SpectrumPoint, StageRow, StagesReport, TimePoint, Timeline};

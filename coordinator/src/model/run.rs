@@ -355,6 +355,9 @@ pub struct RunReport {
     /// What following the run cost the coordinator itself.
     #[serde(default)]
     pub coordinator: CoordinatorCost,
+    /// Load stages, when the load changed over time: offered against achieved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stages: Option<super::StagesReport>,
 }
 
 /// The coordinator's own cost over a run: from the start of the agents' Run

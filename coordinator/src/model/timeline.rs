@@ -28,6 +28,39 @@ pub struct TimePoint {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// Merged series only: the load the plan offered in the interval,
+    /// cluster-wide (starts per second in open loop, the in-flight target at
+    /// its end in closed loop).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offered: Option<f64>,
+}
+
+/// The run's load stages against what was achieved in each.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StagesReport {
+    /// The plan as points (`10/s,30s:10/s,...`).
+    pub plan: String,
+    /// Rates (open loop) or in-flight targets (closed loop).
+    pub open: bool,
+    pub rows: Vec<StageRow>,
+}
+
+/// One stage (or, for a long shape, one window of it).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StageRow {
+    pub from_s: f64,
+    pub to_s: f64,
+    /// The plan's value at the start and end of the stage.
+    pub start_value: f64,
+    pub end_value: f64,
+    /// Mean offered load over the stage (starts/s, or in-flight target).
+    pub offered: f64,
+    /// Achieved: starts and completions per second, mean in flight.
+    pub launched_per_sec: f64,
+    pub completed_per_sec: f64,
+    pub mean_in_flight: f64,
+    /// The worst one-second p99 in the stage (0 when nothing completed).
+    pub worst_p99_ms: f64,
 }
 
 /// Per-second series of a run.

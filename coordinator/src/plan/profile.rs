@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use loadgen_common::stages::StagePlan;
 use loadgen_common::units::{UnitError, duration_text, format_duration, opt_duration_text};
 use serde::{Deserialize, Deserializer, Serialize};
 use thiserror::Error;
@@ -25,6 +26,8 @@ pub enum ConfigError {
     Parse { file: String, line: usize, column: usize, message: String },
     #[error("invalid {option} {value}: {detail}")]
     InvalidOption { option: &'static str, value: String, detail: &'static str },
+    #[error("invalid stages {value:?}: {detail}")]
+    Stages { value: String, detail: String },
     #[error(transparent)]
     Unit(#[from] UnitError),
 }
@@ -109,6 +112,29 @@ pub struct Profile {
     /// Stop starting after this many orchestrations cluster-wide.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iterations: Option<u64>,
+    /// Load that changes over time (see `loadgen_common::stages`): rates
+    /// (`30s:10/s,1m:100/s`, open loop) or in-flight targets (`30s:5,1m:50`,
+    /// closed loop), or a shape over the run (`ramp:50/s`, `spike:5/s..50/s`,
+    /// `ebb-and-flow:5/s..50/s@1m`). `rate` or `max_concurrent` then hold
+    /// the plan's peak, and explicit stages set the duration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stages: Option<String>,
+}
+
+/// What a run's load follows over time, cluster-wide.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoadPlan {
+    /// Starts per second (open loop) or orchestrations in flight (closed).
+    pub plan: StagePlan,
+    pub open: bool,
+    /// True when the profile gave stages (not a constant rate or budget).
+    pub staged: bool,
+}
+
+/// Stages written as rates (`/s`) are an open loop; plain numbers are
+/// in-flight targets of a closed loop.
+fn stages_are_rates(text: &str) -> bool {
+    text.contains("/s")
 }
 
 /// Accept numbers, booleans and text as option values; keep them as text.
@@ -285,9 +311,69 @@ impl Profile {
         format!("{}:{}", self.orch_concurrency, self.worker_concurrency)
     }
 
+    /// Resolve `stages` into the fields the rest of the plan reads: the
+    /// duration of explicit stages, and the peak as the rate (open loop) or
+    /// the budget (closed loop). Call after every override.
+    pub fn settle_stages(&mut self) -> Result<(), ConfigError> {
+        let Some(text) = self.stages.clone() else { return Ok(()) };
+        let bad = |detail: String| ConfigError::Stages { value: text.clone(), detail };
+        let open = stages_are_rates(&text);
+        let plan = StagePlan::parse(&text, open, self.duration).map_err(|e| bad(e.to_string()))?;
+        if !StagePlan::is_shape(&text) {
+            self.duration = plan.duration();
+        }
+        if plan.peak() <= 0.0 {
+            return Err(bad("the plan never starts anything (its peak is 0)".into()));
+        }
+        if open {
+            self.rate = Some(plan.peak());
+        } else {
+            self.rate = None;
+            self.max_concurrent = plan.peak() as u64;
+        }
+        Ok(())
+    }
+
+    /// The load over time: the stages, or a constant rate or budget.
+    pub fn load_plan(&self) -> LoadPlan {
+        let parsed = self.stages.as_deref().and_then(|t| {
+            let open = stages_are_rates(t);
+            StagePlan::parse(t, open, self.duration).ok().map(|p| (p, open))
+        });
+        match (parsed, self.rate) {
+            (Some((plan, open)), _) => LoadPlan { plan, open, staged: true },
+            (None, Some(rate)) => {
+                LoadPlan { plan: StagePlan::constant(rate, self.duration), open: true, staged: false }
+            }
+            (None, None) => LoadPlan {
+                plan: StagePlan::constant(self.max_concurrent as f64, self.duration),
+                open: false,
+                staged: false,
+            },
+        }
+    }
+
     /// Check every field is usable (the scenario checks its own options).
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |option, value: String, detail| Err(ConfigError::InvalidOption { option, value, detail });
+        if let Some(text) = &self.stages {
+            let open = stages_are_rates(text);
+            let plan = StagePlan::parse(text, open, self.duration)
+                .map_err(|e| ConfigError::Stages { value: text.clone(), detail: e.to_string() })?;
+            if !StagePlan::is_shape(text) && plan.duration() != self.duration {
+                return bad(
+                    "stages",
+                    text.clone(),
+                    "explicit stages set the duration: drop `duration` or make it their total",
+                );
+            }
+            if open && self.rate.is_some_and(|r| r != plan.peak()) {
+                return bad("stages", text.clone(), "rate stages and `rate` exclude each other");
+            }
+            if !self.suite.is_empty() {
+                return bad("stages", text.clone(), "a suite runs constant load: drop `stages` or `suite`");
+            }
+        }
         if self.max_concurrent == 0 {
             return bad("max_concurrent", "0".into(), "must be at least 1");
         }

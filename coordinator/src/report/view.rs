@@ -21,6 +21,17 @@ pub fn describe_workload(w: &WorkloadReport) -> String {
 
 /// The load in one phrase: "10 in flight", "open loop 40/s constant (at most 100 in flight)".
 pub fn describe_load(p: &Profile) -> String {
+    if let Some(stages) = &p.stages {
+        return match p.rate {
+            Some(peak) => format!(
+                "open loop in stages {stages} (peak {}, {}, at most {} in flight)",
+                format_rate(peak),
+                p.arrival.as_str(),
+                p.open_loop_cap().unwrap_or(p.max_concurrent)
+            ),
+            None => format!("closed loop in stages {stages} (peak {} in flight)", p.max_concurrent),
+        };
+    }
     match p.rate {
         None => format!("{} in flight", p.max_concurrent),
         Some(rate) => format!(

@@ -16,9 +16,11 @@ use crate::error::CoordinatorError;
 use crate::model::run::headline_histogram;
 use crate::model::{
     AgentReport, Contention, DbLoad, DbSample, HistoryLatency, LostAgent, MemorySummary, ScenarioReport, Section,
-    SpectrumPoint,
+    SpectrumPoint, StageRow, StagesReport, TimePoint,
 };
+use crate::plan::profile::LoadPlan;
 use crate::plan::{AgentSlice, CompletionTracking};
+use std::time::Duration;
 
 /// The merged figures of a run.
 #[derive(Debug, Default)]
@@ -239,5 +241,103 @@ mod tests {
             h
         });
         assert_eq!(sp.last().map(|p| p.percentile), Some(100.0));
+    }
+}
+
+/// Rows a stage table shows at most; a longer plan (a sine) is summarised
+/// in this many equal windows.
+const STAGE_ROWS: usize = 12;
+
+/// Put the plan's offered load on the merged per-second series, and when the
+/// load was staged, hold each stage's offered load against what was achieved.
+pub fn stages(load: &LoadPlan, merged: &mut [TimePoint]) -> Option<StagesReport> {
+    let plan = &load.plan;
+    let secs = |s: f64| Duration::from_secs_f64(s.max(0.0));
+    let mut prev = 0.0;
+    for p in merged.iter_mut() {
+        let len = (p.t_s - prev).max(1e-3);
+        p.offered = Some(if load.open {
+            (plan.integral(secs(p.t_s)) - plan.integral(secs(prev))) / len
+        } else {
+            plan.value_at(secs(p.t_s)).round()
+        });
+        prev = p.t_s;
+    }
+    if !load.staged {
+        return None;
+    }
+    let points = plan.points();
+    let mut windows: Vec<(f64, f64)> =
+        points.windows(2).map(|w| (w[0].0.as_secs_f64(), w[1].0.as_secs_f64())).filter(|(a, b)| b > a).collect();
+    if windows.len() > STAGE_ROWS {
+        let end = plan.duration().as_secs_f64();
+        let step = end / STAGE_ROWS as f64;
+        windows = (0..STAGE_ROWS).map(|k| (k as f64 * step, (k + 1) as f64 * step)).collect();
+    }
+    let rows = windows
+        .into_iter()
+        .map(|(from, to)| {
+            // The seconds whose middle falls in the stage (a second's end
+            // drifts a few milliseconds past the whole second).
+            let inside: Vec<&TimePoint> = merged
+                .iter()
+                .enumerate()
+                .filter(|(i, p)| {
+                    let start = if *i == 0 { 0.0 } else { merged[i - 1].t_s };
+                    let mid = (start + p.t_s) / 2.0;
+                    mid >= from && mid < to
+                })
+                .map(|(_, p)| p)
+                .collect();
+            let n = inside.len().max(1) as f64;
+            let span = (to - from).max(1e-3);
+            // The mean rate, or the mean in-flight target, over the stage.
+            let offered = (plan.integral(secs(to)) - plan.integral(secs(from))) / span;
+            StageRow {
+                from_s: from,
+                to_s: to,
+                start_value: plan.value_at(secs(from)),
+                end_value: plan.value_at(secs(to - 1e-6)),
+                offered,
+                launched_per_sec: inside.iter().map(|p| p.launched).sum::<u64>() as f64 / n,
+                completed_per_sec: inside.iter().map(|p| p.completed).sum::<u64>() as f64 / n,
+                mean_in_flight: inside.iter().map(|p| p.in_flight).sum::<u64>() as f64 / n,
+                worst_p99_ms: inside.iter().map(|p| p.p99_ms).fold(0.0, f64::max),
+            }
+        })
+        .collect();
+    Some(StagesReport { plan: plan.describe(load.open), open: load.open, rows })
+}
+
+#[cfg(test)]
+mod stage_tests {
+    use super::*;
+
+    fn second(t: f64, launched: u64) -> TimePoint {
+        TimePoint { t_s: t, launched, completed: launched, in_flight: 2, p99_ms: 50.0, ..Default::default() }
+    }
+
+    #[test]
+    fn each_stage_holds_offered_against_achieved() {
+        let plan = loadgen_common::stages::StagePlan::parse("10/s,2s:10/s,0s:30/s,2s:30/s", true, Duration::ZERO)
+            .expect("plan");
+        let load = LoadPlan { plan, open: true, staged: true };
+        // Seconds end a little after the whole second, as they do in a run.
+        let mut merged = vec![second(1.002, 10), second(2.003, 9), second(3.001, 31), second(4.004, 29)];
+        let report = stages(&load, &mut merged).expect("staged");
+        let offered: Vec<f64> = merged.iter().map(|p| p.offered.unwrap_or(-1.0)).collect();
+        assert!((offered[0] - 10.0).abs() < 1e-9 && (offered[2] - 30.0).abs() < 1e-9, "{offered:?}");
+        assert_eq!(report.rows.len(), 2, "the jump is no stage of its own");
+        let (a, b) = (&report.rows[0], &report.rows[1]);
+        assert_eq!((a.offered, a.launched_per_sec), (10.0, 9.5));
+        assert_eq!((b.from_s, b.to_s, b.offered, b.launched_per_sec), (2.0, 4.0, 30.0, 30.0));
+        // Constant load: the offered series, no stage table.
+        let constant = LoadPlan {
+            plan: loadgen_common::stages::StagePlan::constant(5.0, Duration::from_secs(4)),
+            open: false,
+            staged: false,
+        };
+        assert!(stages(&constant, &mut merged).is_none());
+        assert_eq!(merged[0].offered, Some(5.0));
     }
 }

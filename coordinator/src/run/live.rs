@@ -98,6 +98,7 @@ fn point(t_s: f64, len_s: f64, c: &Counts, in_flight: u64, h: &LatencyHistogram)
         p50_ms: h.quantile_us(0.5) as f64 / 1000.0,
         p99_ms: h.quantile_us(0.99) as f64 / 1000.0,
         max_ms: h.max_us() as f64 / 1000.0,
+        offered: None,
     }
 }
 

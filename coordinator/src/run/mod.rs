@@ -208,6 +208,7 @@ pub(crate) async fn run_once(
     let mut db_timeline = sampled.samples;
     let followed = followed?;
     live.finish();
+    let stages = assemble::stages(&profile.load_plan(), &mut live.merged);
 
     // 4. Settle what lost agents left behind.
     let orphaned = settle::orphaned(&followed, |i| {
@@ -303,6 +304,7 @@ pub(crate) async fn run_once(
         spectrum: m.spectrum,
         postgres_settings,
         coordinator,
+        stages,
     };
     Ok((report, logs))
 }

@@ -32,6 +32,17 @@ pub struct RunRequest<'a> {
 /// The request of agent `slice.index`.
 fn request(r: &RunRequest<'_>, slice: &AgentSlice, agents: usize) -> proto::PrepareRequest {
     let p = r.profile;
+    let points = |plan: &Option<loadgen_common::stages::StagePlan>| -> Vec<proto::StagePoint> {
+        plan.as_ref().map_or_else(Vec::new, |plan| {
+            plan.points()
+                .iter()
+                .map(|&(at, value)| proto::StagePoint {
+                    at_us: u64::try_from(at.as_micros()).unwrap_or(u64::MAX),
+                    value,
+                })
+                .collect()
+        })
+    };
     let load = match slice.rate {
         Some(rate) => proto::prepare_request::Load::Open(proto::OpenLoop {
             rate_per_sec: rate,
@@ -39,12 +50,14 @@ fn request(r: &RunRequest<'_>, slice: &AgentSlice, agents: usize) -> proto::Prep
                 Arrival::Constant => proto::Arrival::Constant,
                 Arrival::Poisson => proto::Arrival::Poisson,
             } as i32,
-            schedule_offset_us: u64::try_from(slice.offset.as_micros()).unwrap_or(u64::MAX),
+            stages: points(&slice.stages),
+            phase: slice.phase,
             seed: slice.seed,
             max_in_flight: u32::try_from(slice.concurrency).unwrap_or(u32::MAX),
         }),
         None => proto::prepare_request::Load::Closed(proto::ClosedLoop {
             concurrency: u32::try_from(slice.concurrency).unwrap_or(u32::MAX),
+            stages: points(&slice.stages),
         }),
     };
     proto::PrepareRequest {

@@ -58,7 +58,13 @@ pub(super) fn charted_agents(r: &RunReport) -> Vec<(usize, &[TimePoint])> {
 
 pub(super) fn throughput_chart(r: &RunReport, name: &str) -> Chart {
     let mut c = Chart::new(name, "Throughput over time", "time since start (s)", "completions per second");
-    c.series.push(Series::line("merged orch/s", COLOR_MERGED, time_series(&r.timeline.merged, |p| p.orch_per_sec)));
+    let merged = &r.timeline.merged;
+    if r.profile.rate.is_some() && merged.iter().any(|p| p.offered.is_some()) {
+        let offered = time_series(merged, |p| p.offered.unwrap_or(f64::NAN));
+        c.series.push(Series::line("offered starts/s (plan)", COLOR_OFFERED, offered).dashed());
+        c.series.push(Series::line("started/s", COLOR_P50, time_series(merged, |p| p.launched as f64)));
+    }
+    c.series.push(Series::line("merged orch/s", COLOR_MERGED, time_series(merged, |p| p.orch_per_sec)));
     for (i, points) in charted_agents(r) {
         let s = Series::line(agent_label(r, i), PALETTE[i % PALETTE.len()], time_series(points, |p| p.orch_per_sec));
         c.series.push(s.dashed());
@@ -77,6 +83,17 @@ pub(super) fn latency_chart(r: &RunReport) -> Chart {
         let label = format!("{} p99", agent_label(r, i));
         c.series.push(Series::line(label, PALETTE[i % PALETTE.len()], latency_series(points, |p| p.p99_ms)).dashed());
     }
+    c
+}
+
+/// Closed loop in stages: the in-flight target against the orchestrations in flight.
+pub(super) fn in_flight_chart(r: &RunReport) -> Chart {
+    let mut c = Chart::new("in-flight", "In flight over time", "time since start (s)", "orchestrations in flight");
+    let merged = &r.timeline.merged;
+    c.series.push(
+        Series::line("target (plan)", COLOR_OFFERED, time_series(merged, |p| p.offered.unwrap_or(f64::NAN))).dashed(),
+    );
+    c.series.push(Series::line("in flight", COLOR_MERGED, time_series(merged, |p| p.in_flight as f64)));
     c
 }
 

@@ -80,6 +80,8 @@ pub const COLOR_COMMITS: &str = "#ff7f0e";
 pub const COLOR_SWEEP: &str = "#17becf";
 /// The sweep's knee marker.
 pub const COLOR_KNEE: &str = "#e377c2";
+/// The load the plan offered (stages).
+pub const COLOR_OFFERED: &str = "#111111";
 /// Secondary lines (agents, connection states, queues): none of them is one
 /// of the colours above, so each of those stays unique to its line.
 const PALETTE: [&str; 8] = ["#8c564b", "#7f7f7f", "#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173"];

@@ -52,6 +52,7 @@ pub fn render_run(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     super::scenarios::render_scenarios(r, w)?;
     render_latencies(r, w)?;
     render_verdicts(r, w)?;
+    render_stages(r, w)?;
     super::scenarios::render_mismatches(r, w)?;
 
     writeln!(w, "<h2>Over time</h2>")?;
@@ -63,6 +64,9 @@ pub fn render_run(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
         "completions per second, merged and per agent",
         &spanning(throughput_chart(r, "throughput"), span),
     )?;
+    if r.stages.as_ref().is_some_and(|s| !s.open) {
+        figure(w, "In flight", "the stages' target against what was in flight", &spanning(in_flight_chart(r), span))?;
+    }
     figure(w, "Latency", &format!("per second, {definition}"), &spanning(latency_chart(r), span))?;
     figure(w, "Latency percentile spectrum", &format!("whole run, merged, {definition}"), &spectrum_chart(r))?;
     let db = &r.db_timeline;
@@ -76,6 +80,31 @@ pub fn render_run(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     figure(w, "Lock waits", "backends waiting on a lock at each sample", &spanning(db_locks_chart(db), span))?;
     figure(w, "Queue depths", "duroxide-pg queues at each sample", &spanning(db_queues_chart(db), span))?;
     page_end(w)
+}
+
+/// Each load stage: what the plan offered and what was achieved.
+fn render_stages(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
+    let Some(s) = &r.stages else { return Ok(()) };
+    let what = if s.open { "starts per second" } else { "in-flight target" };
+    let rows = s.rows.iter().map(|row| {
+        let cells = vec![
+            format!("{:.0}-{:.0}s", row.from_s, row.to_s),
+            format!("{:.1} → {:.1}", row.start_value, row.end_value),
+            format!("{:.1}", row.offered),
+            format!("{:.1}", row.launched_per_sec),
+            format!("{:.1}", row.completed_per_sec),
+            format!("{:.1}", row.mean_in_flight),
+            if row.worst_p99_ms > 0.0 { fmt_ms((row.worst_p99_ms * 1000.0) as u64) } else { "-".into() },
+        ];
+        (None, cells)
+    });
+    table(
+        w,
+        &format!("Load stages ({what}): {}", s.plan),
+        &["stage", "plan", "offered", "started/s", "completed/s", "in flight", "worst 1-s p99"],
+        2,
+        rows,
+    )
 }
 
 fn render_agents(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {

@@ -98,6 +98,7 @@ pub fn render(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     render_scenarios(r, w)?;
     render_degraded(r, w)?;
     render_latency_definitions(r, w)?;
+    render_stages(r, w)?;
     render_database(r, w)?;
     render_memory(r, w)?;
     render_comparison(r, w)?;
@@ -231,6 +232,35 @@ fn render_latency_definitions(r: &RunReport, w: &mut dyn Write) -> io::Result<()
     )?;
     if let Some(d) = &m.observation_delay {
         writeln!(w, "Observation delay (terminal status until the agent learned of it): {}.", latency_phrase(d))?;
+    }
+    Ok(())
+}
+
+/// Each stage's offered load against what was achieved.
+fn render_stages(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
+    let Some(s) = &r.stages else { return Ok(()) };
+    let unit = if s.open { "/s" } else { " in flight" };
+    writeln!(w, "Load stages ({}): {}", if s.open { "starts per second" } else { "in-flight target" }, s.plan)?;
+    writeln!(
+        w,
+        "  {:<13} {:>17} {:>12} {:>11} {:>11} {:>10} {:>11}",
+        "stage", "plan", "offered", "started/s", "done/s", "in flight", "worst p99"
+    )?;
+    for row in &s.rows {
+        let span = format!("{:.0}-{:.0}s", row.from_s, row.to_s);
+        let plan = format!("{:.1}->{:.1}{unit}", row.start_value, row.end_value);
+        let plan = if s.open { plan } else { format!("{:.0}->{:.0}", row.start_value, row.end_value) };
+        writeln!(
+            w,
+            "  {:<13} {:>17} {:>12} {:>11.1} {:>11.1} {:>10.1} {:>11}",
+            span,
+            plan,
+            format!("{:.1}{}", row.offered, if s.open { "/s" } else { "" }),
+            row.launched_per_sec,
+            row.completed_per_sec,
+            row.mean_in_flight,
+            if row.worst_p99_ms > 0.0 { fmt_ms((row.worst_p99_ms * 1000.0) as u64) } else { "-".into() }
+        )?;
     }
     Ok(())
 }
