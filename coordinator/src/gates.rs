@@ -122,7 +122,28 @@ pub fn agents_gate(agents: usize, lost: &[LostAgent]) -> Gate {
         name: "agents".into(),
         limit: format!("all {agents} finish"),
         value: format!("{} lost: {}", lost.len(), names.join("; ")),
-        passed: lost.is_empty(),
+        // An agent the fault schedule killed or froze is lost as planned.
+        passed: lost.iter().all(|l| l.planned),
+    }
+}
+
+/// Every scheduled fault was applied (and undone): a fault that could not be
+/// applied proves nothing, and one that could not be undone leaves the run
+/// on a broken system.
+pub fn faults_gate(faults: &[crate::model::FaultReport]) -> Gate {
+    let failed: Vec<String> = faults
+        .iter()
+        .filter_map(|f| f.event.error.as_ref().map(|e| format!("{} at {:.1}s: {e}", f.event.kind, f.event.at_s)))
+        .collect();
+    Gate {
+        name: "faults".into(),
+        limit: "every scheduled fault applied".into(),
+        value: if failed.is_empty() {
+            format!("{} applied", faults.len())
+        } else {
+            format!("{} of {} failed: {}", failed.len(), faults.len(), failed.join("; "))
+        },
+        passed: failed.is_empty(),
     }
 }
 

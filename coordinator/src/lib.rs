@@ -13,6 +13,7 @@
 //! - [`run`]: a run's life, phase by phase (session, prepare, stream, settle, assemble);
 //! - [`agents`]: reaching, discovering and spawning agents;
 //! - [`db`]: the database under test (schema, timeline, audit, throwaway Postgres);
+//! - [`faults`]: faults on a schedule, injected during a run and judged after it;
 //! - [`gates`]: the must-pass gates;
 //! - [`plan`]: the resolved plan (profile, workload, slices, outputs);
 //! - [`model`]: the result model every renderer reads;
@@ -25,6 +26,7 @@ pub mod cli;
 pub mod command;
 pub mod db;
 pub mod error;
+pub mod faults;
 pub mod gates;
 pub mod model;
 pub mod notice;

@@ -126,7 +126,7 @@ async fn bad_input_fails_with_one_clear_line_and_leaves_nothing() {
         (
             vec!["--local", "1", "--profile", "nope"],
             2,
-            "unknown profile \"nope\" (known: light, standard, production, high-concurrency, pool-stress, soak, high-latency, suite, timers, events, contention, mixed)",
+            "unknown profile \"nope\" (known: light, standard, production, high-concurrency, pool-stress, soak, high-latency, suite, timers, events, contention, mixed, ramp",
         ),
         (vec!["--local", "3", "--max-concurrent", "2"], 2, "budget 2 is smaller than the number of agents (3)"),
         (vec!["--local", "0"], 2, "--local needs at least 1 agent"),

@@ -77,6 +77,11 @@ impl LocalAgents {
         Ok(agents)
     }
 
+    /// The agents' process ids, in index order (`None`: already exited).
+    pub fn pids(&self) -> Vec<Option<u32>> {
+        self.agents.iter().map(|(_, c)| c.id()).collect()
+    }
+
     /// The agents' addresses, in index order.
     pub fn addresses(&self) -> Vec<String> {
         self.agents.iter().map(|(a, _)| a.clone()).collect()

@@ -191,6 +191,7 @@ fn our_plan(url: &str, plan: &BenchPlan, combo: &str) -> Result<RunPlan, PlanErr
         completion_tracking: Default::default(),
         completion_poll: plan.completion_poll,
         on_agent_loss: Default::default(),
+        faults: Default::default(),
         keep_schema: false,
         log: "warn,sqlx=error".into(),
     })

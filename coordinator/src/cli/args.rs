@@ -110,6 +110,13 @@ pub struct Args {
     #[arg(long, env = "LOADGEN_STAGES", value_name = "STAGES", conflicts_with_all = ["rate", "max_concurrent"], help_heading = "Load")]
     pub stages: Option<String>,
 
+    /// Faults to inject during the run, a TOML file of `[[fault]]` tables
+    /// (kind, at, duration, share, agent): terminate-backends, restart-db,
+    /// pause-db (the throwaway Postgres only), kill-agent, freeze-agent
+    /// (local agents only). Replaces the profile's faults. See docs/faults.md.
+    #[arg(long, env = "LOADGEN_FAULTS", value_name = "FILE", help_heading = "Load")]
+    pub faults: Option<std::path::PathBuf>,
+
     /// Open loop: spacing of starts [profile: constant].
     #[arg(long, env = "LOADGEN_ARRIVAL", value_enum, help_heading = "Load")]
     pub arrival: Option<Arrival>,

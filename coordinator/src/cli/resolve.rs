@@ -190,6 +190,7 @@ fn plan_for(args: &Args, profile: Profile) -> Result<RunPlan, PlanError> {
     // A budget smaller than the fewest agents is refused before anything starts.
     slices::check(&profile, agents.fewest())?;
     let outputs = outputs(args)?;
+    let faults = fault_schedule(args, &profile, &agents)?;
     Ok(RunPlan {
         profile,
         runs,
@@ -207,9 +208,44 @@ fn plan_for(args: &Args, profile: Profile) -> Result<RunPlan, PlanError> {
         completion_tracking: args.completion_tracking,
         completion_poll: args.completion_poll,
         on_agent_loss: args.on_agent_loss,
+        faults,
         keep_schema: args.keep_schema,
         log: args.log.clone(),
     })
+}
+
+/// The faults of `--faults` (or the profile's), checked against what the
+/// run can reach.
+fn fault_schedule(args: &Args, profile: &Profile, agents: &AgentSource) -> Result<crate::faults::Schedule, PlanError> {
+    use crate::faults::{Schedule, schedule::Reach};
+    let schedule = match &args.faults {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| PlanError::Invalid(format!("cannot read fault schedule {}: {e}", path.display())))?;
+            Schedule::parse(&text, &path.display().to_string()).map_err(PlanError::Invalid)?
+        }
+        None => {
+            let mut faults = profile.faults.clone();
+            faults.sort_by_key(|f| f.at);
+            Schedule { faults }
+        }
+    };
+    if schedule.is_empty() {
+        return Ok(schedule);
+    }
+    if !profile.suite.is_empty() {
+        return Err(PlanError::Invalid("faults apply to one run: drop --suite or the faults".into()));
+    }
+    let reach = Reach {
+        embedded_db: args.database_url.is_none(),
+        local_agents: match agents {
+            AgentSource::Local { count, .. } => Some(*count),
+            AgentSource::Remote { .. } => None,
+        },
+        duration: profile.duration,
+    };
+    schedule.check(&reach).map_err(PlanError::Invalid)?;
+    Ok(schedule)
 }
 
 /// A sweep's plan: the run plan every step shares, and its steps.

@@ -22,4 +22,6 @@ pub use run::{
     MemorySample, MemorySummary, RunReport, ScenarioReport, Section, SuiteReport, WorkloadReport,
 };
 pub use sweep::{SweepReport, SweepStep};
-pub use timeline::{DbSample, IntervalLogs, SpectrumPoint, StageRow, StagesReport, TimePoint, Timeline};
+pub use timeline::{
+    DbSample, FaultEvent, FaultReport, IntervalLogs, SpectrumPoint, StageRow, StagesReport, TimePoint, Timeline,
+};

@@ -257,6 +257,10 @@ pub struct LostAgent {
     /// Of its instances, completed after it was lost (by the runtimes' own
     /// clocks), so by other runtimes.
     pub completed_by_others: u64,
+    /// Lost to the fault schedule (kill-agent, freeze-agent): as planned,
+    /// so the run is not degraded by it.
+    #[serde(default)]
+    pub planned: bool,
 }
 
 /// Where and from what a run was made, for tracking results over time.
@@ -358,6 +362,9 @@ pub struct RunReport {
     /// Load stages, when the load changed over time: offered against achieved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stages: Option<super::StagesReport>,
+    /// The faults injected, each with its impact and recovery time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<super::FaultReport>,
 }
 
 /// The coordinator's own cost over a run: from the start of the agents' Run
@@ -375,7 +382,7 @@ pub struct CoordinatorCost {
 impl RunReport {
     /// True when an agent was lost: the figures cover less than the plan.
     pub fn degraded(&self) -> bool {
-        !self.lost_agents.is_empty()
+        self.lost_agents.iter().any(|l| !l.planned)
     }
 
     /// Runs with equal keys are comparable: the same profile (and suite

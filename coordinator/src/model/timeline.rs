@@ -114,3 +114,38 @@ pub struct IntervalLogs {
     pub merged: Vec<(f64, LatencyHistogram)>,
     pub agents: Vec<Vec<(f64, LatencyHistogram)>>,
 }
+
+/// One fault as it was applied.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FaultEvent {
+    pub kind: String,
+    pub target: String,
+    /// When it began and ended, seconds after the common start.
+    pub at_s: f64,
+    pub end_s: f64,
+    /// What it did ("7 of 12 backends terminated").
+    pub detail: String,
+    /// Why it could not be applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A fault and what it did to the run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FaultReport {
+    #[serde(flatten)]
+    pub event: FaultEvent,
+    /// Throughput (completions/s) and p99 (ms) over the seconds before the
+    /// fault, and during it (its seconds, at least one).
+    pub before_orch_per_sec: f64,
+    pub before_p99_ms: f64,
+    pub during_orch_per_sec: f64,
+    pub during_p99_ms: f64,
+    /// Orchestrations failed or start calls that failed from the fault's
+    /// start until it recovered (or the run ended).
+    pub failed_during: u64,
+    /// From the fault's end until throughput was back within 10% of the
+    /// level before it and p99 under twice it; `None`: not within the run.
+    #[serde(default)]
+    pub recovery_s: Option<f64>,
+}

@@ -41,6 +41,8 @@ pub struct RunPlan {
     pub completion_tracking: CompletionTracking,
     pub completion_poll: Duration,
     pub on_agent_loss: OnAgentLoss,
+    /// Faults to inject during the run (checked against what it can reach).
+    pub faults: crate::faults::Schedule,
     pub keep_schema: bool,
     /// Tracing filter (also handed to local agents).
     pub log: String,

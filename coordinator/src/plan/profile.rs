@@ -119,6 +119,9 @@ pub struct Profile {
     /// the plan's peak, and explicit stages set the duration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stages: Option<String>,
+    /// Faults to inject during the run (see `crate::faults::schedule`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<crate::faults::FaultSpec>,
 }
 
 /// What a run's load follows over time, cluster-wide.

@@ -194,7 +194,19 @@ pub(crate) async fn run_once(
         tracker: tracker.as_ref(),
         obs,
     };
-    let followed = stream::follow(follow, streams, &controls, &mut live).await;
+    let agent_pids = session.local.as_ref().map(|l| l.pids()).unwrap_or_default();
+    let injected = async {
+        if plan.faults.is_empty() {
+            return Vec::new();
+        }
+        let targets = crate::faults::inject::Targets {
+            provider: Arc::clone(&provider),
+            embedded: session.embedded.as_mut(),
+            agent_pids,
+        };
+        crate::faults::inject::run(&plan.faults, started, targets, obs).await
+    };
+    let (followed, fault_events) = tokio::join!(stream::follow(follow, streams, &controls, &mut live), injected);
     let sampled = watch.finish().await;
     let tracked = match tracker {
         Some(t) => t.finish().await,
@@ -209,13 +221,17 @@ pub(crate) async fn run_once(
     let followed = followed?;
     live.finish();
     let stages = assemble::stages(&profile.load_plan(), &mut live.merged);
+    let faults = crate::faults::impact::judge(&fault_events, &live.merged);
 
     // 4. Settle what lost agents left behind.
     let orphaned = settle::orphaned(&followed, |i| {
         live.agents.get(i).map_or((Default::default(), 0), |a| (a.counts(), a.in_flight))
     });
-    let lost =
+    let mut lost =
         settle::settle(&provider, &run_id, &session.links, &orphaned, started_at, profile.drain_timeout, obs).await?;
+    for l in &mut lost {
+        l.planned = plan.faults.targets_agent(l.index);
+    }
 
     // 5. Release, audit, assemble.
     let finished: Vec<usize> =
@@ -263,6 +279,9 @@ pub(crate) async fn run_once(
     if !lost.is_empty() {
         gates.push(gates::agents_gate(agents, &lost));
     }
+    if !faults.is_empty() {
+        gates.push(gates::faults_gate(&faults));
+    }
     let warnings = gates::memory_warnings(profile, &m.agents);
     let hello = session.links.first().map(|l| l.hello.clone()).unwrap_or_default();
     let report = RunReport {
@@ -305,6 +324,7 @@ pub(crate) async fn run_once(
         postgres_settings,
         coordinator,
         stages,
+        faults,
     };
     Ok((report, logs))
 }

@@ -81,6 +81,7 @@ pub async fn settle(
             failed_in_db: failed,
             still_running: running,
             completed_by_others: after,
+            planned: false,
         });
     }
     Ok(out)

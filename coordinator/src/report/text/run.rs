@@ -99,6 +99,7 @@ pub fn render(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     render_degraded(r, w)?;
     render_latency_definitions(r, w)?;
     render_stages(r, w)?;
+    render_faults(r, w)?;
     render_database(r, w)?;
     render_memory(r, w)?;
     render_comparison(r, w)?;
@@ -156,12 +157,13 @@ fn render_scenarios(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
 }
 
 fn render_degraded(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
-    if !r.degraded() {
+    if r.lost_agents.is_empty() {
         return Ok(());
     }
     writeln!(
         w,
-        "DEGRADED: {} agent(s) lost. A lost agent's row counts its orchestrations as the database shows them; its latencies are what it reported.",
+        "{}: {} agent(s) lost. A lost agent's row counts its orchestrations as the database shows them; its latencies are what it reported.",
+        if r.degraded() { "DEGRADED" } else { "As the fault schedule planned" },
         r.lost_agents.len()
     )?;
     for l in &r.lost_agents {
@@ -232,6 +234,43 @@ fn render_latency_definitions(r: &RunReport, w: &mut dyn Write) -> io::Result<()
     )?;
     if let Some(d) = &m.observation_delay {
         writeln!(w, "Observation delay (terminal status until the agent learned of it): {}.", latency_phrase(d))?;
+    }
+    Ok(())
+}
+
+/// Each fault: when, what it did, the impact and the recovery time.
+fn render_faults(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
+    if r.faults.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        w,
+        "Faults (the level before each is its 5 seconds before; recovery: throughput within 10% and p99 under 2x):"
+    )?;
+    for f in &r.faults {
+        let e = &f.event;
+        let what = match &e.error {
+            Some(err) => format!("NOT APPLIED: {err}"),
+            None => e.detail.clone(),
+        };
+        let recovery = match f.recovery_s {
+            Some(s) => format!("recovered {s:.1}s after it ended"),
+            None => "not recovered within the run".into(),
+        };
+        let p99 = |ms: f64| if ms > 0.0 { fmt_ms((ms * 1000.0) as u64) } else { "-".into() };
+        writeln!(
+            w,
+            "  {:.1}-{:.1}s {} on {}: {what}; {:.1} -> {:.1} orch/s, p99 {} -> {}; {} failed until recovery; {recovery}.",
+            e.at_s,
+            e.end_s,
+            e.kind,
+            e.target,
+            f.before_orch_per_sec,
+            f.during_orch_per_sec,
+            p99(f.before_p99_ms),
+            p99(f.during_p99_ms),
+            f.failed_during,
+        )?;
     }
     Ok(())
 }

@@ -1,0 +1,18 @@
+//! Faults on a schedule: what to break, when and for how long, checked
+//! before anything starts ([`schedule`]), injected during the run by the
+//! coordinator ([`inject`]), and judged afterwards ([`impact`]): throughput
+//! and p99 during each fault against the level before it, the recovery time,
+//! and the per-instance audit as the verdict.
+//!
+//! The coordinator applies what it can reach: the run's database backends
+//! (`terminate-backends`), the throwaway Postgres it started (`restart-db`,
+//! `pause-db`) and the agent processes it spawned (`kill-agent`,
+//! `freeze-agent`). A schedule that asks for a fault it cannot apply (a
+//! database fault against a user's database, an agent fault on remote
+//! agents) is refused with the reason before the run.
+
+pub mod impact;
+pub mod inject;
+pub mod schedule;
+
+pub use schedule::{FaultKind, FaultSpec, Schedule};

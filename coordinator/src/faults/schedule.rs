@@ -1,0 +1,279 @@
+//! The fault schedule as data: `[[fault]]` tables in a TOML file
+//! (`--faults FILE`) or in a profile, each with a kind, a start time, a
+//! duration where the fault lasts, and a target; checked against the run it
+//! will break before anything starts.
+//!
+//! ```toml
+//! [[fault]]
+//! kind = "pause-db"          # freeze the throwaway Postgres
+//! at = "20s"                 # after the common start
+//! duration = "3s"
+//!
+//! [[fault]]
+//! kind = "terminate-backends"
+//! at = "40s"
+//! share = 0.5                # half of the run's backends (default all)
+//! ```
+
+use std::time::Duration;
+
+use loadgen_common::units::{duration_text, format_duration, opt_duration_text};
+use serde::{Deserialize, Serialize};
+
+/// What a fault breaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKind {
+    /// `pg_terminate_backend` on the run's database backends (a share or all).
+    TerminateBackends,
+    /// Crash the throwaway Postgres (every backend dies at once), stay down
+    /// for `duration`, start it again on the same data.
+    RestartDb,
+    /// SIGSTOP the throwaway Postgres and its backends for `duration`, then
+    /// SIGCONT: a database that hangs without closing connections.
+    PauseDb,
+    /// SIGKILL a local agent: its orchestrations must be finished by the others.
+    KillAgent,
+    /// SIGSTOP a local agent for `duration`, then SIGCONT.
+    FreezeAgent,
+}
+
+impl FaultKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::TerminateBackends => "terminate-backends",
+            FaultKind::RestartDb => "restart-db",
+            FaultKind::PauseDb => "pause-db",
+            FaultKind::KillAgent => "kill-agent",
+            FaultKind::FreezeAgent => "freeze-agent",
+        }
+    }
+
+    /// Faults that last (and need a duration).
+    fn lasts(self) -> bool {
+        matches!(self, FaultKind::RestartDb | FaultKind::PauseDb | FaultKind::FreezeAgent)
+    }
+
+    /// Faults on the database server itself (only the throwaway one).
+    fn on_server(self) -> bool {
+        matches!(self, FaultKind::RestartDb | FaultKind::PauseDb)
+    }
+
+    /// Faults on agent processes (only local ones).
+    fn on_agent(self) -> bool {
+        matches!(self, FaultKind::KillAgent | FaultKind::FreezeAgent)
+    }
+}
+
+/// One scheduled fault.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+    pub kind: FaultKind,
+    /// When it starts, after the common start instant.
+    #[serde(with = "duration_text")]
+    pub at: Duration,
+    /// How long it lasts (restart-db: downtime; pause-db, freeze-agent).
+    #[serde(default, with = "opt_duration_text", skip_serializing_if = "Option::is_none")]
+    pub duration: Option<Duration>,
+    /// terminate-backends: the share of backends (0 < share <= 1; default all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<f64>,
+    /// kill-agent, freeze-agent: the agent's index (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<u32>,
+}
+
+impl FaultSpec {
+    /// How long it lasts (zero for instantaneous faults).
+    pub fn length(&self) -> Duration {
+        self.duration.unwrap_or_default()
+    }
+
+    /// What it targets, for people.
+    pub fn target(&self) -> String {
+        match self.kind {
+            FaultKind::TerminateBackends => match self.share {
+                Some(s) if s < 1.0 => format!("{:.0}% of the run's backends", s * 100.0),
+                _ => "every backend of the run's database".into(),
+            },
+            FaultKind::RestartDb | FaultKind::PauseDb => "the throwaway Postgres".into(),
+            FaultKind::KillAgent | FaultKind::FreezeAgent => format!("agent {}", self.agent.unwrap_or(0)),
+        }
+    }
+}
+
+/// A run's faults, ordered by start.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Schedule {
+    #[serde(default, rename = "fault")]
+    pub faults: Vec<FaultSpec>,
+}
+
+/// What a run offers the faults.
+#[derive(Clone, Copy, Debug)]
+pub struct Reach {
+    /// The database is the throwaway one this coordinator starts.
+    pub embedded_db: bool,
+    /// Agents are local processes (and how many).
+    pub local_agents: Option<u32>,
+    /// The load's duration (faults must start within it).
+    pub duration: Duration,
+}
+
+/// The longest a fault may last: a run holds its agents' leases and the
+/// runtimes' locks meanwhile.
+const LONGEST: Duration = Duration::from_secs(60);
+
+impl Schedule {
+    /// Parse a `--faults` file's text.
+    pub fn parse(text: &str, file: &str) -> Result<Self, String> {
+        let mut s: Schedule = toml::from_str(text).map_err(|e| format!("{file}: {}", e.message()))?;
+        s.faults.sort_by_key(|f| f.at);
+        Ok(s)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.faults.is_empty()
+    }
+
+    /// True when a fault kills or freezes agent `index` (its loss is planned).
+    pub fn targets_agent(&self, index: u32) -> bool {
+        self.faults.iter().any(|f| f.kind.on_agent() && f.agent.unwrap_or(0) == index)
+    }
+
+    /// Refuse what this run cannot do, with the reason (one line each).
+    pub fn check(&self, reach: &Reach) -> Result<(), String> {
+        let mut down: Option<(Duration, Duration, FaultKind)> = None;
+        for f in &self.faults {
+            let name = format!("fault {} at {}", f.kind.as_str(), format_duration(f.at));
+            if f.at >= reach.duration {
+                return Err(format!(
+                    "{name} starts after the load ends ({}): move it earlier or lengthen the run",
+                    format_duration(reach.duration)
+                ));
+            }
+            match (f.kind.lasts(), f.duration) {
+                (true, None) => return Err(format!("{name} needs a duration")),
+                (true, Some(d)) if d.is_zero() || d > LONGEST => {
+                    return Err(format!("{name}: the duration must be between 1ms and {}", format_duration(LONGEST)));
+                }
+                (false, Some(_)) => return Err(format!("{name} is instantaneous: drop its duration")),
+                _ => {}
+            }
+            if f.at + f.length() > reach.duration {
+                return Err(format!("{name} lasts past the end of the load ({})", format_duration(reach.duration)));
+            }
+            if let Some(s) = f.share
+                && !(s > 0.0 && s <= 1.0 && f.kind == FaultKind::TerminateBackends)
+            {
+                return Err(format!("{name}: share applies to terminate-backends only, as 0 < share <= 1"));
+            }
+            if f.agent.is_some() && !f.kind.on_agent() {
+                return Err(format!("{name}: agent applies to kill-agent and freeze-agent only"));
+            }
+            if f.kind.on_server() && !reach.embedded_db {
+                return Err(format!(
+                    "{name}: cannot stop or pause a database this coordinator did not start (only terminate-backends applies to --database-url; use the netns script for network faults)"
+                ));
+            }
+            if f.kind.on_agent() {
+                let Some(n) = reach.local_agents else {
+                    return Err(format!(
+                        "{name}: agent faults need --local agents (this coordinator cannot signal remote ones)"
+                    ));
+                };
+                let i = f.agent.unwrap_or(0);
+                if i >= n {
+                    return Err(format!("{name}: there is no agent {i} (agents 0 to {})", n.saturating_sub(1)));
+                }
+            }
+            // Two faults on the server at once cannot both be applied.
+            if f.kind.on_server() {
+                if let Some((from, to, other)) = down
+                    && f.at < to
+                {
+                    return Err(format!(
+                        "{name} overlaps {} from {} to {}: the server cannot be stopped twice",
+                        other.as_str(),
+                        format_duration(from),
+                        format_duration(to)
+                    ));
+                }
+                down = Some((f.at, f.at + f.length(), f.kind));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reach() -> Reach {
+        Reach { embedded_db: true, local_agents: Some(3), duration: Duration::from_secs(60) }
+    }
+
+    #[test]
+    fn a_schedule_parses_sorted_and_passes_its_checks() {
+        let s = Schedule::parse(
+            r#"
+            [[fault]]
+            kind = "pause-db"
+            at = "20s"
+            duration = "3s"
+            [[fault]]
+            kind = "terminate-backends"
+            at = "5s"
+            share = 0.5
+            [[fault]]
+            kind = "freeze-agent"
+            at = "30s"
+            duration = "2s"
+            agent = 2
+            "#,
+            "f.toml",
+        )
+        .expect("parse");
+        assert_eq!(
+            s.faults.iter().map(|f| f.kind).collect::<Vec<_>>(),
+            [FaultKind::TerminateBackends, FaultKind::PauseDb, FaultKind::FreezeAgent]
+        );
+        assert_eq!(s.faults[0].target(), "50% of the run's backends");
+        s.check(&reach()).expect("fits");
+    }
+
+    #[test]
+    fn impossible_schedules_are_refused_with_the_reason() {
+        let refused = |text: &str, reach: Reach| {
+            let s = Schedule::parse(text, "f.toml");
+            match s {
+                Err(e) => e,
+                Ok(s) => s.check(&reach).expect_err(text),
+            }
+        };
+        let r = reach();
+        assert!(refused("[[fault]]\nkind = \"melt-db\"\nat = \"1s\"", r).contains("unknown variant"));
+        assert!(
+            refused("[[fault]]\nkind = \"pause-db\"\nat = \"70s\"\nduration = \"1s\"", r)
+                .contains("after the load ends")
+        );
+        assert!(refused("[[fault]]\nkind = \"pause-db\"\nat = \"58s\"\nduration = \"5s\"", r).contains("past the end"));
+        assert!(refused("[[fault]]\nkind = \"pause-db\"\nat = \"5s\"", r).contains("needs a duration"));
+        assert!(
+            refused("[[fault]]\nkind = \"kill-agent\"\nat = \"5s\"\nduration = \"1s\"", r).contains("instantaneous")
+        );
+        assert!(refused("[[fault]]\nkind = \"kill-agent\"\nat = \"5s\"\nagent = 3", r).contains("no agent 3"));
+        let overlap = "[[fault]]\nkind = \"pause-db\"\nat = \"5s\"\nduration = \"5s\"\n[[fault]]\nkind = \"restart-db\"\nat = \"8s\"\nduration = \"1s\"";
+        assert!(refused(overlap, r).contains("overlaps pause-db"));
+        let theirs = Reach { embedded_db: false, ..r };
+        assert!(
+            refused("[[fault]]\nkind = \"restart-db\"\nat = \"5s\"\nduration = \"1s\"", theirs)
+                .contains("did not start")
+        );
+        let remote = Reach { local_agents: None, ..r };
+        assert!(refused("[[fault]]\nkind = \"kill-agent\"\nat = \"5s\"", remote).contains("--local"));
+        assert!(refused("[[fault]]\nkind = \"terminate-backends\"\nat = \"5s\"\nshare = 2.0", r).contains("share"));
+    }
+}
