@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use loadgen_common::histogram::LatencySummary;
 use loadgen_coordinator::model::sweep::SweepMode;
 use loadgen_coordinator::model::{
-    AgentReport, Audit, Counts, DbLoad, DbSample, Environment, Gate, LostAgent, RunReport, Section, SpectrumPoint,
-    StageRow, StagesReport, SweepReport, SweepStep, TimePoint, Timeline,
+    AgentReport, Audit, Counts, DbLoad, DbSample, Environment, FaultEvent, FaultReport, Gate, LostAgent, RunReport,
+    Section, SpectrumPoint, StageRow, StagesReport, SweepReport, SweepStep, TimePoint, Timeline,
 };
 use loadgen_coordinator::plan::profile::{Arrival, find_profile};
 use loadgen_coordinator::report::html::{render_run, render_sweep};
@@ -219,6 +219,22 @@ fn run_report(run_id: &str) -> RunReport {
         timeline: Timeline { merged, agents },
         db_timeline: (0..30).map(db_sample).collect(),
         spectrum: spectrum(),
+        faults: vec![FaultReport {
+            event: FaultEvent {
+                kind: "pause-db".into(),
+                target: "the throwaway Postgres".into(),
+                at_s: 12.0,
+                end_s: 14.0,
+                detail: "34 server processes stopped for 2s".into(),
+                error: None,
+            },
+            before_orch_per_sec: 50.0,
+            before_p99_ms: 300.0,
+            during_orch_per_sec: 0.0,
+            during_p99_ms: 0.0,
+            failed_during: 0,
+            recovery_s: Some(2.0),
+        }],
         stages: Some(StagesReport {
             plan: "50/s,30s:50/s".into(),
             open: true,
@@ -347,12 +363,18 @@ fn run_report_has_every_chart_and_section() {
         "commits per orchestration",
         "deadlock ×1",
         "99.999%",
+        "Load stages (starts per second): 50/s,30s:50/s",
+        "Faults (recovery",
+        "34 server processes stopped for 2s",
     ] {
         assert!(html.contains(text), "page lacks {text:?}");
     }
     for colour in ["#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#ff7f0e"] {
         assert!(html.contains(&format!(r#"stroke="{colour}""#)), "no line of colour {colour}");
     }
+    // The fault shows as a band on every chart over time (not the spectrum).
+    assert_eq!(html.matches(r#"data-band="pause-db""#).count(), CHARTS.len() - 1);
+    assert!(html.contains(r##"stroke="#111111""##), "the offered load line");
 }
 
 #[test]

@@ -82,6 +82,8 @@ pub const COLOR_SWEEP: &str = "#17becf";
 pub const COLOR_KNEE: &str = "#e377c2";
 /// The load the plan offered (stages).
 pub const COLOR_OFFERED: &str = "#111111";
+/// Fault bands.
+pub const COLOR_FAULT: &str = "#ff9896";
 /// Secondary lines (agents, connection states, queues): none of them is one
 /// of the colours above, so each of those stays unique to its line.
 const PALETTE: [&str; 8] = ["#8c564b", "#7f7f7f", "#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173"];

@@ -53,11 +53,14 @@ pub fn render_run(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     render_latencies(r, w)?;
     render_verdicts(r, w)?;
     render_stages(r, w)?;
+    render_faults(r, w)?;
     super::scenarios::render_mismatches(r, w)?;
 
     writeln!(w, "<h2>Over time</h2>")?;
     let definition = if r.merged.intended_latency.is_some() { "from intended start" } else { "from start call" };
     let span = time_span(r);
+    // Every chart over time shows the faults as bands.
+    let spanning = |c: Chart, span| with_faults(spanning(c, span), r);
     figure(
         w,
         "Throughput",
@@ -103,6 +106,56 @@ fn render_stages(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
         &format!("Load stages ({what}): {}", s.plan),
         &["stage", "plan", "offered", "started/s", "completed/s", "in flight", "worst 1-s p99"],
         2,
+        rows,
+    )
+}
+
+/// The run's faults as bands on a chart over time.
+fn with_faults(mut c: Chart, r: &RunReport) -> Chart {
+    c.bands.extend(r.faults.iter().map(|f| super::svg::Band {
+        from: f.event.at_s,
+        to: f.event.end_s,
+        color: super::COLOR_FAULT.into(),
+        label: f.event.kind.clone(),
+    }));
+    c
+}
+
+/// Each fault: when, what it did, its impact and its recovery.
+fn render_faults(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
+    if r.faults.is_empty() {
+        return Ok(());
+    }
+    let p99 = |ms: f64| if ms > 0.0 { fmt_ms((ms * 1000.0) as u64) } else { "-".into() };
+    let rows = r.faults.iter().map(|f| {
+        let e = &f.event;
+        let class = if e.error.is_some() || f.recovery_s.is_none() { Some("bad") } else { None };
+        let cells = vec![
+            format!("{:.1}-{:.1}s", e.at_s, e.end_s),
+            e.kind.clone(),
+            e.target.clone(),
+            e.error.as_ref().map_or(e.detail.clone(), |err| format!("NOT APPLIED: {err}")),
+            format!("{:.1} → {:.1}", f.before_orch_per_sec, f.during_orch_per_sec),
+            format!("{} → {}", p99(f.before_p99_ms), p99(f.during_p99_ms)),
+            f.failed_during.to_string(),
+            f.recovery_s.map_or("not within the run".into(), |s| format!("{s:.1}s")),
+        ];
+        (class, cells)
+    });
+    table(
+        w,
+        "Faults (recovery: throughput within 10% of the 5 s before, p99 under 2x)",
+        &[
+            "when",
+            "fault",
+            "target",
+            "what it did",
+            "orch/s before → during",
+            "p99 before → during",
+            "failed",
+            "recovery",
+        ],
+        4,
         rows,
     )
 }

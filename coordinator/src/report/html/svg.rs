@@ -88,6 +88,15 @@ pub struct Rule {
     pub label: String,
 }
 
+/// A shaded span of x (a fault while it lasted), drawn under the series.
+#[derive(Clone, Debug)]
+pub struct Band {
+    pub from: f64,
+    pub to: f64,
+    pub color: String,
+    pub label: String,
+}
+
 /// One chart: what to draw and how to label it.
 #[derive(Clone, Debug)]
 pub struct Chart {
@@ -106,6 +115,7 @@ pub struct Chart {
     pub series: Vec<Series>,
     pub marks: Vec<Mark>,
     pub rules: Vec<Rule>,
+    pub bands: Vec<Band>,
 }
 
 impl Chart {
@@ -122,6 +132,7 @@ impl Chart {
             series: Vec::new(),
             marks: Vec::new(),
             rules: Vec::new(),
+            bands: Vec::new(),
         }
     }
 
@@ -161,6 +172,28 @@ impl Chart {
         )?;
         writeln!(w, "<title>{}</title>", Esc(&self.title))?;
         self.render_axes(w, &plot, fixed_x.is_some())?;
+        for b in &self.bands {
+            // An instantaneous fault still shows: at least 3 units wide.
+            let (x0, x1) = (plot.px(b.from), plot.px(b.to).max(plot.px(b.from) + 3.0));
+            writeln!(
+                w,
+                r#"<rect data-band="{}" x="{x0:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{}" fill-opacity="0.15"><title>{}</title></rect>"#,
+                Esc(&b.label),
+                plot.y0,
+                x1 - x0,
+                plot.y1 - plot.y0,
+                Esc(&b.color),
+                Esc(&b.label)
+            )?;
+            writeln!(
+                w,
+                r#"<text x="{:.1}" y="{:.1}" class="rule" fill="{}">{}</text>"#,
+                x0 + 2.0,
+                plot.y0 + 12.0,
+                Esc(&b.color),
+                Esc(&b.label)
+            )?;
+        }
         for r in &self.rules {
             let y = plot.py(r.y);
             writeln!(
