@@ -45,8 +45,30 @@ pub struct Acted {
     pub message: Option<Message>,
 }
 
-/// Perform `action` on `instance`.
+/// Perform `action` on `instance`, retrying a failed call (a database
+/// restart or a terminated connection) with backoff for up to
+/// [`CALL_TIMEOUT`]: an event that is never raised would leave its instance
+/// waiting forever and read as the provider's fault. A call that failed
+/// after its write committed would deliver the event twice; with the errors
+/// seen here (connection reset, server shutting down) the write did not
+/// commit.
 pub async fn act(client: &Client, instance: &str, action: &Action) -> Result<(), String> {
+    let began = Instant::now();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match act_once(client, instance, action).await {
+            Ok(()) => return Ok(()),
+            Err(e) if began.elapsed() + backoff >= CALL_TIMEOUT => return Err(e),
+            Err(e) => {
+                tracing::debug!(instance, error = %e, "call failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+async fn act_once(client: &Client, instance: &str, action: &Action) -> Result<(), String> {
     let call = async {
         match action {
             Action::Enqueue { queue, data } => {
@@ -140,11 +162,28 @@ impl<S> Driver<S> {
         let tx = self.launch_tx.clone();
         tokio::spawn(async move {
             let issued = Issued { at: Instant::now(), wall: SystemTime::now() };
-            let call = client.start_orchestration(id.as_str(), start.orchestration, start.input.as_str());
-            let result = match tokio::time::timeout(START_TIMEOUT, call).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err(format!("start call took longer than {START_TIMEOUT:?}")),
+            // A failed start is retried with the same id until START_TIMEOUT:
+            // a second start of an existing id is ignored, so a start whose
+            // first attempt committed before its error (a connection reset
+            // while the commit's answer was on its way) is neither lost nor
+            // doubled, and counted once.
+            let mut backoff = Duration::from_millis(100);
+            let result = loop {
+                let left = START_TIMEOUT.saturating_sub(issued.at.elapsed());
+                let call = client.start_orchestration(id.as_str(), start.orchestration, start.input.as_str());
+                let attempt = match tokio::time::timeout(left, call).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err(format!("start call took longer than {START_TIMEOUT:?}")),
+                };
+                match attempt {
+                    Err(e) if issued.at.elapsed() + backoff < START_TIMEOUT => {
+                        tracing::debug!(instance = %id, error = %e, "start call failed; retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                    }
+                    done => break done,
+                }
             };
             // The driver may be gone (run ended); nothing to report then.
             let _ = tx.send(Launched { id, start, outcome, issued, intended, took: issued.at.elapsed(), result });
