@@ -141,8 +141,9 @@ pub struct FaultReport {
     pub before_p99_ms: f64,
     pub during_orch_per_sec: f64,
     pub during_p99_ms: f64,
-    /// Orchestrations failed or start calls that failed from the fault's
-    /// start until it recovered (or the run ended).
+    /// Orchestrations that failed (failures the scenario designs included)
+    /// and start calls that failed, from the fault's start until it
+    /// recovered (or the run ended).
     pub failed_during: u64,
     /// From the fault's end until throughput was back within 10% of the
     /// level before it and p99 under twice it; `None`: not within the run.

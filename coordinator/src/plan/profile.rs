@@ -504,6 +504,15 @@ mod tests {
         let suite: Vec<String> = get("suite").expand().expect("expand").iter().map(Profile::dispatchers).collect();
         assert_eq!(suite, ["1:1", "2:2", "4:4"]);
         assert_eq!(get("light").expand().expect("expand"), vec![get("light")]);
+        // Load over time and faults: the ramp's stages settle to its peak and
+        // length; chaos carries a fault every 20 s.
+        let mut ramp = get("ramp");
+        ramp.settle_stages().expect("ramp stages");
+        assert_eq!((ramp.rate, ramp.duration), (Some(40.0), Duration::from_secs(50)));
+        let chaos = get("chaos");
+        let at: Vec<u64> = chaos.faults.iter().map(|f| f.at.as_secs()).collect();
+        assert_eq!(at, [15, 35, 55, 75, 95]);
+        assert!(get("chaos-backends").faults.iter().all(|f| f.kind == crate::faults::FaultKind::TerminateBackends));
     }
 
     #[test]

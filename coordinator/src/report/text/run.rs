@@ -260,7 +260,7 @@ fn render_faults(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
         let p99 = |ms: f64| if ms > 0.0 { fmt_ms((ms * 1000.0) as u64) } else { "-".into() };
         writeln!(
             w,
-            "  {:.1}-{:.1}s {} on {}: {what}; {:.1} -> {:.1} orch/s, p99 {} -> {}; {} failed until recovery; {recovery}.",
+            "  {:.1}-{:.1}s {} on {}: {what}; {:.1} -> {:.1} orch/s, p99 {} -> {}; {} failed (by design included) until recovery; {recovery}.",
             e.at_s,
             e.end_s,
             e.kind,
