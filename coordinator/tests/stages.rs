@@ -49,9 +49,16 @@ fn closed_loop_stages_change_what_is_kept_in_flight() {
     let stages = r.stages.expect("a stage table");
     assert!(!stages.open && stages.rows.len() == 2, "{stages:?}");
     let (low, high) = (&stages.rows[0], &stages.rows[1]);
-    assert!(low.mean_in_flight <= 2.0, "{low:?}");
-    assert!(high.mean_in_flight >= 5.0, "{high:?}");
     assert!(high.completed_per_sec > low.completed_per_sec * 1.5, "{low:?} vs {high:?}");
+    // In flight is a snapshot at each second's end: away from the jump at
+    // 3 s (a second's end drifts past it on a busy machine), the target holds.
+    let in_flight = |from: f64, to: f64| -> Vec<u64> {
+        r.timeline.merged.iter().filter(|p| p.t_s > from && p.t_s < to).map(|p| p.in_flight).collect()
+    };
+    let before = in_flight(0.5, 2.9);
+    assert!(!before.is_empty() && before.iter().all(|n| *n <= 2), "{before:?}");
+    let after = in_flight(4.5, 6.0);
+    assert!(!after.is_empty() && after.iter().all(|n| *n >= 5), "{after:?}");
 }
 
 #[test]

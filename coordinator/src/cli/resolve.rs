@@ -216,8 +216,12 @@ fn plan_for(args: &Args, profile: Profile) -> Result<RunPlan, PlanError> {
 
 /// The faults of `--faults` (or the profile's), checked against what the
 /// run can reach.
-fn fault_schedule(args: &Args, profile: &Profile, agents: &AgentSource) -> Result<crate::faults::Schedule, PlanError> {
-    use crate::faults::{Schedule, schedule::Reach};
+fn fault_schedule(
+    args: &Args,
+    profile: &Profile,
+    agents: &AgentSource,
+) -> Result<crate::plan::faults::Schedule, PlanError> {
+    use crate::plan::faults::{Reach, Schedule};
     let schedule = match &args.faults {
         Some(path) => {
             let text = std::fs::read_to_string(path)

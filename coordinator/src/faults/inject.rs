@@ -10,10 +10,10 @@ use duroxide_pg::PostgresProvider;
 use loadgen_common::process::{self, SIGCONT, SIGKILL, SIGSTOP};
 use sqlx::Row;
 
-use super::schedule::{FaultKind, FaultSpec, Schedule};
 use crate::db::embedded::{EmbeddedPostgres, Shutdown};
 use crate::model::FaultEvent;
 use crate::notice::{Notice, Observer};
+use crate::plan::faults::{FaultKind, FaultSpec, Schedule};
 
 /// What the faults can reach in this run.
 pub struct Targets<'a> {

@@ -1,6 +1,7 @@
 //! Faults on a schedule: what to break, when and for how long, checked
-//! before anything starts ([`schedule`]), injected during the run by the
-//! coordinator ([`inject`]), and judged afterwards ([`impact`]): throughput
+//! before anything starts (the plan's [`crate::plan::faults`]), injected
+//! during the run by the coordinator ([`inject`]), and judged afterwards
+//! ([`impact`]): throughput
 //! and p99 during each fault against the level before it, the recovery time,
 //! and the per-instance audit as the verdict.
 //!
@@ -13,6 +14,5 @@
 
 pub mod impact;
 pub mod inject;
-pub mod schedule;
 
-pub use schedule::{FaultKind, FaultSpec, Schedule};
+pub use crate::plan::faults::{FaultKind, FaultSpec, Schedule};

@@ -14,6 +14,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub mod faults;
 pub mod outputs;
 pub mod profile;
 pub mod slices;
@@ -42,7 +43,7 @@ pub struct RunPlan {
     pub completion_poll: Duration,
     pub on_agent_loss: OnAgentLoss,
     /// Faults to inject during the run (checked against what it can reach).
-    pub faults: crate::faults::Schedule,
+    pub faults: faults::Schedule,
     pub keep_schema: bool,
     /// Tracing filter (also handed to local agents).
     pub log: String,

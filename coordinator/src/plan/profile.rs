@@ -119,9 +119,9 @@ pub struct Profile {
     /// the plan's peak, and explicit stages set the duration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stages: Option<String>,
-    /// Faults to inject during the run (see `crate::faults::schedule`).
+    /// Faults to inject during the run (see [`super::faults`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub faults: Vec<crate::faults::FaultSpec>,
+    pub faults: Vec<super::faults::FaultSpec>,
 }
 
 /// What a run's load follows over time, cluster-wide.
@@ -512,7 +512,9 @@ mod tests {
         let chaos = get("chaos");
         let at: Vec<u64> = chaos.faults.iter().map(|f| f.at.as_secs()).collect();
         assert_eq!(at, [15, 35, 55, 75, 95]);
-        assert!(get("chaos-backends").faults.iter().all(|f| f.kind == crate::faults::FaultKind::TerminateBackends));
+        assert!(
+            get("chaos-backends").faults.iter().all(|f| f.kind == super::super::faults::FaultKind::TerminateBackends)
+        );
     }
 
     #[test]
