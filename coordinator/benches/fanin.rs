@@ -76,6 +76,7 @@ async fn main() {
         bound: Duration::from_secs(seconds + 60),
         db: None,
         tracker: None,
+        load: None,
         obs: &Silent,
     };
     let followed = follow(f, streams, &controls, &mut live).await.expect("follow");

@@ -70,6 +70,7 @@ async fn the_coordinator_follows_synthetic_agents_and_merges_their_figures() {
         bound: Duration::from_secs(30),
         db: None,
         tracker: None,
+        load: None,
         obs: &Silent,
     };
     let followed = follow(f, streams, &controls, &mut live).await.expect("follow");

@@ -30,4 +30,7 @@ pub struct Frame<'a> {
     pub merged_last: Option<TimePoint>,
     /// The database's latest sample.
     pub db: Option<&'a DbSample>,
+    /// Load stages: what the plan offers now (starts per second, or the
+    /// in-flight target), and whether it is a rate.
+    pub offered: Option<(f64, bool)>,
 }

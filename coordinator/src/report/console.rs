@@ -99,6 +99,7 @@ pub fn line(f: &Frame<'_>) -> String {
         f.rows.iter().filter(|r| r.alive).count(),
         f.rows.len()
     );
+    line.push_str(&offered(f));
     if let Some(d) = f.db {
         line.push_str(&format!(
             "  db {:.0} commits/s{}",
@@ -181,7 +182,17 @@ pub fn table(f: &Frame<'_>) -> String {
         t.late + t.dropped,
     ));
     out.push_str(&db_line(f.db));
+    out.push_str(&offered(f));
     out
+}
+
+/// What the stages offer now, when the load is staged.
+fn offered(f: &Frame<'_>) -> String {
+    match f.offered {
+        Some((v, true)) => format!("  offered {v:.1}/s"),
+        Some((v, false)) => format!("  target {v:.0} in flight"),
+        None => String::new(),
+    }
 }
 
 fn db_line(db: Option<&DbSample>) -> String {
@@ -224,10 +235,12 @@ mod tests {
             p99_us: 250_000,
             merged_last: Some(point),
             db: Some(&db),
+            offered: Some((60.0, true)),
         };
         let l = line(&f);
         assert!(l.contains("completed      2") && l.contains("in flight    4") && l.contains("agents 1/2"), "{l}");
         assert!(l.contains("p99  250.0ms") && l.ends_with("db 512 commits/s 2 deadlock(s)"), "{l}");
+        assert!(l.contains("agents 1/2  offered 60.0/s  db"), "{l}");
         let t = table(&f);
         let rows: Vec<&str> = t.lines().collect();
         assert_eq!(rows.len(), 5, "{t}");
@@ -255,6 +268,7 @@ mod tests {
             p99_us: 1,
             merged_last: None,
             db: None,
+            offered: None,
         };
         let t = table(&f);
         let lines: Vec<&str> = t.lines().collect();

@@ -243,6 +243,7 @@ impl Live {
             p99_us: self.headline.quantile_us(0.99),
             merged_last: self.merged.last().cloned(),
             db,
+            offered: None,
         }
     }
 }

@@ -182,6 +182,7 @@ pub(crate) async fn run_once(
     let (controls, streams) = stream::start_all(&session.links, &run_id, START_DELAY).await?;
     let started = Instant::now() + START_DELAY;
     let watch = DbWatch::start(Arc::clone(&provider), started);
+    let load_plan = profile.load_plan();
     let tracker = (plan.completion_tracking == CompletionTracking::Cluster)
         .then(|| ClusterTracker::start(Arc::clone(&provider), &schema, controls.routes(), plan.completion_poll));
     let mut live = live::Live::new(agents, started, plan.outputs.hlog_dir.is_some());
@@ -192,6 +193,7 @@ pub(crate) async fn run_once(
         bound: profile.duration + profile.drain_timeout + START_DELAY + RUN_SLACK,
         db: Some(watch.latest.clone()),
         tracker: tracker.as_ref(),
+        load: Some(&load_plan),
         obs,
     };
     let agent_pids = session.local.as_ref().map(|l| l.pids()).unwrap_or_default();
@@ -220,7 +222,7 @@ pub(crate) async fn run_once(
     let mut db_timeline = sampled.samples;
     let followed = followed?;
     live.finish();
-    let stages = assemble::stages(&profile.load_plan(), &mut live.merged);
+    let stages = assemble::stages(&load_plan, &mut live.merged);
     let faults = crate::faults::impact::judge(&fault_events, &live.merged);
 
     // 4. Settle what lost agents left behind.

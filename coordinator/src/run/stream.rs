@@ -153,6 +153,8 @@ pub struct Follow<'a> {
     pub db: Option<watch::Receiver<Option<DbSample>>>,
     /// Cluster tracking: where the agents' start reports go.
     pub tracker: Option<&'a ClusterTracker>,
+    /// Load stages: the plan, for the live view's offered load.
+    pub load: Option<&'a crate::plan::profile::LoadPlan>,
     pub obs: &'a dyn Observer,
 }
 
@@ -193,7 +195,11 @@ pub async fn follow(
     let mut ticker = tokio::time::interval_at(first, Duration::from_secs(1));
     let show = |live: &Live| {
         let sample = f.db.as_ref().and_then(|rx| rx.borrow().clone());
-        f.obs.notice(&Notice::Live(&live.frame(sample.as_ref())));
+        let mut frame = live.frame(sample.as_ref());
+        // While the plan lasts (the drain after it offers nothing).
+        let now = std::time::Duration::from_secs_f64(frame.elapsed_s.max(0.0));
+        frame.offered = f.load.filter(|l| l.staged && now <= l.plan.duration()).map(|l| (l.plan.value_at(now), l.open));
+        f.obs.notice(&Notice::Live(&frame));
     };
     while outcome.iter().any(Option::is_none) {
         let mut newly_lost: Option<(usize, String)> = None;
