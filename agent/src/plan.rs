@@ -29,6 +29,8 @@ pub struct RunSpec {
     pub completion_poll: Duration,
     /// Artificial one-way delay to the database (zero: none).
     pub db_latency: Duration,
+    /// Route the providers through the relay even without a delay (relay faults).
+    pub relay: bool,
     /// Stop starting after this many orchestrations.
     pub iterations: Option<u64>,
 }

@@ -16,7 +16,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::driver::Sink;
 use crate::plan::RunSpec;
-use crate::session::{Agent, Phase};
+use crate::session::{Agent, Phase, RelayFault};
 
 /// If the coordinator does not take a message within this bound it is
 /// considered gone and the agent stops starting orchestrations.
@@ -95,11 +95,28 @@ impl AgentRpc for Agent {
         let (lease, feed) =
             Agent::run(self, &start.run_id, Duration::from_millis(start.start_delay_ms), StreamSink(tx))?;
         // Feed the coordinator's heartbeats and stop requests into the lease,
-        // and its completions (cluster tracking) into the driver.
+        // its completions (cluster tracking) into the driver, and its relay
+        // faults into the relay.
+        let agent = self.clone();
         tokio::spawn(async move {
             loop {
                 match control.message().await {
                     Ok(Some(proto::RunControl { control: Some(Control::Heartbeat(_)) })) => lease.renew(),
+                    Ok(Some(proto::RunControl { control: Some(Control::Fault(f)) })) => {
+                        lease.renew();
+                        let fault = match proto::RelayFaultKind::try_from(f.kind) {
+                            Ok(proto::RelayFaultKind::Latency) => {
+                                Some(RelayFault::Latency(Duration::from_micros(f.delay_us)))
+                            }
+                            Ok(proto::RelayFaultKind::Partition) => Some(RelayFault::Partition),
+                            _ => None,
+                        };
+                        match fault {
+                            // Bounded like the coordinator's schedule: a minute at most.
+                            Some(fault) => agent.relay_fault(fault, Duration::from_millis(f.duration_ms.min(60_000))),
+                            None => tracing::warn!(kind = f.kind, "unknown relay fault; ignored"),
+                        }
+                    }
                     Ok(Some(proto::RunControl { control: Some(Control::Completions(c)) })) => {
                         lease.renew();
                         // The driver may have ended (drain timeout): late news is dropped.

@@ -28,6 +28,15 @@ use crate::tracker::Tracker;
 /// to the driver.
 pub type FeedSender = tokio::sync::mpsc::UnboundedSender<Vec<crate::tracker::Finished>>;
 
+/// What a relay fault does to the database traffic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RelayFault {
+    /// This much more delay each way.
+    Latency(Duration),
+    /// Nothing passes.
+    Partition,
+}
+
 /// A prepared run whose Run never comes is released after this long.
 pub const PREPARED_LEASE: Duration = Duration::from_secs(60);
 /// Bound on waiting for the driver when a run is released.
@@ -185,7 +194,7 @@ impl Agent {
         let built = scenario::build(&w.scenario, &w.options, &ctx)?;
         let described = built.describe(w.seed);
         let node = format!("{}-a{}", spec.run_id, spec.agent_index);
-        let (url, relay) = self.database_route(spec.db_latency).await?;
+        let (url, relay) = self.database_route(spec.db_latency, spec.relay).await?;
         let runtimes = Runtimes::start(&url, &spec.schema, &node, &spec.runtime, Arc::clone(&counters)).await?;
         let deps = Deps {
             client: runtimes.client.clone(),
@@ -199,9 +208,9 @@ impl Agent {
 
     /// The URL the providers use: the agent's own, or, with an artificial
     /// delay, the same URL pointed at a delay relay on loopback.
-    async fn database_route(&self, delay: Duration) -> Result<(String, Option<Relay>), AgentError> {
+    async fn database_route(&self, delay: Duration, relay: bool) -> Result<(String, Option<Relay>), AgentError> {
         let url = &self.config.database_url;
-        if delay.is_zero() {
+        if delay.is_zero() && !relay {
             return Ok((url.clone(), None));
         }
         let invalid = |detail: String| AgentError::InvalidRequest { field: "db_latency", detail };
@@ -332,6 +341,28 @@ impl Agent {
                     return;
                 }
             }
+        });
+    }
+
+    /// A relay fault from the coordinator: change this run's relay for
+    /// `duration`, then undo it. Without a relay (the run did not ask for
+    /// one) the fault is logged and ignored.
+    pub fn relay_fault(&self, fault: RelayFault, duration: Duration) {
+        let knobs = self.lock().as_ref().and_then(|s| s.relay.as_ref().map(Relay::knobs));
+        let Some(knobs) = knobs else {
+            tracing::warn!(?fault, "relay fault without a relay; ignored");
+            return;
+        };
+        tracing::info!(?fault, duration_ms = duration.as_millis() as u64, "relay fault");
+        match fault {
+            RelayFault::Latency(d) => knobs.set_extra_delay(d),
+            RelayFault::Partition => knobs.set_blocked(true),
+        }
+        tokio::spawn(async move {
+            tokio::time::sleep(duration).await;
+            knobs.set_extra_delay(Duration::ZERO);
+            knobs.set_blocked(false);
+            tracing::info!("relay fault undone");
         });
     }
 

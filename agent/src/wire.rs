@@ -119,6 +119,7 @@ impl TryFrom<proto::PrepareRequest> for RunSpec {
             tracking,
             completion_poll: ms(req.completion_poll_ms),
             db_latency: Duration::from_micros(req.db_latency_us),
+            relay: req.relay,
             iterations: (req.iterations > 0).then_some(req.iterations),
         })
     }
@@ -182,6 +183,7 @@ mod tests {
             db_latency_us: 0,
             iterations: 0,
             tracking: proto::Tracking::Cluster as i32,
+            relay: false,
         }
     }
 

@@ -95,6 +95,32 @@ fn agent_faults_freeze_one_and_kill_another_as_planned() {
 }
 
 #[test]
+fn relay_faults_slow_and_cut_the_agents_database_traffic() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let faults = r#"
+        [[fault]]
+        kind = "db-latency"
+        at = "3s"
+        duration = "3s"
+        delay = "50ms"
+        [[fault]]
+        kind = "db-partition"
+        at = "8s"
+        duration = "2s"
+        agent = 0
+    "#;
+    let (code, r) = run_with(tmp.path(), "relay", "2", "14s", faults);
+    check(&r, &["db-latency", "db-partition"]);
+    let slow = &r.faults[0];
+    assert!(slow.event.detail.contains("2 agent(s): +50ms each way"), "{slow:?}");
+    // 50 ms each way on every query: far fewer completions, each far slower.
+    assert!(slow.during_orch_per_sec < slow.before_orch_per_sec / 2.0, "{slow:?}");
+    assert!(slow.during_p99_ms > 2.0 * slow.before_p99_ms, "{slow:?}");
+    assert!(r.faults[1].event.detail.contains("1 agent(s): no database traffic"), "{:?}", r.faults[1]);
+    assert_eq!(code, Some(if r.passed { 0 } else { 1 }), "{:?}", r.gates);
+}
+
+#[test]
 fn impossible_schedules_are_refused_with_one_line() {
     let tmp = tempfile::tempdir().expect("tmp");
     let write = |name: &str, text: &str| {
@@ -109,6 +135,7 @@ fn impossible_schedules_are_refused_with_one_line() {
         "[[fault]]\nkind = \"pause-db\"\nat = \"1s\"\nduration = \"3s\"\n[[fault]]\nkind = \"restart-db\"\nat = \"2s\"\nduration = \"1s\"\n",
     );
     let theirs = write("theirs.toml", "[[fault]]\nkind = \"restart-db\"\nat = \"1s\"\nduration = \"1s\"\n");
+    let no_delay = write("nodelay.toml", "[[fault]]\nkind = \"db-latency\"\nat = \"1s\"\nduration = \"1s\"\n");
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["--faults", &unknown], "unknown variant `melt-db`"),
         (vec!["--duration", "10s", "--faults", &late], "lasts past the end of the load"),
@@ -118,6 +145,7 @@ fn impossible_schedules_are_refused_with_one_line() {
             "cannot stop or pause a database this coordinator did not start",
         ),
         (vec!["--faults", "/nonexistent/faults.toml"], "cannot read fault schedule"),
+        (vec!["--faults", &no_delay], "needs a delay"),
     ];
     for (args, needle) in cases {
         let out = coordinator(tmp.path()).args(["--local", "1"]).args(&args).output().expect("run coordinator");

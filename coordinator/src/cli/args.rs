@@ -111,9 +111,10 @@ pub struct Args {
     pub stages: Option<String>,
 
     /// Faults to inject during the run, a TOML file of `[[fault]]` tables
-    /// (kind, at, duration, share, agent): terminate-backends, restart-db,
-    /// pause-db (the throwaway Postgres only), kill-agent, freeze-agent
-    /// (local agents only). Replaces the profile's faults. See docs/faults.md.
+    /// (kind, at, duration, share, agent, delay): terminate-backends,
+    /// restart-db, pause-db (the throwaway Postgres only), kill-agent,
+    /// freeze-agent (local agents only), db-latency, db-partition (through a
+    /// relay on each agent). Replaces the profile's faults. See docs/faults.md.
     #[arg(long, env = "LOADGEN_FAULTS", value_name = "FILE", help_heading = "Load")]
     pub faults: Option<std::path::PathBuf>,
 

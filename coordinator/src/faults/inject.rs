@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use duroxide_pg::PostgresProvider;
 use loadgen_common::process::{self, SIGCONT, SIGKILL, SIGSTOP};
+use loadgen_common::proto;
 use sqlx::Row;
 
 use crate::db::embedded::{EmbeddedPostgres, Shutdown};
@@ -23,6 +24,8 @@ pub struct Targets<'a> {
     pub embedded: Option<&'a mut EmbeddedPostgres>,
     /// Local agents' process ids, by index.
     pub agent_pids: Vec<Option<u32>>,
+    /// Every agent's control stream (relay faults travel on it).
+    pub routes: Vec<crate::run::completions::Route>,
 }
 
 /// Bound on the terminate-backends queries.
@@ -90,6 +93,34 @@ async fn apply(f: &FaultSpec, t: &mut Targets<'_>) -> Result<String, String> {
         FaultKind::KillAgent => {
             let pid = agent_pid(t, f)?;
             if process::signal(pid, SIGKILL) { Ok(format!("pid {pid} killed")) } else { Err(format!("pid {pid} gone")) }
+        }
+        FaultKind::DbLatency | FaultKind::DbPartition => {
+            let (kind, delay) = match f.kind {
+                FaultKind::DbLatency => (proto::RelayFaultKind::Latency, f.delay.unwrap_or_default()),
+                _ => (proto::RelayFaultKind::Partition, Duration::ZERO),
+            };
+            let msg = proto::RunControl {
+                control: Some(proto::run_control::Control::Fault(proto::RelayFault {
+                    kind: kind as i32,
+                    duration_ms: u64::try_from(f.length().as_millis()).unwrap_or(u64::MAX),
+                    delay_us: u64::try_from(delay.as_micros()).unwrap_or(u64::MAX),
+                })),
+            };
+            let targets: Vec<usize> = match f.agent {
+                Some(i) => vec![i as usize],
+                None => (0..t.routes.len()).collect(),
+            };
+            let sent =
+                targets.iter().filter(|&&i| t.routes.get(i).is_some_and(|r| r.send(msg.clone()).is_ok())).count();
+            if sent == 0 {
+                return Err("no agent took the fault (its stream is closed)".into());
+            }
+            // The agents undo it after the duration; the fault lasts that long.
+            tokio::time::sleep(f.length()).await;
+            Ok(match f.kind {
+                FaultKind::DbLatency => format!("{sent} agent(s): +{} each way for {}", fmt(delay), fmt(f.length())),
+                _ => format!("{sent} agent(s): no database traffic for {}", fmt(f.length())),
+            })
         }
         FaultKind::FreezeAgent => {
             let pid = agent_pid(t, f)?;

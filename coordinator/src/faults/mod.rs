@@ -8,7 +8,8 @@
 //! The coordinator applies what it can reach: the run's database backends
 //! (`terminate-backends`), the throwaway Postgres it started (`restart-db`,
 //! `pause-db`) and the agent processes it spawned (`kill-agent`,
-//! `freeze-agent`). A schedule that asks for a fault it cannot apply (a
+//! `freeze-agent`); the agents apply what travels through their relays
+//! (`db-latency`, `db-partition`), told on their control streams. A schedule that asks for a fault it cannot apply (a
 //! database fault against a user's database, an agent fault on remote
 //! agents) is refused with the reason before the run.
 

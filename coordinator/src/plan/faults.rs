@@ -36,6 +36,12 @@ pub enum FaultKind {
     KillAgent,
     /// SIGSTOP a local agent for `duration`, then SIGCONT.
     FreezeAgent,
+    /// Add `delay` each way to an agent's (or every agent's) database
+    /// traffic for `duration`, through the agent's relay.
+    DbLatency,
+    /// Pass none of an agent's (or every agent's) database traffic for
+    /// `duration`, through the agent's relay (connections stay open).
+    DbPartition,
 }
 
 impl FaultKind {
@@ -46,12 +52,26 @@ impl FaultKind {
             FaultKind::PauseDb => "pause-db",
             FaultKind::KillAgent => "kill-agent",
             FaultKind::FreezeAgent => "freeze-agent",
+            FaultKind::DbLatency => "db-latency",
+            FaultKind::DbPartition => "db-partition",
         }
+    }
+
+    /// Faults applied through the agents' relays.
+    pub fn through_relay(self) -> bool {
+        matches!(self, FaultKind::DbLatency | FaultKind::DbPartition)
     }
 
     /// Faults that last (and need a duration).
     fn lasts(self) -> bool {
-        matches!(self, FaultKind::RestartDb | FaultKind::PauseDb | FaultKind::FreezeAgent)
+        matches!(
+            self,
+            FaultKind::RestartDb
+                | FaultKind::PauseDb
+                | FaultKind::FreezeAgent
+                | FaultKind::DbLatency
+                | FaultKind::DbPartition
+        )
     }
 
     /// Faults on the database server itself (only the throwaway one).
@@ -79,9 +99,13 @@ pub struct FaultSpec {
     /// terminate-backends: the share of backends (0 < share <= 1; default all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub share: Option<f64>,
-    /// kill-agent, freeze-agent: the agent's index (default 0).
+    /// kill-agent, freeze-agent: the agent's index (default 0); db-latency,
+    /// db-partition: one agent's traffic (default every agent's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<u32>,
+    /// db-latency: the delay added each way.
+    #[serde(default, with = "opt_duration_text", skip_serializing_if = "Option::is_none")]
+    pub delay: Option<Duration>,
 }
 
 impl FaultSpec {
@@ -99,6 +123,10 @@ impl FaultSpec {
             },
             FaultKind::RestartDb | FaultKind::PauseDb => "the throwaway Postgres".into(),
             FaultKind::KillAgent | FaultKind::FreezeAgent => format!("agent {}", self.agent.unwrap_or(0)),
+            FaultKind::DbLatency | FaultKind::DbPartition => match self.agent {
+                Some(i) => format!("agent {i}'s database traffic"),
+                None => "every agent's database traffic".into(),
+            },
         }
     }
 }
@@ -137,6 +165,11 @@ impl Schedule {
         self.faults.is_empty()
     }
 
+    /// True when a fault acts through the agents' relays (they must run one).
+    pub fn needs_relay(&self) -> bool {
+        self.faults.iter().any(|f| f.kind.through_relay())
+    }
+
     /// True when a fault kills or freezes agent `index` (its loss is planned).
     pub fn targets_agent(&self, index: u32) -> bool {
         self.faults.iter().any(|f| f.kind.on_agent() && f.agent.unwrap_or(0) == index)
@@ -169,8 +202,22 @@ impl Schedule {
             {
                 return Err(format!("{name}: share applies to terminate-backends only, as 0 < share <= 1"));
             }
-            if f.agent.is_some() && !f.kind.on_agent() {
-                return Err(format!("{name}: agent applies to kill-agent and freeze-agent only"));
+            if f.agent.is_some() && !f.kind.on_agent() && !f.kind.through_relay() {
+                return Err(format!("{name}: agent applies to agent and relay faults only"));
+            }
+            match (f.kind, f.delay) {
+                (FaultKind::DbLatency, None) => return Err(format!("{name} needs a delay (added each way)")),
+                (FaultKind::DbLatency, Some(d)) if d.is_zero() || d > Duration::from_secs(10) => {
+                    return Err(format!("{name}: the delay must be between 1ms and 10s"));
+                }
+                (FaultKind::DbLatency, Some(_)) | (_, None) => {}
+                (_, Some(_)) => return Err(format!("{name}: delay applies to db-latency only")),
+            }
+            if f.kind.through_relay()
+                && let (Some(i), Some(n)) = (f.agent, reach.local_agents)
+                && i >= n
+            {
+                return Err(format!("{name}: there is no agent {i} (agents 0 to {})", n.saturating_sub(1)));
             }
             if f.kind.on_server() && !reach.embedded_db {
                 return Err(format!(
@@ -275,5 +322,17 @@ mod tests {
         let remote = Reach { local_agents: None, ..r };
         assert!(refused("[[fault]]\nkind = \"kill-agent\"\nat = \"5s\"", remote).contains("--local"));
         assert!(refused("[[fault]]\nkind = \"terminate-backends\"\nat = \"5s\"\nshare = 2.0", r).contains("share"));
+        let latency = "[[fault]]\nkind = \"db-latency\"\nat = \"5s\"\nduration = \"2s\"";
+        assert!(refused(latency, r).contains("needs a delay"));
+        assert!(refused(&format!("{latency}\ndelay = \"20s\""), r).contains("between 1ms and 10s"));
+        assert!(refused(&format!("{latency}\ndelay = \"5ms\"\nagent = 7"), r).contains("no agent 7"));
+        assert!(
+            refused("[[fault]]\nkind = \"pause-db\"\nat = \"5s\"\nduration = \"2s\"\ndelay = \"5ms\"", r)
+                .contains("db-latency only")
+        );
+        // Relay faults reach remote agents too, and make the agents run their relays.
+        let ok = Schedule::parse(&format!("{latency}\ndelay = \"5ms\""), "f").expect("parse");
+        ok.check(&Reach { local_agents: None, embedded_db: false, ..r }).expect("remote agents");
+        assert!(ok.needs_relay());
     }
 }

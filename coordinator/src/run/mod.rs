@@ -205,6 +205,7 @@ pub(crate) async fn run_once(
             provider: Arc::clone(&provider),
             embedded: session.embedded.as_mut(),
             agent_pids,
+            routes: controls.routes(),
         };
         crate::faults::inject::run(&plan.faults, started, targets, obs).await
     };

@@ -84,6 +84,7 @@ fn request(r: &RunRequest<'_>, slice: &AgentSlice, agents: usize) -> proto::Prep
         completion_poll_ms: ms(r.plan.completion_poll).max(1),
         db_latency_us: u64::try_from(p.db_latency.as_micros()).unwrap_or(u64::MAX),
         iterations: slice.iterations.unwrap_or(0),
+        relay: r.plan.faults.needs_relay(),
         tracking: match r.plan.completion_tracking {
             CompletionTracking::Cluster => proto::Tracking::Cluster,
             CompletionTracking::Agent => proto::Tracking::Agent,
