@@ -53,17 +53,25 @@ pub struct Acted {
 /// seen here (connection reset, server shutting down) the write did not
 /// commit.
 pub async fn act(client: &Client, instance: &str, action: &Action) -> Result<(), String> {
-    let began = Instant::now();
+    retrying(instance, Instant::now(), CALL_TIMEOUT, || act_once(client, instance, action)).await
+}
+
+/// Call `attempt` until it succeeds or `bound` (from `began`) would pass,
+/// backing off from 100 ms, doubling to 2 s; the last error otherwise.
+async fn retrying<F, Fut>(instance: &str, began: Instant, bound: Duration, mut attempt: F) -> Result<(), String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
     let mut backoff = Duration::from_millis(100);
     loop {
-        match act_once(client, instance, action).await {
-            Ok(()) => return Ok(()),
-            Err(e) if began.elapsed() + backoff >= CALL_TIMEOUT => return Err(e),
-            Err(e) => {
+        match attempt().await {
+            Err(e) if began.elapsed() + backoff < bound => {
                 tracing::debug!(instance, error = %e, "call failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
+            done => return done,
         }
     }
 }
@@ -167,24 +175,16 @@ impl<S> Driver<S> {
             // first attempt committed before its error (a connection reset
             // while the commit's answer was on its way) is neither lost nor
             // doubled, and counted once.
-            let mut backoff = Duration::from_millis(100);
-            let result = loop {
+            let result = retrying(&id, issued.at, START_TIMEOUT, || async {
                 let left = START_TIMEOUT.saturating_sub(issued.at.elapsed());
                 let call = client.start_orchestration(id.as_str(), start.orchestration, start.input.as_str());
-                let attempt = match tokio::time::timeout(left, call).await {
+                match tokio::time::timeout(left, call).await {
                     Ok(Ok(())) => Ok(()),
                     Ok(Err(e)) => Err(e.to_string()),
                     Err(_) => Err(format!("start call took longer than {START_TIMEOUT:?}")),
-                };
-                match attempt {
-                    Err(e) if issued.at.elapsed() + backoff < START_TIMEOUT => {
-                        tracing::debug!(instance = %id, error = %e, "start call failed; retrying");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(2));
-                    }
-                    done => break done,
                 }
-            };
+            })
+            .await;
             // The driver may be gone (run ended); nothing to report then.
             let _ = tx.send(Launched { id, start, outcome, issued, intended, took: issued.at.elapsed(), result });
         });

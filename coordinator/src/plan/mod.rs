@@ -6,6 +6,8 @@
 //! ([`workload`]), the output targets ([`outputs`]).
 //!
 //! - [`profile`]: named profiles (TOML data) and their validation;
+//! - [`load`]: the load over time (stages, or a constant rate or budget);
+//! - [`faults`]: the fault schedule, checked against what a run can reach;
 //! - [`workload`]: the scenario (or mix) with its options, built to check them;
 //! - [`split`]: largest-remainder apportionment;
 //! - [`slices`]: each agent's share of the budget, the rate and the seed;
@@ -15,6 +17,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub mod faults;
+pub mod load;
 pub mod outputs;
 pub mod profile;
 pub mod slices;

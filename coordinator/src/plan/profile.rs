@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use loadgen_common::stages::StagePlan;
+
+use super::load::stages_are_rates;
 use loadgen_common::units::{UnitError, duration_text, format_duration, opt_duration_text};
 use serde::{Deserialize, Deserializer, Serialize};
 use thiserror::Error;
@@ -122,22 +124,6 @@ pub struct Profile {
     /// Faults to inject during the run (see [`super::faults`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<super::faults::FaultSpec>,
-}
-
-/// What a run's load follows over time, cluster-wide.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LoadPlan {
-    /// Starts per second (open loop) or orchestrations in flight (closed).
-    pub plan: StagePlan,
-    pub open: bool,
-    /// True when the profile gave stages (not a constant rate or budget).
-    pub staged: bool,
-}
-
-/// Stages written as rates (`/s`) are an open loop; plain numbers are
-/// in-flight targets of a closed loop.
-fn stages_are_rates(text: &str) -> bool {
-    text.contains("/s")
 }
 
 /// Accept numbers, booleans and text as option values; keep them as text.
@@ -312,48 +298,6 @@ impl Profile {
     /// "N:M" dispatcher notation.
     pub fn dispatchers(&self) -> String {
         format!("{}:{}", self.orch_concurrency, self.worker_concurrency)
-    }
-
-    /// Resolve `stages` into the fields the rest of the plan reads: the
-    /// duration of explicit stages, and the peak as the rate (open loop) or
-    /// the budget (closed loop). Call after every override.
-    pub fn settle_stages(&mut self) -> Result<(), ConfigError> {
-        let Some(text) = self.stages.clone() else { return Ok(()) };
-        let bad = |detail: String| ConfigError::Stages { value: text.clone(), detail };
-        let open = stages_are_rates(&text);
-        let plan = StagePlan::parse(&text, open, self.duration).map_err(|e| bad(e.to_string()))?;
-        if !StagePlan::is_shape(&text) {
-            self.duration = plan.duration();
-        }
-        if plan.peak() <= 0.0 {
-            return Err(bad("the plan never starts anything (its peak is 0)".into()));
-        }
-        if open {
-            self.rate = Some(plan.peak());
-        } else {
-            self.rate = None;
-            self.max_concurrent = plan.peak() as u64;
-        }
-        Ok(())
-    }
-
-    /// The load over time: the stages, or a constant rate or budget.
-    pub fn load_plan(&self) -> LoadPlan {
-        let parsed = self.stages.as_deref().and_then(|t| {
-            let open = stages_are_rates(t);
-            StagePlan::parse(t, open, self.duration).ok().map(|p| (p, open))
-        });
-        match (parsed, self.rate) {
-            (Some((plan, open)), _) => LoadPlan { plan, open, staged: true },
-            (None, Some(rate)) => {
-                LoadPlan { plan: StagePlan::constant(rate, self.duration), open: true, staged: false }
-            }
-            (None, None) => LoadPlan {
-                plan: StagePlan::constant(self.max_concurrent as f64, self.duration),
-                open: false,
-                staged: false,
-            },
-        }
     }
 
     /// Check every field is usable (the scenario checks its own options).

@@ -18,7 +18,7 @@ use crate::model::{
     AgentReport, Contention, DbLoad, DbSample, HistoryLatency, LostAgent, MemorySummary, ScenarioReport, Section,
     SpectrumPoint, StageRow, StagesReport, TimePoint,
 };
-use crate::plan::profile::LoadPlan;
+use crate::plan::load::LoadPlan;
 use crate::plan::{AgentSlice, CompletionTracking};
 use std::time::Duration;
 

@@ -154,7 +154,7 @@ pub struct Follow<'a> {
     /// Cluster tracking: where the agents' start reports go.
     pub tracker: Option<&'a ClusterTracker>,
     /// Load stages: the plan, for the live view's offered load.
-    pub load: Option<&'a crate::plan::profile::LoadPlan>,
+    pub load: Option<&'a crate::plan::load::LoadPlan>,
     pub obs: &'a dyn Observer,
 }
 

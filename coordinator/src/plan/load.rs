@@ -1,0 +1,66 @@
+//! The load a profile asks for over time: its stages (or a constant rate or
+//! budget) as one plan, and the fields the rest of the plan reads from them.
+
+use loadgen_common::stages::StagePlan;
+
+use super::profile::{ConfigError, Profile};
+
+/// What a run's load follows over time, cluster-wide.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoadPlan {
+    /// Starts per second (open loop) or orchestrations in flight (closed).
+    pub plan: StagePlan,
+    pub open: bool,
+    /// True when the profile gave stages (not a constant rate or budget).
+    pub staged: bool,
+}
+
+/// Stages written as rates (`/s`) are an open loop; plain numbers are
+/// in-flight targets of a closed loop.
+pub(super) fn stages_are_rates(text: &str) -> bool {
+    text.contains("/s")
+}
+
+impl Profile {
+    /// Resolve `stages` into the fields the rest of the plan reads: the
+    /// duration of explicit stages, and the peak as the rate (open loop) or
+    /// the budget (closed loop). Call after every override.
+    pub fn settle_stages(&mut self) -> Result<(), ConfigError> {
+        let Some(text) = self.stages.clone() else { return Ok(()) };
+        let bad = |detail: String| ConfigError::Stages { value: text.clone(), detail };
+        let open = stages_are_rates(&text);
+        let plan = StagePlan::parse(&text, open, self.duration).map_err(|e| bad(e.to_string()))?;
+        if !StagePlan::is_shape(&text) {
+            self.duration = plan.duration();
+        }
+        if plan.peak() <= 0.0 {
+            return Err(bad("the plan never starts anything (its peak is 0)".into()));
+        }
+        if open {
+            self.rate = Some(plan.peak());
+        } else {
+            self.rate = None;
+            self.max_concurrent = plan.peak() as u64;
+        }
+        Ok(())
+    }
+
+    /// The load over time: the stages, or a constant rate or budget.
+    pub fn load_plan(&self) -> LoadPlan {
+        let parsed = self.stages.as_deref().and_then(|t| {
+            let open = stages_are_rates(t);
+            StagePlan::parse(t, open, self.duration).ok().map(|p| (p, open))
+        });
+        match (parsed, self.rate) {
+            (Some((plan, open)), _) => LoadPlan { plan, open, staged: true },
+            (None, Some(rate)) => {
+                LoadPlan { plan: StagePlan::constant(rate, self.duration), open: true, staged: false }
+            }
+            (None, None) => LoadPlan {
+                plan: StagePlan::constant(self.max_concurrent as f64, self.duration),
+                open: false,
+                staged: false,
+            },
+        }
+    }
+}
