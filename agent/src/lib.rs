@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod driver;
 pub mod error;
+pub mod inspect;
 pub mod lease;
 pub mod metrics;
 pub mod plan;

@@ -141,7 +141,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // Say at once when the database is out of reach; keep serving, since it
     // may come up before a coordinator does.
     let url = database_url.clone();
+    // "sqlite:" (the coordinator's SQLite runs) names no server to reach.
+    let probe = !url.starts_with("sqlite:");
     tokio::spawn(async move {
+        if !probe {
+            return;
+        }
         use sqlx::Connection;
         let attempt = tokio::time::timeout(std::time::Duration::from_secs(10), sqlx::PgConnection::connect(&url)).await;
         let problem = match attempt {

@@ -31,8 +31,23 @@ pub struct RunSpec {
     pub db_latency: Duration,
     /// Route the providers through the relay even without a delay (relay faults).
     pub relay: bool,
+    /// Apply this build's migrations to the schema (not only verify them).
+    pub migrate: bool,
+    /// Where the runtimes keep their state.
+    pub store: Store,
     /// Stop starting after this many orchestrations.
     pub iterations: Option<u64>,
+}
+
+/// Where the runtimes keep their state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Store {
+    /// duroxide-pg on the run's schema in the agent's database.
+    Postgres,
+    /// duroxide's SQLite provider in this process's memory.
+    SqliteMemory,
+    /// duroxide's SQLite provider on this file.
+    SqliteFile(std::path::PathBuf),
 }
 
 /// Who learns which instances reached a terminal status.

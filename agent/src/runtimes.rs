@@ -3,11 +3,20 @@
 //! separate application process would; the client gets one more provider so
 //! the generator's start calls and completion queries never wait behind the
 //! runtimes' own pool. All providers only verify the schema: the coordinator
-//! applied the migrations once.
+//! applied the migrations once (or, in an A/B run, the client's provider
+//! applies this build's own first).
+//!
+//! A scheduled `restart-runtime` fault shuts one runtime down and starts a
+//! fresh one in its place, so the runtimes live in a [`Fleet`] shared with
+//! the fault: a std `Mutex` over the slots (held only to take or put a
+//! runtime, never across an `.await`) and a `closed` flag checked under the
+//! same lock, so a restart that finishes after the run's shutdown began
+//! shuts its new runtime down instead of leaving it polling.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use duroxide::providers::sqlite::SqliteProvider;
 use duroxide::runtime::Runtime;
 use duroxide::runtime::observability::ObservabilityConfig;
 use duroxide::{Client, RuntimeOptions};
@@ -20,86 +29,223 @@ use crate::scenario::ActivityCounters;
 
 /// How long each runtime may take to finish in-flight work on shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long a runtime restarted by a fault may finish in-flight work: a
+/// rolling restart's grace, short enough that some work is abandoned and
+/// must be picked up by others once its locks expire.
+const RESTART_GRACE: Duration = Duration::from_secs(1);
 
 /// The running runtimes plus the generator's client.
 pub struct Runtimes {
-    runtimes: Vec<Arc<Runtime>>,
+    fleet: Arc<Fleet>,
     /// Client used for start calls and failure look-ups.
     pub client: Arc<Client>,
-    /// The client's provider, for the batched completion query.
-    pub client_provider: Arc<PostgresProvider>,
+    /// The client's Postgres provider, for the batched completion query
+    /// (`None` on SQLite, tracked through the client API).
+    pub client_provider: Option<Arc<PostgresProvider>>,
 }
 
 impl std::fmt::Debug for Runtimes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtimes").field("count", &self.runtimes.len()).finish()
+        f.debug_struct("Runtimes").field("count", &self.fleet.lock().slots.len()).finish()
     }
 }
 
-async fn connect(url: &str, schema: &str) -> Result<PostgresProvider, AgentError> {
+/// Where the runtimes keep their state.
+#[derive(Clone)]
+pub enum Backend {
+    /// duroxide-pg on `schema`: each runtime its own provider (its own pool);
+    /// with `migrate`, the client's provider applies this build's migrations.
+    Postgres { url: String, schema: String, migrate: bool },
+    /// duroxide's SQLite provider (in memory or a file): process-local, so
+    /// every runtime and the client share this one provider.
+    Sqlite(Arc<SqliteProvider>),
+}
+
+/// What it takes to start one more runtime like the others.
+struct Recipe {
+    backend: Backend,
+    node_prefix: String,
+    settings: RuntimeSpec,
+    counters: Arc<ActivityCounters>,
+}
+
+struct Slots {
+    /// `None` while a runtime is down for a restart.
+    slots: Vec<Option<Arc<Runtime>>>,
+    /// Set once the run's shutdown began: nothing new may start.
+    closed: bool,
+    /// Runtimes started by restarts so far (their worker ids' suffix).
+    restarts: u32,
+}
+
+/// The runtimes, shared between the run and a restart fault.
+pub struct Fleet {
+    recipe: Recipe,
+    state: Mutex<Slots>,
+}
+
+async fn connect(url: &str, schema: &str, migrate: bool) -> Result<PostgresProvider, AgentError> {
     let mut config = ProviderConfig::url(url);
     config.schema_name = Some(schema.to_string());
-    config.migration_policy = MigrationPolicy::VerifyOnly;
+    config.migration_policy = if migrate { MigrationPolicy::ApplyAll } else { MigrationPolicy::VerifyOnly };
     PostgresProvider::new_with_config(config)
         .await
         .map_err(|e| AgentError::Database(secret::scrub(&format!("{e:#}"), url)))
 }
 
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Fleet {
+    fn lock(&self) -> MutexGuard<'_, Slots> {
+        // Every critical section is a take or a put: a panic cannot leave it
+        // half done, so a poisoned lock is still consistent.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Start one runtime with every scenario registered, as worker `node`.
+    async fn start_one(&self, node: String) -> Result<Arc<Runtime>, AgentError> {
+        let r = &self.recipe;
+        let provider: Arc<dyn duroxide::providers::Provider> = match &r.backend {
+            Backend::Postgres { url, schema, .. } => Arc::new(connect(url, schema, false).await?),
+            Backend::Sqlite(p) => Arc::clone(p) as Arc<dyn duroxide::providers::Provider>,
+        };
+        let (activities, orchestrations) = crate::scenario::registries(Arc::clone(&r.counters));
+        let defaults = RuntimeOptions::default();
+        let s = &r.settings;
+        let options = RuntimeOptions {
+            orchestrator_lock_timeout: s.orchestrator_lock_timeout.unwrap_or(defaults.orchestrator_lock_timeout),
+            worker_lock_timeout: s.worker_lock_timeout.unwrap_or(defaults.worker_lock_timeout),
+            dispatcher_min_poll_interval: s.poll_interval,
+            orchestration_concurrency: s.orchestration_concurrency as usize,
+            worker_concurrency: s.worker_concurrency as usize,
+            worker_node_id: Some(node),
+            observability: ObservabilityConfig {
+                // Each gauge poll runs a costly COUNT over the history; a
+                // load generator must not add that to what it measures.
+                gauge_poll_interval: Duration::from_secs(24 * 3600),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Ok(Runtime::start_with_options(provider, activities, orchestrations, options).await)
+    }
+
+    /// Shut runtime `index` (modulo the count) down, leave it down for
+    /// `downtime`, and start a fresh one with a new worker id in its place.
+    /// Returns what happened, for the fault's log line.
+    pub async fn restart(&self, index: u32, downtime: Duration) -> Result<String, String> {
+        let (slot, old, generation) = {
+            let mut s = self.lock();
+            if s.closed {
+                return Err("the run is shutting down".into());
+            }
+            let n = s.slots.len();
+            if n == 0 {
+                return Err("the agent runs no runtime".into());
+            }
+            let slot = index as usize % n;
+            let old = s.slots.get_mut(slot).and_then(Option::take);
+            s.restarts += 1;
+            (slot, old, s.restarts)
+        };
+        let Some(old) = old else {
+            return Err(format!("runtime {slot} is already down (another restart)"));
+        };
+        tracing::info!(runtime = slot, ?downtime, "restarting a runtime");
+        bounded_shutdown(old, RESTART_GRACE).await;
+        tokio::time::sleep(downtime).await;
+        let node = format!("{}-r{slot}-g{generation}", self.recipe.node_prefix);
+        let fresh = self.start_one(node.clone()).await.map_err(|e| format!("the fresh runtime did not start: {e}"))?;
+        let refused = {
+            let mut guard = self.lock();
+            let s = &mut *guard;
+            match s.slots.get_mut(slot) {
+                Some(place) if !s.closed => {
+                    *place = Some(fresh);
+                    None
+                }
+                _ => Some(fresh),
+            }
+        };
+        if let Some(fresh) = refused {
+            bounded_shutdown(fresh, SHUTDOWN_GRACE).await;
+            return Err("the run shut down while the runtime restarted".into());
+        }
+        tracing::info!(runtime = slot, node = %node, "runtime restarted");
+        Ok(format!(
+            "runtime {slot} shut down ({} grace), down {}, started again as {node}",
+            loadgen_common::units::format_duration(RESTART_GRACE),
+            loadgen_common::units::format_duration(downtime)
+        ))
+    }
+}
+
+/// Shut `rt` down with `grace` for in-flight work, bounded even if its
+/// tasks ignore cancellation.
+async fn bounded_shutdown(rt: Arc<Runtime>, grace: Duration) {
+    if tokio::time::timeout(grace * 2 + Duration::from_secs(1), rt.shutdown(Some(millis(grace)))).await.is_err() {
+        tracing::warn!("a runtime did not shut down within {:?}", grace * 2);
+    }
+}
+
 impl Runtimes {
-    /// Connect to `schema`, verify it, and start `settings.runtimes` runtimes
-    /// with every scenario registered on each.
+    /// Connect to the backend (Postgres: verify the schema, or with
+    /// `migrate` apply this build's migrations first), and start
+    /// `settings.runtimes` runtimes with every scenario registered on each.
     pub async fn start(
-        url: &str,
-        schema: &str,
+        backend: Backend,
         node_prefix: &str,
         settings: &RuntimeSpec,
         counters: Arc<ActivityCounters>,
     ) -> Result<Self, AgentError> {
-        let client_provider = Arc::new(connect(url, schema).await?);
-        let client = Arc::new(Client::new(client_provider.clone()));
-        let mut runtimes = Vec::with_capacity(settings.runtimes as usize);
+        let (client, client_provider) = match &backend {
+            Backend::Postgres { url, schema, migrate } => {
+                let p = Arc::new(connect(url, schema, *migrate).await?);
+                (Arc::new(Client::new(p.clone())), Some(p))
+            }
+            Backend::Sqlite(p) => (Arc::new(Client::new(p.clone())), None),
+        };
+        let fleet = Arc::new(Fleet {
+            recipe: Recipe { backend, node_prefix: node_prefix.to_string(), settings: settings.clone(), counters },
+            state: Mutex::new(Slots { slots: Vec::new(), closed: false, restarts: 0 }),
+        });
+        let runtimes = Self { fleet, client, client_provider };
         for r in 0..settings.runtimes {
-            let provider = match connect(url, schema).await {
-                Ok(p) => Arc::new(p),
+            match runtimes.fleet.start_one(format!("{node_prefix}-r{r}")).await {
+                Ok(rt) => runtimes.fleet.lock().slots.push(Some(rt)),
                 Err(e) => {
                     // Do not leave the runtimes started so far running.
-                    Self { runtimes, client, client_provider }.shutdown().await;
+                    runtimes.shutdown().await;
                     return Err(e);
                 }
-            };
-            let (activities, orchestrations) = crate::scenario::registries(Arc::clone(&counters));
-            let defaults = RuntimeOptions::default();
-            let options = RuntimeOptions {
-                orchestrator_lock_timeout: settings
-                    .orchestrator_lock_timeout
-                    .unwrap_or(defaults.orchestrator_lock_timeout),
-                worker_lock_timeout: settings.worker_lock_timeout.unwrap_or(defaults.worker_lock_timeout),
-                dispatcher_min_poll_interval: settings.poll_interval,
-                orchestration_concurrency: settings.orchestration_concurrency as usize,
-                worker_concurrency: settings.worker_concurrency as usize,
-                worker_node_id: Some(format!("{node_prefix}-r{r}")),
-                observability: ObservabilityConfig {
-                    // Each gauge poll runs a costly COUNT over the history; a
-                    // load generator must not add that to what it measures.
-                    gauge_poll_interval: Duration::from_secs(24 * 3600),
-                    ..Default::default()
-                },
-                ..Default::default()
-            };
-            runtimes.push(Runtime::start_with_options(provider, activities, orchestrations, options).await);
+            }
         }
-        Ok(Self { runtimes, client, client_provider })
+        Ok(runtimes)
+    }
+
+    /// The runtimes, for a restart fault.
+    pub fn fleet(&self) -> Arc<Fleet> {
+        Arc::clone(&self.fleet)
     }
 
     /// Shut every runtime down (bounded) and drop the pools.
     pub async fn shutdown(self) {
-        let grace = u64::try_from(SHUTDOWN_GRACE.as_millis()).unwrap_or(u64::MAX);
-        let all = self.runtimes.into_iter().map(|rt| rt.shutdown(Some(grace)));
+        let all: Vec<Arc<Runtime>> = {
+            let mut s = self.fleet.lock();
+            s.closed = true;
+            s.slots.iter_mut().filter_map(Option::take).collect()
+        };
+        let grace = millis(SHUTDOWN_GRACE);
+        let all = all.into_iter().map(|rt| rt.shutdown(Some(grace)));
         // Bound the whole shutdown even if a runtime's tasks ignore cancellation.
         if tokio::time::timeout(SHUTDOWN_GRACE * 2, futures_join_all(all)).await.is_err() {
             tracing::warn!("runtimes did not shut down within {:?}", SHUTDOWN_GRACE * 2);
         }
-        self.client_provider.pool().close().await;
+        if let Some(p) = &self.client_provider {
+            p.pool().close().await;
+        }
     }
 }
 

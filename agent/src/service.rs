@@ -68,7 +68,8 @@ impl AgentRpc for Agent {
             protocol_version: proto::PROTOCOL_VERSION,
             agent_version: loadgen_common::TOOL_VERSION.to_string(),
             duroxide_version: duroxide::current_build_version().to_string(),
-            duroxide_pg_version: loadgen_common::DUROXIDE_PG_VERSION.to_string(),
+            // The build's own (a patched-in checkout says so), from Cargo.lock.
+            duroxide_pg_version: env!("LOADGEN_DUROXIDE_PG_BUILD").to_string(),
             hostname: c.hostname.clone(),
             pid: std::process::id(),
             state: state(self.phase()) as i32,
@@ -92,11 +93,17 @@ impl AgentRpc for Agent {
             return Err(Status::invalid_argument("the first message of Run must be `start`"));
         };
         let (tx, rx) = mpsc::channel(64);
-        let (lease, feed) =
-            Agent::run(self, &start.run_id, Duration::from_millis(start.start_delay_ms), StreamSink(tx))?;
+        let events = tx.clone();
+        let (lease, feed) = Agent::run(
+            self,
+            &start.run_id,
+            Duration::from_millis(start.start_delay_ms),
+            start.client_tracking,
+            StreamSink(tx),
+        )?;
         // Feed the coordinator's heartbeats and stop requests into the lease,
-        // its completions (cluster tracking) into the driver, and its relay
-        // faults into the relay.
+        // its completions (cluster tracking) into the driver, and its faults
+        // into the relay or the runtimes (a restart answers on the stream).
         let agent = self.clone();
         tokio::spawn(async move {
             loop {
@@ -104,17 +111,25 @@ impl AgentRpc for Agent {
                     Ok(Some(proto::RunControl { control: Some(Control::Heartbeat(_)) })) => lease.renew(),
                     Ok(Some(proto::RunControl { control: Some(Control::Fault(f)) })) => {
                         lease.renew();
-                        let fault = match proto::RelayFaultKind::try_from(f.kind) {
-                            Ok(proto::RelayFaultKind::Latency) => {
-                                Some(RelayFault::Latency(Duration::from_micros(f.delay_us)))
+                        // Bounded like the coordinator's schedule: a minute at most.
+                        let duration = Duration::from_millis(f.duration_ms.min(60_000));
+                        match proto::AgentFaultKind::try_from(f.kind) {
+                            Ok(proto::AgentFaultKind::Latency) => {
+                                agent.relay_fault(RelayFault::Latency(Duration::from_micros(f.delay_us)), duration)
                             }
-                            Ok(proto::RelayFaultKind::Partition) => Some(RelayFault::Partition),
-                            _ => None,
-                        };
-                        match fault {
-                            // Bounded like the coordinator's schedule: a minute at most.
-                            Some(fault) => agent.relay_fault(fault, Duration::from_millis(f.duration_ms.min(60_000))),
-                            None => tracing::warn!(kind = f.kind, "unknown relay fault; ignored"),
+                            Ok(proto::AgentFaultKind::Partition) => agent.relay_fault(RelayFault::Partition, duration),
+                            Ok(proto::AgentFaultKind::RestartRuntime) => {
+                                let (agent, events) = (agent.clone(), events.clone());
+                                tokio::spawn(async move {
+                                    let done = match agent.restart_runtime(f.runtime, duration).await {
+                                        Ok(detail) => proto::FaultDone { id: f.id, detail, error: String::new() },
+                                        Err(error) => proto::FaultDone { id: f.id, detail: String::new(), error },
+                                    };
+                                    let event = RunEvent { event: Some(run_event::Event::FaultDone(done)) };
+                                    let _ = tokio::time::timeout(SEND_TIMEOUT, events.send(Ok(event))).await;
+                                });
+                            }
+                            _ => tracing::warn!(kind = f.kind, "unknown agent fault; ignored"),
                         }
                     }
                     Ok(Some(proto::RunControl { control: Some(Control::Completions(c)) })) => {
@@ -134,6 +149,26 @@ impl AgentRpc for Agent {
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type InspectStream = Pin<Box<dyn Stream<Item = Result<proto::InspectChunk, Status>> + Send>>;
+
+    async fn inspect(&self, req: Request<proto::InspectRequest>) -> Result<Response<Self::InspectStream>, Status> {
+        let req = req.into_inner();
+        let metrics: Vec<(String, crate::scenario::MetricStart)> = req
+            .metrics
+            .into_iter()
+            .map(|m| {
+                let from = if m.raised_at {
+                    crate::scenario::MetricStart::RaisedAt
+                } else {
+                    crate::scenario::MetricStart::FireAt
+                };
+                (m.event, from)
+            })
+            .collect();
+        let found = Agent::inspect(self, &req.run_id, &metrics).await?;
+        Ok(Response::new(Box::pin(tokio_stream::iter(crate::wire::inspection_chunks(found).into_iter().map(Ok)))))
     }
 
     async fn release(&self, req: Request<proto::ReleaseRequest>) -> Result<Response<proto::ReleaseReply>, Status> {

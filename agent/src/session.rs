@@ -15,12 +15,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::AgentConfig;
-use crate::driver::{self, Deps, Sink};
+use crate::driver::{self, Deps, OwnTracking, Sink};
 use crate::error::AgentError;
 use crate::lease::{LEASE, Lease};
-use crate::plan::RunSpec;
+use crate::plan::{RunSpec, Store};
 use crate::relay::Relay;
-use crate::runtimes::Runtimes;
+use crate::runtimes::{Backend, Runtimes};
 use crate::scenario::{self, ActivityCounters, Context};
 use crate::tracker::Tracker;
 
@@ -35,6 +35,16 @@ pub enum RelayFault {
     Latency(Duration),
     /// Nothing passes.
     Partition,
+}
+
+/// duroxide's SQLite provider for `store` (in memory, or on its file).
+async fn open_sqlite(store: &Store) -> Result<duroxide::providers::sqlite::SqliteProvider, AgentError> {
+    use duroxide::providers::sqlite::SqliteProvider;
+    let opened = match store {
+        Store::SqliteFile(path) => SqliteProvider::new(&format!("sqlite:{}?mode=rwc", path.display()), None).await,
+        _ => SqliteProvider::new_in_memory().await,
+    };
+    opened.map_err(|e| AgentError::Database(format!("opening SQLite: {e}")))
 }
 
 /// A prepared run whose Run never comes is released after this long.
@@ -194,15 +204,31 @@ impl Agent {
         let built = scenario::build(&w.scenario, &w.options, &ctx)?;
         let described = built.describe(w.seed);
         let node = format!("{}-a{}", spec.run_id, spec.agent_index);
-        let (url, relay) = self.database_route(spec.db_latency, spec.relay).await?;
-        let runtimes = Runtimes::start(&url, &spec.schema, &node, &spec.runtime, Arc::clone(&counters)).await?;
-        let deps = Deps {
-            client: runtimes.client.clone(),
-            provider: runtimes.client_provider.clone(),
-            tracker: Tracker::new(&spec.schema),
-            workload: built.scenario,
-            counters,
+        let mut sqlite_store = None;
+        let (backend, relay) = match &spec.store {
+            Store::Postgres => {
+                let (url, relay) = self.database_route(spec.db_latency, spec.relay).await?;
+                (Backend::Postgres { url, schema: spec.schema.clone(), migrate: spec.migrate }, relay)
+            }
+            sqlite => {
+                if spec.tracking == crate::plan::Tracking::Cluster {
+                    return Err(AgentError::InvalidRequest {
+                        field: "tracking",
+                        detail: "SQLite is process-local: the coordinator cannot track its completions".into(),
+                    });
+                }
+                let store = Arc::new(open_sqlite(sqlite).await?);
+                sqlite_store = Some(Arc::clone(&store));
+                (Backend::Sqlite(store), None)
+            }
         };
+        let runtimes = Runtimes::start(backend, &node, &spec.runtime, Arc::clone(&counters)).await?;
+        let tracking = match (&runtimes.client_provider, sqlite_store) {
+            (Some(p), _) => OwnTracking::Query(Tracker::new(&spec.schema), Arc::clone(p)),
+            (None, Some(store)) => OwnTracking::Sqlite(store),
+            (None, None) => OwnTracking::Client(runtimes.client.clone()),
+        };
+        let deps = Deps { client: runtimes.client.clone(), tracking, workload: built.scenario, counters };
         Ok((runtimes, deps, relay, described))
     }
 
@@ -234,6 +260,7 @@ impl Agent {
         &self,
         run_id: &str,
         start_delay: Duration,
+        client_tracking: bool,
         sink: S,
     ) -> Result<(Lease, FeedSender), AgentError> {
         let mut slot = self.lock();
@@ -243,9 +270,15 @@ impl Agent {
                 _ => AgentError::UnknownRun { run_id: run_id.to_string(), expected: "prepared" },
             });
         };
-        let (Some(plan), Some(deps)) = (s.plan.clone(), s.deps.clone()) else {
+        let (Some(mut plan), Some(mut deps)) = (s.plan.clone(), s.deps.clone()) else {
             return Err(AgentError::UnknownRun { run_id: run_id.to_string(), expected: "prepared" });
         };
+        if client_tracking {
+            // The coordinator cannot read this build's tables: learn
+            // completions here, through the client API.
+            plan.tracking = crate::plan::Tracking::Agent;
+            deps.tracking = OwnTracking::Client(deps.client.clone());
+        }
         s.phase = Phase::Running;
         s.since = Instant::now();
         let cancel = s.cancel.clone();
@@ -364,6 +397,38 @@ impl Agent {
             knobs.set_blocked(false);
             tracing::info!("relay fault undone");
         });
+    }
+
+    /// A runtime restart from the coordinator's schedule: shut runtime
+    /// `index` of this run down, leave it down for `downtime`, start a fresh
+    /// one. Returns what happened, or why it could not.
+    pub async fn restart_runtime(&self, index: u32, downtime: Duration) -> Result<String, String> {
+        let fleet = self.lock().as_ref().and_then(|s| s.runtimes.as_ref().map(Runtimes::fleet));
+        match fleet {
+            Some(fleet) => fleet.restart(index, downtime).await,
+            None => Err("no run with runtimes on this agent".into()),
+        }
+    }
+
+    /// The run's instances as its store shows them (for the audit of a
+    /// process-local store), read through the run's client before release.
+    pub async fn inspect(
+        &self,
+        run_id: &str,
+        metrics: &[(String, crate::scenario::MetricStart)],
+    ) -> Result<crate::inspect::Inspection, AgentError> {
+        let client = {
+            let slot = self.lock();
+            match slot.as_ref() {
+                Some(s) if s.run_id == run_id => s.runtimes.as_ref().map(|r| r.client.clone()),
+                Some(s) => return Err(AgentError::Busy { run_id: s.run_id.clone(), phase: s.phase.name() }),
+                None => None,
+            }
+        };
+        let Some(client) = client else {
+            return Err(AgentError::InvalidRequest { field: "run_id", detail: format!("no run {run_id} to inspect") });
+        };
+        crate::inspect::inspect(&client, run_id, metrics).await.map_err(AgentError::Database)
     }
 
     /// Release whatever run is active (used on agent shutdown).

@@ -156,6 +156,13 @@ impl AgentRpc for Synthetic {
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
+    type InspectStream =
+        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<proto::InspectChunk, Status>> + Send>>;
+
+    async fn inspect(&self, _: Request<proto::InspectRequest>) -> Result<Response<Self::InspectStream>, Status> {
+        Err(Status::unimplemented("a synthetic agent has no store to inspect"))
+    }
+
     async fn release(&self, _: Request<proto::ReleaseRequest>) -> Result<Response<proto::ReleaseReply>, Status> {
         *self.prepared.lock().unwrap_or_else(|p| p.into_inner()) = None;
         Ok(Response::new(proto::ReleaseReply { late_activities: 0 }))

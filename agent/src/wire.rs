@@ -11,7 +11,7 @@ use loadgen_common::schema::validate_schema_name;
 use crate::error::AgentError;
 use loadgen_common::stages::StagePlan;
 
-use crate::plan::{Arrival, Load, OpenLoop, RunSpec, RuntimeSpec, Tracking, WorkloadSpec};
+use crate::plan::{Arrival, Load, OpenLoop, RunSpec, RuntimeSpec, Store, Tracking, WorkloadSpec};
 use crate::tracker::{Finished, Terminal};
 
 fn invalid(field: &'static str, detail: impl Into<String>) -> AgentError {
@@ -98,6 +98,15 @@ impl TryFrom<proto::PrepareRequest> for RunSpec {
             Ok(proto::Tracking::Cluster) => Tracking::Cluster,
             _ => return Err(invalid("tracking", format!("unknown completion tracking {}", req.tracking))),
         };
+        let store = match proto::Provider::try_from(req.provider) {
+            Ok(proto::Provider::Unspecified | proto::Provider::Postgres) => Store::Postgres,
+            Ok(proto::Provider::SqliteMemory) => Store::SqliteMemory,
+            Ok(proto::Provider::SqliteFile) if !req.sqlite_path.is_empty() => {
+                Store::SqliteFile(std::path::PathBuf::from(&req.sqlite_path))
+            }
+            Ok(proto::Provider::SqliteFile) => return Err(invalid("sqlite_path", "sqlite-file needs a path")),
+            Err(_) => return Err(invalid("provider", format!("unknown provider {}", req.provider))),
+        };
         Ok(RunSpec {
             run_id: req.run_id,
             schema: req.schema,
@@ -120,9 +129,47 @@ impl TryFrom<proto::PrepareRequest> for RunSpec {
             completion_poll: ms(req.completion_poll_ms),
             db_latency: Duration::from_micros(req.db_latency_us),
             relay: req.relay,
+            migrate: req.migrate,
+            store,
             iterations: (req.iterations > 0).then_some(req.iterations),
         })
     }
+}
+
+/// Instances per Inspect chunk: well under gRPC's 4 MB message limit even
+/// with outputs at the audit's short-output size.
+const INSPECT_CHUNK: usize = 500;
+
+/// An inspection as the chunks of the Inspect stream (the last one carries
+/// the samples and the queues).
+pub fn inspection_chunks(found: crate::inspect::Inspection) -> Vec<proto::InspectChunk> {
+    let states: Vec<proto::InstanceState> = found
+        .instances
+        .into_iter()
+        .map(|i| proto::InstanceState {
+            id: i.id,
+            orchestration: i.orchestration,
+            status: i.observed.status,
+            has_output: i.observed.output.is_some(),
+            output: i.observed.output.unwrap_or_default(),
+            output_len: i.observed.output_len,
+            output_md5: i.observed.output_md5,
+            executions: i.observed.executions,
+            events: i.observed.events.into_iter().collect(),
+        })
+        .collect();
+    let mut chunks: Vec<proto::InspectChunk> = states
+        .chunks(INSPECT_CHUNK)
+        .map(|c| proto::InspectChunk { instances: c.to_vec(), ..Default::default() })
+        .collect();
+    let samples = found
+        .samples
+        .into_iter()
+        .map(|s| proto::MetricSample { orchestration: s.orchestration, event: s.event, ms: s.ms })
+        .collect();
+    let last = proto::InspectChunk { samples, queued: found.queued, last: true, ..Default::default() };
+    chunks.push(last);
+    chunks
 }
 
 /// The coordinator's completions (cluster tracking) as the driver's rows.
@@ -184,6 +231,9 @@ mod tests {
             iterations: 0,
             tracking: proto::Tracking::Cluster as i32,
             relay: false,
+            migrate: false,
+            provider: proto::Provider::Postgres as i32,
+            sqlite_path: String::new(),
         }
     }
 

@@ -13,6 +13,7 @@
 //! - [`schema`]: run ids, schema names, instance ids and identifier validation;
 //! - [`secret`]: masking of passwords in database URLs;
 //! - [`process`]: the few process-level calls (signals, parent-death) that need `libc`;
+//! - [`rand`]: a seeded splitmix64 generator for schedules and resamples;
 //! - [`startup`]: logging set-up and the shutdown signal both binaries use.
 
 pub mod auth;
@@ -20,6 +21,7 @@ pub mod dburl;
 pub mod histogram;
 pub mod process;
 pub mod proto;
+pub mod rand;
 pub mod schema;
 pub mod secret;
 pub mod stages;

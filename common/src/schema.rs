@@ -12,6 +12,10 @@ pub const MAX_IDENTIFIER_LEN: usize = 63;
 /// Prefix of every schema this tool creates, so leaked ones are easy to find.
 pub const SCHEMA_PREFIX: &str = "loadgen_";
 
+/// Leading comment on the generator's own SQL (completion queries, audit),
+/// so `pg_stat_statements` tells it apart from the provider's statements.
+pub const GENERATOR_SQL_MARK: &str = "/* loadgen */";
+
 /// A schema name that is not a plain identifier.
 #[derive(Debug, Error, PartialEq, Eq)]
 #[error("invalid schema name {name:?}: {reason} (allowed: [A-Za-z_][A-Za-z0-9_]*, at most 63 bytes)")]

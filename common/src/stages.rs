@@ -288,7 +288,7 @@ pub struct Arrivals {
     /// Poisson: at the running sum of exponential gaps.
     next: f64,
     poisson: bool,
-    state: u64,
+    state: crate::rand::SplitMix64,
 }
 
 impl Arrivals {
@@ -297,19 +297,13 @@ impl Arrivals {
     /// agents together start evenly and a plan of D seconds at r/s gives
     /// exactly D x r starts); `seed` drives Poisson gaps.
     pub fn new(plan: StagePlan, poisson: bool, phase: f64, seed: u64) -> Self {
-        let mut a = Arrivals { plan, next: 0.0, poisson, state: seed };
+        let mut a = Arrivals { plan, next: 0.0, poisson, state: crate::rand::SplitMix64::new(seed) };
         a.next = if poisson { a.exponential() } else { phase.clamp(0.0, 0.999_999) };
         a
     }
 
-    /// splitmix64: a uniform number in [0, 1).
     fn uniform(&mut self) -> f64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
+        self.state.uniform()
     }
 
     fn exponential(&mut self) -> f64 {

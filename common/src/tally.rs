@@ -122,6 +122,10 @@ pub struct Histograms {
     /// From the terminal status until the agent learned of it: the delay
     /// completion tracking adds (not part of any latency above but `observed`).
     pub observation: LatencyHistogram,
+    /// Open loop only: how late each start call was issued (actual minus
+    /// intended start): the generator's own scheduling delay, apart from the
+    /// system's latency.
+    pub lateness: LatencyHistogram,
 }
 
 impl Histograms {
@@ -131,7 +135,8 @@ impl Histograms {
         self.observed.merge(&o.observed)?;
         self.start.merge(&o.start)?;
         self.intended.merge(&o.intended)?;
-        self.observation.merge(&o.observation)
+        self.observation.merge(&o.observation)?;
+        self.lateness.merge(&o.lateness)
     }
 
     /// Forget every sample.
@@ -141,6 +146,7 @@ impl Histograms {
         self.start.reset();
         self.intended.reset();
         self.observation.reset();
+        self.lateness.reset();
     }
 
     /// Samples clamped to the highest trackable value, over all of them.
@@ -150,6 +156,7 @@ impl Histograms {
             + self.start.saturated()
             + self.intended.saturated()
             + self.observation.saturated()
+            + self.lateness.saturated()
     }
 }
 

@@ -83,6 +83,7 @@ pub fn encode_interval(i: &Interval) -> proto::Progress {
             // Closed-loop runs have no intended starts: send no bytes at all.
             intended_latency: if t.hist.intended.count() > 0 { t.hist.intended.encode() } else { Vec::new() },
             observation_delay: if t.hist.observation.count() > 0 { t.hist.observation.encode() } else { Vec::new() },
+            start_lateness: if t.hist.lateness.count() > 0 { t.hist.lateness.encode() } else { Vec::new() },
             facts: t.facts.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         })
         .collect();
@@ -119,6 +120,7 @@ impl TryFrom<&proto::Progress> for Interval {
                     start: decode(&d.start_latency)?,
                     intended: decode(&d.intended_latency)?,
                     observation: decode(&d.observation_delay)?,
+                    lateness: decode(&d.start_lateness)?,
                 },
                 facts: d.facts.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             };
@@ -190,11 +192,21 @@ mod tests {
         };
         let wire = encode_interval(&i);
         assert!(wire.scenarios[0].intended_latency.is_empty(), "closed loop sends no intended histogram");
+        assert!(wire.scenarios[0].start_lateness.is_empty(), "closed loop sends no lateness histogram");
         let back = Interval::try_from(&wire).expect("decode");
         let b = &back.scenarios["fanout"];
         assert_eq!(b.counts, i.scenarios["fanout"].counts);
         assert_eq!((b.hist.e2e.count(), b.hist.start.count(), b.hist.intended.count()), (1, 1, 0));
         assert_eq!(b.facts.get("events_raised"), Some(&7));
+        // An open-loop interval carries its starts' lateness.
+        let mut open = i.clone();
+        if let Some(t) = open.scenarios.get_mut("fanout") {
+            t.hist.lateness.record_us(12_000);
+            t.hist.intended.record_us(2_000);
+        }
+        let late = Interval::try_from(&encode_interval(&open)).expect("decode");
+        let l = late.scenarios["fanout"].hist.lateness.summary();
+        assert!(l.count == 1 && (12_000..12_020).contains(&l.max_us), "{l:?}");
         let total = back.counts();
         assert_eq!((total.launched, total.status_queries, total.status_query_errors), (4, 20, 1));
     }

@@ -13,8 +13,8 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use duroxide::{Event, EventKind};
-use duroxide_pg::PostgresProvider;
 use loadgen_agent::scenario::{At, Context, Options, build};
+use loadgen_coordinator::db::RunDb;
 use loadgen_coordinator::db::audit::{self, AuditInput, AuditOutcome, query};
 use loadgen_coordinator::db::embedded::EmbeddedPostgres;
 
@@ -109,12 +109,12 @@ fn instance_id(n: u64) -> String {
     format!("{RUN}-{}-{}", n % u64::from(AGENTS), n / u64::from(AGENTS))
 }
 
-async fn exec(provider: &PostgresProvider, sql: &str) -> u64 {
+async fn exec(provider: &RunDb, sql: &str) -> u64 {
     sqlx::query(sql).execute(provider.pool()).await.unwrap_or_else(|e| panic!("{e}: {sql}")).rows_affected()
 }
 
 /// Load `n` completed fanout instances, set-based; rows written.
-async fn load(provider: &PostgresProvider, n: u64, input: &str) -> u64 {
+async fn load(provider: &RunDb, n: u64, input: &str) -> u64 {
     let s = provider.schema_name();
     let events = templates(input);
     let (major, minor, patch) = {
@@ -181,14 +181,14 @@ fn env_version() -> String {
     Event::with_event_id(0, "", 1, None, EventKind::OrchestrationCompleted { output: String::new() }).duroxide_version
 }
 
-async fn run_audit(provider: &PostgresProvider, input: &AuditInput) -> (AuditOutcome, Duration) {
+async fn run_audit(provider: &RunDb, input: &AuditInput) -> (AuditOutcome, Duration) {
     let t = Instant::now();
     let outcome = audit::audit(provider, input).await.expect("audit");
     (outcome, t.elapsed())
 }
 
 /// Corrupt three instances, one way each; their ids.
-async fn corrupt(provider: &PostgresProvider, n: u64) -> BTreeSet<String> {
+async fn corrupt(provider: &RunDb, n: u64) -> BTreeSet<String> {
     let s = provider.schema_name();
     let ids = [instance_id(n / 3), instance_id(n / 2), instance_id(n - 1)];
     let statements = [

@@ -72,6 +72,7 @@ async fn main() {
         db: None,
         tracker: None,
         load: None,
+        fault_done: None,
         obs: &Silent,
     };
     let followed = follow(f, streams, &controls, &mut live).await.expect("follow");

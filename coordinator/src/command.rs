@@ -26,7 +26,10 @@ pub fn execute(cli: Cli) -> u8 {
         Some(Command::Audit(a)) => audit(&a),
         Some(Command::Cleanup(c)) => cleanup(&c),
         Some(Command::Bench(b)) => bench(&b),
+        Some(Command::StressModule { job }) => stress_module(&job),
         Some(Command::Sweep { sweep, run }) => sweep_command(&sweep, &run),
+        Some(Command::Ab { ab, run }) => ab_command(&ab, &run),
+        Some(Command::Compare { compare, run }) => compare_command(&compare, &run),
         None => run_command(&cli.run),
     }
 }
@@ -176,6 +179,79 @@ fn sweep_command(s: &crate::cli::SweepArgs, args: &crate::Args) -> u8 {
     }
 }
 
+fn ab_command(a: &crate::cli::AbArgs, args: &crate::Args) -> u8 {
+    use crate::ab::stats::Verdict;
+    let plan = match crate::cli::comparisons::ab_plan(a, args) {
+        Ok(p) => p,
+        Err(e) => return usage(e),
+    };
+    let empty = crate::model::ab::AbReport {
+        profile: String::new(),
+        repeat: 0,
+        min_effect_pct: 0.0,
+        baseline: Default::default(),
+        candidate: Default::default(),
+        metrics: Vec::new(),
+        procedures: Vec::new(),
+        runs: Vec::new(),
+        passed: true,
+        problems: Vec::new(),
+        notes: Vec::new(),
+    };
+    if let Err(e) = report::check_targets(&plan.run.outputs, &Document::Ab { ab: &empty, runs: &[] }) {
+        return usage(e);
+    }
+    let console = Console::new(plan.run.outputs.live.table());
+    let outcome = match on_runtime(&plan.run.log, |shutdown| crate::ab::ab(&plan, &console, shutdown)) {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => return failed(&e),
+    };
+    let doc = Document::Ab { ab: &outcome.ab, runs: &outcome.runs };
+    if let Err(code) = write(&doc, &plan.run.outputs, &outcome.logs, &console) {
+        return code;
+    }
+    let slower =
+        ["orch/s", "p99 ms"].iter().any(|m| outcome.ab.metric(m).is_some_and(|m| m.verdict == Verdict::Slower));
+    if outcome.runs.iter().any(RunReport::degraded) {
+        EXIT_DEGRADED
+    } else if !outcome.ab.passed || (a.fail_on_slower && slower) {
+        EXIT_GATES_FAILED
+    } else {
+        EXIT_OK
+    }
+}
+
+fn compare_command(c: &crate::cli::CompareArgs, args: &crate::Args) -> u8 {
+    let plan = match crate::cli::comparisons::compare_plan(c, args) {
+        Ok(p) => p,
+        Err(e) => return usage(e),
+    };
+    let Some(first) = plan.plans.first() else { return usage("no provider to compare") };
+    let (outputs, log) = (first.outputs.clone(), first.log.clone());
+    let empty = crate::model::compare::CompareReport::default();
+    if let Err(e) = report::check_targets(&outputs, &Document::Compare { compare: &empty, runs: &[] }) {
+        return usage(e);
+    }
+    let console = Console::new(outputs.live.table());
+    let outcome = match on_runtime(&log, |shutdown| crate::compare::compare(&plan, &console, shutdown)) {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => return failed(&e),
+    };
+    let doc = Document::Compare { compare: &outcome.compare, runs: &outcome.runs };
+    if let Err(code) = write(&doc, &outputs, &outcome.logs, &console) {
+        return code;
+    }
+    runs_code(&outcome.runs)
+}
+
 fn bench(b: &crate::cli::BenchArgs) -> u8 {
     let plan = match resolve::bench_plan(b) {
         Ok(p) => p,
@@ -195,6 +271,28 @@ fn bench(b: &crate::cli::BenchArgs) -> u8 {
         return code;
     }
     if report.passed { EXIT_OK } else { EXIT_GATES_FAILED }
+}
+
+/// `bench`'s child: the stress module once; its outcome as one JSON line.
+fn stress_module(job: &str) -> u8 {
+    use crate::bench::stress_child::{StressJob, run_job};
+    let job: StressJob = match serde_json::from_str(job) {
+        Ok(j) => j,
+        Err(e) => return usage(format!("--job is not a stress job: {e}")),
+    };
+    let url = std::env::var("DATABASE_URL").ok();
+    let outcome = match on_runtime("warn,sqlx=error", |_| run_job(&job, url.as_deref())) {
+        Err(code) => return code,
+        Ok(Err(e)) => return failed(&e),
+        Ok(Ok(o)) => o,
+    };
+    match serde_json::to_string(&outcome) {
+        Ok(line) => {
+            println!("{line}");
+            EXIT_OK
+        }
+        Err(e) => failed(&CoordinatorError::Usage(format!("stress outcome: {e}"))),
+    }
 }
 
 fn audit(a: &crate::cli::AuditArgs) -> u8 {

@@ -9,7 +9,7 @@
 //! - [`cli`]: the command line, resolved into plans ([`cli::resolve`]);
 //! - [`report`]: the output pipeline (renderers, console progress);
 //! - [`track`]: results over time and regression checks;
-//! - [`sweep`], [`bench`]: multi-run commands built on [`run`];
+//! - [`sweep`], [`bench`], [`ab`], [`compare`]: multi-run commands built on [`run`];
 //! - [`run`]: a run's life, phase by phase (session, prepare, stream, settle, assemble);
 //! - [`agents`]: reaching, discovering and spawning agents;
 //! - [`db`]: the database under test (schema, timeline, audit, throwaway Postgres);
@@ -20,10 +20,12 @@
 //! - [`notice`]: what happens during a run, for an observer to show;
 //! - [`error`]: errors and exit codes.
 
+pub mod ab;
 pub mod agents;
 pub mod bench;
 pub mod cli;
 pub mod command;
+pub mod compare;
 pub mod db;
 pub mod error;
 pub mod faults;

@@ -10,6 +10,18 @@ use support::{coordinator, read_report, show};
 
 /// A light run with `faults` (TOML), `agents` local agents, `duration` of load.
 fn run_with(tmp: &std::path::Path, name: &str, agents: &str, duration: &str, faults: &str) -> (Option<i32>, RunReport) {
+    run_with_args(tmp, name, agents, duration, faults, &[])
+}
+
+/// [`run_with`] and more flags.
+fn run_with_args(
+    tmp: &std::path::Path,
+    name: &str,
+    agents: &str,
+    duration: &str,
+    faults: &str,
+    extra: &[&str],
+) -> (Option<i32>, RunReport) {
     let file = tmp.join(format!("{name}.toml"));
     std::fs::write(&file, faults).expect("fault file");
     let json = tmp.join(format!("{name}.json"));
@@ -18,6 +30,7 @@ fn run_with(tmp: &std::path::Path, name: &str, agents: &str, duration: &str, fau
         .arg(&file)
         .arg("--json")
         .arg(&json)
+        .args(extra)
         .output()
         .expect("run coordinator");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -25,17 +38,54 @@ fn run_with(tmp: &std::path::Path, name: &str, agents: &str, duration: &str, fau
     (out.status.code(), read_report(&json))
 }
 
-/// What every fault must leave: applied, judged, and nothing lost.
+/// What every fault must leave: applied, judged, recovered from (each
+/// schedule leaves five seconds before a fault and more after it), and
+/// nothing lost.
 fn check(r: &RunReport, kinds: &[&str]) {
+    check_faults(r, kinds);
+    assert!(r.audit.passed(), "{:?}", r.audit.problems);
+    let c = &r.merged.counts;
+    assert_eq!(c.unfinished, 0, "{c:?}");
+}
+
+/// Each fault applied, judged and recovered from.
+fn check_faults(r: &RunReport, kinds: &[&str]) {
     assert_eq!(r.faults.iter().map(|f| f.event.kind.as_str()).collect::<Vec<_>>(), kinds);
     for f in &r.faults {
         assert!(f.event.error.is_none(), "{f:?}");
         assert!(!f.event.detail.is_empty() && f.event.end_s >= f.event.at_s, "{f:?}");
         assert!(f.before_orch_per_sec > 0.0, "a level before the fault: {f:?}");
+        assert!(f.recovery_s.is_some(), "a recovery time: {f:?}");
     }
-    assert!(r.audit.passed(), "{:?}", r.audit.problems);
-    let c = &r.merged.counts;
-    assert_eq!(c.unfinished, 0, "{c:?}");
+}
+
+/// Terminated backends on duroxide-pg 0.1.38 sometimes lose an instance:
+/// the first turn's ack dies with the connection (SQLSTATE 57P01 is not
+/// retryable there), and the failure duroxide then records is an execution
+/// with no instance row, invisible to duroxide's client. When that happens
+/// the tool must say so and fail the run; this returns how many it saw.
+/// Any other audit problem fails the test.
+fn orphans_from_terminated_backends(r: &RunReport, code: Option<i32>) -> u64 {
+    if r.audit.passed() {
+        return 0;
+    }
+    let n = r.audit.orphaned;
+    assert!(n > 0, "audit problems other than orphans: {:?}", r.audit.problems);
+    for p in &r.audit.problems {
+        let explained = *p == format!("{n} launched instance(s) missing from the schema")
+            || (p.starts_with(&format!("{n} execution(s) without an instance row"))
+                && p.matches("terminating connection due to administrator command").count() == n.min(5) as usize);
+        assert!(
+            explained,
+            "an audit problem the terminated backends do not explain: {p} (all: {:?})",
+            r.audit.problems
+        );
+    }
+    // The tracker saw each as failed (infrastructure), and the run failed.
+    assert!(r.merged.counts.failed() >= n, "{:?}", r.merged.counts);
+    assert_ne!(code, Some(0), "a lost instance must fail the run");
+    assert!(!r.passed);
+    n
 }
 
 #[test]
@@ -44,24 +94,32 @@ fn database_faults_are_applied_judged_and_survived() {
     let faults = r#"
         [[fault]]
         kind = "pause-db"
-        at = "3s"
+        at = "5s"
         duration = "2s"
         [[fault]]
-        kind = "terminate-backends"
-        at = "8s"
-        share = 0.5
-        [[fault]]
         kind = "restart-db"
-        at = "11s"
+        at = "12s"
         duration = "1s"
+        [[fault]]
+        kind = "terminate-backends"
+        at = "26s"
+        share = 0.5
     "#;
-    let (code, r) = run_with(tmp.path(), "db", "2", "18s", faults);
-    check(&r, &["pause-db", "terminate-backends", "restart-db"]);
+    // A crash restart takes several seconds to recover from (seen: 2.8 to
+    // 8.2 s in the chaos profile, and not within 10 s twice in CI beside
+    // other tests): leave it thirteen. Terminated backends recover in a
+    // second or two.
+    let (code, r) = run_with(tmp.path(), "db", "2", "34s", faults);
+    check_faults(&r, &["pause-db", "restart-db", "terminate-backends"]);
+    let lost = orphans_from_terminated_backends(&r, code);
+    if lost > 0 {
+        eprintln!("{lost} instance(s) lost to terminated backends, reported by the audit and failing the run");
+    }
+    assert_eq!(r.merged.counts.unfinished, 0, "{:?}", r.merged.counts);
     let pause = &r.faults[0];
     assert!((pause.event.end_s - pause.event.at_s - 2.0).abs() < 0.5, "{pause:?}");
     assert!(pause.during_orch_per_sec < pause.before_orch_per_sec / 2.0, "a paused server completes little: {pause:?}");
-    assert!(pause.recovery_s.is_some(), "the run recovers from a 2 s pause: {pause:?}");
-    assert!(r.faults[1].event.detail.contains("backends terminated"), "{:?}", r.faults[1]);
+    assert!(r.faults[2].event.detail.contains("backends terminated"), "{:?}", r.faults[2]);
     // Failures a fault caused are counted and fail the run; none here means exit 0.
     let failed = r.merged.counts.failed() + r.merged.counts.start_errors;
     assert_eq!(code == Some(0), failed == 0 && r.passed, "exit {code:?} with {failed} failures: {:?}", r.gates);
@@ -74,16 +132,23 @@ fn agent_faults_freeze_one_and_kill_another_as_planned() {
     let faults = r#"
         [[fault]]
         kind = "freeze-agent"
-        at = "3s"
+        at = "5s"
         duration = "2s"
         agent = 1
         [[fault]]
         kind = "kill-agent"
-        at = "7s"
+        at = "16s"
         agent = 2
     "#;
-    let (code, r) = run_with(tmp.path(), "agents", "3", "10s", faults);
+    // A killed runtime's activity locks hold its work until they expire (30 s
+    // by default): a 5 s lock lets the survivors take it over within the run.
+    // The freeze gets 9 s to recover before the kill changes the level (5 s
+    // once missed it in CI, beside other tests).
+    let (code, r) = run_with_args(tmp.path(), "agents", "3", "24s", faults, &["--worker-lock-timeout", "5s"]);
     check(&r, &["freeze-agent", "kill-agent"]);
+    // The killed agent took its third of the load: recovery is judged against the rest.
+    let kill = &r.faults[1];
+    assert!(kill.event.load_kept.is_some_and(|k| (k - 2.0 / 3.0).abs() < 0.05), "{kill:?}");
     // The killed agent is lost as planned: reported, not degrading the run;
     // its orchestrations were finished by the others.
     assert_eq!(r.lost_agents.len(), 1, "{:?}", r.lost_agents);
@@ -95,21 +160,45 @@ fn agent_faults_freeze_one_and_kill_another_as_planned() {
 }
 
 #[test]
+fn a_runtime_restart_stops_the_only_runtime_and_a_fresh_one_takes_over() {
+    // One agent with one runtime: while it is down nothing can complete, so
+    // the work after the fault proves the fresh runtime took over.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let faults = r#"
+        [[fault]]
+        kind = "restart-runtime"
+        at = "5s"
+        duration = "2s"
+    "#;
+    let (code, r) = run_with(tmp.path(), "restart", "1", "14s", faults);
+    check(&r, &["restart-runtime"]);
+    let f = &r.faults[0];
+    assert_eq!(f.event.target, "agent 0 runtime 0");
+    assert!(f.event.detail.contains("runtime 0 shut down") && f.event.detail.contains("-r0-g1"), "{f:?}");
+    // The agent reports once the fresh runtime runs: grace, downtime, start.
+    assert!(f.event.end_s - f.event.at_s >= 2.0, "{f:?}");
+    assert!(f.during_orch_per_sec < f.before_orch_per_sec / 2.0, "nothing runs the work meanwhile: {f:?}");
+    assert_eq!(code, Some(if r.passed { 0 } else { 1 }), "{:?}", r.gates);
+}
+
+#[test]
 fn relay_faults_slow_and_cut_the_agents_database_traffic() {
     let tmp = tempfile::tempdir().expect("tmp");
     let faults = r#"
         [[fault]]
         kind = "db-latency"
-        at = "3s"
+        at = "5s"
         duration = "3s"
         delay = "50ms"
         [[fault]]
         kind = "db-partition"
-        at = "8s"
+        at = "16s"
         duration = "2s"
         agent = 0
     "#;
-    let (code, r) = run_with(tmp.path(), "relay", "2", "14s", faults);
+    // The slowed queries leave a backlog: 8 s to recover before the
+    // partition (5 s once missed it in CI, beside other tests).
+    let (code, r) = run_with(tmp.path(), "relay", "2", "26s", faults);
     check(&r, &["db-latency", "db-partition"]);
     let slow = &r.faults[0];
     assert!(slow.event.detail.contains("2 agent(s): +50ms each way"), "{slow:?}");

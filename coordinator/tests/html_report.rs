@@ -14,6 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use loadgen_common::histogram::LatencySummary;
+use loadgen_coordinator::model::procedures::{FetchRow, FunctionRow, ProcedureReport};
 use loadgen_coordinator::model::sweep::SweepMode;
 use loadgen_coordinator::model::{
     AgentReport, Audit, Counts, DbLoad, DbSample, Environment, FaultEvent, FaultReport, Gate, LostAgent, RunReport,
@@ -61,6 +62,7 @@ fn section(completed: u64, p50_ms: f64) -> Section {
         start_latency: latency(2.0, completed + 3),
         intended_latency: Some(latency(p50_ms * 1.3, completed)),
         observation_delay: Some(latency(45.0, completed)),
+        start_lateness: Some(latency(0.4, completed)),
     }
 }
 
@@ -85,6 +87,7 @@ fn point(t: usize, agent: usize) -> TimePoint {
         p99_ms: p99,
         max_ms: p99 * 1.6,
         offered: None,
+        failures: Default::default(),
     }
 }
 
@@ -103,6 +106,7 @@ fn merge(a: &TimePoint, b: &TimePoint) -> TimePoint {
         max_ms: a.max_ms.max(b.max_ms),
         // The run's 50/s plan, offered every second.
         offered: Some(50.0),
+        failures: Default::default(),
     }
 }
 
@@ -125,6 +129,7 @@ fn db_sample(t: usize) -> DbSample {
         worker_queue: (45.0 + 15.0 * (x / 7.0).cos()) as u64,
         timer_queue: 3,
         completed: t as u64 * 50,
+        fetches: None,
     }
 }
 
@@ -227,14 +232,39 @@ fn run_report(run_id: &str) -> RunReport {
                 end_s: 14.0,
                 detail: "34 server processes stopped for 2s".into(),
                 error: None,
+                load_kept: None,
             },
             before_orch_per_sec: 50.0,
             before_p99_ms: 300.0,
             during_orch_per_sec: 0.0,
             during_p99_ms: 0.0,
             failed_during: 0,
+            failures: Default::default(),
             recovery_s: Some(2.0),
         }],
+        procedures: Some(ProcedureReport {
+            functions_tracked: true,
+            statements_tracked: true,
+            functions: vec![FunctionRow {
+                name: "fetch_orchestration_item".into(),
+                calls: 1500,
+                total_ms: 3900.0,
+                self_ms: 3900.0,
+                mean_ms: 2.6,
+                share_pct: 44.2,
+            }],
+            fetches: vec![FetchRow {
+                procedure: "fetch_orchestration_item".into(),
+                calls: 1500,
+                empty: 300,
+                empty_pct: 20.0,
+                calls_while_ready: 1000,
+                empty_while_ready: 200,
+                empty_while_ready_pct: 20.0,
+                seconds_with_ready_work: 7,
+            }],
+            ..Default::default()
+        }),
         stages: Some(StagesReport {
             plan: "50/s,30s:50/s".into(),
             open: true,
@@ -357,6 +387,7 @@ fn run_report_has_every_chart_and_section() {
         "0.1.38",
         "worker-a",
         "from intended start (open loop",
+        "start lateness (call began minus intended start)",
         "from start call (end-to-end",
         "memory growth: agent 1",
         "fetch_work_item/timeout",
@@ -366,6 +397,8 @@ fn run_report_has_every_chart_and_section() {
         "Load stages (starts per second): 50/s,30s:50/s",
         "Faults (recovery",
         "34 server processes stopped for 2s",
+        "Stored procedures (pg_stat_user_functions)",
+        "200 (20.0%)",
     ] {
         assert!(html.contains(text), "page lacks {text:?}");
     }

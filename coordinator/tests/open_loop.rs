@@ -82,6 +82,13 @@ fn latency_from_the_intended_start_grows_with_the_backlog_above_capacity() {
         // From the intended start is never shorter than from the start call.
         assert!(i.p50_us >= m.e2e_latency.p50_us && i.max_us >= m.e2e_latency.max_us, "{i:?} vs {:?}", m.e2e_latency);
         assert_eq!(m.counts.dropped, 0);
+        // Every start's lateness (actual minus intended start) is its own
+        // histogram, and the late count is the share of it above the limit.
+        let l = m.start_lateness.as_ref().expect("open loop reports start lateness");
+        assert_eq!(l.count, m.counts.launched, "{l:?}");
+        let limit_us = loadgen_common::tally::LATE_AFTER_MS * 1000;
+        assert!(m.counts.late == 0 || l.max_us > limit_us, "{l:?} with {} late", m.counts.late);
+        assert!(m.counts.late < m.counts.launched || l.p50_us >= limit_us, "{l:?}");
     }
     // The schedule was kept: about rate x duration starts.
     let launched = |r: &RunReport| r.merged.counts.launched as f64;

@@ -246,7 +246,8 @@ async fn the_audit_catches_and_names_real_defects_in_a_kept_schema() {
     // The agents' completion query still sees such an execution end (a run
     // counts it at once rather than waiting out the drain).
     let provider = duroxide_pg::PostgresProvider::new_with_schema(pg.url(), Some(&s)).await.expect("provider");
-    let seen = loadgen_agent::tracker::Tracker::new(&s).poll(&provider, &[id(1, 3), id(1, 2)]).await.expect("poll");
+    let seen =
+        loadgen_agent::tracker::Tracker::new(&s).poll(provider.pool(), &[id(1, 3), id(1, 2)]).await.expect("poll");
     let mut ids: Vec<&str> = seen.iter().map(|f| f.instance_id.as_str()).collect();
     ids.sort();
     assert_eq!(ids, [id(1, 2), id(1, 3)], "{seen:?}");

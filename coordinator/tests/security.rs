@@ -175,6 +175,10 @@ mod foreign {
         async fn release(&self, _: Request<ReleaseRequest>) -> Result<Response<ReleaseReply>, Status> {
             Err(Status::unimplemented("foreign"))
         }
+        type InspectStream = tokio_stream::Empty<Result<InspectChunk, Status>>;
+        async fn inspect(&self, _: Request<InspectRequest>) -> Result<Response<Self::InspectStream>, Status> {
+            Err(Status::unimplemented("foreign"))
+        }
     }
 
     pub async fn serve(protocol: u32, duroxide_pg: &str) -> String {

@@ -30,7 +30,9 @@ fn an_open_loop_spike_is_reproduced_second_by_second() {
     let stages = r.stages.expect("a stage table");
     assert!(stages.open && stages.rows.len() == 3, "{stages:?}");
     let spike = &stages.rows[1];
-    assert_eq!((spike.from_s, spike.to_s, spike.offered), (2.0, 5.0, 60.0));
+    assert_eq!((spike.from_s, spike.to_s), (2.0, 5.0));
+    // Offered over the seconds measured, which end a few ms past the whole second.
+    assert!((spike.offered - 60.0).abs() < 1.0, "{spike:?}");
     assert!((spike.launched_per_sec - 60.0).abs() <= 6.0, "{spike:?}");
     assert!((stages.rows[2].launched_per_sec - 20.0).abs() <= 4.0, "{:?}", stages.rows[2]);
 }

@@ -123,8 +123,9 @@ impl<S> Driver<S> {
         }
     }
 
-    /// Open loop: issue every start that is due (late ones counted, ones over
-    /// the in-flight cap dropped), then schedule the next. No start is due at
+    /// Open loop: issue every start that is due (ones over the in-flight cap
+    /// dropped; how late each was is measured when its call began, in
+    /// [`Self::on_launch`]), then schedule the next. No start is due at
     /// or after the deadline.
     pub(super) fn on_due(&mut self, deadline: Instant) {
         let crate::plan::Load::Open(open) = &self.plan.load else { return };
@@ -143,9 +144,6 @@ impl<S> Driver<S> {
                 self.next_seq += 1;
                 self.tallies.count(scenario, 1, |c| &mut c.dropped);
             } else {
-                if now.saturating_duration_since(due) > Duration::from_millis(LATE_AFTER_MS) {
-                    self.tallies.count(scenario, 1, |c| &mut c.late);
-                }
                 let wall = self.wall0 + due.saturating_duration_since(self.t0);
                 self.launch_next(Some(Issued { at: due, wall }));
             }
@@ -194,6 +192,15 @@ impl<S> Driver<S> {
         self.pending_starts = self.pending_starts.saturating_sub(1);
         let scenario = l.start.scenario;
         self.tallies.of(scenario).hist.start.record(l.took);
+        // Open loop: how late the call began (actual minus intended start),
+        // the generator's own delay; the system's latency is apart from it.
+        if let Some(due) = l.intended {
+            let late = l.issued.at.saturating_duration_since(due.at);
+            self.tallies.of(scenario).hist.lateness.record(late);
+            if late > Duration::from_millis(LATE_AFTER_MS) {
+                self.tallies.count(scenario, 1, |c| &mut c.late);
+            }
+        }
         match l.result {
             Ok(()) => {
                 self.tallies.count(scenario, 1, |c| &mut c.launched);

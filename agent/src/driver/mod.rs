@@ -67,10 +67,43 @@ pub type Feed = mpsc::UnboundedReceiver<Vec<Finished>>;
 #[derive(Clone)]
 pub struct Deps {
     pub client: Arc<Client>,
-    pub provider: Arc<PostgresProvider>,
-    pub tracker: Tracker,
+    /// How this agent learns completions itself (agent tracking).
+    pub tracking: OwnTracking,
     pub workload: Arc<dyn Scenario>,
     pub counters: Arc<ActivityCounters>,
+}
+
+/// How an agent tracking its own completions asks.
+#[derive(Clone)]
+pub enum OwnTracking {
+    /// The batched query on duroxide-pg's tables, on the client's pool.
+    Query(Tracker, Arc<PostgresProvider>),
+    /// The batched query on duroxide's SQLite tables, on the store's pool.
+    Sqlite(Arc<duroxide::providers::sqlite::SqliteProvider>),
+    /// duroxide's client API, instance by instance (a Postgres build whose
+    /// tables this tool does not know).
+    Client(Arc<Client>),
+}
+
+impl std::fmt::Debug for OwnTracking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OwnTracking::Query(..) => "OwnTracking::Query",
+            OwnTracking::Sqlite(_) => "OwnTracking::Sqlite",
+            OwnTracking::Client(_) => "OwnTracking::Client",
+        })
+    }
+}
+
+impl OwnTracking {
+    /// Which of `ids` are terminal now.
+    pub async fn poll(&self, ids: &[String]) -> Result<Vec<crate::tracker::Finished>, String> {
+        match self {
+            OwnTracking::Query(t, provider) => t.poll(provider.pool(), ids).await,
+            OwnTracking::Sqlite(store) => crate::tracker::poll_sqlite(store.get_pool(), ids).await,
+            OwnTracking::Client(c) => crate::tracker::poll_client(c, ids).await,
+        }
+    }
 }
 
 /// How the run ended, for the agent's bookkeeping.

@@ -76,9 +76,9 @@ impl<S> Driver<S> {
         }
         self.poll_pending = true;
         let ids: Vec<String> = self.in_flight.keys().cloned().collect();
-        let (tracker, provider, tx) = (self.deps.tracker.clone(), self.deps.provider.clone(), self.poll_tx.clone());
+        let (tracking, tx) = (self.deps.tracking.clone(), self.poll_tx.clone());
         tokio::spawn(async move {
-            let result = tracker.poll(&provider, &ids).await.map(|rows| (rows, Instant::now()));
+            let result = tracking.poll(&ids).await.map(|rows| (rows, Instant::now()));
             // The driver may be gone (run ended); nothing to report then.
             let _ = tx.send(result);
         });

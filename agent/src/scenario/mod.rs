@@ -18,6 +18,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use duroxide::runtime::registry::{ActivityRegistry, ActivityRegistryBuilder, OrchestrationRegistryBuilder};
 use duroxide::{ActivityContext, OrchestrationContext, OrchestrationRegistry};
@@ -230,6 +231,22 @@ impl std::fmt::Debug for Registrar {
     }
 }
 
+/// Test-only: every activity sleeps this many milliseconds more
+/// (`LOADGEN_TEST_SLOW_ACTIVITY_MS`), making a build slower by a known amount
+/// for the A/B command's own test. Read once per process; 0 when unset.
+pub const SLOW_ACTIVITY_ENV: &str = "LOADGEN_TEST_SLOW_ACTIVITY_MS";
+
+fn test_slowdown() -> Duration {
+    static EXTRA: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *EXTRA.get_or_init(|| {
+        let ms = std::env::var(SLOW_ACTIVITY_ENV).ok().and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0);
+        if ms > 0 {
+            tracing::warn!(ms, "test knob {SLOW_ACTIVITY_ENV}: every activity is slowed down");
+        }
+        Duration::from_millis(ms)
+    })
+}
+
 impl Registrar {
     /// Register an activity of `scenario`.
     pub fn activity<F, Fut>(&mut self, scenario: &'static str, name: &'static str, f: F)
@@ -239,9 +256,13 @@ impl Registrar {
     {
         let counters = Arc::clone(&self.counters);
         let f = Arc::new(f);
+        let extra = test_slowdown();
         let wrapped = move |ctx: ActivityContext, input: String| {
             let (counters, f) = (Arc::clone(&counters), Arc::clone(&f));
             async move {
+                if !extra.is_zero() {
+                    tokio::time::sleep(extra).await;
+                }
                 let result = f(ctx, input).await;
                 counters.bump(scenario);
                 result

@@ -63,10 +63,11 @@ impl LocalAgents {
         log: &str,
         pool_max: Option<u32>,
         token: &str,
+        env: &[(String, String)],
     ) -> Result<Self, CoordinatorError> {
         let mut agents = LocalAgents::default();
         for i in 0..n {
-            match spawn_one(i, bin, database_url, log, pool_max, token).await {
+            match spawn_one(i, bin, database_url, log, pool_max, token, env).await {
                 Ok(a) => agents.agents.push(a),
                 Err(e) => {
                     agents.stop().await;
@@ -114,8 +115,10 @@ async fn spawn_one(
     log: &str,
     pool_max: Option<u32>,
     token: &str,
+    env: &[(String, String)],
 ) -> Result<(String, Child), CoordinatorError> {
     let mut std_cmd = std::process::Command::new(bin);
+    std_cmd.envs(env.iter().map(|(k, v)| (k, v)));
     std_cmd.args(["--listen", "127.0.0.1:0"]);
     if let Some(n) = pool_max {
         std_cmd.args(["--pool-max", &n.to_string()]);

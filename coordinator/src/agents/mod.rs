@@ -230,7 +230,7 @@ pub async fn discover(
             let (target, result) = joined.map_err(|e| CoordinatorError::Local(e.to_string()))?;
             match result {
                 Ok(link) => {
-                    compatible(&link)?;
+                    compatible(&link, true)?;
                     // A busy agent may be finishing another coordinator's run: wait for it.
                     if link.hello.state != proto::AgentState::Idle as i32 {
                         pending.push(format!("{} busy ({})", target.label, state_name(link.hello.state)));
@@ -306,8 +306,10 @@ pub async fn discover(
 }
 
 /// Refuse an agent that can never take part in a run with this coordinator
-/// (another protocol revision or duroxide-pg version): waiting cannot cure it.
-fn compatible(l: &AgentLink) -> Result<(), CoordinatorError> {
+/// (another protocol revision, or a duroxide-pg build other than the one
+/// this coordinator migrates with): waiting cannot cure it. When the agents
+/// migrate their own schemas (`coordinator ab`), only the protocol counts.
+fn compatible(l: &AgentLink, agents_migrate: bool) -> Result<(), CoordinatorError> {
     let h = &l.hello;
     if h.protocol_version != proto::PROTOCOL_VERSION {
         return Err(CoordinatorError::agent(
@@ -319,11 +321,11 @@ fn compatible(l: &AgentLink) -> Result<(), CoordinatorError> {
             ),
         ));
     }
-    if h.duroxide_pg_version != loadgen_common::DUROXIDE_PG_VERSION {
+    if !agents_migrate && h.duroxide_pg_version != loadgen_common::DUROXIDE_PG_VERSION {
         return Err(CoordinatorError::agent(
             &l.address,
             format!(
-                "runs duroxide-pg {}, this coordinator {}; every runtime on a schema must run the same version",
+                "runs duroxide-pg {}, this coordinator {}; every runtime on a schema must run the same build (to compare builds, use coordinator ab)",
                 h.duroxide_pg_version,
                 loadgen_common::DUROXIDE_PG_VERSION
             ),
@@ -332,11 +334,32 @@ fn compatible(l: &AgentLink) -> Result<(), CoordinatorError> {
     Ok(())
 }
 
+/// Refuse agents whose duroxide-pg build cannot share the run's schemas:
+/// one that differs from the others (every runtime on a schema must run the
+/// same build), or, when this coordinator migrates the schema, from its own.
+pub fn check_builds(links: &[AgentLink], agents_migrate: bool) -> Result<(), CoordinatorError> {
+    for l in links {
+        compatible(l, agents_migrate)?;
+        if let Some(first) = links.first()
+            && first.hello.duroxide_pg_version != l.hello.duroxide_pg_version
+        {
+            return Err(CoordinatorError::agent(
+                &l.address,
+                format!(
+                    "runs duroxide-pg {}, agent {} runs {}; every runtime on a schema must run the same build",
+                    l.hello.duroxide_pg_version, first.address, first.hello.duroxide_pg_version
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Refuse agents that cannot take part in one run.
 pub fn check(links: &[AgentLink]) -> Result<(), CoordinatorError> {
     let mut processes = HashSet::new();
     for l in links {
-        compatible(l)?;
+        compatible(l, true)?;
         let h = &l.hello;
         if h.state != proto::AgentState::Idle as i32 {
             return Err(CoordinatorError::agent(

@@ -1,28 +1,35 @@
 //! `coordinator bench`: duroxide's own stress module and this tool, side by
-//! side, on one database.
+//! side, on one provider (duroxide-pg, or duroxide's in-memory SQLite where
+//! the database is not the limit and the generator's own cost shows).
 //!
 //! For each dispatcher setting it runs, `--repeat` times each (alternating
-//! which goes first): duroxide's `parallel_orchestrations` stress test
-//! through [`PostgresStressFactory`] (one runtime, every instance polled with
-//! `wait_for_orchestration`), and this tool with one local agent on the same
-//! workload (one runtime, batched completion tracking), called as a library
-//! with a plan of its own. Both are measured the same way: orchestrations
-//! per second as each reports it, and commits per completed orchestration
-//! from `pg_stat_database` deltas taken around the whole run.
+//! which goes first): duroxide's `parallel_orchestrations` stress test in a
+//! process of its own ([`stress_child`]: one runtime, every instance polled
+//! with `wait_for_orchestration`), and this tool with one local agent on the
+//! same workload (one runtime, batched completion tracking), called as a
+//! library with a plan of its own. Both are measured the same way:
+//! orchestrations per second as each reports it; the CPU seconds of the
+//! process that ran the runtime (the stress module's, the agent's) per 1,000
+//! completed orchestrations, from `/proc`; on Postgres, commits per completed
+//! orchestration from `pg_stat_database` deltas taken around the whole run.
+//!
+//! On in-memory SQLite it then finds the highest open-loop rate one agent
+//! holds ([`ceiling`]), with the start lateness of each rate tried.
 //!
 //! The bench passes only when every run of both tools finished cleanly (this
 //! tool's gates and audit; the stress module's failed count) and every
 //! target the user set was met.
 //!
 //! - [`stress_factory`]: duroxide's stress module on duroxide-pg.
+//! - [`stress_child`]: the stress module in a child process, measured.
+//! - [`ceiling`]: the open-loop ceiling search.
+//! - [`result`]: what it reports, and the ratios derived from the runs.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use duroxide::provider_stress_tests::StressTestConfig;
-use duroxide::provider_stress_tests::parallel_orchestrations::run_parallel_orchestrations_test_with_config;
 use loadgen_common::units::format_duration;
-use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::db::embedded::EmbeddedPostgres;
@@ -30,11 +37,17 @@ use crate::error::CoordinatorError;
 use crate::notice::{Notice, Observer, Silent};
 use crate::plan::profile::{find_profile, parse_dispatchers};
 use crate::plan::workload::{WorkloadOverrides, WorkloadPlan};
-use crate::plan::{AgentSource, Database, Outputs, PlanError, RunPlan, Tracking};
+use crate::plan::{AgentSource, CompletionTracking, Database, Outputs, PlanError, ProviderKind, RunPlan, Tracking};
 
+pub mod ceiling;
+pub mod result;
+pub mod stress_child;
 pub mod stress_factory;
 
-use stress_factory::{PostgresStressFactory, SchemaMode};
+pub use result::{BenchReport, Comparison, Sample, median};
+
+use ceiling::Ceiling;
+use stress_child::StressJob;
 
 /// What `coordinator bench` measures.
 #[derive(Debug, Clone)]
@@ -49,64 +62,20 @@ pub struct BenchPlan {
     /// This tool's completion-poll interval.
     pub completion_poll: Duration,
     pub agent_bin: PathBuf,
+    /// This executable, which runs the stress module as a child (`stress-module`).
+    pub stress_bin: PathBuf,
+    /// `postgres` or `sqlite-memory`.
+    pub provider: ProviderKind,
     /// Gate: this tool's median throughput at least this many times the module's, at every setting.
     pub min_throughput_ratio: Option<f64>,
+    /// The load duration of each open-loop ceiling step (`None`: no search;
+    /// only on in-memory SQLite).
+    pub ceiling_step: Option<Duration>,
 }
 
-/// One measured run of one tool.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Sample {
-    pub tool: String,
-    pub dispatchers: String,
-    pub completed: u64,
-    pub orch_per_sec: f64,
-    pub commits: u64,
-    pub commits_per_orchestration: f64,
-    /// Failed, unfinished or not as expected (0 for a clean run).
-    #[serde(default)]
-    pub failed: u64,
-    /// Why the run does not count as clean (empty: it does).
-    #[serde(default)]
-    pub problems: Vec<String>,
-}
-
-/// Per setting: both tools' samples and the ratios of their medians.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Comparison {
-    pub dispatchers: String,
-    pub theirs: Vec<Sample>,
-    pub ours: Vec<Sample>,
-    /// median ours / median theirs
-    pub throughput_ratio: f64,
-    /// median ours / median theirs
-    pub commits_ratio: f64,
-}
-
-/// The whole benchmark.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BenchReport {
-    pub workload: String,
-    pub repeat: u32,
-    pub comparisons: Vec<Comparison>,
-    /// The throughput target the user set, if any.
-    #[serde(default)]
-    pub min_throughput_ratio: Option<f64>,
-    /// Every run clean and every target met.
-    #[serde(default)]
-    pub passed: bool,
-    /// What failed, one line each.
-    #[serde(default)]
-    pub problems: Vec<String>,
-}
-
-/// The median of `v` (0 for none).
-pub fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    match v.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
+/// CPU seconds per 1,000 completed orchestrations (0 for none).
+fn per_1000(cpu_s: f64, completed: u64) -> f64 {
+    if completed > 0 { cpu_s * 1000.0 / completed as f64 } else { 0.0 }
 }
 
 async fn commits(url: &str) -> Result<u64, CoordinatorError> {
@@ -123,34 +92,44 @@ async fn commits(url: &str) -> Result<u64, CoordinatorError> {
     Ok(n.max(0) as u64)
 }
 
+/// Carry out `work` and count the commits it cost on Postgres (`url`; 0 on
+/// SQLite, which has no counter), read after the backends settle on both sides.
+async fn with_commits<T>(
+    url: Option<&str>,
+    work: impl std::future::Future<Output = Result<T, CoordinatorError>>,
+) -> Result<(T, u64), CoordinatorError> {
+    let Some(u) = url else { return Ok((work.await?, 0)) };
+    settle().await;
+    let before = commits(u).await?;
+    let out = work.await?;
+    settle().await;
+    Ok((out, commits(u).await?.saturating_sub(before)))
+}
+
 /// Give backends that just exited a moment to flush their statistics.
 async fn settle() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
 }
 
-async fn theirs(url: &str, plan: &BenchPlan, combo: &str) -> Result<Sample, CoordinatorError> {
+async fn theirs(url: Option<&str>, plan: &BenchPlan, combo: &str) -> Result<Sample, CoordinatorError> {
     let (o, w) = parse_dispatchers(combo)?;
-    let factory =
-        PostgresStressFactory::new(url, SchemaMode::Unique).map_err(|e| CoordinatorError::Usage(e.to_string()))?;
-    let config = StressTestConfig {
-        max_concurrent: plan.max_concurrent as usize,
-        duration_secs: plan.duration.as_secs().max(1),
-        tasks_per_instance: plan.tasks as usize,
-        activity_delay_ms: plan.activity_delay.as_millis() as u64,
-        orch_concurrency: o as usize,
-        worker_concurrency: w as usize,
-        wait_timeout_secs: 60,
+    let job = StressJob {
+        provider: plan.provider,
+        config: StressTestConfig {
+            max_concurrent: plan.max_concurrent as usize,
+            duration_secs: plan.duration.as_secs().max(1),
+            tasks_per_instance: plan.tasks as usize,
+            activity_delay_ms: plan.activity_delay.as_millis() as u64,
+            orch_concurrency: o as usize,
+            worker_concurrency: w as usize,
+            wait_timeout_secs: 60,
+        },
     };
-    settle().await;
-    let before = commits(url).await?;
-    let result = run_parallel_orchestrations_test_with_config(&factory, config)
-        .await
-        .map_err(|e| CoordinatorError::Database(format!("duroxide stress module: {e}")))?;
-    factory.cleanup().await.map_err(CoordinatorError::Database)?;
-    settle().await;
-    let used = commits(url).await?.saturating_sub(before);
-    let completed = result.completed as u64;
-    let failed = result.failed as u64 + result.launched.saturating_sub(result.completed + result.failed) as u64;
+    // Its load, its wait for the last instances (60 s at most), start-up and cleanup.
+    let bound = plan.duration + Duration::from_secs(180);
+    let (result, used) = with_commits(url, stress_child::spawn(&plan.stress_bin, &job, url, bound)).await?;
+    let completed = result.completed;
+    let failed = result.failed + result.launched.saturating_sub(result.completed + result.failed);
     let problems = if failed > 0 {
         vec![format!("{failed} of {} orchestrations failed or did not finish", result.launched)]
     } else {
@@ -160,16 +139,18 @@ async fn theirs(url: &str, plan: &BenchPlan, combo: &str) -> Result<Sample, Coor
         tool: "duroxide stress module".into(),
         dispatchers: combo.into(),
         completed,
-        orch_per_sec: result.orch_throughput,
+        orch_per_sec: result.orch_per_sec,
         commits: used,
         commits_per_orchestration: if completed > 0 { used as f64 / completed as f64 } else { 0.0 },
+        cpu_s: result.cpu_s,
+        cpu_per_1000: per_1000(result.cpu_s, completed),
         failed,
         problems,
     })
 }
 
 /// This tool's plan for one setting: the standard profile with the bench's workload.
-fn our_plan(url: &str, plan: &BenchPlan, combo: &str) -> Result<RunPlan, PlanError> {
+fn our_plan(url: Option<&str>, plan: &BenchPlan, combo: &str) -> Result<RunPlan, PlanError> {
     let (o, w) = parse_dispatchers(combo)?;
     let mut profile = find_profile("standard")?;
     profile.orch_concurrency = o;
@@ -184,28 +165,35 @@ fn our_plan(url: &str, plan: &BenchPlan, combo: &str) -> Result<RunPlan, PlanErr
         runs: vec![profile.clone()],
         profile,
         workload,
-        agents: AgentSource::Local { count: 1, bin: plan.agent_bin.clone(), token: loadgen_common::auth::new_token() },
-        database: Database::Url(url.to_string()),
+        agents: AgentSource::Local {
+            count: 1,
+            bin: plan.agent_bin.clone(),
+            token: loadgen_common::auth::new_token(),
+            env: Vec::new(),
+        },
+        // SQLite lives in the agent, which then tracks its own completions.
+        database: url.map_or(Database::InAgent, |u| Database::Url(u.to_string())),
         outputs: Outputs::default(),
         tracking: Tracking::default(),
-        completion_tracking: Default::default(),
+        completion_tracking: if url.is_some() { CompletionTracking::default() } else { CompletionTracking::Agent },
         completion_poll: plan.completion_poll,
         on_agent_loss: Default::default(),
         faults: Default::default(),
         keep_schema: false,
-        log: "warn,sqlx=error".into(),
+        agents_migrate: false,
+        provider: plan.provider,
+        // duroxide's own retries (SQLite's table-lock conflicts) stay out of
+        // the bench's console, as the stress module's child keeps its own.
+        log: "warn,sqlx=error,duroxide=error".into(),
     })
 }
 
-async fn ours(url: &str, plan: &BenchPlan, combo: &str) -> Result<Sample, CoordinatorError> {
+async fn ours(url: Option<&str>, plan: &BenchPlan, combo: &str) -> Result<Sample, CoordinatorError> {
     let run_plan = our_plan(url, plan, combo)?;
-    settle().await;
-    let before = commits(url).await?;
-    let outcome = crate::run::run(&run_plan, &Silent, CancellationToken::new()).await?;
-    settle().await;
-    let used = commits(url).await?.saturating_sub(before);
+    let (outcome, used) = with_commits(url, crate::run::run(&run_plan, &Silent, CancellationToken::new())).await?;
     let report = outcome.runs.into_iter().next().ok_or_else(|| CoordinatorError::Usage("no run".into()))?;
     let c = &report.merged.counts;
+    let cpu_s: f64 = report.agents.iter().map(|a| a.cpu_s).sum();
     let problems: Vec<String> =
         report.gates.iter().filter(|g| !g.passed).map(|g| format!("gate {} failed: {}", g.name, g.value)).collect();
     Ok(Sample {
@@ -215,6 +203,8 @@ async fn ours(url: &str, plan: &BenchPlan, combo: &str) -> Result<Sample, Coordi
         orch_per_sec: report.merged.orch_per_sec,
         commits: used,
         commits_per_orchestration: if c.completed > 0 { used as f64 / c.completed as f64 } else { 0.0 },
+        cpu_s,
+        cpu_per_1000: per_1000(cpu_s, c.completed),
         failed: c.not_as_expected(),
         problems,
     })
@@ -227,18 +217,20 @@ pub async fn bench(
     shutdown: CancellationToken,
 ) -> Result<BenchReport, CoordinatorError> {
     let mut embedded = None;
-    let url = match &plan.database_url {
-        Some(u) => u.clone(),
-        None => {
+    let url = match (&plan.database_url, plan.provider) {
+        (_, p) if p.is_sqlite() => None,
+        (Some(u), _) => Some(u.clone()),
+        (None, _) => {
             let pg = EmbeddedPostgres::start().await?;
             let url = pg.url().to_string();
             obs.notice(&Notice::DatabaseStarted {
                 description: &format!("throwaway Postgres on 127.0.0.1:{}", pg.port()),
             });
             embedded = Some(pg);
-            url
+            Some(url)
         }
     };
+    let url = url.as_deref();
     let work = async {
         let mut comparisons = Vec::new();
         for combo in &plan.combos {
@@ -250,31 +242,44 @@ pub async fn bench(
                 for ours_turn in order {
                     let s = if ours_turn {
                         obs.notice(&Notice::Note(format!("[{combo} #{rep}] loadgen, 1 local agent...")));
-                        ours(&url, plan, combo).await?
+                        ours(url, plan, combo).await?
                     } else {
                         obs.notice(&Notice::Note(format!("[{combo} #{rep}] duroxide stress module...")));
-                        theirs(&url, plan, combo).await?
+                        theirs(url, plan, combo).await?
                     };
                     obs.notice(&Notice::Note(format!(
-                        "[{combo} #{rep}]   {:.2} orch/s, {:.1} commits/orch{}",
+                        "[{combo} #{rep}]   {:.2} orch/s, {:.2} CPU s per 1,000{}{}",
                         s.orch_per_sec,
-                        s.commits_per_orchestration,
+                        s.cpu_per_1000,
+                        if url.is_some() {
+                            format!(", {:.1} commits/orch", s.commits_per_orchestration)
+                        } else {
+                            String::new()
+                        },
                         if s.problems.is_empty() { String::new() } else { format!(" — {}", s.problems.join("; ")) }
                     )));
                     if ours_turn { o.push(s) } else { t.push(s) }
                 }
             }
-            let m = |v: &[Sample], f: fn(&Sample) -> f64| median(v.iter().map(f).collect());
-            let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
-            comparisons.push(Comparison {
-                dispatchers: combo.clone(),
-                throughput_ratio: ratio(m(&o, |s| s.orch_per_sec), m(&t, |s| s.orch_per_sec)),
-                commits_ratio: ratio(m(&o, |s| s.commits_per_orchestration), m(&t, |s| s.commits_per_orchestration)),
-                theirs: t,
-                ours: o,
-            });
+            comparisons.push(Comparison::of(combo, t, o));
         }
-        Ok::<_, CoordinatorError>(comparisons)
+        let ceiling = match (plan.ceiling_step, plan.combos.last()) {
+            (Some(step), Some(combo)) if plan.provider == ProviderKind::SqliteMemory => {
+                // From this tool's closed-loop throughput at the same setting.
+                let start = comparisons
+                    .last()
+                    .map_or(10.0, |c: &Comparison| median(c.ours.iter().map(|s| s.orch_per_sec).collect()));
+                let mut run_plan = our_plan(url, plan, combo)?;
+                run_plan.profile.duration = step;
+                run_plan.runs = vec![run_plan.profile.clone()];
+                obs.notice(&Notice::Note(format!(
+                    "[ceiling] the highest open-loop rate one agent holds at {combo}, from {start:.0}/s..."
+                )));
+                Some(ceiling::search(&run_plan, start, obs).await?)
+            }
+            _ => None,
+        };
+        Ok::<_, CoordinatorError>((comparisons, ceiling))
     };
     let result = tokio::select! {
         r = work => r,
@@ -283,9 +288,13 @@ pub async fn bench(
     if let Some(mut pg) = embedded {
         tokio::task::spawn_blocking(move || pg.stop()).await.ok();
     }
-    let comparisons = result?;
-    let problems = verdict(&comparisons, plan.min_throughput_ratio);
+    let (comparisons, ceiling) = result?;
+    let mut problems = verdict(&comparisons, plan.min_throughput_ratio);
+    if let Some(c) = &ceiling {
+        problems.extend(ceiling_problems(c));
+    }
     Ok(BenchReport {
+        provider: plan.provider.as_str().into(),
         workload: format!(
             "fanout {} x {}, {} in flight, {} per run",
             plan.tasks,
@@ -298,7 +307,26 @@ pub async fn bench(
         min_throughput_ratio: plan.min_throughput_ratio,
         passed: problems.is_empty(),
         problems,
+        ceiling,
     })
+}
+
+/// What fails the bench in the ceiling search: a step whose audit failed or
+/// that lost its agent (at any rate), or no rate held at all.
+fn ceiling_problems(c: &Ceiling) -> Vec<String> {
+    let mut out: Vec<String> = c
+        .steps
+        .iter()
+        .filter(|s| !s.clean)
+        .map(|s| format!("ceiling step {}/s: the audit failed or the agent was lost ({})", s.rate, s.why_not))
+        .collect();
+    if c.held_rate.is_none() {
+        out.push(format!(
+            "ceiling: no rate tried was held (lowest {}/s)",
+            c.steps.iter().map(|s| s.rate).reduce(f64::min).unwrap_or(0.0)
+        ));
+    }
+    out
 }
 
 /// What fails the bench: an unclean run of either tool, a missed target.
@@ -331,6 +359,7 @@ fn verdict(comparisons: &[Comparison], min_ratio: Option<f64>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ab::stats::Verdict;
 
     fn sample(orch: f64, problems: &[&str]) -> Sample {
         Sample {
@@ -340,6 +369,8 @@ mod tests {
             orch_per_sec: orch,
             commits: 0,
             commits_per_orchestration: 0.0,
+            cpu_s: 0.0,
+            cpu_per_1000: 0.0,
             failed: 0,
             problems: problems.iter().map(|p| p.to_string()).collect(),
         }
@@ -354,13 +385,7 @@ mod tests {
 
     #[test]
     fn unclean_runs_and_missed_targets_fail_the_bench() {
-        let c = Comparison {
-            dispatchers: "1:1".into(),
-            theirs: vec![sample(10.0, &[])],
-            ours: vec![sample(9.8, &[])],
-            throughput_ratio: 0.98,
-            commits_ratio: 0.5,
-        };
+        let c = Comparison::of("1:1", vec![sample(10.0, &[])], vec![sample(9.8, &[])]);
         assert!(verdict(std::slice::from_ref(&c), None).is_empty());
         assert_eq!(
             verdict(std::slice::from_ref(&c), Some(1.0)),
@@ -368,5 +393,22 @@ mod tests {
         );
         let bad = Comparison { ours: vec![sample(9.8, &["gate correctness audit failed: x"])], ..c };
         assert_eq!(verdict(&[bad], None).len(), 1);
+    }
+
+    #[test]
+    fn the_throughput_ratio_gets_an_interval_and_a_verdict_from_three_runs_each() {
+        let runs = |v: &[f64]| v.iter().map(|x| sample(*x, &[])).collect::<Vec<_>>();
+        // One run each: a ratio, nothing more.
+        let one = Comparison::of("4:4", runs(&[32.0]), runs(&[30.0]));
+        assert_eq!((one.throughput_interval, one.throughput_verdict), (None, Verdict::Unknown));
+        // Overlapping spreads, as on a shared machine: no difference called.
+        let overlap = Comparison::of("4:4", runs(&[30.9, 28.9, 32.6, 32.3]), runs(&[30.0, 27.9, 30.8, 34.2]));
+        let [low, high] = overlap.throughput_interval.expect("an interval");
+        assert!(low < overlap.throughput_ratio && overlap.throughput_ratio < high && low < 1.0 && high > 1.0);
+        assert_eq!(overlap.throughput_verdict, Verdict::NoSignificantDifference);
+        // Separated: this tool's runs drove the runtime slower.
+        let apart = Comparison::of("4:4", runs(&[36.0, 36.5, 37.0]), runs(&[32.0, 32.5, 33.0]));
+        assert!(apart.throughput_interval.is_some_and(|[_, high]| high < 1.0));
+        assert_eq!(apart.throughput_verdict, Verdict::Slower);
     }
 }

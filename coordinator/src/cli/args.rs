@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{assignment, duration, rate};
-use crate::plan::{Arrival, CompletionTracking, LiveMode, OnAgentLoss};
+use crate::plan::{Arrival, CompletionTracking, LiveMode, OnAgentLoss, ProviderKind};
 
 /// Settings of a run.
 #[derive(Debug, clap::Args)]
@@ -175,6 +175,13 @@ pub struct Args {
     /// (a relay on the agent; 0 turns it off).
     #[arg(long, env = "LOADGEN_DB_LATENCY", value_parser = duration, allow_hyphen_values = true, help_heading = "Runtimes")]
     pub db_latency: Option<Duration>,
+
+    /// Which duroxide provider the runtimes use: `postgres` (duroxide-pg,
+    /// the system under test), or duroxide's SQLite provider as the
+    /// single-process reference, `sqlite-memory` or `sqlite-file` (one local
+    /// agent; use --runtimes-per-agent for several runtimes sharing it).
+    #[arg(long, value_enum, env = "LOADGEN_PROVIDER", default_value = "postgres", help_heading = "Runtimes")]
+    pub provider: ProviderKind,
 
     /// Who learns completions: `cluster` (the coordinator makes one batched
     /// query per tick for every agent's instances, so the generator's own

@@ -81,6 +81,16 @@ pub struct BenchArgs {
     /// the stress module's at every setting (e.g. 1.0).
     #[arg(long, value_name = "RATIO")]
     pub min_throughput_ratio: Option<f64>,
+    /// Provider both tools run on: postgres (the system under test), or
+    /// sqlite-memory, where the database is not the limit and the
+    /// generator's own cost shows (then also the open-loop ceiling).
+    #[arg(long, env = "LOADGEN_PROVIDER", default_value = "postgres")]
+    pub provider: crate::plan::ProviderKind,
+    /// On sqlite-memory: the load duration of each open-loop ceiling step
+    /// (the highest rate one agent holds with under 1% late starts); 0
+    /// skips the search.
+    #[arg(long, value_parser = duration, allow_hyphen_values = true, default_value = "5s")]
+    pub ceiling_step: Duration,
 }
 
 /// Settings of `coordinator audit`.
@@ -122,4 +132,47 @@ pub struct CleanupArgs {
     /// Also write the listing as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+}
+
+/// Settings of `coordinator ab`.
+#[derive(Debug, clap::Args)]
+pub struct AbArgs {
+    /// The baseline build's agent binary (for example the release build).
+    #[arg(long, value_name = "PATH", help_heading = "A/B")]
+    pub baseline_agent: PathBuf,
+    /// The candidate build's agent binary (for example one built against
+    /// your duroxide-pg checkout; see the README).
+    #[arg(long, value_name = "PATH", help_heading = "A/B")]
+    pub candidate_agent: PathBuf,
+    /// Runs per build, alternating in pairs (B C, C B, ...); 3 at least
+    /// for a verdict that needs every candidate run on one side. The profile
+    /// (--profile) defaults to standard here.
+    #[arg(long, env = "LOADGEN_AB_REPEAT", default_value_t = 3, help_heading = "A/B")]
+    pub repeat: u32,
+    /// Smallest change called faster or slower, in percent of the
+    /// baseline's median (smaller ones read "no significant difference").
+    #[arg(long, env = "LOADGEN_AB_MIN_EFFECT_PCT", default_value_t = 5.0, help_heading = "A/B")]
+    pub min_effect_pct: f64,
+    /// Extra environment for the baseline's agents (KEY=VALUE; repeat).
+    #[arg(long, value_name = "KEY=VALUE", value_parser = super::assignment, help_heading = "A/B")]
+    pub baseline_env: Vec<(String, String)>,
+    /// Extra environment for the candidate's agents (KEY=VALUE; repeat), for
+    /// comparing settings of one build (e.g. DUROXIDE_PG_POOL_MAX=20).
+    #[arg(long, value_name = "KEY=VALUE", value_parser = super::assignment, help_heading = "A/B")]
+    pub candidate_env: Vec<(String, String)>,
+    /// Exit 1 when the candidate is slower in throughput or p99.
+    #[arg(long, help_heading = "A/B")]
+    pub fail_on_slower: bool,
+}
+
+/// Settings of `coordinator compare`.
+#[derive(Debug, clap::Args)]
+pub struct CompareArgs {
+    /// The providers to run the workload on, in the first repetition's order
+    /// (it rotates each repetition).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "sqlite-memory,postgres", help_heading = "Compare")]
+    pub providers: Vec<crate::plan::ProviderKind>,
+    /// Runs per provider and dispatcher combination (the table shows min / median / max).
+    #[arg(long, env = "LOADGEN_COMPARE_REPEAT", default_value_t = 3, help_heading = "Compare")]
+    pub repeat: u32,
 }

@@ -5,6 +5,7 @@
 //!
 //! - [`args`]: the flags of a run;
 //! - [`commands`]: the subcommands' own flags;
+//! - [`comparisons`]: the plans of `compare` and `ab`;
 //! - [`resolve`]: flags + profile -> plans, checked.
 
 use std::time::Duration;
@@ -14,10 +15,11 @@ use loadgen_common::units;
 
 pub mod args;
 pub mod commands;
+pub mod comparisons;
 pub mod resolve;
 
 pub use args::Args;
-pub use commands::{AuditArgs, BenchArgs, CleanupArgs, SweepArgs};
+pub use commands::{AbArgs, AuditArgs, BenchArgs, CleanupArgs, CompareArgs, SweepArgs};
 
 fn rate(text: &str) -> Result<f64, String> {
     units::parse_rate(text).map_err(|e| e.to_string())
@@ -44,6 +46,8 @@ fn assignment(text: &str) -> Result<(String, String), String> {
 ///   coordinator --local 3 --profile mixed --json out.json     # every primitive, audited per instance
 ///   coordinator --local 2 --rate 40/s --report run.html       # open loop, HTML report
 ///   coordinator sweep --local 2 --slo-p99 500ms               # capacity at a latency objective
+///   coordinator ab --baseline-agent A --candidate-agent B     # did a build of duroxide-pg get slower?
+///   coordinator compare --providers sqlite-memory,postgres    # Postgres against duroxide's SQLite provider
 ///   coordinator profiles | coordinator scenarios              # what there is to run
 ///   DATABASE_URL=postgres://u:p@db/x LOADGEN_TOKEN=... coordinator --agents a:7000,b:7000 --profile production --track
 ///
@@ -81,6 +85,34 @@ pub enum Command {
         #[command(flatten)]
         run: Box<Args>,
     },
+    /// Did a change make it slower? Run the same profile alternately with
+    /// local agents from two agent binaries (baseline and candidate), each run
+    /// on a fresh schema its own build migrates; per metric (orch/s, p50, p99,
+    /// commits per orchestration, and per stored procedure) the candidate's
+    /// median over the baseline's with a 95% bootstrap interval and a verdict:
+    /// faster, slower, or no significant difference.
+    ///
+    /// Example: coordinator ab --baseline-agent target/release/agent --candidate-agent ../pg-dev/agent --repeat 5 --report ab.html
+    Ab {
+        #[command(flatten)]
+        ab: AbArgs,
+        #[command(flatten)]
+        run: Box<Args>,
+    },
+    /// The same workload on several providers (duroxide's SQLite provider
+    /// and duroxide-pg), per dispatcher combination (--suite 1:1,2:2,4:4, or
+    /// the profile's), repeated with the order rotating: orch/s min / median
+    /// / max, p50 / p99, and the Postgres/SQLite ratio next to the range the
+    /// plan expects. One local agent per provider unless --local says more
+    /// (SQLite: one).
+    ///
+    /// Example: coordinator compare --providers sqlite-memory,postgres --suite 1:1,2:2,4:4 --duration 5s --report compare.html
+    Compare {
+        #[command(flatten)]
+        compare: CompareArgs,
+        #[command(flatten)]
+        run: Box<Args>,
+    },
     /// List the profiles (built-in and from --profile-file) with their values and gates.
     Profiles {
         /// Also list the profiles of this TOML file.
@@ -90,8 +122,12 @@ pub enum Command {
     /// List the scenarios: what each stresses, its options and their defaults.
     Scenarios,
     /// Run duroxide's own stress module and this tool (one local agent) side by
-    /// side on one database, per dispatcher setting, and compare throughput and
-    /// commits per orchestration.
+    /// side on one provider, per dispatcher setting, and compare throughput,
+    /// CPU seconds per 1,000 orchestrations and (Postgres) commits per
+    /// orchestration. On sqlite-memory, also the highest open-loop rate one
+    /// agent holds with under 1% late starts.
+    ///
+    /// Example: coordinator bench --provider sqlite-memory --min-throughput-ratio 1.0 --json bench.json
     Bench(BenchArgs),
     /// Audit a kept schema (from --keep-schema) instance by instance: each
     /// terminal exactly once with its scenario's status, output, executions
@@ -103,6 +139,15 @@ pub enum Command {
     ///
     /// Example: coordinator cleanup --database-url postgres://... --older-than 1h --yes
     Cleanup(CleanupArgs),
+    /// Internal: run duroxide's stress module once in this process and print
+    /// its outcome as one JSON line (`bench` starts it as a child, so the
+    /// module's CPU is measured like an agent's).
+    #[command(hide = true)]
+    StressModule {
+        /// The job (JSON: provider and the module's configuration).
+        #[arg(long)]
+        job: String,
+    },
 }
 
 /// A command-line error as one line (clap's own is several, with usage).

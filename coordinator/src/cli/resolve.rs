@@ -4,12 +4,13 @@
 use crate::plan::outputs::Target;
 use crate::plan::profile::{Profile, select_profile};
 use crate::plan::workload::{WorkloadOverrides, WorkloadPlan};
-use crate::plan::{Access, AgentSource, Database, Outputs, PlanError, RunPlan, Tracking, slices};
+use crate::plan::{Access, AgentSource, CompletionTracking, Database, Outputs, PlanError, RunPlan, Tracking, slices};
 
 use super::Args;
 
-/// Read --profile-file and pick the profile (no overrides yet).
-fn selected(args: &Args) -> Result<Profile, PlanError> {
+/// Read --profile-file and pick the profile (no overrides yet); without
+/// --profile and --profile-file, `fallback` (or the default profile).
+fn selected(args: &Args, fallback: Option<&str>) -> Result<Profile, PlanError> {
     let file = match &args.profile_file {
         Some(path) => Some((
             std::fs::read_to_string(path)
@@ -18,7 +19,8 @@ fn selected(args: &Args) -> Result<Profile, PlanError> {
         )),
         None => None,
     };
-    Ok(select_profile(args.profile.as_deref(), file.as_ref().map(|(t, n)| (t.as_str(), n.as_str())))?)
+    let name = args.profile.as_deref().or(if file.is_none() { fallback } else { None });
+    Ok(select_profile(name, file.as_ref().map(|(t, n)| (t.as_str(), n.as_str())))?)
 }
 
 /// Apply the command line's overrides to `p`.
@@ -91,7 +93,12 @@ fn apply_stages(args: &Args, p: &mut Profile) -> Result<(), PlanError> {
 
 /// The profile with the command line's overrides applied, checked.
 pub fn profile(args: &Args) -> Result<Profile, PlanError> {
-    let mut p = apply_overrides(args, selected(args)?);
+    profile_or(args, None)
+}
+
+/// [`profile`], with `fallback` when the command line names none.
+pub(super) fn profile_or(args: &Args, fallback: Option<&str>) -> Result<Profile, PlanError> {
+    let mut p = apply_overrides(args, selected(args, fallback)?);
     apply_stages(args, &mut p)?;
     p.validate()?;
     check_open_flags(args, p.rate.is_some())?;
@@ -118,7 +125,7 @@ pub fn agents(args: &Args) -> Result<AgentSource, PlanError> {
             // Agents we spawn get a fresh token of their own, and plain
             // HTTP/2 on loopback.
             let token = args.token.clone().unwrap_or_else(loadgen_common::auth::new_token);
-            Ok(AgentSource::Local { count, bin, token })
+            Ok(AgentSource::Local { count, bin, token, env: Vec::new() })
         }
         None => {
             let entries = crate::agents::parse_agent_list(&args.agents)?;
@@ -176,27 +183,57 @@ pub fn outputs(args: &Args) -> Result<Outputs, PlanError> {
 
 /// The whole plan of a run (or suite).
 pub fn run_plan(args: &Args) -> Result<RunPlan, PlanError> {
-    plan_for(args, profile(args)?)
+    // Said before the agents' own checks, which would ask for a database URL.
+    if args.provider.is_sqlite() && !args.agents.is_empty() {
+        return Err(sqlite_is_local(args.provider));
+    }
+    plan_for(args, profile(args)?, agents(args)?)
+}
+
+pub(super) fn sqlite_is_local(p: crate::plan::ProviderKind) -> PlanError {
+    PlanError::Invalid(format!(
+        "--provider {} is process-local: it runs with --local 1 (several runtimes share it with --runtimes-per-agent)",
+        p.as_str()
+    ))
 }
 
 /// The plan of a run of `profile` (already overridden and checked).
-fn plan_for(args: &Args, profile: Profile) -> Result<RunPlan, PlanError> {
+pub(super) fn plan_for(args: &Args, profile: Profile, agents: AgentSource) -> Result<RunPlan, PlanError> {
     let runs = profile.expand()?;
     let workload = WorkloadPlan::resolve(&profile, &workload_overrides(args))?;
     if args.completion_poll.is_zero() {
         return Err(PlanError::Invalid("--completion-poll must be positive".into()));
     }
-    let agents = agents(args)?;
     // A budget smaller than the fewest agents is refused before anything starts.
     slices::check(&profile, agents.fewest())?;
     let outputs = outputs(args)?;
     let faults = fault_schedule(args, &profile, &agents)?;
+    let sqlite = args.provider.is_sqlite();
+    if sqlite {
+        let one_local = matches!(agents, AgentSource::Local { count: 1, .. });
+        if !one_local {
+            return Err(sqlite_is_local(args.provider));
+        }
+        if args.database_url.is_some() {
+            return Err(PlanError::Invalid(format!(
+                "--provider {} keeps its store in the agent: drop --database-url",
+                args.provider.as_str()
+            )));
+        }
+        if !faults.is_empty() {
+            return Err(PlanError::Invalid("faults apply to Postgres runs: drop the faults or --provider".into()));
+        }
+    }
     Ok(RunPlan {
         profile,
         runs,
         workload,
         agents,
-        database: args.database_url.clone().map_or(Database::Embedded, Database::Url),
+        database: if sqlite {
+            Database::InAgent
+        } else {
+            args.database_url.clone().map_or(Database::Embedded, Database::Url)
+        },
         outputs,
         tracking: Tracking {
             track: args.track || args.track_cloud,
@@ -205,11 +242,14 @@ fn plan_for(args: &Args, profile: Profile) -> Result<RunPlan, PlanError> {
             baseline: args.baseline.clone(),
             fail_on_regression: args.fail_on_regression,
         },
-        completion_tracking: args.completion_tracking,
+        // Nothing but the agent reaches a process-local store.
+        completion_tracking: if sqlite { CompletionTracking::Agent } else { args.completion_tracking },
         completion_poll: args.completion_poll,
         on_agent_loss: args.on_agent_loss,
         faults,
         keep_schema: args.keep_schema,
+        agents_migrate: false,
+        provider: args.provider,
         log: args.log.clone(),
     })
 }
@@ -281,7 +321,7 @@ pub fn sweep_plan(s: &super::SweepArgs, args: &Args) -> Result<crate::sweep::Swe
     if args.stages.is_some() {
         return Err(PlanError::Invalid("a sweep steps its own load: drop --stages".into()));
     }
-    let mut p = apply_overrides(args, selected(args)?);
+    let mut p = apply_overrides(args, selected(args, None)?);
     p.stages = None;
     p.duration = s.step_duration;
     // Each step sets the rate (or the budget); check the plan with the first.
@@ -298,7 +338,7 @@ pub fn sweep_plan(s: &super::SweepArgs, args: &Args) -> Result<crate::sweep::Swe
     if !p.suite.is_empty() {
         return Err(PlanError::Invalid("a sweep keeps one dispatcher setting: drop --suite".into()));
     }
-    let mut run = plan_for(args, p)?;
+    let mut run = plan_for(args, p, agents(args)?)?;
     run.tracking = Tracking::default();
     Ok(crate::sweep::SweepPlan { run, mode: s.mode, steps, slo_p99: s.slo_p99, min_gain_pct: s.min_gain_pct })
 }
@@ -315,6 +355,26 @@ pub fn bench_plan(b: &super::BenchArgs) -> Result<crate::bench::BenchPlan, PlanE
         && !(r.is_finite() && r > 0.0)
     {
         return Err(PlanError::Invalid(format!("--min-throughput-ratio {r} must be a positive number")));
+    }
+    if b.provider == crate::plan::ProviderKind::SqliteFile {
+        return Err(PlanError::Invalid(
+            "bench runs on postgres or sqlite-memory (a file store measures the disk, not the generator)".into(),
+        ));
+    }
+    if b.provider.is_sqlite() && b.database_url.is_some() {
+        return Err(PlanError::Invalid(format!(
+            "--provider {} keeps its store in the agent's memory: drop --database-url (or unset DATABASE_URL)",
+            b.provider.as_str()
+        )));
+    }
+    if b.provider == crate::plan::ProviderKind::SqliteMemory
+        && !b.ceiling_step.is_zero()
+        && b.ceiling_step < std::time::Duration::from_secs(3)
+    {
+        return Err(PlanError::Invalid(
+            "--ceiling-step must be at least 3s (a step's pace is read over its last two thirds), or 0 to skip the search"
+                .into(),
+        ));
     }
     if b.duration.is_zero() || b.max_concurrent == 0 || b.tasks == 0 {
         return Err(PlanError::Invalid("--duration, --max-concurrent and --tasks must be positive".into()));
@@ -336,7 +396,12 @@ pub fn bench_plan(b: &super::BenchArgs) -> Result<crate::bench::BenchPlan, PlanE
         database_url: b.database_url.clone(),
         completion_poll: b.completion_poll,
         agent_bin: crate::agents::local::find_agent_binary(b.agent_bin.as_deref())?,
+        stress_bin: std::env::current_exe()
+            .map_err(|e| PlanError::Invalid(format!("cannot find this executable: {e}")))?,
+        provider: b.provider,
         min_throughput_ratio: b.min_throughput_ratio,
+        ceiling_step: (b.provider == crate::plan::ProviderKind::SqliteMemory && !b.ceiling_step.is_zero())
+            .then_some(b.ceiling_step),
     })
 }
 

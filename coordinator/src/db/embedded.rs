@@ -129,6 +129,14 @@ impl EmbeddedPostgres {
         self.child.as_ref().map(Child::id)
     }
 
+    /// The installed server has the pg_stat_statements module (next to the
+    /// real binary: `postgres` on PATH may be a symlink into the version's
+    /// directory).
+    fn has_statements(&self) -> bool {
+        let real = std::fs::canonicalize(self.bindir.join("postgres")).unwrap_or_else(|_| self.bindir.join("postgres"));
+        real.parent().is_some_and(|bin| bin.join("../lib/pg_stat_statements.so").exists())
+    }
+
     fn data_dir(&self) -> PathBuf {
         self.dir.as_ref().map(|d| d.path().join("data")).unwrap_or_default()
     }
@@ -222,8 +230,10 @@ impl EmbeddedPostgres {
             .arg(&dir)
             .args(["-c", "listen_addresses=127.0.0.1"])
             .args(["-c", &format!("max_connections={MAX_CONNECTIONS}")])
-            .args(["-c", "shared_buffers=128MB"]);
-        if self.bindir.join("../lib/pg_stat_statements.so").exists() {
+            .args(["-c", "shared_buffers=128MB"])
+            // The provider's time per stored procedure (pg_stat_user_functions).
+            .args(["-c", "track_functions=pl"]);
+        if self.has_statements() {
             // Lets users (and our own measurements) see which statements the
             // provider and the generator run.
             cmd.args(["-c", "shared_preload_libraries=pg_stat_statements"]);
@@ -251,6 +261,14 @@ impl EmbeddedPostgres {
             }
             if let Ok(mut conn) = sqlx::PgConnection::connect(&self.url).await {
                 let ok = sqlx::query("SELECT 1").execute(&mut conn).await.is_ok();
+                if ok && self.has_statements() {
+                    // The view in the database the runs use (kept across restarts).
+                    let created =
+                        sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").execute(&mut conn).await;
+                    if let Err(e) = created {
+                        tracing::warn!(error = %e, "pg_stat_statements not created; statement times will be missing");
+                    }
+                }
                 let _ = conn.close().await;
                 if ok {
                     tracing::info!(port, dir = %dir.display(), "throwaway Postgres ready");

@@ -3,12 +3,14 @@
 //!
 //! - [`embedded`]: the throwaway Postgres (the embedded default);
 //! - [`watch`]: the database timeline, sampled once a second;
+//! - [`procedures`]: the run's database time by stored procedure and statement;
 //! - [`audit`]: the per-instance correctness audit;
 //! - [`cleanup`]: schemas left behind, listed and dropped on request.
 
 pub mod audit;
 pub mod cleanup;
 pub mod embedded;
+pub mod procedures;
 pub mod watch;
 
 use duroxide_pg::PostgresProvider;
@@ -58,11 +60,71 @@ pub async fn connection_limits(url: &str) -> Result<(u64, u64, u64), Coordinator
     Ok((get(0), get(1), get(2)))
 }
 
-/// Create `schema` and apply duroxide-pg's migrations (agents only verify).
-pub async fn create_schema(url: &str, schema: &str) -> Result<PostgresProvider, CoordinatorError> {
+/// The run's schema as the coordinator reaches it: a pool on the database
+/// and the schema's name. Deliberately not a provider: the coordinator's own
+/// SQL (tracking, sampling, audit) must work on a schema another build of
+/// duroxide-pg migrated, which this build's provider would refuse to open.
+#[derive(Clone, Debug)]
+pub struct RunDb {
+    pool: sqlx::PgPool,
+    schema: String,
+}
+
+/// Bound on connecting to the run's database.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl RunDb {
+    /// A pool on `url` for `schema` (sized like a provider's pool:
+    /// `DUROXIDE_PG_POOL_MAX`, which the connection pre-flight counts).
+    pub async fn connect(url: &str, schema: &str) -> Result<Self, CoordinatorError> {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(loadgen_common::process::pool_max_from_env())
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .connect(url);
+        let pool = match tokio::time::timeout(CONNECT_TIMEOUT, pool).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
+                return Err(CoordinatorError::Database(one_line(&secret::scrub(
+                    &format!("cannot connect to {}: {e}", secret::mask_url(url)),
+                    url,
+                ))));
+            }
+            Err(_) => {
+                return Err(CoordinatorError::Database(format!(
+                    "no answer from {} within {CONNECT_TIMEOUT:?}",
+                    secret::mask_url(url)
+                )));
+            }
+        };
+        Ok(RunDb { pool, schema: schema.to_string() })
+    }
+
+    pub fn pool(&self) -> &sqlx::PgPool {
+        &self.pool
+    }
+
+    pub fn schema_name(&self) -> &str {
+        &self.schema
+    }
+
+    /// duroxide-pg's ready messages (visible and unlocked): orchestrator and
+    /// worker queue, through the schema's own `get_queue_depths` function.
+    pub async fn queue_depths(&self) -> Result<(u64, u64), sqlx::Error> {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let (o, w): (i64, i64) = sqlx::query_as(&format!("SELECT * FROM {}.get_queue_depths($1)", self.schema))
+            .bind(now_ms)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((o.max(0) as u64, w.max(0) as u64))
+    }
+}
+
+/// Create `schema` and apply this build's duroxide-pg migrations (agents
+/// only verify).
+pub async fn create_schema(url: &str, schema: &str) -> Result<RunDb, CoordinatorError> {
     let connect = PostgresProvider::new_with_schema(url, Some(schema));
     match tokio::time::timeout(std::time::Duration::from_secs(60), connect).await {
-        Ok(Ok(p)) => Ok(p),
+        Ok(Ok(p)) => Ok(RunDb { pool: p.pool().clone(), schema: schema.to_string() }),
         Ok(Err(e)) => Err(CoordinatorError::Database(one_line(&secret::scrub(
             &format!("cannot prepare schema {schema} at {}: {e:#}", secret::mask_url(url)),
             url,
@@ -74,12 +136,56 @@ pub async fn create_schema(url: &str, schema: &str) -> Result<PostgresProvider, 
     }
 }
 
-/// Drop the schema and everything in it.
-pub async fn drop_schema(provider: &PostgresProvider) -> Result<(), CoordinatorError> {
-    provider.cleanup_schema().await.map_err(|e| {
-        CoordinatorError::Database(one_line(&format!("dropping schema {}: {e:#}", provider.schema_name())))
-    })?;
-    provider.pool().close().await;
+/// What the coordinator can read of a schema the agents' build migrated.
+#[derive(Debug, Default)]
+pub struct SchemaCheck {
+    pub notes: Vec<String>,
+    /// The tables its completion query reads are as it knows them; when
+    /// not, completions and the audit go through duroxide's client API in
+    /// the agents.
+    pub readable: bool,
+}
+
+/// A schema the agents migrated with their build: whether this build's
+/// duroxide-pg knows its migrations (a note when it does not), and whether
+/// the tables the coordinator reads are still there (when not, the run
+/// falls back to duroxide's client API in the agents, and says so).
+pub async fn agents_schema(url: &str, db: &RunDb) -> SchemaCheck {
+    use duroxide_pg::{MigrationPolicy, ProviderConfig};
+    let mut notes = Vec::new();
+    let mut config = ProviderConfig::url(url);
+    config.schema_name = Some(db.schema.clone());
+    config.migration_policy = MigrationPolicy::VerifyOnly;
+    match PostgresProvider::new_with_config(config).await {
+        Ok(p) => p.pool().close().await,
+        Err(e) => notes.push(one_line(&secret::scrub(
+            &format!(
+                "the agents' build migrated the schema beyond what this coordinator's duroxide-pg {} verifies ({e:#}); the coordinator reads its tables as that version knows them",
+                loadgen_common::DUROXIDE_PG_VERSION
+            ),
+            url,
+        ))),
+    }
+    let probe = loadgen_agent::tracker::Tracker::new(&db.schema);
+    let readable = match probe.poll(&db.pool, &[]).await {
+        Ok(_) => true,
+        Err(e) => {
+            notes.push(one_line(&format!(
+                "the agents' build changed the tables this tool reads ({e}): completions were tracked by the agents and the audit read through duroxide's client API"
+            )));
+            false
+        }
+    };
+    SchemaCheck { notes, readable }
+}
+
+/// Drop the schema and everything in it, whichever build migrated it.
+pub async fn drop_schema(db: &RunDb) -> Result<(), CoordinatorError> {
+    sqlx::query(&format!("DROP SCHEMA IF EXISTS {} CASCADE", db.schema))
+        .execute(&db.pool)
+        .await
+        .map_err(|e| CoordinatorError::Database(one_line(&format!("dropping schema {}: {e:#}", db.schema))))?;
+    db.pool.close().await;
     Ok(())
 }
 
@@ -103,7 +209,7 @@ impl XactCounters {
 }
 
 /// Committed and rolled-back transactions and deadlocks of the current database so far.
-pub async fn xact_counters(provider: &PostgresProvider) -> Result<XactCounters, CoordinatorError> {
+pub async fn xact_counters(provider: &RunDb) -> Result<XactCounters, CoordinatorError> {
     let row = sqlx::query(
         "SELECT xact_commit, xact_rollback, deadlocks FROM pg_stat_database WHERE datname = current_database()",
     )
@@ -117,7 +223,7 @@ pub async fn xact_counters(provider: &PostgresProvider) -> Result<XactCounters, 
 /// Instances agent `index` started in `run_id`: (total, completed, failed,
 /// not terminal, completed after `after`).
 pub async fn agent_instances(
-    provider: &PostgresProvider,
+    provider: &RunDb,
     run_id: &str,
     index: u32,
     after: chrono::DateTime<chrono::Utc>,
@@ -142,7 +248,7 @@ pub async fn agent_instances(
 }
 
 /// The server's `server_version`.
-pub async fn server_version(provider: &PostgresProvider) -> Result<String, CoordinatorError> {
+pub async fn server_version(provider: &RunDb) -> Result<String, CoordinatorError> {
     sqlx::query_scalar::<_, String>("SHOW server_version")
         .fetch_one(provider.pool())
         .await

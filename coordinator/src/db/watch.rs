@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::procedures::FetchProbe;
+use crate::db::RunDb;
 use crate::model::DbSample;
-use duroxide::providers::ProviderAdmin;
-use duroxide_pg::PostgresProvider;
 use sqlx::Row;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -52,8 +52,9 @@ struct Counters {
 
 impl DbWatch {
     /// Start sampling; `t0` is the common start instant (samples before it
-    /// get negative times).
-    pub fn start(provider: Arc<PostgresProvider>, t0: Instant) -> Self {
+    /// get negative times). With a `probe`, each sample also reads the
+    /// dequeues' calls and empty returns.
+    pub fn start(provider: Arc<RunDb>, t0: Instant, probe: Option<FetchProbe>) -> Self {
         let stop = CancellationToken::new();
         let (tx, latest) = watch::channel(None);
         let token = stop.clone();
@@ -61,6 +62,8 @@ impl DbWatch {
             let mut samples = Vec::new();
             let mut queries = 0;
             let mut prev: Option<(Instant, Counters)> = None;
+            let mut prev_fetches: Option<[u64; 4]> = None;
+            let schema = provider.schema_name().to_string();
             let mut tick = tokio::time::interval(EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             loop {
@@ -76,6 +79,18 @@ impl DbWatch {
                 let t_s =
                     if at >= t0 { at.duration_since(t0).as_secs_f64() } else { -t0.duration_since(at).as_secs_f64() };
                 sample.t_s = t_s;
+                if let Some(p) = &probe {
+                    queries += 1;
+                    let now = tokio::time::timeout(SAMPLE_TIMEOUT, p.read(&provider, &schema))
+                        .await
+                        .ok()
+                        .and_then(Result::ok);
+                    sample.fetches = match (prev_fetches, now) {
+                        (Some(b), Some(n)) => Some(super::procedures::fetch_sample(b, n)),
+                        _ => None,
+                    };
+                    prev_fetches = now;
+                }
                 if let Some((when, before)) = prev {
                     let secs = at.duration_since(when).as_secs_f64().max(1e-3);
                     sample.commits_per_sec = (counters.commits - before.commits).max(0) as f64 / secs;
@@ -99,7 +114,7 @@ impl DbWatch {
 }
 
 /// One sample's queries.
-async fn take(provider: &PostgresProvider) -> Result<(Counters, DbSample), sqlx::Error> {
+async fn take(provider: &RunDb) -> Result<(Counters, DbSample), sqlx::Error> {
     let pool = provider.pool();
     let row = sqlx::query(
         "SELECT xact_commit, xact_rollback, deadlocks FROM pg_stat_database WHERE datname = current_database()",
@@ -127,16 +142,17 @@ async fn take(provider: &PostgresProvider) -> Result<(Counters, DbSample), sqlx:
         sample.advisory_lock_waits += advisory.max(0) as u64;
     }
     sample.connections = connections;
-    if let Ok(q) = provider.get_queue_depths().await {
-        sample.orchestrator_queue = q.orchestrator_queue as u64;
-        sample.worker_queue = q.worker_queue as u64;
-        sample.timer_queue = q.timer_queue as u64;
+    // Timers wait in the orchestrator queue (delayed visibility) in
+    // duroxide-pg: there is no timer queue to count.
+    if let Ok((orchestrator, worker)) = provider.queue_depths().await {
+        sample.orchestrator_queue = orchestrator;
+        sample.worker_queue = worker;
     }
     Ok((counters, sample))
 }
 
 /// Postgres settings that shape a result, as `name -> value[unit]`.
-pub async fn settings(provider: &PostgresProvider) -> BTreeMap<String, String> {
+pub async fn settings(provider: &RunDb) -> BTreeMap<String, String> {
     let q = sqlx::query(
         "SELECT name, setting, coalesce(unit, '') FROM pg_settings WHERE name IN \
          ('max_connections', 'shared_buffers', 'work_mem', 'synchronous_commit', 'fsync', 'wal_level', \

@@ -4,12 +4,18 @@
 //!
 //! - [`run`]: the run, its agents, scenarios, gates and database load;
 //! - [`audit`]: the per-instance audit's result;
+//! - [`ab`]: an A/B comparison of two builds;
+//! - [`compare`]: a comparison of providers;
 //! - [`timeline`]: the per-second series and the database timeline;
+//! - [`procedures`]: the database's time by stored procedure and statement;
 //! - [`sweep`]: a capacity sweep's steps and verdict;
 //! - [`live`]: the live view's snapshot.
 
+pub mod ab;
 pub mod audit;
+pub mod compare;
 pub mod live;
+pub mod procedures;
 pub mod run;
 pub mod sweep;
 pub mod timeline;
@@ -23,5 +29,6 @@ pub use run::{
 };
 pub use sweep::{SweepReport, SweepStep};
 pub use timeline::{
-    DbSample, FaultEvent, FaultReport, IntervalLogs, SpectrumPoint, StageRow, StagesReport, TimePoint, Timeline,
+    DbSample, Failures, FaultEvent, FaultReport, FetchSample, IntervalLogs, SpectrumPoint, StageRow, StagesReport,
+    TimePoint, Timeline,
 };

@@ -36,6 +36,10 @@ pub struct Section {
     /// the delay completion tracking adds to `observed_latency`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observation_delay: Option<LatencySummary>,
+    /// Open loop: how late each start call began (actual minus intended
+    /// start), the generator's own scheduling delay. Absent in closed loop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_lateness: Option<LatencySummary>,
 }
 
 impl Section {
@@ -52,6 +56,7 @@ impl Section {
             start_latency: h.start.summary(),
             intended_latency: (h.intended.count() > 0).then(|| h.intended.summary()),
             observation_delay: (h.observation.count() > 0).then(|| h.observation.summary()),
+            start_lateness: (h.lateness.count() > 0).then(|| h.lateness.summary()),
         }
     }
 
@@ -365,6 +370,13 @@ pub struct RunReport {
     /// The faults injected, each with its impact and recovery time.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<super::FaultReport>,
+    /// The run's database time by stored procedure and statement, and the
+    /// dequeues' empty share (Postgres).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub procedures: Option<super::procedures::ProcedureReport>,
+    /// Which duroxide provider the runtimes used.
+    #[serde(default)]
+    pub provider: crate::plan::ProviderKind,
 }
 
 /// The coordinator's own cost over a run: from the start of the agents' Run

@@ -33,6 +33,72 @@ pub struct TimePoint {
     /// its end in closed loop).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offered: Option<f64>,
+    /// `failed` by category.
+    #[serde(default, skip_serializing_if = "Failures::is_empty")]
+    pub failures: Failures,
+}
+
+/// Failed orchestrations and start calls by category: what a fault's
+/// failures were. `application` excludes the failures a scenario designs
+/// (`by_design`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failures {
+    #[serde(default)]
+    pub infrastructure: u64,
+    #[serde(default)]
+    pub configuration: u64,
+    #[serde(default)]
+    pub application: u64,
+    #[serde(default)]
+    pub poison: u64,
+    #[serde(default)]
+    pub start_errors: u64,
+    #[serde(default)]
+    pub by_design: u64,
+}
+
+impl Failures {
+    pub fn of(c: &loadgen_common::tally::Counts) -> Self {
+        Failures {
+            infrastructure: c.failed_infrastructure,
+            configuration: c.failed_configuration,
+            application: c.failed_application.saturating_sub(c.expected_failures),
+            poison: c.failed_poison,
+            start_errors: c.start_errors,
+            by_design: c.expected_failures.min(c.failed()),
+        }
+    }
+
+    pub fn add(&mut self, o: &Failures) {
+        self.infrastructure += o.infrastructure;
+        self.configuration += o.configuration;
+        self.application += o.application;
+        self.poison += o.poison;
+        self.start_errors += o.start_errors;
+        self.by_design += o.by_design;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == Failures::default()
+    }
+
+    /// Non-zero categories, for people: `2 infrastructure, 1 start error`
+    /// (`none` when there are none).
+    pub fn describe(&self) -> String {
+        let parts: Vec<String> = [
+            (self.infrastructure, "infrastructure"),
+            (self.configuration, "configuration"),
+            (self.application, "application"),
+            (self.poison, "poison"),
+            (self.start_errors, "start error(s)"),
+            (self.by_design, "by design"),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+        if parts.is_empty() { "none".into() } else { parts.join(", ") }
+    }
 }
 
 /// The run's load stages against what was achieved in each.
@@ -53,7 +119,9 @@ pub struct StageRow {
     /// The plan's value at the start and end of the stage.
     pub start_value: f64,
     pub end_value: f64,
-    /// Mean offered load over the stage (starts/s, or in-flight target).
+    /// Mean offered load (starts/s, or in-flight target) over the whole
+    /// seconds the achieved figures come from: those whose middle falls in
+    /// the stage.
     pub offered: f64,
     /// Achieved: starts and completions per second, mean in flight.
     pub launched_per_sec: f64,
@@ -94,6 +162,19 @@ pub struct DbSample {
     /// Orchestrations completed in the run so far (for commits per orchestration).
     #[serde(default)]
     pub completed: u64,
+    /// The provider's dequeues in the second before the sample (with
+    /// `pg_stat_statements`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetches: Option<FetchSample>,
+}
+
+/// The dequeues of one second: calls, and the calls that returned nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchSample {
+    pub orchestration_calls: u64,
+    pub orchestration_empty: u64,
+    pub work_calls: u64,
+    pub work_empty: u64,
 }
 
 /// The headline latency at one percentile.
@@ -128,6 +209,11 @@ pub struct FaultEvent {
     /// Why it could not be applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The share of the load still offered after it (kill-agent: the
+    /// surviving agents' share); recovery is judged against the level
+    /// before times this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_kept: Option<f64>,
 }
 
 /// A fault and what it did to the run.
@@ -145,6 +231,9 @@ pub struct FaultReport {
     /// and start calls that failed, from the fault's start until it
     /// recovered (or the run ended).
     pub failed_during: u64,
+    /// `failed_during` by category.
+    #[serde(default)]
+    pub failures: Failures,
     /// From the fault's end until throughput was back within 10% of the
     /// level before it and p99 under twice it; `None`: not within the run.
     #[serde(default)]

@@ -42,6 +42,10 @@ pub enum FaultKind {
     /// Pass none of an agent's (or every agent's) database traffic for
     /// `duration`, through the agent's relay (connections stay open).
     DbPartition,
+    /// Shut one runtime inside an agent down (a second's grace, then its
+    /// in-flight work is abandoned), leave it down for `duration` (default
+    /// none) and start a fresh one with a new worker id: applied by the agent.
+    RestartRuntime,
 }
 
 impl FaultKind {
@@ -54,12 +58,19 @@ impl FaultKind {
             FaultKind::FreezeAgent => "freeze-agent",
             FaultKind::DbLatency => "db-latency",
             FaultKind::DbPartition => "db-partition",
+            FaultKind::RestartRuntime => "restart-runtime",
         }
     }
 
     /// Faults applied through the agents' relays.
     pub fn through_relay(self) -> bool {
         matches!(self, FaultKind::DbLatency | FaultKind::DbPartition)
+    }
+
+    /// Faults the agents apply themselves (sent over the protocol, so they
+    /// reach remote agents too).
+    pub fn by_agent(self) -> bool {
+        self.through_relay() || self == FaultKind::RestartRuntime
     }
 
     /// Faults that last (and need a duration).
@@ -103,6 +114,9 @@ pub struct FaultSpec {
     /// db-partition: one agent's traffic (default every agent's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<u32>,
+    /// restart-runtime: which of the agent's runtimes (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<u32>,
     /// db-latency: the delay added each way.
     #[serde(default, with = "opt_duration_text", skip_serializing_if = "Option::is_none")]
     pub delay: Option<Duration>,
@@ -123,6 +137,9 @@ impl FaultSpec {
             },
             FaultKind::RestartDb | FaultKind::PauseDb => "the throwaway Postgres".into(),
             FaultKind::KillAgent | FaultKind::FreezeAgent => format!("agent {}", self.agent.unwrap_or(0)),
+            FaultKind::RestartRuntime => {
+                format!("agent {} runtime {}", self.agent.unwrap_or(0), self.runtime.unwrap_or(0))
+            }
             FaultKind::DbLatency | FaultKind::DbPartition => match self.agent {
                 Some(i) => format!("agent {i}'s database traffic"),
                 None => "every agent's database traffic".into(),
@@ -186,8 +203,9 @@ impl Schedule {
                     format_duration(reach.duration)
                 ));
             }
-            match (f.kind.lasts(), f.duration) {
-                (true, None) => return Err(format!("{name} needs a duration")),
+            let optional = f.kind == FaultKind::RestartRuntime;
+            match (f.kind.lasts() || optional, f.duration) {
+                (true, None) if !optional => return Err(format!("{name} needs a duration")),
                 (true, Some(d)) if d.is_zero() || d > LONGEST => {
                     return Err(format!("{name}: the duration must be between 1ms and {}", format_duration(LONGEST)));
                 }
@@ -202,8 +220,11 @@ impl Schedule {
             {
                 return Err(format!("{name}: share applies to terminate-backends only, as 0 < share <= 1"));
             }
-            if f.agent.is_some() && !f.kind.on_agent() && !f.kind.through_relay() {
-                return Err(format!("{name}: agent applies to agent and relay faults only"));
+            if f.agent.is_some() && !f.kind.on_agent() && !f.kind.by_agent() {
+                return Err(format!("{name}: agent applies to agent, relay and runtime faults only"));
+            }
+            if f.runtime.is_some() && f.kind != FaultKind::RestartRuntime {
+                return Err(format!("{name}: runtime applies to restart-runtime only"));
             }
             match (f.kind, f.delay) {
                 (FaultKind::DbLatency, None) => return Err(format!("{name} needs a delay (added each way)")),
@@ -213,7 +234,7 @@ impl Schedule {
                 (FaultKind::DbLatency, Some(_)) | (_, None) => {}
                 (_, Some(_)) => return Err(format!("{name}: delay applies to db-latency only")),
             }
-            if f.kind.through_relay()
+            if f.kind.by_agent()
                 && let (Some(i), Some(n)) = (f.agent, reach.local_agents)
                 && i >= n
             {
@@ -334,5 +355,17 @@ mod tests {
         let ok = Schedule::parse(&format!("{latency}\ndelay = \"5ms\""), "f").expect("parse");
         ok.check(&Reach { local_agents: None, embedded_db: false, ..r }).expect("remote agents");
         assert!(ok.needs_relay());
+        // A runtime restart: the downtime is optional, the runtime index its own.
+        let restart = "[[fault]]\nkind = \"restart-runtime\"\nat = \"5s\"\nagent = 1\nruntime = 1";
+        let s = Schedule::parse(restart, "f").expect("parse");
+        s.check(&Reach { local_agents: None, embedded_db: false, ..r }).expect("remote agents too");
+        assert_eq!(s.faults[0].target(), "agent 1 runtime 1");
+        assert!(!s.needs_relay() && !s.targets_agent(1));
+        Schedule::parse(&format!("{restart}\nduration = \"2s\""), "f").expect("parse").check(&r).expect("downtime");
+        assert!(refused(&format!("{restart}\nduration = \"2m\""), r).contains("between 1ms and"));
+        assert!(
+            refused("[[fault]]\nkind = \"pause-db\"\nat = \"5s\"\nduration = \"2s\"\nruntime = 1", r)
+                .contains("restart-runtime only")
+        );
     }
 }

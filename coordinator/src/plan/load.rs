@@ -3,7 +3,7 @@
 
 use loadgen_common::stages::StagePlan;
 
-use super::profile::{ConfigError, Profile};
+use super::profile::{ConfigError, Profile, stages_are_rates};
 
 /// What a run's load follows over time, cluster-wide.
 #[derive(Clone, Debug, PartialEq)]
@@ -13,12 +13,6 @@ pub struct LoadPlan {
     pub open: bool,
     /// True when the profile gave stages (not a constant rate or budget).
     pub staged: bool,
-}
-
-/// Stages written as rates (`/s`) are an open loop; plain numbers are
-/// in-flight targets of a closed loop.
-pub(super) fn stages_are_rates(text: &str) -> bool {
-    text.contains("/s")
 }
 
 impl Profile {

@@ -48,6 +48,11 @@ pub struct RunPlan {
     /// Faults to inject during the run (checked against what it can reach).
     pub faults: faults::Schedule,
     pub keep_schema: bool,
+    /// The agents apply their own build's migrations to each run's schema
+    /// (A/B), instead of the coordinator applying its build's.
+    pub agents_migrate: bool,
+    /// Which duroxide provider the runtimes use.
+    pub provider: ProviderKind,
     /// Tracing filter (also handed to local agents).
     pub log: String,
 }
@@ -56,7 +61,13 @@ pub struct RunPlan {
 #[derive(Clone, Debug)]
 pub enum AgentSource {
     /// Spawn this many agent processes on loopback.
-    Local { count: u32, bin: PathBuf, token: String },
+    Local {
+        count: u32,
+        bin: PathBuf,
+        token: String,
+        /// Extra environment for the agent processes (A/B variants).
+        env: Vec<(String, String)>,
+    },
     /// Drive running agents.
     Remote {
         /// `host:port` entries; a name may stand for several agents.
@@ -100,6 +111,8 @@ pub enum Database {
     Url(String),
     /// A throwaway cluster started from the installed server binaries.
     Embedded,
+    /// No server: the store lives in the agent (SQLite).
+    InAgent,
 }
 
 impl std::fmt::Debug for Database {
@@ -107,6 +120,7 @@ impl std::fmt::Debug for Database {
         match self {
             Database::Url(u) => write!(f, "Url({})", loadgen_common::secret::mask_url(u)),
             Database::Embedded => write!(f, "Embedded"),
+            Database::InAgent => write!(f, "InAgent"),
         }
     }
 }
@@ -123,6 +137,34 @@ pub struct Tracking {
     pub baseline: Option<PathBuf>,
     /// A regression or memory growth fails the run.
     pub fail_on_regression: bool,
+}
+
+/// Which duroxide provider the agents' runtimes use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderKind {
+    /// duroxide-pg on a schema of the run's own: the system under test.
+    #[default]
+    Postgres,
+    /// duroxide's SQLite provider in the agent's memory: the single-process
+    /// reference (one agent; its runtimes share the store).
+    SqliteMemory,
+    /// duroxide's SQLite provider on a file of the run's own (one agent).
+    SqliteFile,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Postgres => "postgres",
+            ProviderKind::SqliteMemory => "sqlite-memory",
+            ProviderKind::SqliteFile => "sqlite-file",
+        }
+    }
+
+    pub fn is_sqlite(self) -> bool {
+        self != ProviderKind::Postgres
+    }
 }
 
 /// Who learns which instances reached a terminal status.

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use loadgen_common::stages::StagePlan;
 
-use super::load::stages_are_rates;
 use loadgen_common::units::{UnitError, duration_text, format_duration, opt_duration_text};
 use serde::{Deserialize, Deserializer, Serialize};
 use thiserror::Error;
@@ -407,6 +406,12 @@ impl Profile {
     }
 }
 
+/// Stages written as rates (`/s`) are an open loop; plain numbers are
+/// in-flight targets of a closed loop.
+pub(super) fn stages_are_rates(text: &str) -> bool {
+    text.contains("/s")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -455,7 +460,7 @@ mod tests {
         assert_eq!((ramp.rate, ramp.duration), (Some(40.0), Duration::from_secs(50)));
         let chaos = get("chaos");
         let at: Vec<u64> = chaos.faults.iter().map(|f| f.at.as_secs()).collect();
-        assert_eq!(at, [15, 35, 55, 75, 95]);
+        assert_eq!(at, [30, 50, 70, 90, 110, 130, 150, 170]);
         assert!(
             get("chaos-backends").faults.iter().all(|f| f.kind == super::super::faults::FaultKind::TerminateBackends)
         );

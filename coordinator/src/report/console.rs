@@ -65,7 +65,7 @@ impl Observer for Console {
                 if *of > 1 {
                     self.print(&format!("\n=== {label} ({n} of {of}) ==="));
                 }
-                self.print(&format!("run {run_id} on schema {schema}: {agents} agent(s), {load}"));
+                self.print(&format!("run {run_id} on {schema}: {agents} agent(s), {load}"));
             }
             Notice::Live(f) => self.draw(f),
             Notice::AgentLost { index, address, at_s, reason, stopping_others } => {

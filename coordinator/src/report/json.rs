@@ -17,6 +17,20 @@ fn write<T: Serialize>(value: &T, w: &mut dyn Write) -> io::Result<()> {
     writeln!(w)
 }
 
+/// An A/B comparison's document: the comparison, then every run in full.
+#[derive(Serialize)]
+struct AbDoc<'a> {
+    ab: &'a crate::model::ab::AbReport,
+    runs: &'a [RunReport],
+}
+
+/// A provider comparison's document: the comparison, then every run in full.
+#[derive(Serialize)]
+struct CompareDoc<'a> {
+    compare: &'a crate::model::compare::CompareReport,
+    runs: &'a [RunReport],
+}
+
 /// A sweep's document (fields in this order).
 #[derive(Serialize)]
 struct SweepDoc<'a> {
@@ -46,6 +60,8 @@ impl Renderer for Json {
             ),
             Document::Sweep { sweep, runs } => write(&SweepDoc { sweep, runs }, w),
             Document::Bench(b) => write(b, w),
+            Document::Ab { ab, runs } => write(&AbDoc { ab, runs }, w),
+            Document::Compare { compare, runs } => write(&CompareDoc { compare, runs }, w),
             Document::Audit { audit, .. } => write(audit, w),
             Document::Cleanup(c) => write(c, w),
             Document::Profiles(_) | Document::Scenarios => Err(io::Error::other("not a result")),

@@ -68,6 +68,19 @@ pub fn run(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
         "- audit: {} instance(s), {} as expected, {} differ; contention: {} deadlock(s), lock waits peak {}",
         r.audit.instances, r.audit.as_expected, r.audit.anomalies, r.contention.deadlocks, r.contention.peak_lock_waits
     )?;
+    if let Some(p) = &r.procedures
+        && let Some((top, share)) = p.dominant()
+    {
+        let fetches: Vec<String> = p
+            .fetches
+            .iter()
+            .map(|f| {
+                format!("{} {:.1}% empty ({:.1}% with ready work)", f.procedure, f.empty_pct, f.empty_while_ready_pct)
+            })
+            .collect();
+        let fetches = if fetches.is_empty() { String::new() } else { format!("; {}", fetches.join(", ")) };
+        writeln!(w, "- database time: most in `{top}` ({share:.1}%){fetches}")?;
+    }
     if let Some(c) = &r.comparison {
         writeln!(
             w,

@@ -40,6 +40,8 @@ pub enum Document<'a> {
     Suite { profile: &'a str, runs: &'a [RunReport] },
     Sweep { sweep: &'a SweepReport, runs: &'a [RunReport] },
     Bench(&'a BenchReport),
+    Ab { ab: &'a crate::model::ab::AbReport, runs: &'a [RunReport] },
+    Compare { compare: &'a crate::model::compare::CompareReport, runs: &'a [RunReport] },
     Audit { schema: &'a str, audit: &'a Audit },
     Cleanup(&'a crate::db::cleanup::CleanupReport),
     Profiles(&'a [Profile]),

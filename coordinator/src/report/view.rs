@@ -24,7 +24,7 @@ pub fn describe_load(p: &Profile) -> String {
     if let Some(stages) = &p.stages {
         return match p.rate {
             Some(peak) => format!(
-                "open loop in stages {stages} (peak {}, {}, at most {} in flight)",
+                "open loop in stages {stages} (peak {}, {} arrivals, at most {} in flight)",
                 format_rate(peak),
                 p.arrival.as_str(),
                 p.open_loop_cap().unwrap_or(p.max_concurrent)
@@ -48,7 +48,8 @@ pub fn describe_config(r: &RunReport) -> String {
     let p = &r.profile;
     let iterations = p.iterations.map_or(String::new(), |n| format!(", at most {n} orchestrations"));
     format!(
-        "{}{iterations}, {} of load, {}, dispatchers {} x {} runtime(s)/agent, poll {}, pool {}, db latency {}",
+        "provider {}, {}{iterations}, {} of load, {}, dispatchers {} x {} runtime(s)/agent, poll {}, pool {}, db latency {}",
+        r.provider.as_str(),
         describe_load(p),
         format_duration(p.duration),
         describe_workload(&r.workload),
@@ -72,7 +73,25 @@ pub fn latency_cells(l: &LatencySummary) -> String {
     )
 }
 
+/// "p50 12.0ms p90 20.2ms p99 30.1ms p99.9 40.0ms max 41.0ms".
+pub fn latency_line(l: &LatencySummary) -> String {
+    format!(
+        "p50 {} p90 {} p99 {} p99.9 {} max {}",
+        fmt_ms(l.p50_us),
+        fmt_ms(l.p90_us),
+        fmt_ms(l.p99_us),
+        fmt_ms(l.p999_us),
+        fmt_ms(l.max_us)
+    )
+}
+
 /// "p50 12.0ms p99 30.1ms max 41.0ms".
 pub fn latency_phrase(l: &LatencySummary) -> String {
     format!("p50 {} p99 {} max {}", fmt_ms(l.p50_us), fmt_ms(l.p99_us), fmt_ms(l.max_us))
+}
+
+/// A stage's span, `0-4.8s`: whole seconds without decimals.
+pub fn stage_span(from_s: f64, to_s: f64) -> String {
+    let secs = |x: f64| if (x - x.round()).abs() < 0.05 { format!("{x:.0}") } else { format!("{x:.1}") };
+    format!("{}-{}s", secs(from_s), secs(to_s))
 }

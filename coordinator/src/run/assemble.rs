@@ -279,20 +279,32 @@ pub fn stages(load: &LoadPlan, merged: &mut [TimePoint]) -> Option<StagesReport>
         .map(|(from, to)| {
             // The seconds whose middle falls in the stage (a second's end
             // drifts a few milliseconds past the whole second).
+            let began = |i: usize| if i == 0 { 0.0 } else { merged[i - 1].t_s };
+            let first = merged.iter().enumerate().position(|(i, p)| (began(i) + p.t_s) / 2.0 >= from);
             let inside: Vec<&TimePoint> = merged
                 .iter()
                 .enumerate()
                 .filter(|(i, p)| {
-                    let start = if *i == 0 { 0.0 } else { merged[i - 1].t_s };
-                    let mid = (start + p.t_s) / 2.0;
+                    let mid = (began(*i) + p.t_s) / 2.0;
                     mid >= from && mid < to
                 })
                 .map(|(_, p)| p)
                 .collect();
             let n = inside.len().max(1) as f64;
-            let span = (to - from).max(1e-3);
-            // The mean rate, or the mean in-flight target, over the stage.
-            let offered = (plan.integral(secs(to)) - plan.integral(secs(from))) / span;
+            // The mean rate, or the mean in-flight target, over the same
+            // seconds as the achieved figures (a stage ending at 4.8 s is
+            // measured over seconds 0-5, which hold 0.2 s of the next one):
+            // like against like. Over the stage itself when no second is.
+            // Open loop: the starts offered in those seconds per second
+            // counted, as the starts achieved are.
+            let offered = match (first, inside.last()) {
+                (Some(i), Some(last)) => {
+                    let a = began(i);
+                    let sum = plan.integral(secs(last.t_s)) - plan.integral(secs(a));
+                    if load.open { sum / n } else { sum / (last.t_s - a).max(1e-3) }
+                }
+                _ => (plan.integral(secs(to)) - plan.integral(secs(from))) / (to - from).max(1e-3),
+            };
             StageRow {
                 from_s: from,
                 to_s: to,
@@ -329,8 +341,9 @@ mod stage_tests {
         assert!((offered[0] - 10.0).abs() < 1e-9 && (offered[2] - 30.0).abs() < 1e-9, "{offered:?}");
         assert_eq!(report.rows.len(), 2, "the jump is no stage of its own");
         let (a, b) = (&report.rows[0], &report.rows[1]);
-        assert_eq!((a.offered, a.launched_per_sec), (10.0, 9.5));
-        assert_eq!((b.from_s, b.to_s, b.offered, b.launched_per_sec), (2.0, 4.0, 30.0, 30.0));
+        assert!((a.offered - 10.0).abs() < 0.1 && a.launched_per_sec == 9.5, "{a:?}");
+        assert_eq!((b.from_s, b.to_s, b.launched_per_sec), (2.0, 4.0, 30.0));
+        assert!((b.offered - 30.0).abs() < 0.1, "{b:?}");
         // Constant load: the offered series, no stage table.
         let constant = LoadPlan {
             plan: loadgen_common::stages::StagePlan::constant(5.0, Duration::from_secs(4)),
@@ -339,5 +352,20 @@ mod stage_tests {
         };
         assert!(stages(&constant, &mut merged).is_none());
         assert_eq!(merged[0].offered, Some(5.0));
+    }
+
+    #[test]
+    fn a_stage_off_the_whole_second_is_offered_over_the_seconds_it_is_measured_in() {
+        // The jump at 2.5 s: the seconds 2-4 hold half a second of 10/s.
+        let plan = loadgen_common::stages::StagePlan::parse("10/s,2.5s:10/s,0s:30/s,1.5s:30/s", true, Duration::ZERO)
+            .expect("plan");
+        let load = LoadPlan { plan, open: true, staged: true };
+        let mut merged = vec![second(1.0, 10), second(2.0, 10), second(3.0, 20), second(4.0, 30)];
+        let report = stages(&load, &mut merged).expect("staged");
+        let (a, b) = (&report.rows[0], &report.rows[1]);
+        assert_eq!((a.to_s, b.from_s), (2.5, 2.5));
+        assert!((a.offered - 10.0).abs() < 1e-9 && a.launched_per_sec == 10.0, "{a:?}");
+        assert!((b.offered - 25.0).abs() < 1e-9 && b.launched_per_sec == 25.0, "{b:?}");
+        assert_eq!(crate::report::view::stage_span(b.from_s, b.to_s), "2.5-4s");
     }
 }

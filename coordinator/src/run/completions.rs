@@ -30,7 +30,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use duroxide_pg::PostgresProvider;
+use crate::db::RunDb;
 use loadgen_agent::tracker::{Finished, Tracker};
 use loadgen_common::proto::{self, run_control};
 use tokio::sync::mpsc;
@@ -78,7 +78,7 @@ impl ClusterTracker {
     /// Start tracking for the run on `schema`, querying while anything is in
     /// flight, at most `ceiling` apart, and sending agent `i`'s answers to
     /// `routes[i]`.
-    pub fn start(provider: Arc<PostgresProvider>, schema: &str, routes: Vec<Route>, ceiling: Duration) -> Self {
+    pub fn start(provider: Arc<RunDb>, schema: &str, routes: Vec<Route>, ceiling: Duration) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let tracker = Tracker::new(schema);
         let handle = tokio::spawn(track(provider, tracker, routes, ceiling, rx));
@@ -166,7 +166,7 @@ impl Pace {
 }
 
 async fn track(
-    provider: Arc<PostgresProvider>,
+    provider: Arc<RunDb>,
     tracker: Tracker,
     routes: Vec<Route>,
     ceiling: Duration,
@@ -197,7 +197,7 @@ async fn track(
                 stats.peak_in_flight = stats.peak_in_flight.max(followed.agent_of.len() as u64);
                 let ids: Vec<String> = followed.agent_of.keys().cloned().collect();
                 stats.queries += 1;
-                match tracker.poll(&provider, &ids).await {
+                match tracker.poll(provider.pool(), &ids).await {
                     Ok(rows) => {
                         stats.found += rows.len() as u64;
                         pace.record(began, rows.len() as u64);

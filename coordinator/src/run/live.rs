@@ -14,7 +14,7 @@ use loadgen_common::tally::{Counts, Interval, Tally};
 
 use crate::model::live::{Frame, FrameRow};
 use crate::model::run::headline_histogram;
-use crate::model::{DbSample, MemorySample, TimePoint};
+use crate::model::{DbSample, Failures, MemorySample, TimePoint};
 
 /// One agent's stream so far.
 #[derive(Debug, Default)]
@@ -99,6 +99,7 @@ fn point(t_s: f64, len_s: f64, c: &Counts, in_flight: u64, h: &LatencyHistogram)
         p99_ms: h.quantile_us(0.99) as f64 / 1000.0,
         max_ms: h.max_us() as f64 / 1000.0,
         offered: None,
+        failures: Failures::of(c),
     }
 }
 
@@ -151,12 +152,14 @@ impl Live {
         match a.pending.as_mut() {
             Some((p, plen, ph)) if len < 0.5 => {
                 ph.merge(&h)?;
-                let before = p.failed;
+                let (before, mut failures) = (p.failed, p.failures.clone());
                 let mut c = point_counts(p);
                 c.add(&counts);
                 *plen += len;
                 *p = point(t_s, *plen, &c, iv.in_flight, ph);
                 p.failed = before + counts.failed() + counts.start_errors;
+                failures.add(&Failures::of(&counts));
+                p.failures = failures;
             }
             _ => {
                 if let Some((p, _, ph)) = a.pending.take() {

@@ -27,6 +27,8 @@ pub struct RunRequest<'a> {
     pub plan: &'a RunPlan,
     /// The workload as the coordinator understands it.
     pub workload: &'a str,
+    /// sqlite-file: the run's database file.
+    pub sqlite_path: Option<&'a std::path::Path>,
 }
 
 /// The request of agent `slice.index`.
@@ -85,6 +87,13 @@ fn request(r: &RunRequest<'_>, slice: &AgentSlice, agents: usize) -> proto::Prep
         db_latency_us: u64::try_from(p.db_latency.as_micros()).unwrap_or(u64::MAX),
         iterations: slice.iterations.unwrap_or(0),
         relay: r.plan.faults.needs_relay(),
+        migrate: r.plan.agents_migrate,
+        provider: match r.plan.provider {
+            crate::plan::ProviderKind::Postgres => proto::Provider::Postgres,
+            crate::plan::ProviderKind::SqliteMemory => proto::Provider::SqliteMemory,
+            crate::plan::ProviderKind::SqliteFile => proto::Provider::SqliteFile,
+        } as i32,
+        sqlite_path: r.sqlite_path.map(|p| p.display().to_string()).unwrap_or_default(),
         tracking: match r.plan.completion_tracking {
             CompletionTracking::Cluster => proto::Tracking::Cluster,
             CompletionTracking::Agent => proto::Tracking::Agent,

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use duroxide_pg::PostgresProvider;
+use crate::db::RunDb;
 use loadgen_common::dburl::DbUrl;
 use loadgen_common::proto;
 use loadgen_common::secret;
@@ -72,8 +72,10 @@ pub struct Session {
     pub database: String,
     /// File-name-safe database host label for tracking.
     pub db_host: String,
-    /// Run id and schema owner of the run in progress.
-    pub current: Option<(String, Arc<PostgresProvider>)>,
+    /// Run id and schema (none on SQLite) of the run in progress.
+    pub current: Option<(String, Option<Arc<RunDb>>)>,
+    /// sqlite-file: where the runs' database files live (removed with it).
+    pub sqlite_dir: Option<tempfile::TempDir>,
     pub keep_schema: bool,
 }
 
@@ -100,20 +102,31 @@ impl Session {
                 obs.notice(&Notice::DatabaseStarted { description: &self.database });
                 self.embedded = Some(pg);
             }
+            Database::InAgent => {
+                // The agent needs no server; its URL only says so.
+                self.url = "sqlite:".into();
+                self.db_host = "sqlite".into();
+                self.database = match plan.provider {
+                    crate::plan::ProviderKind::SqliteFile => {
+                        let dir = tempfile::Builder::new()
+                            .prefix("loadgen-sqlite-")
+                            .tempdir()
+                            .map_err(|e| CoordinatorError::Local(format!("creating a directory for SQLite: {e}")))?;
+                        let described = format!("duroxide's SQLite provider on files in {}", dir.path().display());
+                        self.sqlite_dir = Some(dir);
+                        described
+                    }
+                    _ => "duroxide's SQLite provider in the agent's memory".into(),
+                };
+            }
+        }
+        if matches!(plan.database, Database::InAgent) {
+            self.links = self.spawn_agents(plan, profile, obs).await?;
+            return crate::agents::check_builds(&self.links, plan.agents_migrate);
         }
         db::preflight(&self.url).await?;
-        self.links = match &plan.agents {
-            AgentSource::Local { count, bin, token } => {
-                let local = LocalAgents::spawn(*count, bin, &self.url, &plan.log, profile.pool_max, token).await?;
-                let addresses = local.addresses();
-                self.local = Some(local);
-                connect_all(&addresses, &Access { token: token.clone(), tls: None }).await?
-            }
-            AgentSource::Remote { entries, expect: Some(n), timeout, access } => {
-                discover(entries, *n, *timeout, access, obs).await?
-            }
-            AgentSource::Remote { entries, expect: None, access, .. } => connect_all(entries, access).await?,
-        };
+        self.links = self.spawn_agents(plan, profile, obs).await?;
+        crate::agents::check_builds(&self.links, plan.agents_migrate)?;
         self.check_connections(profile).await?;
         if let Some(want) = profile.pool_max {
             for l in &self.links {
@@ -129,6 +142,27 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// Start local agents or reach running ones.
+    async fn spawn_agents(
+        &mut self,
+        plan: &RunPlan,
+        profile: &Profile,
+        obs: &dyn Observer,
+    ) -> Result<Vec<AgentLink>, CoordinatorError> {
+        Ok(match &plan.agents {
+            AgentSource::Local { count, bin, token, env } => {
+                let local = LocalAgents::spawn(*count, bin, &self.url, &plan.log, profile.pool_max, token, env).await?;
+                let addresses = local.addresses();
+                self.local = Some(local);
+                connect_all(&addresses, &Access { token: token.clone(), tls: None }).await?
+            }
+            AgentSource::Remote { entries, expect: Some(n), timeout, access } => {
+                discover(entries, *n, *timeout, access, obs).await?
+            }
+            AgentSource::Remote { entries, expect: None, access, .. } => connect_all(entries, access).await?,
+        })
     }
 
     /// Refuse a plan whose pools could need more connections than the server
@@ -168,9 +202,27 @@ impl Session {
     }
 
     /// Create and migrate the schema of a new run.
-    pub async fn begin_run(&mut self, run_id: &str, schema: &str) -> Result<Arc<PostgresProvider>, CoordinatorError> {
-        let provider = Arc::new(db::create_schema(&self.url, schema).await?);
-        self.current = Some((run_id.to_string(), Arc::clone(&provider)));
+    /// A run whose store lives in the agent (SQLite): nothing to create;
+    /// sqlite-file gets its own file in the session's directory.
+    pub fn begin_store_run(&mut self, run_id: &str) -> Option<std::path::PathBuf> {
+        self.current = Some((run_id.to_string(), None));
+        self.sqlite_dir.as_ref().map(|d| d.path().join(format!("{run_id}.db")))
+    }
+
+    /// Create the run's schema with this build's migrations, or (when the
+    /// agents migrate it with theirs) only connect, the schema still to come.
+    pub async fn begin_run(
+        &mut self,
+        run_id: &str,
+        schema: &str,
+        agents_migrate: bool,
+    ) -> Result<Arc<RunDb>, CoordinatorError> {
+        let provider = Arc::new(if agents_migrate {
+            RunDb::connect(&self.url, schema).await?
+        } else {
+            db::create_schema(&self.url, schema).await?
+        });
+        self.current = Some((run_id.to_string(), Some(Arc::clone(&provider))));
         Ok(provider)
     }
 
@@ -210,7 +262,17 @@ impl Session {
 
     /// Drop (or keep) the current run's schema.
     pub async fn end_run(&mut self, obs: &dyn Observer) {
-        let Some((_, provider)) = self.current.take() else { return };
+        let Some((run_id, provider)) = self.current.take() else { return };
+        let Some(provider) = provider else {
+            // SQLite: the agent's release dropped an in-memory store; a
+            // file store goes with its WAL and shared-memory files.
+            if let Some(dir) = &self.sqlite_dir {
+                for suffix in ["db", "db-wal", "db-shm"] {
+                    let _ = std::fs::remove_file(dir.path().join(format!("{run_id}.{suffix}")));
+                }
+            }
+            return;
+        };
         if self.keep_schema {
             if self.embedded.is_some() {
                 obs.notice(&Notice::Note(

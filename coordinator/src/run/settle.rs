@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use duroxide_pg::PostgresProvider;
+use crate::db::RunDb;
 
 use super::stream::Followed;
 use crate::agents::AgentLink;
@@ -38,10 +38,29 @@ pub fn orphaned<'a>(followed: &'a [Followed], reported: impl Fn(usize) -> (Count
         .collect()
 }
 
+/// The lost agents when their store went with them (SQLite): what they
+/// reported, and nothing the store could add.
+pub fn unsettled(links: &[AgentLink], lost: &[Orphaned<'_>]) -> Vec<LostAgent> {
+    lost.iter().map(|l| reported(links, l)).collect()
+}
+
+/// What a lost agent itself told before it was lost.
+fn reported(links: &[AgentLink], l: &Orphaned<'_>) -> LostAgent {
+    LostAgent {
+        index: l.index as u32,
+        address: links.get(l.index).map(|a| a.address.clone()).unwrap_or_default(),
+        at_s: l.at.as_secs_f64(),
+        reason: l.reason.to_string(),
+        last_reported: l.counts.clone(),
+        in_flight_at_loss: l.in_flight,
+        ..Default::default()
+    }
+}
+
 /// Wait until the lost agents' instances are terminal (at most `bound`),
 /// then describe what became of them.
 pub async fn settle(
-    provider: &PostgresProvider,
+    provider: &RunDb,
     run_id: &str,
     links: &[AgentLink],
     lost: &[Orphaned<'_>],
@@ -70,18 +89,13 @@ pub async fn settle(
         let (total, completed, failed, running, after) =
             db::agent_instances(provider, run_id, l.index as u32, lost_at).await?;
         out.push(LostAgent {
-            index: l.index as u32,
-            address: links.get(l.index).map(|a| a.address.clone()).unwrap_or_default(),
-            at_s: l.at.as_secs_f64(),
-            reason: l.reason.to_string(),
-            last_reported: l.counts.clone(),
-            in_flight_at_loss: l.in_flight,
             instances_in_db: total,
             completed_in_db: completed,
             failed_in_db: failed,
             still_running: running,
             completed_by_others: after,
             planned: false,
+            ..reported(links, l)
         });
     }
     Ok(out)

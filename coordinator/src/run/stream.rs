@@ -76,6 +76,17 @@ pub async fn start_all(
     run_id: &str,
     start_delay: Duration,
 ) -> Result<(Controls, Vec<EventStream>), CoordinatorError> {
+    start_all_tracking(links, run_id, start_delay, false).await
+}
+
+/// [`start_all`], telling the agents to track their completions through
+/// duroxide's client API when `client_tracking`.
+pub async fn start_all_tracking(
+    links: &[AgentLink],
+    run_id: &str,
+    start_delay: Duration,
+    client_tracking: bool,
+) -> Result<(Controls, Vec<EventStream>), CoordinatorError> {
     let heartbeats = CancellationToken::new();
     let mut senders = Vec::with_capacity(links.len());
     let mut set = tokio::task::JoinSet::new();
@@ -84,6 +95,7 @@ pub async fn start_all(
         let start = proto::RunRequest {
             run_id: run_id.to_string(),
             start_delay_ms: u64::try_from(start_delay.as_millis()).unwrap_or(u64::MAX),
+            client_tracking,
         };
         let _ = tx.send(proto::RunControl { control: Some(run_control::Control::Start(start)) });
         spawn_heartbeat(tx.clone(), heartbeats.clone());
@@ -155,6 +167,8 @@ pub struct Follow<'a> {
     pub tracker: Option<&'a ClusterTracker>,
     /// Load stages: the plan, for the live view's offered load.
     pub load: Option<&'a crate::plan::load::LoadPlan>,
+    /// Where agents' reports of the faults they applied go (the injector).
+    pub fault_done: Option<mpsc::UnboundedSender<(usize, proto::FaultDone)>>,
     pub obs: &'a dyn Observer,
 }
 
@@ -221,6 +235,11 @@ pub async fn follow(
                         Some(run_event::Event::Started(s)) => {
                             if let Some(t) = f.tracker.filter(|_| open) {
                                 t.started(i, s.instance_ids);
+                            }
+                        }
+                        Some(run_event::Event::FaultDone(d)) => {
+                            if let Some(tx) = &f.fault_done {
+                                let _ = tx.send((i, d));
                             }
                         }
                         Some(run_event::Event::Result(r)) => {

@@ -8,18 +8,21 @@
 //! and what differs.
 //!
 //! - [`query`]: the reads;
+//! - [`inspected`]: the same judge over what an agent read of a store the
+//!   coordinator cannot reach (SQLite, or a schema whose tables changed);
 //! - [`record`]: what a run records in its schema for a later audit.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
-use duroxide_pg::PostgresProvider;
+use crate::db::RunDb;
 use loadgen_agent::scenario::{At, Count, Expect, Facts, Outcome, Scenario};
 
 use crate::error::CoordinatorError;
 use crate::model::{Audit, InstanceMismatch};
 
+pub mod inspected;
 pub mod query;
 pub mod record;
 
@@ -53,7 +56,7 @@ pub struct AuditOutcome {
 }
 
 /// Audit the run's schema against `input`.
-pub async fn audit(provider: &PostgresProvider, input: &AuditInput) -> Result<AuditOutcome, CoordinatorError> {
+pub async fn audit(provider: &RunDb, input: &AuditInput) -> Result<AuditOutcome, CoordinatorError> {
     let began = Instant::now();
     let pattern = input.run_id.as_ref().map_or("%".to_string(), |r| format!("{r}-%"));
     let rows = query::instances(provider, &pattern).await?;
@@ -86,7 +89,7 @@ pub async fn audit(provider: &PostgresProvider, input: &AuditInput) -> Result<Au
 }
 
 /// The scenarios of a workload with their orchestrations.
-fn owners(s: &dyn Scenario) -> Vec<(&'static loadgen_agent::scenario::Info, Vec<&'static str>)> {
+pub(super) fn owners(s: &dyn Scenario) -> Vec<(&'static loadgen_agent::scenario::Info, Vec<&'static str>)> {
     let mut by_name: BTreeMap<&str, (&'static loadgen_agent::scenario::Info, Vec<&'static str>)> = BTreeMap::new();
     for (o, info) in crate::plan::workload::orchestration_owners(s) {
         by_name.entry(info.name).or_insert_with(|| (info, Vec::new())).1.push(o);
@@ -329,19 +332,22 @@ impl Checker<'_> {
 /// Audit a kept schema on its own (`coordinator audit --schema S`), with what
 /// its run recorded when it has a record.
 pub async fn audit_schema(url: &str, schema: &str) -> Result<AuditOutcome, CoordinatorError> {
-    use duroxide_pg::{MigrationPolicy, ProviderConfig};
     loadgen_common::schema::validate_schema_name(schema).map_err(|e| CoordinatorError::Usage(e.to_string()))?;
     crate::db::preflight(url).await?;
-    let mut config = ProviderConfig::url(url);
-    config.schema_name = Some(schema.to_string());
-    // Verify only: an audit must never create or migrate anything.
-    config.migration_policy = MigrationPolicy::VerifyOnly;
-    let provider = PostgresProvider::new_with_config(config).await.map_err(|e| {
-        CoordinatorError::Usage(crate::error::one_line(&format!(
-            "schema {schema} is not a duroxide-pg schema in this database ({})",
-            loadgen_common::secret::scrub(&format!("{e:#}"), url)
-        )))
-    })?;
+    // Read only: an audit never creates or migrates anything, and reads a
+    // schema whichever build of duroxide-pg migrated it.
+    let provider = RunDb::connect(url, schema).await?;
+    let known: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(format!("{schema}._duroxide_migrations"))
+        .fetch_one(provider.pool())
+        .await
+        .map_err(|e| crate::db::db_err("looking the schema up", e))?;
+    if !known {
+        provider.pool().close().await;
+        return Err(CoordinatorError::Usage(format!(
+            "schema {schema} is not a duroxide-pg schema in this database (it has no _duroxide_migrations table)"
+        )));
+    }
     let input = match record::recorded(&provider).await? {
         Some(r) => {
             let ctx =

@@ -5,10 +5,11 @@
 
 use std::collections::BTreeMap;
 
-use duroxide_pg::PostgresProvider;
+use crate::db::RunDb;
 use loadgen_agent::scenario::expect::SHORT_OUTPUT;
 use loadgen_agent::scenario::{HistoryMetric, MetricStart, Observed};
 use loadgen_common::histogram::LatencyHistogram;
+use loadgen_common::schema::GENERATOR_SQL_MARK;
 use sqlx::Row;
 
 use crate::db::db_err;
@@ -23,10 +24,10 @@ pub struct InstanceRow {
 }
 
 /// Every instance whose id matches `pattern` (`<run>-%`).
-pub async fn instances(provider: &PostgresProvider, pattern: &str) -> Result<Vec<InstanceRow>, CoordinatorError> {
+pub async fn instances(provider: &RunDb, pattern: &str) -> Result<Vec<InstanceRow>, CoordinatorError> {
     let s = provider.schema_name();
     let sql = format!(
-        "WITH i AS (SELECT instance_id, orchestration_name, current_execution_id FROM {s}.instances WHERE instance_id LIKE $1), \
+        "{GENERATOR_SQL_MARK} WITH i AS (SELECT instance_id, orchestration_name, current_execution_id FROM {s}.instances WHERE instance_id LIKE $1), \
               x AS (SELECT instance_id, count(*) AS n FROM {s}.executions WHERE instance_id LIKE $1 GROUP BY instance_id), \
               t AS (SELECT instance_id, event_data::jsonb->>'type' AS kind, count(*) AS n FROM {s}.history \
                     WHERE instance_id LIKE $1 GROUP BY 1, 2), \
@@ -80,10 +81,10 @@ pub struct Orphan {
 /// them when the first turn's ack fails permanently: the failure is then
 /// committed without the orchestration's name, and duroxide-pg creates the
 /// instance row only when the name comes with the ack.
-pub async fn orphans(provider: &PostgresProvider, pattern: &str) -> Result<Vec<Orphan>, CoordinatorError> {
+pub async fn orphans(provider: &RunDb, pattern: &str) -> Result<Vec<Orphan>, CoordinatorError> {
     let s = provider.schema_name();
     let rows = sqlx::query(&format!(
-        "SELECT e.instance_id, e.status, coalesce(left(e.output, 300), '') FROM {s}.executions e \
+        "{GENERATOR_SQL_MARK} SELECT e.instance_id, e.status, coalesce(left(e.output, 300), '') FROM {s}.executions e \
          LEFT JOIN {s}.instances i ON i.instance_id = e.instance_id \
          WHERE e.instance_id LIKE $1 AND i.instance_id IS NULL ORDER BY e.instance_id, e.execution_id"
     ))
@@ -111,10 +112,10 @@ pub struct Queued {
 }
 
 /// Messages left in the orchestrator and worker queues for the run.
-pub async fn queued(provider: &PostgresProvider, pattern: &str) -> Result<Queued, CoordinatorError> {
+pub async fn queued(provider: &RunDb, pattern: &str) -> Result<Queued, CoordinatorError> {
     let s = provider.schema_name();
     let row = sqlx::query(&format!(
-        "WITH stale AS ( \
+        "{GENERATOR_SQL_MARK} WITH stale AS ( \
              SELECT q.id FROM {s}.orchestrator_queue q \
              JOIN {s}.instances i ON i.instance_id = q.instance_id \
              JOIN {s}.executions e ON e.instance_id = i.instance_id AND e.execution_id = i.current_execution_id \
@@ -143,7 +144,7 @@ pub struct MetricValues {
 
 /// The values of `metric` over the instances of `orchestrations` in the run.
 pub async fn history_metric(
-    provider: &PostgresProvider,
+    provider: &RunDb,
     pattern: &str,
     orchestrations: &[&str],
     metric: &HistoryMetric,
@@ -154,7 +155,7 @@ pub async fn history_metric(
         MetricStart::RaisedAt => "CASE WHEN d->>'data' ~ '^[0-9]+\\|' THEN split_part(d->>'data', '|', 1)::bigint END",
     };
     let sql = format!(
-        "SELECT ((d->>'timestamp_ms')::bigint - {start}) AS ms FROM \
+        "{GENERATOR_SQL_MARK} SELECT ((d->>'timestamp_ms')::bigint - {start}) AS ms FROM \
            (SELECT h.event_data::jsonb AS d FROM {s}.history h JOIN {s}.instances i ON i.instance_id = h.instance_id \
             WHERE h.instance_id LIKE $1 AND i.orchestration_name = ANY($2)) e \
          WHERE d->>'type' = $3"

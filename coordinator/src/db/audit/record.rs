@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use duroxide_pg::PostgresProvider;
+use crate::db::RunDb;
 use serde::{Deserialize, Serialize};
 
 use crate::db::db_err;
@@ -31,7 +31,7 @@ pub struct RunRecord {
 }
 
 /// Record (or update) a run's record in its schema.
-pub async fn record(provider: &PostgresProvider, r: &RunRecord) -> Result<(), CoordinatorError> {
+pub async fn record(provider: &RunDb, r: &RunRecord) -> Result<(), CoordinatorError> {
     let s = provider.schema_name();
     sqlx::query(&format!(
         "CREATE TABLE IF NOT EXISTS {s}.loadgen_run (run_id text PRIMARY KEY, record jsonb NOT NULL, \
@@ -54,7 +54,7 @@ pub async fn record(provider: &PostgresProvider, r: &RunRecord) -> Result<(), Co
 }
 
 /// The record of a kept schema (none when it has no readable `loadgen_run`).
-pub async fn recorded(provider: &PostgresProvider) -> Result<Option<RunRecord>, CoordinatorError> {
+pub async fn recorded(provider: &RunDb) -> Result<Option<RunRecord>, CoordinatorError> {
     let s = provider.schema_name();
     let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
         .bind(format!("{s}.loadgen_run"))

@@ -26,8 +26,11 @@ use super::{Document, Renderer};
 use crate::model::Environment;
 use crate::plan::Profile;
 
+mod ab;
 mod charts;
+mod compare;
 pub mod escape;
+mod procedures;
 mod run;
 mod scenarios;
 pub mod svg;
@@ -48,12 +51,21 @@ impl Renderer for Html {
     }
 
     fn supports(&self, doc: &Document<'_>) -> bool {
-        matches!(doc, Document::Run(_) | Document::Suite { .. } | Document::Sweep { .. })
+        matches!(
+            doc,
+            Document::Run(_)
+                | Document::Suite { .. }
+                | Document::Sweep { .. }
+                | Document::Ab { .. }
+                | Document::Compare { .. }
+        )
     }
 
     fn render(&self, doc: &Document<'_>, w: &mut dyn Write) -> io::Result<()> {
         match doc {
             Document::Run(r) => render_run(r, w),
+            Document::Ab { ab: report, runs } => ab::render_ab(report, runs, w),
+            Document::Compare { compare: c, runs } => compare::render_compare(c, runs, w),
             // To one file a suite is its runs' pages in a row; to files, one each.
             Document::Suite { runs, .. } => runs.iter().try_for_each(|r| render_run(r, w)),
             Document::Sweep { sweep, runs } => render_sweep(sweep, runs, w),

@@ -36,6 +36,7 @@ pub fn render_run(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
         ("tool".to_string(), r.tool_version.clone()),
         ("duroxide".into(), r.duroxide_version.clone()),
         ("duroxide-pg".into(), r.duroxide_pg_version.clone()),
+        ("provider".into(), r.provider.as_str().to_string()),
         ("database".into(), r.database.clone()),
     ];
     env.extend(environment_rows(&r.environment));
@@ -54,6 +55,9 @@ pub fn render_run(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     render_verdicts(r, w)?;
     render_stages(r, w)?;
     render_faults(r, w)?;
+    if let Some(p) = &r.procedures {
+        super::procedures::render(p, w)?;
+    }
     super::scenarios::render_mismatches(r, w)?;
 
     writeln!(w, "<h2>Over time</h2>")?;
@@ -73,6 +77,14 @@ pub fn render_run(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     figure(w, "Latency", &format!("per second, {definition}"), &spanning(latency_chart(r), span))?;
     figure(w, "Latency percentile spectrum", &format!("whole run, merged, {definition}"), &spectrum_chart(r))?;
     let db = &r.db_timeline;
+    if r.provider.is_sqlite() {
+        writeln!(
+            w,
+            r#"<p class="sub">Database charts: not applicable ({} has no server statistics).</p>"#,
+            r.provider.as_str()
+        )?;
+        return page_end(w);
+    }
     figure(
         w,
         "Database transactions",
@@ -91,7 +103,7 @@ fn render_stages(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     let what = if s.open { "starts per second" } else { "in-flight target" };
     let rows = s.rows.iter().map(|row| {
         let cells = vec![
-            format!("{:.0}-{:.0}s", row.from_s, row.to_s),
+            crate::report::view::stage_span(row.from_s, row.to_s),
             format!("{:.1} → {:.1}", row.start_value, row.end_value),
             format!("{:.1}", row.offered),
             format!("{:.1}", row.launched_per_sec),
@@ -137,7 +149,7 @@ fn render_faults(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
             e.error.as_ref().map_or(e.detail.clone(), |err| format!("NOT APPLIED: {err}")),
             format!("{:.1} → {:.1}", f.before_orch_per_sec, f.during_orch_per_sec),
             format!("{} → {}", p99(f.before_p99_ms), p99(f.during_p99_ms)),
-            f.failed_during.to_string(),
+            f.failures.describe(),
             f.recovery_s.map_or("not within the run".into(), |s| format!("{s:.1}s")),
         ];
         (class, cells)
@@ -152,7 +164,7 @@ fn render_faults(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
             "what it did",
             "orch/s before → during",
             "p99 before → during",
-            "failed",
+            "failed until recovery",
             "recovery",
         ],
         4,
@@ -253,6 +265,9 @@ fn render_latencies(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     rows.push(row("merged", "the start call itself", &m.start_latency));
     if let Some(d) = &m.observation_delay {
         rows.push(row("merged", "observation delay (terminal status until seen)", d));
+    }
+    if let Some(l) = &m.start_lateness {
+        rows.push(row("merged", "start lateness (call began minus intended start)", l));
     }
     if m.intended_latency.is_some() {
         for a in &r.agents {

@@ -2,15 +2,21 @@
 //!
 //! - [`run`]: one run's summary;
 //! - [`lists`]: profiles, scenarios, a suite's table, an audit;
+//! - [`procedures`]: the database time by stored procedure;
 //! - [`sweep`]: a capacity sweep;
-//! - [`bench`]: the side-by-side benchmark.
+//! - [`bench`]: the side-by-side benchmark;
+//! - [`ab`]: an A/B comparison of two builds;
+//! - [`compare`]: providers side by side.
 
 use std::io::{self, Write};
 
 use super::{Document, Renderer};
 
+pub mod ab;
 pub mod bench;
+pub mod compare;
 pub mod lists;
+pub mod procedures;
 pub mod run;
 pub mod sweep;
 
@@ -38,6 +44,8 @@ impl Renderer for Text {
             }
             Document::Sweep { sweep: s, .. } => sweep::render(s, w)?,
             Document::Bench(b) => bench::render(b, w)?,
+            Document::Ab { ab, .. } => ab::render(ab, w)?,
+            Document::Compare { compare: c, .. } => compare::render(c, w)?,
             Document::Audit { schema, audit } => lists::audit(schema, audit, w)?,
             Document::Cleanup(c) => lists::cleanup(c, w)?,
             Document::Profiles(p) => lists::profiles(p, w)?,

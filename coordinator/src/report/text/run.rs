@@ -5,7 +5,7 @@
 use std::io::{self, Write};
 
 use crate::model::{RunReport, Section};
-use crate::report::view::{describe_config, fmt_ms, latency_cells, latency_phrase};
+use crate::report::view::{describe_config, fmt_ms, latency_cells, latency_line, latency_phrase};
 
 /// Agents shown by name in the table; past this, the slowest few and a summary row.
 const AGENT_ROWS: usize = 16;
@@ -60,11 +60,15 @@ fn row(w: &mut dyn Write, label: &str, s: &Section) -> io::Result<()> {
 /// The human summary of a run.
 pub fn render(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     writeln!(w)?;
-    writeln!(
-        w,
-        "Run {} on schema {} ({}), duroxide {} / duroxide-pg {}",
-        r.run_id, r.schema, r.database, r.duroxide_version, r.duroxide_pg_version
-    )?;
+    if r.provider.is_sqlite() {
+        writeln!(w, "Run {} on {} ({}), duroxide {}", r.run_id, r.database, r.provider.as_str(), r.duroxide_version)?;
+    } else {
+        writeln!(
+            w,
+            "Run {} on schema {} ({}), duroxide {} / duroxide-pg {}",
+            r.run_id, r.schema, r.database, r.duroxide_version, r.duroxide_pg_version
+        )?;
+    }
     writeln!(
         w,
         "Profile {}: {}, seed {}, {} agent(s)",
@@ -205,15 +209,15 @@ fn render_latency_definitions(r: &RunReport, w: &mut dyn Write) -> io::Result<()
             r.profile.open_loop_cap().unwrap_or(0),
             m.counts.dropped
         )?;
-        writeln!(
-            w,
-            "  From the start call instead (the closed-loop definition): p50 {} p90 {} p99 {} p99.9 {} max {}.",
-            fmt_ms(m.e2e_latency.p50_us),
-            fmt_ms(m.e2e_latency.p90_us),
-            fmt_ms(m.e2e_latency.p99_us),
-            fmt_ms(m.e2e_latency.p999_us),
-            fmt_ms(m.e2e_latency.max_us)
-        )?;
+        if let Some(l) = &m.start_lateness {
+            writeln!(
+                w,
+                "  Start lateness (the call began minus its intended start, the generator's own delay; {} starts): {}.",
+                l.count,
+                latency_line(l)
+            )?;
+        }
+        writeln!(w, "  From the start call instead (the closed-loop definition): {}.", latency_line(&m.e2e_latency))?;
     } else {
         writeln!(
             w,
@@ -245,7 +249,7 @@ fn render_faults(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     }
     writeln!(
         w,
-        "Faults (the level before each is its 5 seconds before; recovery: throughput within 10% and p99 under 2x):"
+        "Faults (the level before each is the median second of its 5 seconds before; recovery: throughput within 10% and p99 under 2x):"
     )?;
     for f in &r.faults {
         let e = &f.event;
@@ -260,7 +264,7 @@ fn render_faults(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
         let p99 = |ms: f64| if ms > 0.0 { fmt_ms((ms * 1000.0) as u64) } else { "-".into() };
         writeln!(
             w,
-            "  {:.1}-{:.1}s {} on {}: {what}; {:.1} -> {:.1} orch/s, p99 {} -> {}; {} failed (by design included) until recovery; {recovery}.",
+            "  {:.1}-{:.1}s {} on {}: {what}; {:.1} -> {:.1} orch/s, p99 {} -> {}; failed until recovery: {}; {recovery}.",
             e.at_s,
             e.end_s,
             e.kind,
@@ -269,7 +273,7 @@ fn render_faults(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
             f.during_orch_per_sec,
             p99(f.before_p99_ms),
             p99(f.during_p99_ms),
-            f.failed_during,
+            f.failures.describe(),
         )?;
     }
     Ok(())
@@ -286,7 +290,7 @@ fn render_stages(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
         "stage", "plan", "offered", "started/s", "done/s", "in flight", "worst p99"
     )?;
     for row in &s.rows {
-        let span = format!("{:.0}-{:.0}s", row.from_s, row.to_s);
+        let span = crate::report::view::stage_span(row.from_s, row.to_s);
         let plan = format!("{:.1}->{:.1}{unit}", row.start_value, row.end_value);
         let plan = if s.open { plan } else { format!("{:.0}->{:.0}", row.start_value, row.end_value) };
         writeln!(
@@ -301,11 +305,25 @@ fn render_stages(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
             if row.worst_p99_ms > 0.0 { fmt_ms((row.worst_p99_ms * 1000.0) as u64) } else { "-".into() }
         )?;
     }
+    writeln!(w, "  (offered and achieved over the same whole seconds: those whose middle falls in the stage)")?;
     Ok(())
 }
 
 fn render_database(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     let d = &r.db_load;
+    if r.provider.is_sqlite() {
+        // No server: nothing to sample, count or time per procedure.
+        let retries: Vec<String> = r.contention.provider_retries.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        writeln!(
+            w,
+            "Database: not applicable ({} has no server statistics); completion tracking by the agent, one batched query on the store per tick: {} polls ({:.2} per orchestration); provider errors and retries: {}.",
+            r.provider.as_str(),
+            d.completion_queries,
+            d.completion_queries_per_orchestration,
+            if retries.is_empty() { "none".to_string() } else { retries.join(", ") }
+        )?;
+        return Ok(());
+    }
     writeln!(
         w,
         "Database: {} commits ({:.1} per orchestration), {} rollbacks; generator's own calls {} ({:.1}% of commits).",
@@ -334,6 +352,9 @@ fn render_database(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
         c.samples,
         if retries.is_empty() { "none".to_string() } else { retries.join(", ") }
     )?;
+    if let Some(p) = &r.procedures {
+        super::procedures::render(p, w)?;
+    }
     let m = &r.merged.counts;
     if m.status_query_errors > 0 || m.start_errors > 0 {
         writeln!(

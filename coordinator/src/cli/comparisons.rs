@@ -1,0 +1,99 @@
+//! The plans of the commands that compare: `compare` (providers) and `ab`
+//! (builds), each a run plan per side with local agents.
+
+use crate::plan::{AgentSource, CompletionTracking, Database, PlanError};
+
+use super::Args;
+use super::resolve::{plan_for, profile, profile_or, sqlite_is_local};
+
+/// A provider comparison's plan: one run plan per provider, local agents.
+pub fn compare_plan(c: &super::CompareArgs, args: &Args) -> Result<crate::compare::ComparePlan, PlanError> {
+    use crate::plan::ProviderKind;
+    let mut providers = c.providers.clone();
+    providers.dedup();
+    if providers.len() < 2 || providers.iter().enumerate().any(|(i, p)| providers[..i].contains(p)) {
+        return Err(PlanError::Invalid("--providers needs two or more different providers".into()));
+    }
+    if c.repeat == 0 {
+        return Err(PlanError::Invalid("--repeat must be at least 1".into()));
+    }
+    if !args.agents.is_empty() {
+        return Err(PlanError::Invalid("compare runs local agents (SQLite lives in its agent): drop --agents".into()));
+    }
+    if args.track || args.track_cloud {
+        return Err(PlanError::Invalid("compare's runs are not tracked: drop --track".into()));
+    }
+    let count = args.local.unwrap_or(1);
+    if count != 1 && providers.iter().any(|p| p.is_sqlite()) {
+        return Err(sqlite_is_local(ProviderKind::SqliteMemory));
+    }
+    let agents = agents_for_compare(args, count)?;
+    let base = plan_for(args, profile(args)?, agents)?;
+    if !base.faults.is_empty() {
+        return Err(PlanError::Invalid("compare runs no faults: drop them".into()));
+    }
+    let plans = providers
+        .into_iter()
+        .map(|p| {
+            let mut plan = base.clone();
+            plan.provider = p;
+            if p.is_sqlite() {
+                plan.database = Database::InAgent;
+                plan.completion_tracking = CompletionTracking::Agent;
+            }
+            plan
+        })
+        .collect();
+    Ok(crate::compare::ComparePlan { plans, repeat: c.repeat })
+}
+
+/// Local agents for a comparison (`--local`, default 1).
+fn agents_for_compare(args: &Args, count: u32) -> Result<AgentSource, PlanError> {
+    if count == 0 {
+        return Err(PlanError::Invalid("--local needs at least 1 agent".into()));
+    }
+    let bin = crate::agents::local::find_agent_binary(args.agent_bin.as_deref())?;
+    let token = args.token.clone().unwrap_or_else(loadgen_common::auth::new_token);
+    Ok(AgentSource::Local { count, bin, token, env: Vec::new() })
+}
+
+/// An A/B comparison's plan: the run every repetition shares, with local
+/// agents (`--local N`, default 1) from each build's binary.
+pub fn ab_plan(a: &super::AbArgs, args: &Args) -> Result<crate::ab::AbPlan, PlanError> {
+    if !args.agents.is_empty() {
+        return Err(PlanError::Invalid(
+            "ab runs local agents from the two binaries: drop --agents (use --local N for more than one)".into(),
+        ));
+    }
+    if args.suite.is_some() || args.track || args.track_cloud {
+        return Err(PlanError::Invalid("ab compares single runs: drop --suite and --track".into()));
+    }
+    if a.repeat < 2 {
+        return Err(PlanError::Invalid(format!(
+            "--repeat {} gives no interval: ab needs at least 2 runs per build (3 or more for a verdict)",
+            a.repeat
+        )));
+    }
+    if !(0.0..=50.0).contains(&a.min_effect_pct) {
+        return Err(PlanError::Invalid(format!("--min-effect-pct {} must be between 0 and 50", a.min_effect_pct)));
+    }
+    let binary = |p: &std::path::Path, which: &str| -> Result<std::path::PathBuf, PlanError> {
+        match std::fs::metadata(p) {
+            Ok(m) if m.is_file() => Ok(p.to_path_buf()),
+            _ => Err(PlanError::Invalid(format!("--{which}-agent {}: no such agent binary", p.display()))),
+        }
+    };
+    let baseline = crate::ab::Variant { bin: binary(&a.baseline_agent, "baseline")?, env: a.baseline_env.clone() };
+    let candidate = crate::ab::Variant { bin: binary(&a.candidate_agent, "candidate")?, env: a.candidate_env.clone() };
+    let count = match args.local {
+        Some(0) => return Err(PlanError::Invalid("--local needs at least 1 agent".into())),
+        Some(n) => n,
+        None => 1,
+    };
+    let token = args.token.clone().unwrap_or_else(loadgen_common::auth::new_token);
+    let agents = AgentSource::Local { count, bin: baseline.bin.clone(), token, env: baseline.env.clone() };
+    // Ten seconds of the standard workload: long enough that a run's
+    // throughput is steady, short enough for repetitions.
+    let run = plan_for(args, profile_or(args, Some("standard"))?, agents)?;
+    Ok(crate::ab::AbPlan { run, baseline, candidate, repeat: a.repeat, min_effect: a.min_effect_pct / 100.0 })
+}
