@@ -50,22 +50,39 @@ fn on_in_memory_sqlite_bench_measures_cpu_and_finds_the_open_loop_ceiling() {
             .output()
             .expect("run bench")
     };
+    let read = || -> serde_json::Value { serde_json::from_slice(&std::fs::read(&json).expect("json")).expect("parse") };
+    let problems_of = |report: &serde_json::Value| -> Vec<String> {
+        serde_json::from_value(report["problems"].clone()).unwrap_or_default()
+    };
+    // duroxide's in-memory store now and then loses a start (docs/providers.md);
+    // a bench of ten short runs meets it often. What this tool must do then is
+    // name it and fail the bench, which is checked below. Only when that left
+    // no rate held (so nothing to check the ceiling by) does it run once more.
     let mut out = bench();
     if out.status.code() == Some(1) {
-        let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).expect("json")).expect("parse");
-        let problems: Vec<String> = serde_json::from_value(report["problems"].clone()).unwrap_or_default();
-        if support::bench_lost_a_start(&problems) {
-            eprintln!("duroxide's in-memory store lost a start ({problems:?}, bench failed); once more");
+        let report = read();
+        let mut problems = problems_of(&report);
+        problems.retain(|p| !p.starts_with("ceiling: no rate tried was held"));
+        if support::bench_lost_a_start(&problems) && report["ceiling"]["held_rate"].is_null() {
+            eprintln!(
+                "duroxide's in-memory store lost a start and no rate was held ({:?}); once more",
+                problems_of(&report)
+            );
             out = bench();
         }
     }
-    assert!(out.status.success(), "{}", support::show(&out));
+    let report = read();
+    let problems = problems_of(&report);
+    if out.status.code() == Some(1) && support::bench_lost_a_start(&problems) {
+        eprintln!("duroxide's in-memory store lost a start; the bench named it and failed: {problems:?}");
+    } else {
+        assert!(out.status.success() && problems.is_empty(), "{problems:?}\n{}", support::show(&out));
+    }
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("Side by side on sqlite-memory") && stdout.contains("CPU s per 1,000 orch"), "{stdout}");
     // SQLite has no commit counter: no commits column.
     assert!(!stdout.contains("commits ratio"), "{stdout}");
     assert!(stdout.contains("Open-loop ceiling of one agent") && stdout.contains("Highest rate held"), "{stdout}");
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).expect("json")).expect("parse");
     assert_eq!(report["provider"], "sqlite-memory");
     let c = &report["comparisons"][0];
     for side in ["theirs", "ours"] {
@@ -88,7 +105,16 @@ fn on_in_memory_sqlite_bench_measures_cpu_and_finds_the_open_loop_ceiling() {
     for s in steps {
         let launched = s["launched"].as_u64().unwrap_or(0);
         assert_eq!(s["lateness"]["count"].as_u64(), Some(launched), "{s}");
-        assert!(s["clean"].as_bool().unwrap_or(false), "{s}");
+        // Clean, or not held because the store lost a start, said in its reason
+        // and among the bench's problems.
+        if s["clean"] != true {
+            let why = s["why_not"].as_str().unwrap_or("");
+            assert!(s["held"] == false && why.contains("launched instance(s) missing from the schema"), "{s}");
+            assert!(
+                problems.iter().any(|p| p.contains(&format!("ceiling step {}/s", s["rate"].as_f64().unwrap_or(-1.0)))),
+                "{problems:?}"
+            );
+        }
     }
     let held = ceiling["held_rate"].as_f64().expect("a rate held");
     let best =
