@@ -100,6 +100,7 @@ fn bad_ab_input_is_one_line_and_exit_2() {
         (vec!["--candidate-agent", bin, "--repeat", "1"], "at least 2 runs per build"),
         (vec!["--candidate-agent", bin, "--agents", "a:1"], "ab runs local agents"),
         (vec!["--candidate-agent", bin, "--candidate-env", "NOEQUALS"], "expected key=value"),
+        (vec!["--candidate-agent", bin, "--profile", "chaos-backends"], "ab compares builds without faults"),
     ] {
         let out = coordinator(tmp.path())
             .args(["ab", "--baseline-agent", bin])

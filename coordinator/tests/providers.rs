@@ -138,10 +138,11 @@ fn compare_runs_each_provider_in_turn_and_gives_the_ratio() {
     assert_eq!(c.expected.as_deref(), Some("70-90% (local Postgres)"));
     assert!(String::from_utf8_lossy(&out.stdout).contains("Postgres/SQLite throughput"), "{}", show(&out));
     support::assert_nothing_left(tmp.path(), &["compare.json"]);
-    // Bad input: one provider, or several agents with SQLite.
+    // Bad input: one provider, several agents with SQLite, or faults.
     for (args, needle) in [
         (vec!["compare", "--providers", "postgres"], "two or more different providers"),
         (vec!["compare", "--local", "2"], "is process-local"),
+        (vec!["compare", "--profile", "chaos-backends"], "compare measures providers without faults"),
     ] {
         let out = coordinator(tmp.path()).args(&args).output().expect("run");
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", show(&out));

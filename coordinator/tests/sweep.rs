@@ -62,6 +62,8 @@ fn sweep_input_is_checked() {
             &["sweep", "--local", "1", "--slo-p99", "1s", "--mode", "budget", "--arrival", "poisson"],
             "--arrival needs --rate",
         ),
+        (&["sweep", "--local", "3", "--slo-p99", "1s", "--profile", "chaos"], "without faults"),
+        (&["sweep", "--local", "1", "--slo-p99", "1s", "--faults", "/no/such/faults.toml"], "without faults"),
     ] {
         let out = coordinator(tmp.path()).args(args).output().expect("coordinator");
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", show(&out));

@@ -28,10 +28,13 @@ pub fn compare_plan(c: &super::CompareArgs, args: &Args) -> Result<crate::compar
         return Err(sqlite_is_local(ProviderKind::SqliteMemory));
     }
     let agents = agents_for_compare(args, count)?;
-    let base = plan_for(args, profile(args)?, agents)?;
-    if !base.faults.is_empty() {
-        return Err(PlanError::Invalid("compare runs no faults: drop them".into()));
+    let profile = profile(args)?;
+    if args.faults.is_some() || !profile.faults.is_empty() {
+        return Err(PlanError::Invalid(
+            "compare measures providers without faults: drop --faults (or use a profile without them)".into(),
+        ));
     }
+    let base = plan_for(args, profile, agents)?;
     let plans = providers
         .into_iter()
         .map(|p| {
@@ -94,6 +97,12 @@ pub fn ab_plan(a: &super::AbArgs, args: &Args) -> Result<crate::ab::AbPlan, Plan
     let agents = AgentSource::Local { count, bin: baseline.bin.clone(), token, env: baseline.env.clone() };
     // Ten seconds of the standard workload: long enough that a run's
     // throughput is steady, short enough for repetitions.
-    let run = plan_for(args, profile_or(args, Some("standard"))?, agents)?;
+    let profile = profile_or(args, Some("standard"))?;
+    if args.faults.is_some() || !profile.faults.is_empty() {
+        return Err(PlanError::Invalid(
+            "ab compares builds without faults: drop --faults (or use a profile without them)".into(),
+        ));
+    }
+    let run = plan_for(args, profile, agents)?;
     Ok(crate::ab::AbPlan { run, baseline, candidate, repeat: a.repeat, min_effect: a.min_effect_pct / 100.0 })
 }

@@ -322,6 +322,13 @@ pub fn sweep_plan(s: &super::SweepArgs, args: &Args) -> Result<crate::sweep::Swe
         return Err(PlanError::Invalid("a sweep steps its own load: drop --stages".into()));
     }
     let mut p = apply_overrides(args, selected(args, None)?);
+    if args.faults.is_some() || !p.faults.is_empty() {
+        // A fault in every step would judge the knee by the fault, and an
+        // agent killed as planned would fail the step.
+        return Err(PlanError::Invalid(
+            "a sweep measures capacity without faults: drop --faults (or use a profile without them)".into(),
+        ));
+    }
     p.stages = None;
     p.duration = s.step_duration;
     // Each step sets the rate (or the budget); check the plan with the first.
