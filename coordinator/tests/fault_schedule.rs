@@ -231,7 +231,11 @@ fn impossible_schedules_are_refused_with_one_line() {
         (vec!["--faults", &overlap], "overlaps pause-db"),
         (
             vec!["--faults", &theirs, "--database-url", "postgres://u:p@127.0.0.1:1/db"],
-            "cannot stop or pause a database this coordinator did not start",
+            "refused restart-db at 1s: this coordinator cannot stop or pause a database it did not start",
+        ),
+        (
+            vec!["--profile", "chaos", "--database-url", "postgres://u:p@127.0.0.1:1/db"],
+            "refused pause-db at 30s, restart-db at 50s, pause-db at",
         ),
         (vec!["--faults", "/nonexistent/faults.toml"], "cannot read fault schedule"),
         (vec!["--faults", &no_delay], "needs a delay"),

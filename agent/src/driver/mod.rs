@@ -297,6 +297,10 @@ pub async fn drive<S: Sink>(
                 d.fill(draining);
             }
             _ = tokio::time::sleep_until(deadline), if !draining => {
+                // Starts due before the deadline that a late wake-up has not
+                // issued yet are issued now (late, and counted so), not lost
+                // when both timers are ready at once.
+                d.on_due(deadline);
                 draining = true;
                 tracing::info!(in_flight = d.in_flight.len(), "deadline reached; draining");
             }

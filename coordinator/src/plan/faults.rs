@@ -194,6 +194,20 @@ impl Schedule {
 
     /// Refuse what this run cannot do, with the reason (one line each).
     pub fn check(&self, reach: &Reach) -> Result<(), String> {
+        if !reach.embedded_db {
+            let refused: Vec<String> = self
+                .faults
+                .iter()
+                .filter(|f| f.kind.on_server())
+                .map(|f| format!("{} at {}", f.kind.as_str(), format_duration(f.at)))
+                .collect();
+            if !refused.is_empty() {
+                return Err(format!(
+                    "refused {}: this coordinator cannot stop or pause a database it did not start (against --database-url, terminate-backends, db-latency and db-partition apply)",
+                    refused.join(", ")
+                ));
+            }
+        }
         let mut down: Option<(Duration, Duration, FaultKind)> = None;
         for f in &self.faults {
             let name = format!("fault {} at {}", f.kind.as_str(), format_duration(f.at));
@@ -239,11 +253,6 @@ impl Schedule {
                 && i >= n
             {
                 return Err(format!("{name}: there is no agent {i} (agents 0 to {})", n.saturating_sub(1)));
-            }
-            if f.kind.on_server() && !reach.embedded_db {
-                return Err(format!(
-                    "{name}: cannot stop or pause a database this coordinator did not start (only terminate-backends applies to --database-url; use the netns script for network faults)"
-                ));
             }
             if f.kind.on_agent() {
                 let Some(n) = reach.local_agents else {
@@ -336,10 +345,10 @@ mod tests {
         let overlap = "[[fault]]\nkind = \"pause-db\"\nat = \"5s\"\nduration = \"5s\"\n[[fault]]\nkind = \"restart-db\"\nat = \"8s\"\nduration = \"1s\"";
         assert!(refused(overlap, r).contains("overlaps pause-db"));
         let theirs = Reach { embedded_db: false, ..r };
-        assert!(
-            refused("[[fault]]\nkind = \"restart-db\"\nat = \"5s\"\nduration = \"1s\"", theirs)
-                .contains("did not start")
-        );
+        // Every fault it cannot apply, named on the one line.
+        let both = "[[fault]]\nkind = \"restart-db\"\nat = \"5s\"\nduration = \"1s\"\n[[fault]]\nkind = \"terminate-backends\"\nat = \"7s\"\n[[fault]]\nkind = \"pause-db\"\nat = \"9s\"\nduration = \"1s\"";
+        let why = refused(both, theirs);
+        assert!(why.starts_with("refused restart-db at 5s, pause-db at 9s:") && why.contains("did not start"), "{why}");
         let remote = Reach { local_agents: None, ..r };
         assert!(refused("[[fault]]\nkind = \"kill-agent\"\nat = \"5s\"", remote).contains("--local"));
         assert!(refused("[[fault]]\nkind = \"terminate-backends\"\nat = \"5s\"\nshare = 2.0", r).contains("share"));
