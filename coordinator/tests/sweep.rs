@@ -30,7 +30,12 @@ fn a_sweep_finds_the_knee_and_stops_when_the_slo_breaks() {
     assert_eq!(runs.len(), 3);
     assert!(sweep.steps[0].within_slo && sweep.steps[1].within_slo, "{:?}", sweep.steps);
     assert!(!sweep.steps[2].within_slo && sweep.steps[2].p99_ms > 1000.0, "{:?}", sweep.steps[2]);
-    assert!(sweep.stop_reason.contains("SLO broke at step 3"), "{}", sweep.stop_reason);
+    // Broken, or broken ten times over (a busy machine drains the backlog slower).
+    let r = &sweep.stop_reason;
+    assert!(
+        r.contains("SLO broke at step 3") || r.contains("stopped early at step 3: the database degraded badly (p99"),
+        "{r}"
+    );
     assert_eq!(sweep.knee, Some(1));
     assert_eq!(sweep.max_sustainable_orch_per_sec, Some(sweep.steps[1].achieved_orch_per_sec));
     // Below capacity the schedule is met.
