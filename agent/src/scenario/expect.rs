@@ -178,8 +178,11 @@ impl Expect {
                 Outcome::Failed { .. } => "Failed",
                 Outcome::CompletedOrCancelled(_) => "Completed or cancelled",
             };
+            // A failure says why (the runtime's stored message), so an
+            // infrastructure error is named where the instance is.
+            let why = if o.status == "Failed" { format!(" with {}", o.describe_output()) } else { String::new() };
             out.push(format!(
-                "status {} where {want} was expected",
+                "status {}{why} where {want} was expected",
                 if o.status.is_empty() { "none" } else { &o.status }
             ));
         }
@@ -314,6 +317,10 @@ mod tests {
             ]
         );
         assert_eq!(e.check(&observed("Running", "")), ["status Running where Completed was expected"]);
+        assert_eq!(
+            e.check(&observed("Failed", "infrastructure:ack: database is locked")),
+            ["status Failed with \"infrastructure:ack: database is locked\" where Completed was expected"]
+        );
         let f = Expect {
             outcome: Outcome::Failed { category: "application", message: Output::Prefix("expected".into()) },
             ..e.clone()
