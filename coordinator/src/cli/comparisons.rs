@@ -4,7 +4,7 @@
 use crate::plan::{AgentSource, CompletionTracking, Database, PlanError};
 
 use super::Args;
-use super::resolve::{plan_for, profile, profile_or, sqlite_is_local};
+use super::resolve::{plan_for, profile, profile_or, refuse_faults, sqlite_is_local};
 
 /// A provider comparison's plan: one run plan per provider, local agents.
 pub fn compare_plan(c: &super::CompareArgs, args: &Args) -> Result<crate::compare::ComparePlan, PlanError> {
@@ -29,11 +29,7 @@ pub fn compare_plan(c: &super::CompareArgs, args: &Args) -> Result<crate::compar
     }
     let agents = agents_for_compare(args, count)?;
     let profile = profile(args)?;
-    if args.faults.is_some() || !profile.faults.is_empty() {
-        return Err(PlanError::Invalid(
-            "compare measures providers without faults: drop --faults (or use a profile without them)".into(),
-        ));
-    }
+    refuse_faults(args, &profile, "compare measures providers")?;
     let base = plan_for(args, profile, agents)?;
     let plans = providers
         .into_iter()
@@ -98,11 +94,7 @@ pub fn ab_plan(a: &super::AbArgs, args: &Args) -> Result<crate::ab::AbPlan, Plan
     // Ten seconds of the standard workload: long enough that a run's
     // throughput is steady, short enough for repetitions.
     let profile = profile_or(args, Some("standard"))?;
-    if args.faults.is_some() || !profile.faults.is_empty() {
-        return Err(PlanError::Invalid(
-            "ab compares builds without faults: drop --faults (or use a profile without them)".into(),
-        ));
-    }
+    refuse_faults(args, &profile, "ab compares builds")?;
     let run = plan_for(args, profile, agents)?;
     Ok(crate::ab::AbPlan { run, baseline, candidate, repeat: a.repeat, min_effect: a.min_effect_pct / 100.0 })
 }

@@ -292,6 +292,17 @@ fn fault_schedule(
     Ok(schedule)
 }
 
+/// Commands that compare or step load run without faults, the flag's or the
+/// profile's: `what` says what the command measures.
+pub(super) fn refuse_faults(args: &Args, profile: &Profile, what: &str) -> Result<(), PlanError> {
+    if args.faults.is_some() || !profile.faults.is_empty() {
+        return Err(PlanError::Invalid(format!(
+            "{what} without faults: drop --faults (or use a profile without them)"
+        )));
+    }
+    Ok(())
+}
+
 /// A sweep's plan: the run plan every step shares, and its steps.
 pub fn sweep_plan(s: &super::SweepArgs, args: &Args) -> Result<crate::sweep::SweepPlan, PlanError> {
     use crate::model::sweep::SweepMode;
@@ -322,13 +333,9 @@ pub fn sweep_plan(s: &super::SweepArgs, args: &Args) -> Result<crate::sweep::Swe
         return Err(PlanError::Invalid("a sweep steps its own load: drop --stages".into()));
     }
     let mut p = apply_overrides(args, selected(args, None)?);
-    if args.faults.is_some() || !p.faults.is_empty() {
-        // A fault in every step would judge the knee by the fault, and an
-        // agent killed as planned would fail the step.
-        return Err(PlanError::Invalid(
-            "a sweep measures capacity without faults: drop --faults (or use a profile without them)".into(),
-        ));
-    }
+    // A fault in every step would judge the knee by the fault, and an agent
+    // killed as planned would fail the step.
+    refuse_faults(args, &p, "a sweep measures capacity")?;
     p.stages = None;
     p.duration = s.step_duration;
     // Each step sets the rate (or the budget); check the plan with the first.
