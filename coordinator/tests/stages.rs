@@ -22,10 +22,15 @@ fn an_open_loop_spike_is_reproduced_second_by_second() {
     // 20 starts in the ramp, 180 in the spike, 40 after it.
     assert_eq!(r.merged.counts.launched, 240);
     // Every whole second started what the plan offered in it (the
-    // schedule is exact; a start may slip into the next second).
-    for p in r.timeline.merged.iter().filter(|p| p.t_s < 6.5) {
+    // schedule is exact; a start may slip into the next second, and on a
+    // busy machine the starts counted late, which this second or the next
+    // issued past their time, move between them).
+    let series = &r.timeline.merged;
+    for (i, p) in series.iter().enumerate().filter(|(_, p)| p.t_s < 6.5) {
         let offered = p.offered.expect("offered on the merged series");
-        assert!((p.launched as f64 - offered).abs() <= 2.0 + offered * 0.1, "second ending {:.2}s: {p:?}", p.t_s);
+        let slipped = (p.late + series.get(i + 1).map_or(0, |n| n.late)) as f64;
+        let slack = 2.0 + offered * 0.1 + slipped + 1e-9;
+        assert!((p.launched as f64 - offered).abs() <= slack, "second ending {:.2}s: {p:?}", p.t_s);
     }
     let stages = r.stages.expect("a stage table");
     assert!(stages.open && stages.rows.len() == 3, "{stages:?}");
