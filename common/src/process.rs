@@ -113,6 +113,51 @@ pub fn set_env_before_threads(key: &str, value: &str) {
 
 pub use libc::{SIGCONT, SIGINT, SIGKILL, SIGQUIT, SIGSTOP, SIGTERM};
 
+/// Process ids whose parent is `parent` (e.g. a postmaster's backends).
+pub fn children(parent: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().is_some_and(|stat| {
+                // Fields after the command name: state, ppid, ...
+                stat.rfind(')')
+                    .and_then(|i| stat.get(i + 2..))
+                    .and_then(|rest| rest.split_whitespace().nth(1))
+                    .and_then(|p| p.parse::<u32>().ok())
+                    == Some(parent)
+            })
+        })
+        .collect()
+}
+
+/// SIGCONT for each stopped process, in order, when dropped: whoever stops
+/// a process holds one, so an interrupted run never leaves it stopped.
+pub struct Resume(Vec<u32>);
+
+impl Resume {
+    pub fn new(pids: Vec<u32>) -> Self {
+        Resume(pids)
+    }
+
+    /// How many processes it resumes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            signal(*pid, SIGCONT);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -13,9 +13,10 @@
 //! - [`run`]: a run's life, phase by phase (session, prepare, stream, settle, assemble);
 //! - [`agents`]: reaching, discovering and spawning agents;
 //! - [`db`]: the database under test (schema, timeline, audit, throwaway Postgres);
-//! - [`faults`]: faults on a schedule, injected during a run and judged after it;
+//! - [`injector`]: a fault schedule applied during a run and judged after it;
 //! - [`gates`]: the must-pass gates;
 //! - [`plan`]: the resolved plan (profile, workload, slices, outputs);
+//! - [`faults`]: the fault kinds (one file each, a registry) and the schedule;
 //! - [`model`]: the result model every renderer reads;
 //! - [`notice`]: what happens during a run, for an observer to show;
 //! - [`error`]: errors and exit codes.
@@ -30,6 +31,7 @@ pub mod db;
 pub mod error;
 pub mod faults;
 pub mod gates;
+pub mod injector;
 pub mod model;
 pub mod notice;
 pub mod plan;

@@ -226,7 +226,7 @@ fn impossible_schedules_are_refused_with_one_line() {
     let theirs = write("theirs.toml", "[[fault]]\nkind = \"restart-db\"\nat = \"1s\"\nduration = \"1s\"\n");
     let no_delay = write("nodelay.toml", "[[fault]]\nkind = \"db-latency\"\nat = \"1s\"\nduration = \"1s\"\n");
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["--faults", &unknown], "unknown variant `melt-db`"),
+        (vec!["--faults", &unknown], "unknown fault kind `melt-db`"),
         (vec!["--duration", "10s", "--faults", &late], "lasts past the end of the load"),
         (vec!["--faults", &overlap], "overlaps pause-db"),
         (

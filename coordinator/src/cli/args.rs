@@ -111,11 +111,9 @@ pub struct Args {
     pub stages: Option<String>,
 
     /// Faults to inject during the run, a TOML file of `[[fault]]` tables
-    /// (kind, at, duration, share, agent, delay): terminate-backends,
-    /// restart-db, pause-db (the throwaway Postgres only), kill-agent,
-    /// freeze-agent (local agents only), db-latency, db-partition (through a
-    /// relay on each agent). Replaces the profile's faults. See docs/faults.md.
-    #[arg(long, env = "LOADGEN_FAULTS", value_name = "FILE", help_heading = "Load")]
+    /// (kind, at, duration and the kind's fields). Replaces the profile's
+    /// faults. `--help` lists the kinds; see docs/faults.md.
+    #[arg(long, env = "LOADGEN_FAULTS", value_name = "FILE", help_heading = "Load", long_help = faults_help())]
     pub faults: Option<std::path::PathBuf>,
 
     /// Open loop: spacing of starts [profile: constant].
@@ -282,4 +280,13 @@ pub struct Args {
     /// than logged; add e.g. ",duroxide=warn,duroxide_pg=warn" to see them.
     #[arg(long, env = "LOADGEN_LOG", default_value = "warn,sqlx=error,duroxide=error,duroxide_pg=error")]
     pub log: String,
+}
+
+/// `--faults` in `--help`: the kinds and their fields, from the registry.
+fn faults_help() -> String {
+    format!(
+        "Faults to inject during the run, a TOML file of `[[fault]]` tables: kind, at (after the common start), \
+         duration where the kind lasts, and the kind's fields. Replaces the profile's faults. See docs/faults.md. Kinds:\n{}",
+        crate::faults::help_text().lines().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
+    )
 }

@@ -256,26 +256,18 @@ pub(super) fn plan_for(args: &Args, profile: Profile, agents: AgentSource) -> Re
 
 /// The faults of `--faults` (or the profile's), checked against what the
 /// run can reach.
-fn fault_schedule(
-    args: &Args,
-    profile: &Profile,
-    agents: &AgentSource,
-) -> Result<crate::plan::faults::Schedule, PlanError> {
-    use crate::plan::faults::{Reach, Schedule};
-    let schedule = match &args.faults {
+fn fault_schedule(args: &Args, profile: &Profile, agents: &AgentSource) -> Result<crate::faults::Schedule, PlanError> {
+    use crate::faults::{Reach, Schedule, schedule};
+    let specs = match &args.faults {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| PlanError::Invalid(format!("cannot read fault schedule {}: {e}", path.display())))?;
-            Schedule::parse(&text, &path.display().to_string()).map_err(PlanError::Invalid)?
+            schedule::parse(&text, &path.display().to_string()).map_err(PlanError::Invalid)?
         }
-        None => {
-            let mut faults = profile.faults.clone();
-            faults.sort_by_key(|f| f.at);
-            Schedule { faults }
-        }
+        None => profile.faults.clone(),
     };
-    if schedule.is_empty() {
-        return Ok(schedule);
+    if specs.is_empty() {
+        return Ok(Schedule::default());
     }
     if !profile.suite.is_empty() {
         return Err(PlanError::Invalid("faults apply to one run: drop --suite or the faults".into()));
@@ -288,8 +280,7 @@ fn fault_schedule(
         },
         duration: profile.duration,
     };
-    schedule.check(&reach).map_err(PlanError::Invalid)?;
-    Ok(schedule)
+    Schedule::resolve(&specs, &reach).map_err(PlanError::Invalid)
 }
 
 /// Commands that compare or step load run without faults, the flag's or the

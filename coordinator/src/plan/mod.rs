@@ -7,7 +7,6 @@
 //!
 //! - [`profile`]: named profiles (TOML data) and their validation;
 //! - [`load`]: the load over time (stages, or a constant rate or budget);
-//! - [`faults`]: the fault schedule, checked against what a run can reach;
 //! - [`workload`]: the scenario (or mix) with its options, built to check them;
 //! - [`split`]: largest-remainder apportionment;
 //! - [`slices`]: each agent's share of the budget, the rate and the seed;
@@ -16,7 +15,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub mod faults;
 pub mod load;
 pub mod outputs;
 pub mod profile;
@@ -46,7 +44,7 @@ pub struct RunPlan {
     pub completion_poll: Duration,
     pub on_agent_loss: OnAgentLoss,
     /// Faults to inject during the run (checked against what it can reach).
-    pub faults: faults::Schedule,
+    pub faults: crate::faults::Schedule,
     pub keep_schema: bool,
     /// The agents apply their own build's migrations to each run's schema
     /// (A/B), instead of the coordinator applying its build's.

@@ -120,9 +120,9 @@ pub struct Profile {
     /// the plan's peak, and explicit stages set the duration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stages: Option<String>,
-    /// Faults to inject during the run (see [`super::faults`]).
+    /// Faults to inject during the run (see [`crate::faults`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub faults: Vec<super::faults::FaultSpec>,
+    pub faults: Vec<crate::faults::FaultSpec>,
 }
 
 /// Accept numbers, booleans and text as option values; keep them as text.
@@ -461,9 +461,12 @@ mod tests {
         let chaos = get("chaos");
         let at: Vec<u64> = chaos.faults.iter().map(|f| f.at.as_secs()).collect();
         assert_eq!(at, [30, 50, 70, 90, 110, 130, 150, 170]);
-        assert!(
-            get("chaos-backends").faults.iter().all(|f| f.kind == super::super::faults::FaultKind::TerminateBackends)
-        );
+        assert!(get("chaos-backends").faults.iter().all(|f| f.kind == "terminate-backends"));
+        // Every built-in profile's faults are kinds the registry reads.
+        for p in builtin_profiles() {
+            let reach = crate::faults::Reach { embedded_db: true, local_agents: Some(3), duration: p.duration };
+            crate::faults::Schedule::resolve(&p.faults, &reach).unwrap_or_else(|e| panic!("{}: {e}", p.name));
+        }
     }
 
     #[test]

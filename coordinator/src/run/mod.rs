@@ -273,7 +273,7 @@ pub(crate) async fn run_once(
         if plan.faults.is_empty() {
             return Vec::new();
         }
-        let targets = crate::faults::inject::Targets {
+        let targets = crate::injector::RunTargets {
             provider: store.clone(),
             embedded: session.embedded.as_mut(),
             agent_pids,
@@ -281,7 +281,7 @@ pub(crate) async fn run_once(
             load_shares: load_shares(&slices),
             fault_done,
         };
-        crate::faults::inject::run(&plan.faults, started, targets, obs).await
+        crate::injector::run(&plan.faults, started, targets, obs).await
     };
     let (followed, fault_events) = tokio::join!(stream::follow(follow, streams, &controls, &mut live), injected);
     let sampled = match watch {
@@ -301,7 +301,7 @@ pub(crate) async fn run_once(
     let followed = followed?;
     live.finish();
     let stages = assemble::stages(&load_plan, &mut live.merged);
-    let faults = crate::faults::impact::judge(&fault_events, &live.merged);
+    let faults = crate::injector::impact::judge(&fault_events, &live.merged);
 
     // 4. Settle what lost agents left behind.
     let orphaned = settle::orphaned(&followed, |i| {

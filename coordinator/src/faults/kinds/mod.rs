@@ -1,0 +1,32 @@
+//! The fault kinds, one file each, and their registry. Adding a kind is a
+//! file here (a [`FaultDef`] and a [`super::Fault`]) and its line in
+//! [`KINDS`]; nothing else names it (docs/contributing.md has the recipe).
+
+use super::FaultDef;
+
+mod db_latency;
+mod db_partition;
+mod freeze_agent;
+mod kill_agent;
+mod pause_db;
+mod relay;
+mod restart_db;
+mod restart_runtime;
+mod terminate_backends;
+
+/// Every fault kind, in the order help and docs list them.
+pub const KINDS: &[&FaultDef] = &[
+    &terminate_backends::DEF,
+    &restart_db::DEF,
+    &pause_db::DEF,
+    &kill_agent::DEF,
+    &freeze_agent::DEF,
+    &db_latency::DEF,
+    &db_partition::DEF,
+    &restart_runtime::DEF,
+];
+
+/// The kind called `name`.
+pub fn find(name: &str) -> Option<&'static FaultDef> {
+    KINDS.iter().copied().find(|k| k.name == name)
+}
