@@ -180,7 +180,9 @@ impl Expect {
             };
             // A failure says why (the runtime's stored message), so an
             // infrastructure error is named where the instance is.
-            let why = if o.status == "Failed" { format!(" with {}", o.describe_output()) } else { String::new() };
+            // A failure's message is its cause: keep it whole (the stored
+            // output is at most SHORT_OUTPUT bytes).
+            let why = if o.status == "Failed" { format!(" with {}", o.describe_failure()) } else { String::new() };
             out.push(format!(
                 "status {}{why} where {want} was expected",
                 if o.status.is_empty() { "none" } else { &o.status }
@@ -223,6 +225,15 @@ impl Observed {
         match &self.output {
             Some(t) if t.len() <= 60 => format!("{t:?}"),
             Some(t) => format!("{:?}...", &t[..t.char_indices().nth(57).map_or(t.len(), |(i, _)| i)]),
+            None => format!("{} bytes", self.output_len),
+        }
+    }
+
+    /// A failed instance's stored message, whole when it was read whole
+    /// (the cause, a SQLSTATE's text, comes at its end).
+    fn describe_failure(&self) -> String {
+        match &self.output {
+            Some(t) => format!("{t:?}"),
             None => format!("{} bytes", self.output_len),
         }
     }
@@ -321,6 +332,9 @@ mod tests {
             e.check(&observed("Failed", "infrastructure:ack: database is locked")),
             ["status Failed with \"infrastructure:ack: database is locked\" where Completed was expected"]
         );
+        // A long failure message keeps its cause (at its end).
+        let long = "infrastructure:ack_orchestration_item: Database error: error returned from database: canceling statement due to user request";
+        assert!(e.check(&observed("Failed", long))[0].contains("canceling statement due to user request\" where"));
         let f = Expect {
             outcome: Outcome::Failed { category: "application", message: Output::Prefix("expected".into()) },
             ..e.clone()
