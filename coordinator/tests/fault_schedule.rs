@@ -126,6 +126,40 @@ fn database_faults_are_applied_judged_and_survived() {
     support::assert_nothing_left(tmp.path(), &["db.toml", "db.json"]);
 }
 
+/// Cancelled statements (SQLSTATE 57014) for 2 s: the fault finds running
+/// statements to cancel, the run ends with nothing unfinished, and every
+/// failure it causes is counted and named with its cause. duroxide-pg
+/// 0.1.38 takes 57014 on an ack as permanent and fails the instance (see
+/// docs/findings.md), so failures are expected there; whatever failed must
+/// fail the run.
+#[test]
+fn cancelled_statements_fail_no_instance_unnamed() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let faults = "[[fault]]\nkind = \"cancel-queries\"\nat = \"6s\"\nduration = \"2s\"\n";
+    let (code, r) = run_with(tmp.path(), "cancel", "2", "14s", faults);
+    check_faults(&r, &["cancel-queries"]);
+    let detail = &r.faults[0].event.detail;
+    let cancelled: u64 = detail.split_whitespace().next().and_then(|n| n.parse().ok()).expect(detail);
+    assert!(cancelled > 0, "statements run all the time under load: {detail}");
+    let c = &r.merged.counts;
+    assert_eq!(c.unfinished, 0, "{c:?}");
+    // Every instance that did not end as expected is named with the cancel.
+    let cause = "canceling statement due to user request";
+    for m in &r.audit.mismatches {
+        assert!(m.problems.iter().any(|p| p.contains(cause)), "{m:?}");
+    }
+    for p in &r.audit.problems {
+        assert!(p.contains(cause) || p.ends_with("launched instance(s) missing from the schema"), "{p}");
+    }
+    let failed = c.failed() + c.start_errors;
+    assert_eq!(c.failed() == 0, r.audit.mismatches.is_empty() && r.audit.passed(), "{c:?} {:?}", r.audit);
+    assert_eq!(code == Some(0), failed == 0 && r.passed, "exit {code:?} with {failed} failures: {:?}", r.gates);
+    if failed > 0 {
+        eprintln!("{failed} instance(s) failed by cancelled statements, each named by the audit");
+    }
+    support::assert_nothing_left(tmp.path(), &["cancel.toml", "cancel.json"]);
+}
+
 #[test]
 fn agent_faults_freeze_one_and_kill_another_as_planned() {
     let tmp = tempfile::tempdir().expect("tmp");

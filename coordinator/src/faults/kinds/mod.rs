@@ -4,6 +4,7 @@
 
 use super::FaultDef;
 
+mod cancel_queries;
 mod db_latency;
 mod db_partition;
 mod freeze_agent;
@@ -24,6 +25,7 @@ pub const KINDS: &[&FaultDef] = &[
     &db_latency::DEF,
     &db_partition::DEF,
     &restart_runtime::DEF,
+    &cancel_queries::DEF,
 ];
 
 /// The kind called `name`.
