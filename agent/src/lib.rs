@@ -35,7 +35,8 @@ pub mod metrics;
 pub mod plan;
 pub mod relay;
 pub mod runtimes;
-pub mod scenario;
+/// The scenario library, a crate of its own (the coordinator reads it too).
+pub use loadgen_scenarios as scenario;
 pub mod service;
 pub mod session;
 pub mod synthetic;

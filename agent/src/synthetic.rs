@@ -169,30 +169,7 @@ impl AgentRpc for Synthetic {
     }
 }
 
-/// A Prepare request for a synthetic agent: `duration_ms` of fanout with
-/// defaults (for tests and the fan-in benchmark, which have no schema).
-pub fn prepare_request(run_id: &str, index: u32, agents: u32, duration_ms: u64) -> proto::PrepareRequest {
-    proto::PrepareRequest {
-        run_id: run_id.into(),
-        schema: format!("loadgen_{run_id}"),
-        agent_index: index,
-        agent_count: agents,
-        workload: Some(proto::Workload { scenario: "fanout".into(), options: Default::default(), seed: 1 }),
-        runtime: Some(proto::RuntimeSettings {
-            runtimes: 1,
-            orchestration_concurrency: 1,
-            worker_concurrency: 1,
-            poll_interval_ms: 100,
-            ..Default::default()
-        }),
-        load: Some(proto::prepare_request::Load::Closed(proto::ClosedLoop { concurrency: 1, stages: vec![] })),
-        duration_ms,
-        drain_timeout_ms: 1000,
-        completion_poll_ms: 50,
-        tracking: proto::Tracking::Cluster as i32,
-        ..Default::default()
-    }
-}
+pub use loadgen_common::wire::synthetic_prepare_request as prepare_request;
 
 /// Serve `count` synthetic agents on loopback; prints "listening on ADDR" for
 /// each, then serves until `shutdown`.

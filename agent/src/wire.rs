@@ -12,6 +12,7 @@ use crate::error::AgentError;
 use loadgen_common::stages::StagePlan;
 
 use crate::plan::{Arrival, Load, OpenLoop, RunSpec, RuntimeSpec, Store, Tracking, WorkloadSpec};
+#[cfg(test)]
 use crate::tracker::{Finished, Terminal};
 
 fn invalid(field: &'static str, detail: impl Into<String>) -> AgentError {
@@ -172,37 +173,7 @@ pub fn inspection_chunks(found: crate::inspect::Inspection) -> Vec<proto::Inspec
     chunks
 }
 
-/// The coordinator's completions (cluster tracking) as the driver's rows.
-pub fn finished(c: proto::Completions) -> Vec<Finished> {
-    c.items
-        .into_iter()
-        .map(|i| Finished {
-            instance_id: i.instance_id,
-            state: if i.failed { Terminal::Failed { output: i.output } } else { Terminal::Completed },
-            completed_at: i.completed_at_us.and_then(chrono::DateTime::from_timestamp_micros),
-        })
-        .collect()
-}
-
-/// Rows of a completion query as the wire's completions (the coordinator's side).
-pub fn completions(rows: Vec<Finished>) -> proto::Completions {
-    let items = rows
-        .into_iter()
-        .map(|f| {
-            let (failed, output) = match f.state {
-                Terminal::Completed => (false, String::new()),
-                Terminal::Failed { output } => (true, output),
-            };
-            proto::Completion {
-                instance_id: f.instance_id,
-                failed,
-                output,
-                completed_at_us: f.completed_at.map(|t| t.timestamp_micros()),
-            }
-        })
-        .collect();
-    proto::Completions { items }
-}
+pub use loadgen_common::wire::{completions, finished};
 
 #[cfg(test)]
 mod tests {

@@ -6,6 +6,7 @@
 //! - [`wire`]: measurements to and from the wire (histograms encoded and
 //!   decoded here only);
 //! - [`tally`]: counts, latency histograms and per-scenario tallies;
+//! - [`tracker`]: the batched completion query on duroxide-pg's tables;
 //! - [`histogram`]: the latency histogram with its fixed bounds and exact merge;
 //! - [`units`]: durations, rates and sizes as people type them;
 //! - [`auth`]: the shared agent token (client and server interceptors);
@@ -27,6 +28,7 @@ pub mod secret;
 pub mod stages;
 pub mod startup;
 pub mod tally;
+pub mod tracker;
 pub mod units;
 pub mod wire;
 

@@ -161,6 +161,67 @@ impl From<&proto::AgentResult> for Finish {
     }
 }
 
+/// The coordinator's completions (cluster tracking) as the driver's rows.
+pub fn finished(c: proto::Completions) -> Vec<crate::tracker::Finished> {
+    c.items
+        .into_iter()
+        .map(|i| crate::tracker::Finished {
+            instance_id: i.instance_id,
+            state: if i.failed {
+                crate::tracker::Terminal::Failed { output: i.output }
+            } else {
+                crate::tracker::Terminal::Completed
+            },
+            completed_at: i.completed_at_us.and_then(chrono::DateTime::from_timestamp_micros),
+        })
+        .collect()
+}
+
+/// Rows of a completion query as the wire's completions (the coordinator's side).
+pub fn completions(rows: Vec<crate::tracker::Finished>) -> proto::Completions {
+    let items = rows
+        .into_iter()
+        .map(|f| {
+            let (failed, output) = match f.state {
+                crate::tracker::Terminal::Completed => (false, String::new()),
+                crate::tracker::Terminal::Failed { output } => (true, output),
+            };
+            proto::Completion {
+                instance_id: f.instance_id,
+                failed,
+                output,
+                completed_at_us: f.completed_at.map(|t| t.timestamp_micros()),
+            }
+        })
+        .collect();
+    proto::Completions { items }
+}
+
+/// A Prepare request for a synthetic agent: `duration_ms` of fanout with
+/// defaults (for tests and the fan-in benchmark, which have no schema).
+pub fn synthetic_prepare_request(run_id: &str, index: u32, agents: u32, duration_ms: u64) -> proto::PrepareRequest {
+    proto::PrepareRequest {
+        run_id: run_id.into(),
+        schema: format!("loadgen_{run_id}"),
+        agent_index: index,
+        agent_count: agents,
+        workload: Some(proto::Workload { scenario: "fanout".into(), options: Default::default(), seed: 1 }),
+        runtime: Some(proto::RuntimeSettings {
+            runtimes: 1,
+            orchestration_concurrency: 1,
+            worker_concurrency: 1,
+            poll_interval_ms: 100,
+            ..Default::default()
+        }),
+        load: Some(proto::prepare_request::Load::Closed(proto::ClosedLoop { concurrency: 1, stages: vec![] })),
+        duration_ms,
+        drain_timeout_ms: 1000,
+        completion_poll_ms: 50,
+        tracking: proto::Tracking::Cluster as i32,
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,10 +13,10 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use duroxide::{Event, EventKind};
-use loadgen_agent::scenario::{At, Context, Options, build};
 use loadgen_coordinator::db::RunDb;
 use loadgen_coordinator::db::audit::{self, AuditInput, AuditOutcome, query};
 use loadgen_coordinator::db::embedded::EmbeddedPostgres;
+use loadgen_scenarios::{At, Context, Options, build};
 
 const RUN: &str = "bench001";
 const AGENTS: u32 = 4;

@@ -54,7 +54,7 @@ async fn main() {
     let links = connect_all(&addresses, &access).await.expect("connect to the synthetic agents");
     for l in &links {
         let mut c = l.client.clone();
-        c.prepare(loadgen_agent::synthetic::prepare_request("fanin", l.index, agents, seconds * 1000))
+        c.prepare(loadgen_common::wire::synthetic_prepare_request("fanin", l.index, agents, seconds * 1000))
             .await
             .expect("prepare");
     }

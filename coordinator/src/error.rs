@@ -69,8 +69,8 @@ impl From<crate::plan::ConfigError> for CoordinatorError {
     }
 }
 
-impl From<loadgen_agent::scenario::ScenarioError> for CoordinatorError {
-    fn from(e: loadgen_agent::scenario::ScenarioError) -> Self {
+impl From<loadgen_scenarios::ScenarioError> for CoordinatorError {
+    fn from(e: loadgen_scenarios::ScenarioError) -> Self {
         CoordinatorError::Plan(e.into())
     }
 }

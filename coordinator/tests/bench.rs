@@ -165,7 +165,7 @@ async fn the_coordinator_follows_synthetic_agents_and_merges_their_figures() {
         connect_all(&addresses, &Access { token: support::TEST_TOKEN.into(), tls: None }).await.expect("connect");
     for l in &links {
         let mut c = l.client.clone();
-        c.prepare(loadgen_agent::synthetic::prepare_request("syn", l.index, links.len() as u32, 3000))
+        c.prepare(loadgen_common::wire::synthetic_prepare_request("syn", l.index, links.len() as u32, 3000))
             .await
             .expect("prepare");
     }

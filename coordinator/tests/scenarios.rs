@@ -48,7 +48,7 @@ async fn every_scenario_runs_with_two_agents_and_passes_its_per_instance_audit()
         ("large-payloads", &["--set", "max_size=64KB"]),
         ("hot-instances", &["--set", "rate=30/s"]),
     ];
-    let cases: Vec<(&str, &[&str])> = loadgen_agent::scenario::REGISTRY
+    let cases: Vec<(&str, &[&str])> = loadgen_scenarios::REGISTRY
         .iter()
         .map(|e| (e.info.name, short.iter().find(|(n, _)| *n == e.info.name).map_or(&[][..], |(_, o)| *o)))
         .collect();
@@ -247,7 +247,7 @@ async fn the_audit_catches_and_names_real_defects_in_a_kept_schema() {
     // counts it at once rather than waiting out the drain).
     let provider = duroxide_pg::PostgresProvider::new_with_schema(pg.url(), Some(&s)).await.expect("provider");
     let seen =
-        loadgen_agent::tracker::Tracker::new(&s).poll(provider.pool(), &[id(1, 3), id(1, 2)]).await.expect("poll");
+        loadgen_common::tracker::Tracker::new(&s).poll(provider.pool(), &[id(1, 3), id(1, 2)]).await.expect("poll");
     let mut ids: Vec<&str> = seen.iter().map(|f| f.instance_id.as_str()).collect();
     ids.sort();
     assert_eq!(ids, [id(1, 2), id(1, 3)], "{seen:?}");

@@ -30,7 +30,7 @@ fn duration(text: &str) -> Result<Duration, String> {
 }
 
 fn assignment(text: &str) -> Result<(String, String), String> {
-    loadgen_agent::scenario::options::parse_assignment(text)
+    loadgen_scenarios::options::parse_assignment(text)
 }
 
 /// Coordinator of the duroxide-pg load generator.

@@ -202,7 +202,7 @@ pub enum PlanError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
-    Scenario(#[from] loadgen_agent::scenario::ScenarioError),
+    Scenario(#[from] loadgen_scenarios::ScenarioError),
     #[error(transparent)]
     Split(#[from] split::ApportionError),
     #[error("--rate {rate}/s is too low for {agents} agents (each needs at least 0.001/s)")]

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use loadgen_agent::scenario::{self, Built, Context, Facts, Options, Scenario, ScenarioError};
+use loadgen_scenarios::{self as scenario, Built, Context, Facts, Options, Scenario, ScenarioError};
 
 use super::profile::Profile;
 

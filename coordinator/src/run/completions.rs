@@ -31,8 +31,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::db::RunDb;
-use loadgen_agent::tracker::{Finished, Tracker};
 use loadgen_common::proto::{self, run_control};
+use loadgen_common::tracker::{Finished, Tracker};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -203,7 +203,7 @@ async fn track(
                         pace.record(began, rows.len() as u64);
                         next = began + pace.tick(began, ceiling);
                         for (agent, rows) in followed.route(rows) {
-                            let c = loadgen_agent::wire::completions(rows);
+                            let c = loadgen_common::wire::completions(rows);
                             let msg = proto::RunControl { control: Some(run_control::Control::Completions(c)) };
                             // A closed route is an agent that ended; its instances
                             // are forgotten when the follower hears of it.
@@ -229,7 +229,7 @@ async fn track(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use loadgen_agent::tracker::Terminal;
+    use loadgen_common::tracker::Terminal;
 
     fn done(id: &str) -> Finished {
         Finished { instance_id: id.into(), state: Terminal::Completed, completed_at: None }

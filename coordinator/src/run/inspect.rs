@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use loadgen_agent::scenario::{MetricStart, Observed};
 use loadgen_common::proto;
+use loadgen_scenarios::{MetricStart, Observed};
 
 use crate::agents::AgentLink;
 use crate::db::audit::inspected::Inspected;

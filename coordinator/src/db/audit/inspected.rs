@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use loadgen_agent::scenario::Scenario;
+use loadgen_scenarios::Scenario;
 
 use super::query::{InstanceRow, MetricValues};
 use super::{AuditInput, AuditOutcome, judge, owners};
@@ -57,8 +57,8 @@ pub fn audit_inspected(found: Inspected, input: &AuditInput) -> AuditOutcome {
 }
 
 /// The history events the scenario's metrics read, and where each starts.
-pub fn metric_events(s: &dyn Scenario) -> Vec<(String, loadgen_agent::scenario::MetricStart)> {
-    let mut out: Vec<(String, loadgen_agent::scenario::MetricStart)> = Vec::new();
+pub fn metric_events(s: &dyn Scenario) -> Vec<(String, loadgen_scenarios::MetricStart)> {
+    let mut out: Vec<(String, loadgen_scenarios::MetricStart)> = Vec::new();
     for (info, _) in owners(s) {
         for m in info.history_metrics {
             if !out.iter().any(|(e, _)| e == m.event) {

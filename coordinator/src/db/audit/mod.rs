@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::db::RunDb;
-use loadgen_agent::scenario::{At, Count, Expect, Facts, Outcome, Scenario};
+use loadgen_scenarios::{At, Count, Expect, Facts, Outcome, Scenario};
 
 use crate::error::CoordinatorError;
 use crate::model::{Audit, InstanceMismatch};
@@ -89,8 +89,8 @@ pub async fn audit(provider: &RunDb, input: &AuditInput) -> Result<AuditOutcome,
 }
 
 /// The scenarios of a workload with their orchestrations.
-pub(super) fn owners(s: &dyn Scenario) -> Vec<(&'static loadgen_agent::scenario::Info, Vec<&'static str>)> {
-    let mut by_name: BTreeMap<&str, (&'static loadgen_agent::scenario::Info, Vec<&'static str>)> = BTreeMap::new();
+pub(super) fn owners(s: &dyn Scenario) -> Vec<(&'static loadgen_scenarios::Info, Vec<&'static str>)> {
+    let mut by_name: BTreeMap<&str, (&'static loadgen_scenarios::Info, Vec<&'static str>)> = BTreeMap::new();
     for (o, info) in crate::plan::workload::orchestration_owners(s) {
         by_name.entry(info.name).or_insert_with(|| (info, Vec::new())).1.push(o);
     }
@@ -350,9 +350,8 @@ pub async fn audit_schema(url: &str, schema: &str) -> Result<AuditOutcome, Coord
     }
     let input = match record::recorded(&provider).await? {
         Some(r) => {
-            let ctx =
-                loadgen_agent::scenario::Context { run_id: r.run_id.clone(), seed: r.seed, agent: 0, agents: r.agents };
-            let built = loadgen_agent::scenario::build(&r.scenario, &r.options, &ctx)
+            let ctx = loadgen_scenarios::Context { run_id: r.run_id.clone(), seed: r.seed, agent: 0, agents: r.agents };
+            let built = loadgen_scenarios::build(&r.scenario, &r.options, &ctx)
                 .map_err(|e| CoordinatorError::Usage(format!("the run record of {schema}: {e}")))?;
             AuditInput {
                 run_id: Some(r.run_id),
@@ -373,7 +372,7 @@ pub async fn audit_schema(url: &str, schema: &str) -> Result<AuditOutcome, Coord
 #[cfg(test)]
 mod tests {
     use super::*;
-    use loadgen_agent::scenario::{Context, Observed, Options, build};
+    use loadgen_scenarios::{Context, Observed, Options, build};
 
     fn row(id: &str, status: &str, output: &str, events: &[(&str, u64)]) -> InstanceRow {
         InstanceRow {

@@ -6,10 +6,10 @@
 use std::collections::BTreeMap;
 
 use crate::db::RunDb;
-use loadgen_agent::scenario::expect::SHORT_OUTPUT;
-use loadgen_agent::scenario::{HistoryMetric, MetricStart, Observed};
 use loadgen_common::histogram::LatencyHistogram;
 use loadgen_common::schema::GENERATOR_SQL_MARK;
+use loadgen_scenarios::expect::SHORT_OUTPUT;
+use loadgen_scenarios::{HistoryMetric, MetricStart, Observed};
 use sqlx::Row;
 
 use crate::db::db_err;

@@ -3,8 +3,8 @@
 
 use std::io::{self, Write};
 
-use loadgen_agent::scenario::REGISTRY;
 use loadgen_common::units::format_duration;
+use loadgen_scenarios::REGISTRY;
 
 use crate::model::{Audit, RunReport};
 use crate::plan::Profile;

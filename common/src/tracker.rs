@@ -1,0 +1,98 @@
+//! Completion tracking with one batched query per tick (the agents' own
+//! tracking and the coordinator's cluster tracking share it).
+//!
+//! `wait_for_orchestration` polls each instance with two queries (one reading
+//! the whole history) every <=100 ms: with hundreds in flight the generator
+//! would become a large share of the load it measures. Instead the driver asks
+//! once per tick which of its in-flight instances have a terminal current
+//! execution. The query reads duroxide-pg's internal tables, which is why the
+//! crate version is pinned exactly and an end-to-end test exercises it.
+//!
+//! An execution that ended without an `instances` row counts as ended too
+//! (duroxide makes one when a first turn's ack fails permanently): the run
+//! then counts the failure at once instead of waiting out the drain, and the
+//! audit names the missing row.
+
+use std::time::Duration;
+
+use sqlx::Row;
+
+/// One instance found terminal by a completion query.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finished {
+    pub instance_id: String,
+    pub state: Terminal,
+    /// When the runtime recorded the terminal status (its own clock, ms precision).
+    pub completed_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Terminal state of an instance as the tracker sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Terminal {
+    Completed,
+    /// Failed; the stored output is the runtime's display message of the error.
+    Failed {
+        output: String,
+    },
+}
+
+/// Bound on one completion query, so a stalled database cannot stall the driver.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Builds and runs the batched completion query for one schema.
+#[derive(Debug, Clone)]
+pub struct Tracker {
+    sql: String,
+}
+
+impl Tracker {
+    /// A tracker for `schema` (already validated as an identifier).
+    pub fn new(schema: &str) -> Self {
+        let mark = crate::schema::GENERATOR_SQL_MARK;
+        let sql = format!(
+            "{mark} SELECT e.instance_id, e.status, CASE WHEN e.status = 'Failed' THEN e.output END AS output, e.completed_at \
+             FROM {schema}.executions e \
+             LEFT JOIN {schema}.instances i ON i.instance_id = e.instance_id \
+             WHERE e.instance_id = ANY($1) AND e.status IN ('Completed', 'Failed') \
+               AND (i.instance_id IS NULL OR i.current_execution_id = e.execution_id)"
+        );
+        Tracker { sql }
+    }
+
+    /// Which of `ids` are terminal now. Instances not returned are still running
+    /// (or not yet visible).
+    pub async fn poll(&self, pool: &sqlx::PgPool, ids: &[String]) -> Result<Vec<Finished>, String> {
+        let query = sqlx::query(&self.sql).bind(ids).fetch_all(pool);
+        let rows = match tokio::time::timeout(QUERY_TIMEOUT, query).await {
+            Ok(Ok(rows)) => rows,
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => return Err(format!("completion query took longer than {QUERY_TIMEOUT:?}")),
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: String = row.try_get(0).map_err(|e| e.to_string())?;
+            let status: String = row.try_get(1).map_err(|e| e.to_string())?;
+            let output: Option<String> = row.try_get(2).map_err(|e| e.to_string())?;
+            let completed_at: Option<chrono::DateTime<chrono::Utc>> = row.try_get(3).map_err(|e| e.to_string())?;
+            let state = if status == "Completed" {
+                Terminal::Completed
+            } else {
+                Terminal::Failed { output: output.unwrap_or_default() }
+            };
+            out.push(Finished { instance_id: id, state, completed_at });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_is_scoped_to_the_schema() {
+        let t = Tracker::new("loadgen_ab12");
+        assert!(t.sql.contains("FROM loadgen_ab12.executions"));
+        assert!(t.sql.contains("JOIN loadgen_ab12.instances"));
+    }
+}
