@@ -61,7 +61,7 @@ async fn main() {
     let cpu0 = cpu_seconds();
     let wall0 = Instant::now();
     let delay = Duration::from_millis(500);
-    let (controls, streams) = start_all(&links, "fanin", delay).await.expect("start");
+    let (controls, streams) = start_all(&links, "fanin", delay, false).await.expect("start");
     let started = Instant::now() + delay;
     let mut live = Live::new(links.len(), started, false);
     let f = Follow {

@@ -170,7 +170,7 @@ async fn the_coordinator_follows_synthetic_agents_and_merges_their_figures() {
             .expect("prepare");
     }
     let delay = Duration::from_millis(200);
-    let (controls, streams) = start_all(&links, "syn", delay).await.expect("start");
+    let (controls, streams) = start_all(&links, "syn", delay, false).await.expect("start");
     let started = Instant::now() + delay;
     let mut live = Live::new(links.len(), started, true);
     let f = Follow {

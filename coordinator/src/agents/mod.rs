@@ -4,7 +4,9 @@
 //!
 //! - [`local`]: `--local N` agent processes owned by the coordinator.
 
+pub mod calls;
 pub mod local;
+pub mod run;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;

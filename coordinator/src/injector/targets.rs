@@ -1,16 +1,15 @@
 //! What a run's faults can reach, behind [`crate::faults::Targets`]: the
 //! run's database pool, the throwaway server this coordinator started, the
 //! local agents' processes and every agent's control stream (agent actions
-//! travel on it as protocol messages, built here and nowhere else in the
-//! fault code).
+//! travel on it through [`Route::fault`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use loadgen_common::proto;
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::UnboundedReceiver;
 
+use crate::agents::run::{FaultReport, Route};
 use crate::db::RunDb;
 use crate::db::embedded::{EmbeddedPostgres, Shutdown};
 use crate::faults::{AgentAction, Server, Targets};
@@ -24,21 +23,18 @@ pub struct RunTargets<'a> {
     /// Local agents' process ids, by index.
     pub agent_pids: Vec<Option<u32>>,
     /// Every agent's control stream (agent faults travel on it).
-    pub routes: Vec<UnboundedSender<proto::RunControl>>,
+    pub routes: Vec<Route>,
     /// Each agent's share of the load (its slice of the budget or rate).
     pub load_shares: Vec<f64>,
     /// Agents' reports of the faults they applied (runtime restarts).
-    pub fault_done: UnboundedReceiver<(usize, proto::FaultDone)>,
+    pub fault_done: UnboundedReceiver<FaultReport>,
 }
 
 impl RunTargets<'_> {
     /// Ask every agent to stop starting orchestrations and drain.
     pub fn stop_all(&self, reason: &str) {
-        let stop = proto::RunControl {
-            control: Some(proto::run_control::Control::Stop(proto::Stop { reason: reason.to_string() })),
-        };
         for r in &self.routes {
-            let _ = r.send(stop.clone());
+            r.stop(reason);
         }
     }
 }
@@ -65,34 +61,13 @@ impl Targets for RunTargets<'_> {
     }
 
     fn tell_agent(&self, agent: u32, action: AgentAction) -> bool {
-        let fault = match action {
-            AgentAction::RelayLatency { delay, duration } => proto::AgentFault {
-                kind: proto::AgentFaultKind::Latency as i32,
-                duration_ms: millis(duration),
-                delay_us: u64::try_from(delay.as_micros()).unwrap_or(u64::MAX),
-                ..Default::default()
-            },
-            AgentAction::RelayPartition { duration } => proto::AgentFault {
-                kind: proto::AgentFaultKind::Partition as i32,
-                duration_ms: millis(duration),
-                ..Default::default()
-            },
-            AgentAction::RestartRuntime { runtime, downtime, id } => proto::AgentFault {
-                kind: proto::AgentFaultKind::RestartRuntime as i32,
-                duration_ms: millis(downtime),
-                runtime,
-                id,
-                ..Default::default()
-            },
-        };
-        let msg = proto::RunControl { control: Some(proto::run_control::Control::Fault(fault)) };
-        self.routes.get(agent as usize).is_some_and(|r| r.send(msg).is_ok())
+        self.routes.get(agent as usize).is_some_and(|r| r.fault(action))
     }
 
     async fn agent_report(&mut self, agent: u32, id: u32) -> Option<Result<String, String>> {
-        while let Some((from, done)) = self.fault_done.recv().await {
-            if from == agent as usize && done.id == id {
-                return Some(if done.error.is_empty() { Ok(done.detail) } else { Err(done.error) });
+        while let Some((from, done, result)) = self.fault_done.recv().await {
+            if from == agent as usize && done == id {
+                return Some(result);
             }
         }
         None
@@ -108,8 +83,4 @@ impl Server for EmbeddedPostgres {
     async fn crash_and_restart(&mut self, down: Duration) -> Result<(), String> {
         self.restart(down, Shutdown::Immediate).await.map_err(|e| e.to_string())
     }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

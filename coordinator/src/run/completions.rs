@@ -31,7 +31,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::db::RunDb;
-use loadgen_common::proto::{self, run_control};
 use loadgen_common::tracker::{Finished, Tracker};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -71,8 +70,7 @@ impl std::fmt::Debug for Command {
     }
 }
 
-/// Where each agent's completions go: its Run call's control stream.
-pub type Route = mpsc::UnboundedSender<proto::RunControl>;
+pub use crate::agents::run::Route;
 
 impl ClusterTracker {
     /// Start tracking for the run on `schema`, querying while anything is in
@@ -203,12 +201,10 @@ async fn track(
                         pace.record(began, rows.len() as u64);
                         next = began + pace.tick(began, ceiling);
                         for (agent, rows) in followed.route(rows) {
-                            let c = loadgen_common::wire::completions(rows);
-                            let msg = proto::RunControl { control: Some(run_control::Control::Completions(c)) };
                             // A closed route is an agent that ended; its instances
                             // are forgotten when the follower hears of it.
                             if let Some(route) = routes.get(agent) {
-                                let _ = route.send(msg);
+                                route.completions(rows);
                             }
                         }
                     }

@@ -5,7 +5,7 @@
 //!
 //! 1. begin: a fresh store ([`store`]: a schema, migrated once, or the
 //!    agent's own store); the database's counters;
-//! 2. prepare ([`prepare`]): each agent gets its slice and must understand
+//! 2. prepare ([`crate::agents::calls`]): each agent gets its slice and must understand
 //!    the workload exactly as the coordinator does;
 //! 3. start and follow ([`stream`], [`live`]): every agent starts at one
 //!    instant; intervals are folded as they stream in; lost agents noticed;
@@ -29,10 +29,8 @@ use crate::plan::{Profile, RunPlan};
 
 pub mod assemble;
 pub mod completions;
-pub mod inspect;
 pub mod live;
 pub mod once;
-pub mod prepare;
 pub mod session;
 pub mod settle;
 pub mod store;

@@ -14,8 +14,10 @@ use super::completions::TrackerStats;
 use super::live::Live;
 use super::session::Session;
 use super::store::{self, RunStore, Watchers};
-use super::stream::{self, Controls, Follow, Followed};
-use super::{RUN_SLACK, START_DELAY, assemble, describe_load, inspect, load_shares, settle};
+use super::stream::{self, Follow, Followed};
+use super::{RUN_SLACK, START_DELAY, assemble, describe_load, load_shares, settle};
+use crate::agents::calls;
+use crate::agents::run::Controls;
 use crate::db::audit::record::RunRecord;
 use crate::db::audit::{self, AuditInput, AuditOutcome};
 use crate::db::procedures::Snapshot;
@@ -111,7 +113,7 @@ async fn prepare(
     b: &Begun,
 ) -> Result<Prepared, CoordinatorError> {
     let described = b.workload.describe(b.seed);
-    let request = super::prepare::RunRequest {
+    let request = calls::RunRequest {
         run_id: &b.run_id,
         schema: &b.schema,
         seed: b.seed,
@@ -120,7 +122,7 @@ async fn prepare(
         workload: &described,
         sqlite_path: b.store.agent_path(),
     };
-    super::prepare::prepare_all(&session.links, &b.slices, &request).await?;
+    calls::prepare_all(&session.links, &b.slices, &request).await?;
     let check = b.store.check(plan).await;
     let before = b.store.counters().await?;
     let record = RunRecord {
@@ -167,7 +169,7 @@ async fn start_and_follow(
     // Agents of a schema this build cannot read track through the client
     // API; an agent's own store, with its own query.
     let client_api = p.through_agents() && b.store.db().is_some();
-    let (controls, streams) = stream::start_all_tracking(&session.links, &b.run_id, START_DELAY, client_api).await?;
+    let (controls, streams) = stream::start_all(&session.links, &b.run_id, START_DELAY, client_api).await?;
     let started = Instant::now() + START_DELAY;
     let cluster = plan.completion_tracking == CompletionTracking::Cluster && !p.through_agents();
     let tracking = if cluster { CompletionTracking::Cluster } else { CompletionTracking::Agent };
@@ -264,7 +266,7 @@ async fn conclude(
     // A store in the agent is read before its release drops it.
     let metrics = audit::inspected::metric_events(b.workload.scenario.as_ref());
     let inspected = match (p.through_agents(), session.links.first()) {
-        (true, Some(link)) => Some(inspect::inspect(link, &b.run_id, &metrics).await?),
+        (true, Some(link)) => Some(calls::inspect(link, &b.run_id, &metrics).await?),
         _ => None,
     };
     let late = session.release_agents_among(&b.run_id, &finished).await;

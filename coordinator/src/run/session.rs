@@ -3,11 +3,9 @@
 //! connections to remote ones), and the schema of the run in progress.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::db::RunDb;
 use loadgen_common::dburl::DbUrl;
-use loadgen_common::proto;
 use loadgen_common::secret;
 
 use crate::agents::local::LocalAgents;
@@ -56,9 +54,6 @@ impl Fit {
         out
     }
 }
-
-/// Bound on Release (stopping the driver and shutting runtimes down).
-const RELEASE_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// Database, agents and the current run's schema.
 #[derive(Default)]
@@ -235,29 +230,7 @@ impl Session {
     /// Release the agents at `indices` (lost ones are skipped: they cannot
     /// answer); returns every agent's late activity count (0 for the others).
     pub async fn release_agents_among(&self, run_id: &str, indices: &[usize]) -> Vec<u64> {
-        let mut set = tokio::task::JoinSet::new();
-        for l in indices.iter().filter_map(|&i| self.links.get(i)) {
-            let mut client = l.client.clone();
-            let (index, address, run_id) = (l.index, l.address.clone(), run_id.to_string());
-            set.spawn(async move {
-                let mut req = tonic::Request::new(proto::ReleaseRequest { run_id });
-                req.set_timeout(RELEASE_TIMEOUT);
-                match client.release(req).await {
-                    Ok(r) => (index, r.into_inner().late_activities),
-                    Err(s) => {
-                        tracing::warn!(agent = %address, error = %s.message(), "release failed");
-                        (index, 0)
-                    }
-                }
-            });
-        }
-        let mut late = vec![0; self.links.len()];
-        while let Some(Ok((i, n))) = set.join_next().await {
-            if let Some(slot) = late.get_mut(i as usize) {
-                *slot = n;
-            }
-        }
-        late
+        crate::agents::calls::release(&self.links, run_id, indices).await
     }
 
     /// Drop (or keep) the current run's schema.

@@ -9,133 +9,22 @@
 
 use std::time::{Duration, Instant};
 
-use loadgen_common::proto::{self, run_control, run_event};
-use loadgen_common::tally::{Finish, Interval};
+use loadgen_common::tally::Finish;
 use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::UnboundedReceiverStream;
-use tokio_util::sync::CancellationToken;
 
-use super::completions::{ClusterTracker, Route};
+use super::completions::ClusterTracker;
 use super::live::Live;
 use crate::agents::AgentLink;
+use crate::agents::run::{AgentEvent, Controls, Events, FaultReport};
 use crate::error::CoordinatorError;
 use crate::model::DbSample;
 use crate::notice::{Notice, Observer};
 use crate::plan::OnAgentLoss;
 
+pub use crate::agents::run::start_all;
+
 /// An agent silent for this long is lost. Progress comes every second.
 pub const SILENCE: Duration = Duration::from_secs(5);
-/// Heartbeat interval on each control stream (the agents' lease is 3 s).
-const HEARTBEAT: Duration = Duration::from_secs(1);
-
-type EventStream = tonic::Streaming<proto::RunEvent>;
-
-/// The control side of every agent's Run call. Heartbeats go on until
-/// [`Controls::close`] (after Release), so agents keep their runtimes up while
-/// the coordinator still needs them (for another agent's orphans).
-///
-/// The streams are unbounded: what goes on them is a heartbeat a second, a
-/// stop, and completions, which are bounded by the instances in flight.
-#[derive(Debug)]
-pub struct Controls {
-    senders: Vec<Route>,
-    heartbeats: CancellationToken,
-}
-
-impl Controls {
-    /// Ask agent `i` to stop starting orchestrations and drain.
-    pub async fn stop(&self, i: usize, reason: &str) {
-        if let Some(tx) = self.senders.get(i) {
-            let msg = proto::RunControl {
-                control: Some(run_control::Control::Stop(proto::Stop { reason: reason.to_string() })),
-            };
-            let _ = tx.send(msg);
-        }
-    }
-
-    /// Where completions for each agent go (cluster tracking).
-    pub fn routes(&self) -> Vec<Route> {
-        self.senders.clone()
-    }
-
-    /// End the heartbeats and close every control stream.
-    pub fn close(self) {
-        self.heartbeats.cancel();
-    }
-}
-
-impl Drop for Controls {
-    fn drop(&mut self) {
-        self.heartbeats.cancel();
-    }
-}
-
-/// Open Run on every agent with the same start delay.
-pub async fn start_all(
-    links: &[AgentLink],
-    run_id: &str,
-    start_delay: Duration,
-) -> Result<(Controls, Vec<EventStream>), CoordinatorError> {
-    start_all_tracking(links, run_id, start_delay, false).await
-}
-
-/// [`start_all`], telling the agents to track their completions through
-/// duroxide's client API when `client_tracking`.
-pub async fn start_all_tracking(
-    links: &[AgentLink],
-    run_id: &str,
-    start_delay: Duration,
-    client_tracking: bool,
-) -> Result<(Controls, Vec<EventStream>), CoordinatorError> {
-    let heartbeats = CancellationToken::new();
-    let mut senders = Vec::with_capacity(links.len());
-    let mut set = tokio::task::JoinSet::new();
-    for (i, l) in links.iter().enumerate() {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let start = proto::RunRequest {
-            run_id: run_id.to_string(),
-            start_delay_ms: u64::try_from(start_delay.as_millis()).unwrap_or(u64::MAX),
-            client_tracking,
-        };
-        let _ = tx.send(proto::RunControl { control: Some(run_control::Control::Start(start)) });
-        spawn_heartbeat(tx.clone(), heartbeats.clone());
-        senders.push(tx);
-        let mut client = l.client.clone();
-        let address = l.address.clone();
-        set.spawn(async move {
-            let r = client
-                .run(UnboundedReceiverStream::new(rx))
-                .await
-                .map(tonic::Response::into_inner)
-                .map_err(|s| CoordinatorError::agent(&address, format!("run refused: {}", s.message())));
-            (i, r)
-        });
-    }
-    let controls = Controls { senders, heartbeats };
-    let mut streams: Vec<Option<EventStream>> = (0..links.len()).map(|_| None).collect();
-    while let Some(joined) = set.join_next().await {
-        let (i, r) = joined.map_err(|e| CoordinatorError::Local(e.to_string()))?;
-        streams[i] = Some(r?);
-    }
-    Ok((controls, streams.into_iter().flatten().collect()))
-}
-
-fn spawn_heartbeat(tx: Route, until: CancellationToken) {
-    tokio::spawn(async move {
-        let mut seq = 0;
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(HEARTBEAT) => {}
-                _ = until.cancelled() => return,
-            }
-            seq += 1;
-            let beat = proto::RunControl { control: Some(run_control::Control::Heartbeat(proto::Heartbeat { seq })) };
-            if tx.send(beat).is_err() {
-                return;
-            }
-        }
-    });
-}
 
 /// How one agent's run ended, as the coordinator saw it (what it streamed
 /// is in [`Live`]).
@@ -145,12 +34,6 @@ pub enum Followed {
     Finished(Finish),
     /// The agent was lost.
     Lost { at: Duration, reason: String },
-}
-
-enum StreamEvent {
-    Event(Box<proto::RunEvent>),
-    Failed(tonic::Status),
-    Ended,
 }
 
 /// Following a run.
@@ -168,7 +51,7 @@ pub struct Follow<'a> {
     /// Load stages: the plan, for the live view's offered load.
     pub load: Option<&'a crate::plan::load::LoadPlan>,
     /// Where agents' reports of the faults they applied go (the injector).
-    pub fault_done: Option<mpsc::UnboundedSender<(usize, proto::FaultDone)>>,
+    pub fault_done: Option<mpsc::UnboundedSender<FaultReport>>,
     pub obs: &'a dyn Observer,
 }
 
@@ -176,29 +59,11 @@ pub struct Follow<'a> {
 /// intervals into `live` and showing it once a second.
 pub async fn follow(
     f: Follow<'_>,
-    streams: Vec<EventStream>,
+    mut rx: Events,
     controls: &Controls,
     live: &mut Live,
 ) -> Result<Vec<Followed>, CoordinatorError> {
     let n = f.links.len();
-    let (tx, mut rx) = mpsc::channel::<(usize, StreamEvent)>(256);
-    for (i, mut stream) in streams.into_iter().enumerate() {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            loop {
-                let ev = match stream.message().await {
-                    Ok(Some(ev)) => StreamEvent::Event(Box::new(ev)),
-                    Ok(None) => StreamEvent::Ended,
-                    Err(s) => StreamEvent::Failed(s),
-                };
-                let last = !matches!(ev, StreamEvent::Event(_));
-                if tx.send((i, ev)).await.is_err() || last {
-                    return;
-                }
-            }
-        });
-    }
-    drop(tx);
     let address = |i: usize| f.links.get(i).map_or("?", |l| l.address.as_str());
     let mut outcome: Vec<Option<Followed>> = vec![None; n];
     let mut last_heard = vec![Instant::now().max(f.started); n];
@@ -224,39 +89,31 @@ pub async fn follow(
                     *t = Instant::now();
                 }
                 let open = outcome.get(i).is_some_and(Option::is_none);
+                let bad = |e: String| CoordinatorError::agent(address(i), format!("bad progress: {e}"));
                 match ev {
-                    StreamEvent::Event(boxed) => match boxed.event {
-                        Some(run_event::Event::Progress(p)) => {
-                            let iv = Interval::try_from(&p)
-                                .map_err(|e| CoordinatorError::agent(address(i), format!("bad progress: {e}")))?;
-                            live.fold(i, iv)
-                                .map_err(|e| CoordinatorError::agent(address(i), format!("bad progress: {e}")))?;
+                    AgentEvent::Progress(p) => live.fold(i, p.map_err(bad)?).map_err(|e| bad(e.to_string()))?,
+                    AgentEvent::Started(ids) => {
+                        if let Some(t) = f.tracker.filter(|_| open) {
+                            t.started(i, ids);
                         }
-                        Some(run_event::Event::Started(s)) => {
-                            if let Some(t) = f.tracker.filter(|_| open) {
-                                t.started(i, s.instance_ids);
-                            }
+                    }
+                    AgentEvent::FaultDone { id, result } => {
+                        if let Some(tx) = &f.fault_done {
+                            let _ = tx.send((i, id, result));
                         }
-                        Some(run_event::Event::FaultDone(d)) => {
-                            if let Some(tx) = &f.fault_done {
-                                let _ = tx.send((i, d));
-                            }
+                    }
+                    AgentEvent::Finished(finish) => {
+                        if let Some(t) = f.tracker {
+                            t.forget(i);
                         }
-                        Some(run_event::Event::Result(r)) => {
-                            if let Some(t) = f.tracker {
-                                t.forget(i);
-                            }
-                            let finish = Finish::from(&r);
-                            let got = live.agents.get(i).map_or(0, |a| a.intervals);
-                            if finish.progress_messages != got {
-                                tracing::warn!(agent = %address(i), sent = finish.progress_messages, got, "progress messages missing");
-                            }
-                            outcome[i] = Some(Followed::Finished(finish));
+                        let got = live.agents.get(i).map_or(0, |a| a.intervals);
+                        if finish.progress_messages != got {
+                            tracing::warn!(agent = %address(i), sent = finish.progress_messages, got, "progress messages missing");
                         }
-                        None => {}
-                    },
-                    StreamEvent::Failed(s) if open => newly_lost = Some((i, format!("stream broke: {}", s.message()))),
-                    StreamEvent::Ended if open => newly_lost = Some((i, "stream ended without a result".into())),
+                        outcome[i] = Some(Followed::Finished(finish));
+                    }
+                    AgentEvent::Broke(why) if open => newly_lost = Some((i, format!("stream broke: {why}"))),
+                    AgentEvent::Ended if open => newly_lost = Some((i, "stream ended without a result".into())),
                     _ => {}
                 }
             }
@@ -288,7 +145,7 @@ pub async fn follow(
             outcome[i] = Some(Followed::Lost { at, reason });
             if stopping {
                 for j in (0..n).filter(|&j| outcome[j].is_none()) {
-                    controls.stop(j, &format!("agent {} was lost", address(i))).await;
+                    controls.stop(j, &format!("agent {} was lost", address(i)));
                 }
             }
         }

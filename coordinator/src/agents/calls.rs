@@ -1,15 +1,23 @@
-//! Prepare: every agent gets its slice of the run as a `PrepareRequest` and
-//! answers with the workload as it understood it, which must equal the
-//! coordinator's own (a mixed-build fleet would run other instances than the
-//! audit expects).
+//! The agents' unary calls at the wire border: Prepare (every agent gets
+//! its slice of the run and answers with the workload as it understood it,
+//! which must equal the coordinator's own: a mixed-build fleet would run
+//! other instances than the audit expects), Inspect (the audit's reads of a
+//! store only the agent reaches, turned into the audit's rows) and Release.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use loadgen_common::proto;
+use loadgen_scenarios::{MetricStart, Observed};
 
-use crate::agents::AgentLink;
+use super::AgentLink;
+use crate::db::audit::inspected::Inspected;
+use crate::db::audit::query::InstanceRow;
 use crate::error::CoordinatorError;
 use crate::plan::{AgentSlice, Arrival, CompletionTracking, Profile, RunPlan};
+
+/// Bound on Release (stopping the driver and shutting runtimes down).
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// Bound on Prepare (connecting, verifying the schema, starting runtimes).
 const PREPARE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -132,4 +140,79 @@ pub async fn prepare_all(
         }
     }
     Ok(())
+}
+
+/// Bound on the whole inspection (a few calls per instance, in-process).
+const INSPECT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Ask `link` for every instance of `run_id` and the latencies of `metrics`.
+pub async fn inspect(
+    link: &AgentLink,
+    run_id: &str,
+    metrics: &[(String, MetricStart)],
+) -> Result<Inspected, CoordinatorError> {
+    let fail = |detail: String| CoordinatorError::agent(&link.address, format!("inspecting the store: {detail}"));
+    let request = proto::InspectRequest {
+        run_id: run_id.to_string(),
+        metrics: metrics
+            .iter()
+            .map(|(event, from)| proto::MetricEvent { event: event.clone(), raised_at: *from == MetricStart::RaisedAt })
+            .collect(),
+    };
+    let mut client = link.client.clone();
+    let read = async {
+        let mut stream = client.inspect(request).await.map_err(|s| fail(s.message().to_string()))?.into_inner();
+        let mut found = Inspected::default();
+        while let Some(chunk) = stream.message().await.map_err(|s| fail(s.message().to_string()))? {
+            found.rows.extend(chunk.instances.into_iter().map(|i| InstanceRow {
+                id: i.id,
+                orchestration: i.orchestration,
+                observed: Observed {
+                    status: i.status,
+                    output: i.has_output.then_some(i.output),
+                    output_len: i.output_len,
+                    output_md5: i.output_md5,
+                    executions: i.executions,
+                    events: i.events.into_iter().collect::<BTreeMap<_, _>>(),
+                },
+            }));
+            found.samples.extend(chunk.samples.into_iter().map(|s| (s.orchestration, s.event, s.ms)));
+            if chunk.last {
+                found.queued = chunk.queued;
+                return Ok(found);
+            }
+        }
+        Err(fail("the stream ended before its last chunk".into()))
+    };
+    tokio::time::timeout(INSPECT_TIMEOUT, read)
+        .await
+        .map_err(|_| fail(format!("no answer within {INSPECT_TIMEOUT:?}")))?
+}
+
+/// Release the agents at `indices` (lost ones are skipped: they cannot
+/// answer); returns every agent's late activity count (0 for the others).
+pub async fn release(links: &[AgentLink], run_id: &str, indices: &[usize]) -> Vec<u64> {
+    let mut set = tokio::task::JoinSet::new();
+    for l in indices.iter().filter_map(|&i| links.get(i)) {
+        let mut client = l.client.clone();
+        let (index, address, run_id) = (l.index, l.address.clone(), run_id.to_string());
+        set.spawn(async move {
+            let mut req = tonic::Request::new(proto::ReleaseRequest { run_id });
+            req.set_timeout(RELEASE_TIMEOUT);
+            match client.release(req).await {
+                Ok(r) => (index, r.into_inner().late_activities),
+                Err(s) => {
+                    tracing::warn!(agent = %address, error = %s.message(), "release failed");
+                    (index, 0)
+                }
+            }
+        });
+    }
+    let mut late = vec![0; links.len()];
+    while let Some(Ok((i, n))) = set.join_next().await {
+        if let Some(slot) = late.get_mut(i as usize) {
+            *slot = n;
+        }
+    }
+    late
 }
