@@ -22,6 +22,7 @@ use crate::model::ab::{AbMetric, AbReport, AbRun, Build, BuildInfo, Verdict};
 use crate::model::{IntervalLogs, RunReport};
 use crate::notice::{Notice, Observer};
 use crate::plan::{AgentSource, Database, RunPlan};
+use crate::run::executor::with_sessions;
 use crate::run::run_once;
 use crate::run::session::Session;
 
@@ -90,15 +91,11 @@ pub fn order(repeat: u32) -> Vec<Build> {
 
 /// Carry out the comparison.
 pub async fn ab(plan: &AbPlan, obs: &dyn Observer, shutdown: CancellationToken) -> Result<AbOutcome, CoordinatorError> {
-    let (mut base, mut cand) = (Session::default(), Session::default());
-    let result = tokio::select! {
-        r = execute(plan, &mut base, &mut cand, obs) => r,
-        _ = shutdown.cancelled() => Err(CoordinatorError::Interrupted),
-    };
-    // The candidate's session uses the baseline's database: close it first.
-    cand.close(obs).await;
-    base.close(obs).await;
-    result
+    // The candidate's session uses the baseline's database: the executor
+    // closes it first (the last opened).
+    let two = [Session::default(), Session::default()];
+    with_sessions(two, obs, shutdown, async |[base, cand]: &mut [Session; 2]| execute(plan, base, cand, obs).await)
+        .await
 }
 
 async fn execute(
@@ -143,9 +140,9 @@ async fn execute(
             "{} run {}: {:.1} orch/s, p99 {:.0} ms{}",
             build.as_str(),
             i + 1,
-            row.orch_per_sec,
-            row.p99_ms,
-            if row.passed { "" } else { " (FAILED its gates)" }
+            row.figures.orch_per_sec,
+            row.figures.p99_ms,
+            if row.figures.passed { "" } else { " (FAILED its gates)" }
         )));
         rows.push(row);
         runs.push(report);
@@ -156,17 +153,7 @@ async fn execute(
 }
 
 fn summarize(r: &RunReport, build: Build, order: usize) -> AbRun {
-    let l = r.merged.headline_latency();
-    AbRun {
-        build,
-        order,
-        run_id: r.run_id.clone(),
-        passed: r.passed && !r.degraded(),
-        orch_per_sec: r.merged.orch_per_sec,
-        p50_ms: l.p50_us as f64 / 1000.0,
-        p99_ms: l.p99_us as f64 / 1000.0,
-        commits_per_orchestration: r.db_load.commits_per_orchestration,
-    }
+    AbRun { build, figures: crate::model::RunFigures::of(r, order) }
 }
 
 /// Orchestrations a run must complete for its p99 to get a verdict.
@@ -207,19 +194,19 @@ pub fn assemble(
         metric(name, better, of(Build::Baseline, f), of(Build::Candidate, f), plan.min_effect, 0.05)
     };
     let metrics = vec![
-        m("orch/s", Better::Higher, |r| r.orch_per_sec),
-        m("p50 ms", Better::Lower, |r| r.p50_ms),
-        m("p99 ms", Better::Lower, |r| r.p99_ms),
-        m("commits/orchestration", Better::Lower, |r| r.commits_per_orchestration),
+        m("orch/s", Better::Higher, |r| r.figures.orch_per_sec),
+        m("p50 ms", Better::Lower, |r| r.figures.p50_ms),
+        m("p99 ms", Better::Lower, |r| r.figures.p99_ms),
+        m("commits/orchestration", Better::Lower, |r| r.figures.commits_per_orchestration),
     ];
     let problems: Vec<String> = rows
         .iter()
         .zip(runs)
-        .filter(|(row, _)| !row.passed)
+        .filter(|(row, _)| !row.figures.passed)
         .map(|(row, r)| {
             let failed: Vec<&str> = r.gates.iter().filter(|g| !g.passed).map(|g| g.name.as_str()).collect();
             let why = if r.degraded() { "lost an agent".to_string() } else { format!("failed {}", failed.join(", ")) };
-            format!("{} run {} ({}): {why}", row.build.as_str(), row.order, row.run_id)
+            format!("{} run {} ({}): {why}", row.build.as_str(), row.figures.order, row.figures.run_id)
         })
         .collect();
     let mut metrics = metrics;

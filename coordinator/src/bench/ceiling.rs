@@ -21,6 +21,7 @@ use crate::error::CoordinatorError;
 use crate::model::RunReport;
 use crate::notice::{Notice, Observer};
 use crate::plan::RunPlan;
+use crate::run::executor::with_sessions;
 use crate::run::run_once;
 use crate::run::session::Session;
 
@@ -172,10 +173,10 @@ pub fn judge(r: &RunReport, rate: f64) -> CeilingStep {
 /// Search from `start` (orch/s) with `plan` (one local agent; its profile's
 /// rate is set per step).
 pub async fn search(plan: &RunPlan, start: f64, obs: &dyn Observer) -> Result<Ceiling, CoordinatorError> {
-    let mut session = Session::default();
-    let result = steps(plan, start, &mut session, obs).await;
-    session.close(obs).await;
-    let steps = result?;
+    // Interruption is the bench's (it races the whole bench against it).
+    let never = tokio_util::sync::CancellationToken::new();
+    let one = [Session::default()];
+    let steps = with_sessions(one, obs, never, async |[s]: &mut [Session; 1]| steps(plan, start, s, obs).await).await?;
     let best = steps.iter().filter(|s| s.held).max_by(|a, b| a.rate.total_cmp(&b.rate));
     Ok(Ceiling {
         provider: plan.provider.as_str().into(),

@@ -17,6 +17,7 @@ use crate::model::compare::{CompareReport, CompareRow, CompareRun, ProviderCell}
 use crate::model::{IntervalLogs, RunReport};
 use crate::notice::{Notice, Observer};
 use crate::plan::{ProviderKind, RunPlan};
+use crate::run::executor::with_sessions;
 use crate::run::run_once;
 use crate::run::session::Session;
 
@@ -42,15 +43,8 @@ pub async fn compare(
     obs: &dyn Observer,
     shutdown: CancellationToken,
 ) -> Result<CompareOutcome, CoordinatorError> {
-    let mut sessions: Vec<Session> = plan.plans.iter().map(|_| Session::default()).collect();
-    let result = tokio::select! {
-        r = execute(plan, &mut sessions, obs) => r,
-        _ = shutdown.cancelled() => Err(CoordinatorError::Interrupted),
-    };
-    for s in &mut sessions {
-        s.close(obs).await;
-    }
-    result
+    let sessions: Vec<Session> = plan.plans.iter().map(|_| Session::default()).collect();
+    with_sessions(sessions, obs, shutdown, async |s: &mut Vec<Session>| execute(plan, s, obs).await).await
 }
 
 /// The order of the providers in repetition `rep`: rotated by one each time.
@@ -81,24 +75,18 @@ async fn execute(
                 let (report, log) =
                     run_once(session, run_plan, profile, &run_id, (n, total, &label), obs).instrument(span).await?;
                 session.end_run(obs).await;
-                let l = report.merged.headline_latency();
                 let row = CompareRun {
                     provider: run_plan.provider,
                     dispatchers: profile.dispatchers(),
-                    order: n,
-                    run_id: report.run_id.clone(),
-                    passed: report.passed && !report.degraded(),
-                    orch_per_sec: report.merged.orch_per_sec,
-                    p50_ms: l.p50_us as f64 / 1000.0,
-                    p99_ms: l.p99_us as f64 / 1000.0,
+                    figures: crate::model::RunFigures::of(&report, n),
                 };
                 obs.notice(&Notice::Note(format!(
                     "{} at {}: {:.1} orch/s, p99 {:.0} ms{}",
                     row.provider.as_str(),
                     row.dispatchers,
-                    row.orch_per_sec,
-                    row.p99_ms,
-                    if row.passed { "" } else { " (FAILED its gates)" }
+                    row.figures.orch_per_sec,
+                    row.figures.p99_ms,
+                    if row.figures.passed { "" } else { " (FAILED its gates)" }
                 )));
                 rows.push(row);
                 runs.push(report);
@@ -139,14 +127,14 @@ pub fn assemble(plan: &ComparePlan, database: String, local_postgres: bool, runs
                 .map(|&p| {
                     let mine: Vec<&CompareRun> =
                         runs.iter().filter(|r| r.provider == p && r.dispatchers == d).collect();
-                    let orch: Vec<f64> = mine.iter().map(|r| r.orch_per_sec).collect();
+                    let orch: Vec<f64> = mine.iter().map(|r| r.figures.orch_per_sec).collect();
                     ProviderCell {
                         provider: p,
                         min: orch.iter().copied().fold(f64::INFINITY, f64::min),
                         median: median(&orch),
                         max: orch.iter().copied().fold(0.0, f64::max),
-                        p50_ms: median(&mine.iter().map(|r| r.p50_ms).collect::<Vec<_>>()),
-                        p99_ms: median(&mine.iter().map(|r| r.p99_ms).collect::<Vec<_>>()),
+                        p50_ms: median(&mine.iter().map(|r| r.figures.p50_ms).collect::<Vec<_>>()),
+                        p99_ms: median(&mine.iter().map(|r| r.figures.p99_ms).collect::<Vec<_>>()),
                         orch_per_sec: orch,
                     }
                 })
@@ -165,14 +153,14 @@ pub fn assemble(plan: &ComparePlan, database: String, local_postgres: bool, runs
         .then(|| if local_postgres { "70-90% (local Postgres)" } else { "20-40% (remote Postgres)" }.to_string());
     let problems: Vec<String> = runs
         .iter()
-        .filter(|r| !r.passed)
+        .filter(|r| !r.figures.passed)
         .map(|r| {
             format!(
                 "{} at {} (run {}, {}) failed its gates or audit",
                 r.provider.as_str(),
                 r.dispatchers,
-                r.order,
-                r.run_id
+                r.figures.order,
+                r.figures.run_id
             )
         })
         .collect();

@@ -38,14 +38,9 @@ pub struct BuildInfo {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AbRun {
     pub build: Build,
-    /// Position in the alternating order (1-based).
-    pub order: usize,
-    pub run_id: String,
-    pub passed: bool,
-    pub orch_per_sec: f64,
-    pub p50_ms: f64,
-    pub p99_ms: f64,
-    pub commits_per_orchestration: f64,
+    /// Its figures (`order`: the position in the alternating order).
+    #[serde(flatten)]
+    pub figures: super::RunFigures,
 }
 
 /// What an interval says about the candidate.

@@ -35,13 +35,8 @@ pub struct CompareRow {
 pub struct CompareRun {
     pub provider: ProviderKind,
     pub dispatchers: String,
-    /// Position in the order they ran (1-based).
-    pub order: usize,
-    pub run_id: String,
-    pub passed: bool,
-    pub orch_per_sec: f64,
-    pub p50_ms: f64,
-    pub p99_ms: f64,
+    #[serde(flatten)]
+    pub figures: super::RunFigures,
 }
 
 /// The comparison.

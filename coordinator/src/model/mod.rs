@@ -14,6 +14,7 @@
 pub mod ab;
 pub mod audit;
 pub mod compare;
+pub mod figures;
 pub mod live;
 pub mod procedures;
 pub mod run;
@@ -21,6 +22,7 @@ pub mod sweep;
 pub mod timeline;
 
 pub use audit::{Audit, InstanceMismatch, ScenarioAudit};
+pub use figures::RunFigures;
 pub use loadgen_common::histogram::LatencySummary;
 pub use loadgen_common::tally::Counts;
 pub use run::{

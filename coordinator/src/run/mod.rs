@@ -29,6 +29,7 @@ use crate::plan::{Profile, RunPlan};
 
 pub mod assemble;
 pub mod completions;
+pub mod executor;
 pub mod live;
 pub mod once;
 pub mod session;
@@ -72,13 +73,9 @@ impl Outcome {
 /// included) or why they could not be carried out. Cancelling `shutdown`
 /// interrupts; everything brought up is taken down on every path.
 pub async fn run(plan: &RunPlan, obs: &dyn Observer, shutdown: CancellationToken) -> Result<Outcome, CoordinatorError> {
-    let mut session = Session::default();
-    let result = tokio::select! {
-        r = execute(plan, &mut session, obs) => r,
-        _ = shutdown.cancelled() => Err(CoordinatorError::Interrupted),
-    };
-    session.close(obs).await;
-    let (runs, logs) = result?;
+    let one = [Session::default()];
+    let (runs, logs) =
+        executor::with_sessions(one, obs, shutdown, async |[s]: &mut [Session; 1]| execute(plan, s, obs).await).await?;
     Ok(Outcome { profile: plan.profile.clone(), runs, logs })
 }
 

@@ -20,6 +20,7 @@ use crate::model::sweep::SweepMode;
 use crate::model::{IntervalLogs, RunReport, SweepReport, SweepStep};
 use crate::notice::{Notice, Observer};
 use crate::plan::{Profile, RunPlan, slices};
+use crate::run::executor::with_sessions;
 use crate::run::run_once;
 use crate::run::session::Session;
 
@@ -52,13 +53,7 @@ pub async fn sweep(
     obs: &dyn Observer,
     shutdown: CancellationToken,
 ) -> Result<SweepOutcome, CoordinatorError> {
-    let mut session = Session::default();
-    let result = tokio::select! {
-        r = execute(plan, &mut session, obs) => r,
-        _ = shutdown.cancelled() => Err(CoordinatorError::Interrupted),
-    };
-    session.close(obs).await;
-    result
+    with_sessions([Session::default()], obs, shutdown, async |[s]: &mut [Session; 1]| execute(plan, s, obs).await).await
 }
 
 /// The profile of one step.

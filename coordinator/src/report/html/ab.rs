@@ -40,7 +40,7 @@ fn metric_rows<'a>(ms: &'a [AbMetric]) -> impl Iterator<Item = (Option<&'static 
 fn by_run(ab: &AbReport, name: &str, title: &str, y: &str, f: fn(&crate::model::ab::AbRun) -> f64) -> Chart {
     let mut c = Chart::new(name, title, "run (in the order they ran)", y);
     for (build, color) in [(Build::Baseline, COLOR_MERGED), (Build::Candidate, COLOR_CANDIDATE)] {
-        let points = ab.runs.iter().filter(|r| r.build == build).map(|r| (r.order as f64, f(r))).collect();
+        let points = ab.runs.iter().filter(|r| r.build == build).map(|r| (r.figures.order as f64, f(r))).collect();
         c.series.push(Series::line(build.as_str(), color, points).dots());
     }
     c
@@ -78,21 +78,21 @@ pub fn render_ab(ab: &AbReport, runs: &[RunReport], w: &mut dyn Write) -> io::Re
         w,
         "Throughput by run",
         "orchestrations per second of each run",
-        &by_run(ab, "ab-throughput", "Throughput", "orch/s", |r| r.orch_per_sec),
+        &by_run(ab, "ab-throughput", "Throughput", "orch/s", |r| r.figures.orch_per_sec),
     )?;
-    figure(w, "p99 by run", "headline p99 of each run", &by_run(ab, "ab-p99", "p99", "ms", |r| r.p99_ms))?;
+    figure(w, "p99 by run", "headline p99 of each run", &by_run(ab, "ab-p99", "p99", "ms", |r| r.figures.p99_ms))?;
     let rows = ab.runs.iter().map(|r| {
         let cells = vec![
-            r.order.to_string(),
+            r.figures.order.to_string(),
             r.build.as_str().to_string(),
-            r.run_id.clone(),
-            format!("{:.2}", r.orch_per_sec),
-            format!("{:.1}", r.p50_ms),
-            format!("{:.1}", r.p99_ms),
-            format!("{:.2}", r.commits_per_orchestration),
-            if r.passed { "passed".into() } else { "FAILED".into() },
+            r.figures.run_id.clone(),
+            format!("{:.2}", r.figures.orch_per_sec),
+            format!("{:.1}", r.figures.p50_ms),
+            format!("{:.1}", r.figures.p99_ms),
+            format!("{:.2}", r.figures.commits_per_orchestration),
+            if r.figures.passed { "passed".into() } else { "FAILED".into() },
         ];
-        (if r.passed { None } else { Some("bad") }, cells)
+        (if r.figures.passed { None } else { Some("bad") }, cells)
     });
     table(w, "Runs", &["run", "build", "id", "orch/s", "p50 ms", "p99 ms", "commits/orch", "gates"], 3, rows)?;
     for p in ab.problems.iter().chain(&ab.notes) {

@@ -60,16 +60,16 @@ pub fn render_compare(c: &CompareReport, runs: &[RunReport], w: &mut dyn Write) 
     figure(w, "Throughput by provider", "median over the repetitions", &chart)?;
     let run_rows = c.runs.iter().map(|r| {
         let cells = vec![
-            r.order.to_string(),
+            r.figures.order.to_string(),
             r.provider.as_str().to_string(),
             r.dispatchers.clone(),
-            r.run_id.clone(),
-            format!("{:.2}", r.orch_per_sec),
-            format!("{:.1}", r.p50_ms),
-            format!("{:.1}", r.p99_ms),
-            if r.passed { "passed".into() } else { "FAILED".into() },
+            r.figures.run_id.clone(),
+            format!("{:.2}", r.figures.orch_per_sec),
+            format!("{:.1}", r.figures.p50_ms),
+            format!("{:.1}", r.figures.p99_ms),
+            if r.figures.passed { "passed".into() } else { "FAILED".into() },
         ];
-        (if r.passed { None } else { Some("bad") }, cells)
+        (if r.figures.passed { None } else { Some("bad") }, cells)
     });
     table(w, "Runs", &["run", "provider", "dispatchers", "id", "orch/s", "p50 ms", "p99 ms", "gates"], 4, run_rows)?;
     for p in &c.problems {

@@ -64,14 +64,14 @@ pub fn render(ab: &AbReport, w: &mut dyn Write) -> io::Result<()> {
         writeln!(
             w,
             "  {:<5} {:<10} {:<10} {:>8.2} {:>10.1} {:>10.1} {:>14.2}  {}",
-            r.order,
+            r.figures.order,
             r.build.as_str(),
-            r.run_id,
-            r.orch_per_sec,
-            r.p50_ms,
-            r.p99_ms,
-            r.commits_per_orchestration,
-            if r.passed { "passed" } else { "FAILED" }
+            r.figures.run_id,
+            r.figures.orch_per_sec,
+            r.figures.p50_ms,
+            r.figures.p99_ms,
+            r.figures.commits_per_orchestration,
+            if r.figures.passed { "passed" } else { "FAILED" }
         )?;
     }
     for p in &ab.problems {
