@@ -37,7 +37,7 @@ fn main() {
                 let json = dir.path().join(format!("{load}-{mode}-{agents}.json"));
                 let mut cmd = Command::new(&bin);
                 cmd.args(["--local", &agents, "--profile", "light", "--duration", &duration])
-                    .args(["--completion-tracking", &mode, "--live", "line", "--json"])
+                    .args(["--completion-source", &mode, "--live", "line", "--json"])
                     .arg(&json)
                     .stdout(std::process::Stdio::null())
                     .stderr(std::process::Stdio::piped());

@@ -10,6 +10,14 @@ use loadgen_coordinator::{Cli, cli, command};
 fn main() -> ExitCode {
     // DATABASE_URL and LOADGEN_TOKEN may come from ./.env (never printed).
     loadgen_common::startup::load_dotenv();
+    // Renamed settings: the old variable still works for one release.
+    for (old, new) in [("LOADGEN_COMPLETION_TRACKING", "LOADGEN_COMPLETION_SOURCE")] {
+        if let Some(v) = std::env::var_os(old).filter(|_| std::env::var_os(new).is_none())
+            && let Some(v) = v.to_str()
+        {
+            loadgen_common::process::set_env_before_threads(new, v);
+        }
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {

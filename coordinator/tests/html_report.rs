@@ -195,7 +195,7 @@ fn run_report(run_id: &str) -> RunReport {
             completion_queries: 600,
             completion_share_pct: 6.5,
             generator_share_pct: 22.6,
-            completion_tracking: "cluster".into(),
+            completion_source: "cluster".into(),
             completion_queries_per_orchestration: 0.4,
             sampling_queries: 90,
             overhead_calls: 690,

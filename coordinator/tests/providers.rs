@@ -42,7 +42,7 @@ fn sqlite_in_memory_runs_a_workload_audited_through_the_agent() {
     assert!(r.audit.passed(), "{:?}", r.audit.problems);
     // No server: nothing sampled, no procedures, and the text says so.
     assert!(r.db_timeline.is_empty() && r.procedures.is_none());
-    assert_eq!(r.db_load.completion_tracking, "agent");
+    assert_eq!(r.db_load.completion_source, "agent");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("(sqlite-memory)") && stdout.contains("provider sqlite-memory"), "{}", show(&out));
     assert!(stdout.contains("Database: not applicable"), "{}", show(&out));
@@ -170,7 +170,7 @@ fn a_schema_the_coordinator_cannot_read_is_tracked_and_audited_through_the_clien
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let r = read_report(&json);
     assert_eq!(r.provider, ProviderKind::Postgres);
-    assert_eq!(r.db_load.completion_tracking, "agent", "the agents tracked their own");
+    assert_eq!(r.db_load.completion_source, "agent", "the agents tracked their own");
     assert!(r.warnings.iter().any(|w| w.contains("client API")), "{:?}", r.warnings);
     let c = &r.merged.counts;
     assert!(c.completed == c.launched && c.launched > 0, "{c:?}");

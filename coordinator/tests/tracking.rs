@@ -22,7 +22,7 @@ fn run(tmp: &std::path::Path, pg: &str, agents: &str, tracking: &str) -> RunRepo
             "30/s",
             "--duration",
             "4s",
-            "--completion-tracking",
+            "--completion-source",
             tracking,
             "--database-url",
             pg,
@@ -45,7 +45,7 @@ async fn completion_queries_follow_the_work_not_the_agents() {
         assert!(c.launched > 0 && c.completed == c.launched, "{} agents: {c:?}", r.agents.len());
     }
     for r in [&one, &four] {
-        assert_eq!(r.db_load.completion_tracking, "cluster");
+        assert_eq!(r.db_load.completion_source, "cluster");
         // The agents make no completion query: the coordinator makes them all.
         for a in &r.agents {
             assert_eq!(a.section.counts.status_queries, 0, "agent {} queried on its own", a.index);
@@ -66,7 +66,7 @@ async fn completion_queries_follow_the_work_not_the_agents() {
     let (q1, q4) = (one.db_load.completion_queries, four.db_load.completion_queries);
     assert!(q4 * 4 <= q1 * 5 + 12, "1 agent {q1} queries, 4 agents {q4}");
     // Agent tracking: every agent polls on its own, so four agents make more.
-    assert_eq!(polling.db_load.completion_tracking, "agent");
+    assert_eq!(polling.db_load.completion_source, "agent");
     assert!(polling.agents.iter().all(|a| a.section.counts.status_queries > 0));
     assert!(
         polling.db_load.completion_queries > q4,

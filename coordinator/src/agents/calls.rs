@@ -14,7 +14,7 @@ use super::AgentLink;
 use crate::db::audit::inspected::Inspected;
 use crate::db::audit::query::InstanceRow;
 use crate::error::CoordinatorError;
-use crate::plan::{AgentSlice, Arrival, CompletionTracking, Profile, RunPlan};
+use crate::plan::{AgentSlice, Arrival, CompletionSource, Profile, RunPlan};
 
 /// Bound on Release (stopping the driver and shutting runtimes down).
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(45);
@@ -102,9 +102,9 @@ fn request(r: &RunRequest<'_>, slice: &AgentSlice, agents: usize) -> proto::Prep
             crate::plan::ProviderKind::SqliteFile => proto::Provider::SqliteFile,
         } as i32,
         sqlite_path: r.sqlite_path.map(|p| p.display().to_string()).unwrap_or_default(),
-        tracking: match r.plan.completion_tracking {
-            CompletionTracking::Cluster => proto::Tracking::Cluster,
-            CompletionTracking::Agent => proto::Tracking::Agent,
+        tracking: match r.plan.completion_source {
+            CompletionSource::Cluster => proto::Tracking::Cluster,
+            CompletionSource::Agent => proto::Tracking::Agent,
         } as i32,
     }
 }

@@ -37,7 +37,7 @@ use crate::error::CoordinatorError;
 use crate::notice::{Notice, Observer, Silent};
 use crate::plan::profile::{find_profile, parse_dispatchers};
 use crate::plan::workload::{WorkloadOverrides, WorkloadPlan};
-use crate::plan::{AgentSource, CompletionTracking, Database, Outputs, PlanError, ProviderKind, RunPlan, Tracking};
+use crate::plan::{AgentSource, CompletionSource, Database, Outputs, PlanError, ProviderKind, RunPlan, Tracking};
 
 pub mod ceiling;
 pub mod result;
@@ -175,7 +175,7 @@ fn our_plan(url: Option<&str>, plan: &BenchPlan, combo: &str) -> Result<RunPlan,
         database: url.map_or(Database::InAgent, |u| Database::Url(u.to_string())),
         outputs: Outputs::default(),
         tracking: Tracking::default(),
-        completion_tracking: if url.is_some() { CompletionTracking::default() } else { CompletionTracking::Agent },
+        completion_source: if url.is_some() { CompletionSource::default() } else { CompletionSource::Agent },
         completion_poll: plan.completion_poll,
         on_agent_loss: Default::default(),
         faults: Default::default(),

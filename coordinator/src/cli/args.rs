@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{assignment, duration, rate};
-use crate::plan::{Arrival, CompletionTracking, LiveMode, OnAgentLoss, ProviderKind};
+use crate::plan::{Arrival, CompletionSource, LiveMode, OnAgentLoss, ProviderKind};
 
 /// Settings of a run.
 #[derive(Debug, clap::Args)]
@@ -184,9 +184,17 @@ pub struct Args {
     /// Who learns completions: `cluster` (the coordinator makes one batched
     /// query per tick for every agent's instances, so the generator's own
     /// query rate does not grow with the number of agents) or `agent` (each
-    /// agent queries for its own every tick).
-    #[arg(long, value_enum, env = "LOADGEN_COMPLETION_TRACKING", default_value = "cluster", help_heading = "Runtimes")]
-    pub completion_tracking: CompletionTracking,
+    /// agent queries for its own every tick). Formerly --completion-tracking
+    /// (LOADGEN_COMPLETION_TRACKING), still accepted for one release.
+    #[arg(
+        long,
+        value_enum,
+        env = "LOADGEN_COMPLETION_SOURCE",
+        default_value = "cluster",
+        help_heading = "Runtimes",
+        alias = "completion-tracking"
+    )]
+    pub completion_source: CompletionSource,
 
     /// Interval of the batched completion query, made only while something is
     /// in flight. It sets the generator's own query rate (10/s at 100ms) and

@@ -1,7 +1,7 @@
 //! The plans of the commands that compare: `compare` (providers) and `ab`
 //! (builds), each a run plan per side with local agents.
 
-use crate::plan::{AgentSource, CompletionTracking, Database, PlanError};
+use crate::plan::{AgentSource, CompletionSource, Database, PlanError};
 
 use super::Args;
 use super::resolve::{plan_for, profile, profile_or, refuse_faults, sqlite_is_local};
@@ -38,7 +38,7 @@ pub fn compare_plan(c: &super::CompareArgs, args: &Args) -> Result<crate::compar
             plan.provider = p;
             if p.is_sqlite() {
                 plan.database = Database::InAgent;
-                plan.completion_tracking = CompletionTracking::Agent;
+                plan.completion_source = CompletionSource::Agent;
             }
             plan
         })

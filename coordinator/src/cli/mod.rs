@@ -172,6 +172,20 @@ mod tests {
     }
 
     #[test]
+    fn renamed_flags_are_still_accepted() {
+        for flag in ["--completion-source", "--completion-tracking"] {
+            let c = Cli::try_parse_from(["coordinator", flag, "agent"]).expect(flag);
+            assert_eq!(c.run.completion_source, crate::plan::CompletionSource::Agent, "{flag}");
+        }
+        let mut json = serde_json::to_value(crate::model::DbLoad::default()).expect("json");
+        let fields = json.as_object_mut().expect("an object");
+        fields.remove("completion_source");
+        fields.insert("completion_tracking".into(), "agent".into());
+        let old: crate::model::DbLoad = serde_json::from_value(json).expect("an old result file reads");
+        assert_eq!(old.completion_source, "agent");
+    }
+
+    #[test]
     fn parses_agents_overrides_and_subcommands() {
         let c = Cli::try_parse_from(["coordinator", "--agents", "a:1,b:2", "--duration", "3s", "--tasks", "7"])
             .expect("parse");

@@ -4,7 +4,7 @@
 use crate::plan::outputs::Target;
 use crate::plan::profile::{Profile, select_profile};
 use crate::plan::workload::{WorkloadOverrides, WorkloadPlan};
-use crate::plan::{Access, AgentSource, CompletionTracking, Database, Outputs, PlanError, RunPlan, Tracking, slices};
+use crate::plan::{Access, AgentSource, CompletionSource, Database, Outputs, PlanError, RunPlan, Tracking, slices};
 
 use super::Args;
 
@@ -243,7 +243,7 @@ pub(super) fn plan_for(args: &Args, profile: Profile, agents: AgentSource) -> Re
             fail_on_regression: args.fail_on_regression,
         },
         // Nothing but the agent reaches a process-local store.
-        completion_tracking: if sqlite { CompletionTracking::Agent } else { args.completion_tracking },
+        completion_source: if sqlite { CompletionSource::Agent } else { args.completion_source },
         completion_poll: args.completion_poll,
         on_agent_loss: args.on_agent_loss,
         faults,

@@ -198,9 +198,10 @@ pub struct DbLoad {
     pub completion_share_pct: f64,
     /// `generator_calls / commits` in percent.
     pub generator_share_pct: f64,
-    /// Who made the completion queries: "cluster" (the coordinator) or "agent".
-    #[serde(default)]
-    pub completion_tracking: String,
+    /// Who made the completion queries: "cluster" (the coordinator) or
+    /// "agent". Was `completion_tracking` (still read, for one release).
+    #[serde(default, alias = "completion_tracking")]
+    pub completion_source: String,
     /// Completion queries per completed orchestration.
     #[serde(default)]
     pub completion_queries_per_orchestration: f64,

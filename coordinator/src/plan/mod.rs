@@ -40,7 +40,7 @@ pub struct RunPlan {
     pub outputs: Outputs,
     pub tracking: Tracking,
     /// Who learns completions, and the interval of the batched query.
-    pub completion_tracking: CompletionTracking,
+    pub completion_source: CompletionSource,
     pub completion_poll: Duration,
     pub on_agent_loss: OnAgentLoss,
     /// Faults to inject during the run (checked against what it can reach).
@@ -167,7 +167,7 @@ impl ProviderKind {
 
 /// Who learns which instances reached a terminal status.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum CompletionTracking {
+pub enum CompletionSource {
     /// The coordinator: one batched query per tick for every agent's
     /// instances; the generator's query rate does not grow with the agents.
     #[default]
@@ -177,11 +177,11 @@ pub enum CompletionTracking {
     Agent,
 }
 
-impl CompletionTracking {
+impl CompletionSource {
     pub fn as_str(self) -> &'static str {
         match self {
-            CompletionTracking::Cluster => "cluster",
-            CompletionTracking::Agent => "agent",
+            CompletionSource::Cluster => "cluster",
+            CompletionSource::Agent => "agent",
         }
     }
 }

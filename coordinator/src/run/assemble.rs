@@ -19,7 +19,7 @@ use crate::model::{
     SpectrumPoint, StageRow, StagesReport, TimePoint,
 };
 use crate::plan::load::LoadPlan;
-use crate::plan::{AgentSlice, CompletionTracking};
+use crate::plan::{AgentSlice, CompletionSource};
 use std::time::Duration;
 
 /// The merged figures of a run.
@@ -152,7 +152,7 @@ pub fn add_audit(scenarios: &mut Vec<ScenarioReport>, outcome: &AuditOutcome) {
 /// What the generator itself asked of the database beyond its start calls.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Overhead {
-    pub tracking: CompletionTracking,
+    pub tracking: CompletionSource,
     /// The coordinator's completion queries (cluster tracking; the agents'
     /// are in the merged counts).
     pub coordinator_queries: u64,
@@ -177,7 +177,7 @@ pub fn db_load(counters: &XactCounters, merged: &Section, o: Overhead) -> DbLoad
         completion_queries,
         completion_share_pct: pct(completion_queries),
         generator_share_pct: pct(generator_calls),
-        completion_tracking: o.tracking.as_str().to_string(),
+        completion_source: o.tracking.as_str().to_string(),
         completion_queries_per_orchestration: per_orch(completion_queries),
         sampling_queries: o.sampling_queries,
         overhead_calls,

@@ -29,7 +29,7 @@ use crate::model::{
     WorkloadReport,
 };
 use crate::notice::{Notice, Observer};
-use crate::plan::{AgentSlice, CompletionTracking, Profile, RunPlan, slices};
+use crate::plan::{AgentSlice, CompletionSource, Profile, RunPlan, slices};
 use loadgen_scenarios::Built;
 
 /// One run on a fresh store; `nth` is (n, of, label) within its suite or sweep.
@@ -146,7 +146,7 @@ struct Ran {
     controls: Option<Controls>,
     followed: Vec<Followed>,
     live: Live,
-    tracking: CompletionTracking,
+    tracking: CompletionSource,
     sampled: crate::db::watch::Sampled,
     tracked: TrackerStats,
     coordinator: CoordinatorCost,
@@ -171,8 +171,8 @@ async fn start_and_follow(
     let client_api = p.through_agents() && b.store.db().is_some();
     let (controls, streams) = stream::start_all(&session.links, &b.run_id, START_DELAY, client_api).await?;
     let started = Instant::now() + START_DELAY;
-    let cluster = plan.completion_tracking == CompletionTracking::Cluster && !p.through_agents();
-    let tracking = if cluster { CompletionTracking::Cluster } else { CompletionTracking::Agent };
+    let cluster = plan.completion_source == CompletionSource::Cluster && !p.through_agents();
+    let tracking = if cluster { CompletionSource::Cluster } else { CompletionSource::Agent };
     let watchers =
         Watchers::start(b.store.as_ref(), started, cluster.then(|| (controls.routes(), plan.completion_poll)));
     let load_plan = profile.load_plan();

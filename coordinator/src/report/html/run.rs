@@ -358,7 +358,7 @@ fn render_verdicts(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
         ("commits per orchestration".into(), format!("{:.1}", d.commits_per_orchestration)),
         ("generator's calls".into(), format!("{} ({:.1}% of commits)", d.generator_calls, d.generator_share_pct)),
         (
-            format!("completion queries ({} tracking)", d.completion_tracking),
+            format!("completion queries ({} tracking)", d.completion_source),
             format!(
                 "{} ({:.1}% of commits, {:.2} per orchestration)",
                 d.completion_queries, d.completion_share_pct, d.completion_queries_per_orchestration

@@ -334,7 +334,7 @@ fn render_database(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
         "Generator overhead beyond its starts: {} queries ({:.1}% of commits): completion tracking ({}) {} = {:.2} per orchestration, database sampling {}.",
         d.overhead_calls,
         d.overhead_share_pct,
-        d.completion_tracking,
+        d.completion_source,
         d.completion_queries,
         d.completion_queries_per_orchestration,
         d.sampling_queries
