@@ -291,7 +291,7 @@ fn stress_module(job: &str) -> u8 {
             println!("{line}");
             EXIT_OK
         }
-        Err(e) => failed(&CoordinatorError::Usage(format!("stress outcome: {e}"))),
+        Err(e) => failed(&CoordinatorError::Local(format!("stress outcome: {e}"))),
     }
 }
 

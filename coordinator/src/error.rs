@@ -26,6 +26,18 @@ pub enum CoordinatorError {
     /// connections); everything started was taken down.
     #[error("{0}")]
     Usage(String),
+    /// An agent refuses this coordinator (a wrong token, the same process
+    /// listed twice): waiting for it would not help, unlike an agent that
+    /// is unreachable or busy ([`CoordinatorError::Agent`]).
+    #[error("agent {agent} {reason}")]
+    Refused { agent: String, reason: String },
+    /// The plan's pools do not fit in the server's free connections; the
+    /// message says what would fit.
+    #[error("the plan needs up to {need} connections {detail}")]
+    TooFewConnections { need: u64, available: u64, detail: String },
+    /// A `--baseline` file that cannot be read as a result.
+    #[error("{detail}")]
+    Baseline { path: String, detail: String },
     #[error("database: {0}")]
     Database(String),
     #[error("agent {address}: {detail}")]
@@ -47,7 +59,11 @@ impl CoordinatorError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CoordinatorError::Usage(_) | CoordinatorError::Plan(_) => EXIT_USAGE,
+            CoordinatorError::Usage(_)
+            | CoordinatorError::Plan(_)
+            | CoordinatorError::Refused { .. }
+            | CoordinatorError::TooFewConnections { .. }
+            | CoordinatorError::Baseline { .. } => EXIT_USAGE,
             CoordinatorError::Interrupted => EXIT_INTERRUPTED,
             _ => EXIT_RUN_FAILED,
         }
@@ -72,5 +88,24 @@ impl From<crate::plan::ConfigError> for CoordinatorError {
 impl From<loadgen_scenarios::ScenarioError> for CoordinatorError {
     fn from(e: loadgen_scenarios::ScenarioError) -> Self {
         CoordinatorError::Plan(e.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_bad_input_and_read_as_one_line() {
+        let token = CoordinatorError::Refused { agent: "127.0.0.1:7000".into(), reason: "refused our token".into() };
+        assert_eq!(token.to_string(), "agent 127.0.0.1:7000 refused our token");
+        let fit = CoordinatorError::TooFewConnections { need: 90, available: 40, detail: "(3 agent(s) ...)".into() };
+        assert!(fit.to_string().starts_with("the plan needs up to 90 connections ("));
+        for e in [token, fit, CoordinatorError::Baseline { path: "b.json".into(), detail: "not a result".into() }] {
+            assert_eq!(e.exit_code(), EXIT_USAGE, "{e}");
+        }
+        // An agent that is unreachable or busy may come back: not bad input.
+        assert_eq!(CoordinatorError::agent("a:1", "unreachable").exit_code(), EXIT_RUN_FAILED);
+        assert_eq!(CoordinatorError::Local("the bench run produced no report".into()).exit_code(), EXIT_RUN_FAILED);
     }
 }

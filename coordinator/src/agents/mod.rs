@@ -166,9 +166,10 @@ async fn connect(index: u32, target: &Target, access: &Access) -> Result<AgentLi
     let hello = match client.hello(req).await {
         Ok(r) => r.into_inner(),
         Err(s) if s.code() == tonic::Code::Unauthenticated => {
-            return Err(CoordinatorError::Usage(format!(
-                "agent {address} refused our token: give the agents' token in LOADGEN_TOKEN (or --token)"
-            )));
+            return Err(CoordinatorError::Refused {
+                agent: address.to_string(),
+                reason: "refused our token: give the agents' token in LOADGEN_TOKEN (or --token)".into(),
+            });
         }
         Err(s) => return Err(CoordinatorError::agent(address, format!("hello failed: {}", s.message()))),
     };
@@ -370,10 +371,10 @@ pub fn check(links: &[AgentLink]) -> Result<(), CoordinatorError> {
             ));
         }
         if !processes.insert((h.hostname.clone(), h.pid)) {
-            return Err(CoordinatorError::Usage(format!(
-                "agent {} is the same process as another listed agent ({} pid {})",
-                l.address, h.hostname, h.pid
-            )));
+            return Err(CoordinatorError::Refused {
+                agent: l.address.clone(),
+                reason: format!("is the same process as another listed agent ({} pid {})", h.hostname, h.pid),
+            });
         }
     }
     Ok(())

@@ -191,7 +191,11 @@ fn our_plan(url: Option<&str>, plan: &BenchPlan, combo: &str) -> Result<RunPlan,
 async fn ours(url: Option<&str>, plan: &BenchPlan, combo: &str) -> Result<Sample, CoordinatorError> {
     let run_plan = our_plan(url, plan, combo)?;
     let (outcome, used) = with_commits(url, crate::run::run(&run_plan, &Silent, CancellationToken::new())).await?;
-    let report = outcome.runs.into_iter().next().ok_or_else(|| CoordinatorError::Usage("no run".into()))?;
+    let report = outcome
+        .runs
+        .into_iter()
+        .next()
+        .ok_or_else(|| CoordinatorError::Local("the bench run produced no report".into()))?;
     let c = &report.merged.counts;
     let cpu_s: f64 = report.agents.iter().map(|a| a.cpu_s).sum();
     let problems: Vec<String> =

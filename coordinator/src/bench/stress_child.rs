@@ -113,7 +113,7 @@ pub async fn spawn(
     url: Option<&str>,
     bound: Duration,
 ) -> Result<StressOutcome, CoordinatorError> {
-    let text = serde_json::to_string(job).map_err(|e| CoordinatorError::Usage(format!("stress job: {e}")))?;
+    let text = serde_json::to_string(job).map_err(|e| CoordinatorError::Local(format!("stress job: {e}")))?;
     let mut cmd = tokio::process::Command::new(exe);
     cmd.arg("stress-module").arg("--job").arg(&text).kill_on_drop(true);
     cmd.env_remove("DATABASE_URL");
@@ -123,7 +123,7 @@ pub async fn spawn(
     cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
     let child = cmd
         .spawn()
-        .map_err(|e| CoordinatorError::Usage(format!("cannot start {} stress-module: {e}", exe.display())))?;
+        .map_err(|e| CoordinatorError::Local(format!("cannot start {} stress-module: {e}", exe.display())))?;
     let out = tokio::time::timeout(bound, child.wait_with_output())
         .await
         .map_err(|_| CoordinatorError::Database(format!("duroxide stress module did not finish within {bound:?}")))?

@@ -183,14 +183,18 @@ impl Session {
                 coordinator: coordinator_pool,
                 available,
             };
-            return Err(CoordinatorError::Usage(format!(
-                "the plan needs up to {need} connections ({} agent(s) x ({} runtime(s) + 1 client) x pool {} + {coordinator_pool} for the coordinator) but the server has {available} available (max_connections {max}, {reserved} reserved, {in_use} in use); {}, or raise max_connections to at least {} (a pooler in front does not help: see docs/scale.md)",
-                self.links.len(),
-                profile.runtimes_per_agent,
-                pools.join("/"),
-                fits.advice().join(", "),
-                need + reserved + in_use,
-            )));
+            return Err(CoordinatorError::TooFewConnections {
+                need,
+                available,
+                detail: format!(
+                    "({} agent(s) x ({} runtime(s) + 1 client) x pool {} + {coordinator_pool} for the coordinator) but the server has {available} available (max_connections {max}, {reserved} reserved, {in_use} in use); {}, or raise max_connections to at least {} (a pooler in front does not help: see docs/scale.md)",
+                    self.links.len(),
+                    profile.runtimes_per_agent,
+                    pools.join("/"),
+                    fits.advice().join(", "),
+                    need + reserved + in_use,
+                ),
+            });
         }
         tracing::info!(need, available, "connection plan fits");
         Ok(())

@@ -82,14 +82,17 @@ pub fn read_history(dir: &Path) -> Result<Vec<RunReport>, CoordinatorError> {
 
 /// The runs of a `--json` result file (a single run or a suite).
 pub fn read_result_file(path: &Path) -> Result<Vec<RunReport>, CoordinatorError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| CoordinatorError::Usage(format!("cannot read baseline {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| CoordinatorError::Baseline {
+        path: path.display().to_string(),
+        detail: format!("cannot read baseline {}: {e}", path.display()),
+    })?;
     if let Ok(r) = serde_json::from_str::<RunReport>(&text) {
         return Ok(vec![r]);
     }
-    serde_json::from_str::<SuiteReport>(&text)
-        .map(|s| s.runs)
-        .map_err(|e| CoordinatorError::Usage(format!("baseline {} is not a result file: {e}", path.display())))
+    serde_json::from_str::<SuiteReport>(&text).map(|s| s.runs).map_err(|e| CoordinatorError::Baseline {
+        path: path.display().to_string(),
+        detail: format!("baseline {} is not a result file: {e}", path.display()),
+    })
 }
 
 /// Markdown results file of a database host.
