@@ -24,20 +24,20 @@ use duroxide_pg::PostgresProvider;
 use loadgen_common::tally::{Finish, Interval};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tokio::time::{Instant, MissedTickBehavior};
-use tokio_util::sync::CancellationToken;
+use tokio::time::Instant;
 
-use crate::lease::Lease;
-use crate::plan::{Load, RunSpec, Tracking};
+use crate::plan::{RunSpec, Tracking};
 use crate::scenario::{ActivityCounters, Background, Outcome, Scenario};
 use crate::tracker::{Finished, Tracker};
 use loadgen_common::stages::Arrivals;
 
 mod launch;
 mod poll;
+mod run;
 mod tallies;
 
 pub use poll::end_to_end;
+pub use run::drive;
 use tallies::Tallies;
 
 /// Progress interval.
@@ -166,209 +166,6 @@ struct Driver<S> {
     messages_pending: u64,
     /// The background's final messages were sent.
     background_done: bool,
-}
-
-/// Run the plan: wait `start_delay`, drive load, drain, and hand intervals
-/// and the finish to `sink`. Cancelling `cancel` stops it early (what is in
-/// flight then is reported as unfinished).
-pub async fn drive<S: Sink>(
-    plan: RunSpec,
-    deps: Deps,
-    start_delay: Duration,
-    (sink, mut feed): (S, Feed),
-    cancel: CancellationToken,
-    lease: Lease,
-) -> RunOutcome {
-    tokio::select! {
-        _ = tokio::time::sleep(start_delay) => {}
-        _ = cancel.cancelled() => return RunOutcome::default(),
-        _ = lease.lost.cancelled() => return RunOutcome::default(),
-    }
-    let (launch_tx, mut launch_rx) = mpsc::unbounded_channel();
-    let (poll_tx, mut poll_rx) = mpsc::unbounded_channel();
-    let (act_tx, mut act_rx) = mpsc::unbounded_channel();
-    // Both clocks at the same instant: intended start times are placed on the
-    // wall clock from `t0`, and any gap between the two readings would make
-    // them later than the start calls they precede.
-    let (t0, wall0) = (Instant::now(), SystemTime::now());
-    let mut arrivals = match &plan.load {
-        Load::Open(o) => Some(o.arrivals()),
-        Load::Closed { .. } => None,
-    };
-    let next_due = arrivals.as_mut().and_then(Arrivals::next_due).map(|d| t0 + d);
-    // A closed loop whose target changes is refilled on a tick as well as on
-    // every completion.
-    let staged = matches!(&plan.load, Load::Closed { stages: Some(p), .. } if !p.is_constant());
-    let errors_before = crate::metrics::provider_errors();
-    let background = deps.workload.background();
-    let mut d = Driver {
-        tallies: Tallies::new(Arc::clone(&deps.counters)),
-        plan,
-        deps,
-        sink,
-        t0,
-        wall0,
-        in_flight: HashMap::new(),
-        next_due,
-        arrivals,
-        pending_starts: 0,
-        next_seq: 0,
-        retry_at: None,
-        failures_logged: 0,
-        launch_tx,
-        poll_tx,
-        act_tx,
-        poll_pending: false,
-        started: Vec::new(),
-        hooks: JoinSet::new(),
-        background_done: background.is_none(),
-        background,
-        messages_pending: 0,
-    };
-    tracing::info!(load = ?d.plan.load, scenario = d.deps.workload.name(), "load started");
-    d.setup_background().await;
-    let deadline = t0 + d.plan.duration;
-    let drain_deadline = deadline + d.plan.drain_timeout;
-    let own_queries = d.plan.tracking == Tracking::Agent;
-    let mut poll = tokio::time::interval_at(t0 + d.plan.completion_poll, d.plan.completion_poll);
-    poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut report_started = tokio::time::interval_at(t0 + STARTED_EVERY, STARTED_EVERY);
-    report_started.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut stage_tick = tokio::time::interval_at(t0 + STAGE_TICK, STAGE_TICK);
-    stage_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut progress = tokio::time::interval_at(t0 + PROGRESS_EVERY, PROGRESS_EVERY);
-    progress.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let message_gap =
-        d.background.as_ref().map(|b| b.rate_per_sec()).filter(|r| *r > 0.0).map(|r| Duration::from_secs_f64(1.0 / r));
-    let mut next_message = message_gap.map(|_| t0);
-    let mut draining = false;
-    let mut delivered = true;
-    d.fill(draining);
-    loop {
-        if draining {
-            d.finish_background();
-            if d.in_flight.is_empty() && d.pending_starts == 0 && d.background_done && d.messages_pending == 0 {
-                break;
-            }
-        }
-        let retry_at = d.retry_at;
-        let due = d.next_due;
-        tokio::select! {
-            _ = tokio::time::sleep_until(due.unwrap_or(drain_deadline)), if due.is_some() && !draining => {
-                d.on_due(deadline);
-            }
-            _ = tokio::time::sleep_until(next_message.unwrap_or(drain_deadline)), if next_message.is_some() && !draining => {
-                if let (Some(at), Some(gap)) = (next_message, message_gap) {
-                    if let Some(m) = d.background.as_mut().map(|b| b.next()) {
-                        d.send_message(m);
-                    }
-                    next_message = Some(at + gap);
-                }
-            }
-            Some(l) = launch_rx.recv() => d.on_launch(l, draining),
-            Some(a) = act_rx.recv() => d.on_acted(a),
-            _ = poll.tick(), if own_queries => d.start_poll(),
-            _ = stage_tick.tick(), if staged && !draining => d.fill(draining),
-            Some(done) = poll_rx.recv() => {
-                d.on_poll(done);
-                d.fill(draining);
-            }
-            Some(rows) = feed.recv(), if !own_queries => {
-                d.on_finished(rows, Instant::now());
-                d.fill(draining);
-            }
-            _ = report_started.tick(), if !own_queries && !d.started.is_empty() => {
-                let ids = std::mem::take(&mut d.started);
-                if !d.sink.started(ids).await {
-                    delivered = false;
-                    tracing::warn!("coordinator stopped listening; stopping load");
-                    break;
-                }
-            }
-            _ = progress.tick() => {
-                if !d.send_interval().await {
-                    delivered = false;
-                    tracing::warn!("coordinator stopped listening; stopping load");
-                    break;
-                }
-            }
-            _ = tokio::time::sleep_until(retry_at.unwrap_or(drain_deadline)), if retry_at.is_some() => {
-                d.retry_at = None;
-                d.fill(draining);
-            }
-            _ = tokio::time::sleep_until(deadline), if !draining => {
-                // Starts due before the deadline that a late wake-up has not
-                // issued yet are issued now (late, and counted so), not lost
-                // when both timers are ready at once.
-                d.on_due(deadline);
-                draining = true;
-                tracing::info!(in_flight = d.in_flight.len(), "deadline reached; draining");
-            }
-            _ = tokio::time::sleep_until(drain_deadline) => {
-                tracing::warn!(unfinished = d.in_flight.len(), "drain timeout reached");
-                break;
-            }
-            _ = cancel.cancelled() => {
-                tracing::warn!("run cancelled");
-                break;
-            }
-            _ = lease.lost.cancelled() => {
-                delivered = false;
-                tracing::warn!(
-                    reason = lease.reason().unwrap_or_default(),
-                    in_flight = d.in_flight.len(),
-                    "coordinator lost: stopped starting orchestrations"
-                );
-                break;
-            }
-            _ = lease.stop.cancelled(), if !draining => {
-                tracing::warn!("coordinator asked to stop; draining");
-                draining = true;
-            }
-        }
-        // A closed loop with an iteration limit has nothing more to start.
-        if !draining
-            && d.plan.iterations.is_some_and(|n| d.next_seq >= n)
-            && d.occupied() == 0
-            && d.background.is_none()
-        {
-            tracing::info!("every iteration started and finished");
-            draining = true;
-        }
-    }
-    d.hooks.abort_all();
-    // Start calls still under way when the loop ended are not waited for:
-    // they were launched (or failed) after the bound; count them as unfinished.
-    for f in d.in_flight.values() {
-        d.tallies.count(f.scenario, 1, |c| &mut c.unfinished);
-    }
-    if d.pending_starts > 0 {
-        let scenario = d.deps.workload.name();
-        d.tallies.count(scenario, d.pending_starts, |c| &mut c.unfinished);
-    }
-    let elapsed = d.t0.elapsed();
-    let activities_mark = d.tallies.activities_now();
-    if delivered {
-        delivered = d.send_interval().await;
-    }
-    if delivered {
-        let finish = Finish {
-            elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
-            provider_errors: crate::metrics::since(&errors_before),
-            progress_messages: d.tallies.intervals(),
-        };
-        delivered = d.sink.finish(finish).await;
-    }
-    let t = &d.tallies.totals;
-    tracing::info!(
-        launched = t.launched,
-        completed = t.completed,
-        failed = t.failed(),
-        unfinished = t.unfinished,
-        elapsed_ms = elapsed.as_millis() as u64,
-        "load finished"
-    );
-    RunOutcome { activities_mark, delivered }
 }
 
 impl<S: Sink> Driver<S> {
