@@ -140,13 +140,44 @@ fn parent_of(id: &str) -> Option<&str> {
 
 /// Hold every instance to its expectation; the pure half of the audit.
 pub fn judge(rows: &[InstanceRow], input: &AuditInput) -> Audit {
+    let (mut a, children) = count(rows, input);
+    let mut checker = Checker {
+        children: &children,
+        mismatches: Vec::new(),
+        expected_completions: 0,
+        mismatched: 0,
+        unexpected_failures: 0,
+    };
+    let unexpected = match &input.scenario {
+        Some(s) => hold_to_scenario(&mut a, &mut checker, rows, input, s.as_ref()),
+        None => {
+            a.notes.push("no run record in the schema: instances are not held to a scenario".into());
+            if a.not_terminal > 0 {
+                a.problems.push(format!("{} instance(s) not terminal", a.not_terminal));
+            }
+            Vec::new()
+        }
+    };
+    if !unexpected.is_empty() {
+        a.problems.push(format!(
+            "{} instance(s) that no scenario started, e.g. {}",
+            unexpected.len(),
+            unexpected.iter().take(3).copied().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    add_mismatches(&mut a, checker);
+    check_activities(&mut a, rows);
+    a
+}
+
+/// Statuses and completions counted, and each instance's children by parent.
+fn count<'a>(rows: &'a [InstanceRow], input: &AuditInput) -> (Audit, HashMap<&'a str, Vec<&'a InstanceRow>>) {
     let mut a = Audit {
         instances: rows.len() as u64,
         launched: input.launched,
         activities_executed: input.activities_executed,
         ..Default::default()
     };
-    let by_id: HashMap<&str, &InstanceRow> = rows.iter().map(|r| (r.id.as_str(), r)).collect();
     let mut children: HashMap<&str, Vec<&InstanceRow>> = HashMap::new();
     for r in rows {
         let o = &r.observed;
@@ -161,72 +192,70 @@ pub fn judge(rows: &[InstanceRow], input: &AuditInput) -> Audit {
         }
     }
     a.terminal_once = a.completed + a.failed;
-    let mut checker = Checker {
-        children: &children,
-        mismatches: Vec::new(),
-        expected_completions: 0,
-        mismatched: 0,
-        unexpected_failures: 0,
-    };
-    let mut roots_completed = 0;
-    let mut unexpected: Vec<&str> = Vec::new();
-    if let Some(s) = &input.scenario {
-        let extras: HashMap<String, Expect> = s.extra_instances(&input.facts).into_iter().collect();
-        let mut roots = 0u64;
-        for r in rows.iter().filter(|r| parent_of(&r.id).is_none()) {
-            let expect = match (extras.get(&r.id), parse_root(&r.id, input.run_id.as_deref())) {
-                (Some(e), _) => e.clone(),
-                (None, Some(at)) => s.expect(at, &input.facts),
-                (None, None) => {
-                    unexpected.push(&r.id);
-                    continue;
-                }
-            };
-            roots += 1;
-            roots_completed += u64::from(r.observed.status == "Completed");
-            let before = checker.mismatched + checker.unexpected_failures;
-            let (found, wanted) = checker.check(r, &expect);
-            let sa = a.by_scenario.entry(expect.scenario.to_string()).or_default();
-            sa.instances += 1;
-            sa.children += found;
-            sa.expected_children += wanted;
-            if checker.mismatched + checker.unexpected_failures == before {
-                sa.as_expected += 1;
-                a.as_expected += 1;
-            } else {
-                sa.mismatched += 1;
+    (a, children)
+}
+
+/// Every root instance held to what its scenario expects (with its
+/// children); the launched and completed counts held to the roots found.
+/// Returns the roots no scenario started.
+fn hold_to_scenario<'r>(
+    a: &mut Audit,
+    checker: &mut Checker<'_>,
+    rows: &'r [InstanceRow],
+    input: &AuditInput,
+    s: &dyn Scenario,
+) -> Vec<&'r str> {
+    let by_id: HashMap<&str, &InstanceRow> = rows.iter().map(|r| (r.id.as_str(), r)).collect();
+    let extras: HashMap<String, Expect> = s.extra_instances(&input.facts).into_iter().collect();
+    let (mut roots, mut roots_completed) = (0u64, 0u64);
+    let mut unexpected = Vec::new();
+    for r in rows.iter().filter(|r| parent_of(&r.id).is_none()) {
+        let expect = match (extras.get(&r.id), parse_root(&r.id, input.run_id.as_deref())) {
+            (Some(e), _) => e.clone(),
+            (None, Some(at)) => s.expect(at, &input.facts),
+            (None, None) => {
+                unexpected.push(r.id.as_str());
+                continue;
             }
-        }
-        for id in extras.keys().filter(|id| !by_id.contains_key(id.as_str())) {
-            a.problems.push(format!("instance {id} is missing from the schema"));
-        }
-        if input.launched > roots {
-            a.problems.push(format!("{} launched instance(s) missing from the schema", input.launched - roots));
-        }
-        if input.launched > 0 && roots > input.launched {
-            a.notes.push(format!(
-                "{} instance(s) more than launched (a start call that failed after enqueueing)",
-                roots - input.launched
-            ));
-        }
-        if let Some(seen) = input.completed
-            && seen != roots_completed
-        {
-            a.problems.push(format!("the schema shows {roots_completed} completed, the agents saw {seen}"));
-        }
-    } else {
-        a.notes.push("no run record in the schema: instances are not held to a scenario".into());
-        if a.not_terminal > 0 {
-            a.problems.push(format!("{} instance(s) not terminal", a.not_terminal));
+        };
+        roots += 1;
+        roots_completed += u64::from(r.observed.status == "Completed");
+        let before = checker.mismatched + checker.unexpected_failures;
+        let (found, wanted) = checker.check(r, &expect);
+        let sa = a.by_scenario.entry(expect.scenario.to_string()).or_default();
+        sa.instances += 1;
+        sa.children += found;
+        sa.expected_children += wanted;
+        if checker.mismatched + checker.unexpected_failures == before {
+            sa.as_expected += 1;
+            a.as_expected += 1;
+        } else {
+            sa.mismatched += 1;
         }
     }
-    if !unexpected.is_empty() {
-        a.problems.push(format!(
-            "{} instance(s) that no scenario started, e.g. {}",
-            unexpected.len(),
-            unexpected.iter().take(3).copied().collect::<Vec<_>>().join(", ")
+    for id in extras.keys().filter(|id| !by_id.contains_key(id.as_str())) {
+        a.problems.push(format!("instance {id} is missing from the schema"));
+    }
+    if input.launched > roots {
+        a.problems.push(format!("{} launched instance(s) missing from the schema", input.launched - roots));
+    }
+    if input.launched > 0 && roots > input.launched {
+        a.notes.push(format!(
+            "{} instance(s) more than launched (a start call that failed after enqueueing)",
+            roots - input.launched
         ));
     }
+    if let Some(seen) = input.completed
+        && seen != roots_completed
+    {
+        a.problems.push(format!("the schema shows {roots_completed} completed, the agents saw {seen}"));
+    }
+    unexpected
+}
+
+/// What the checker found: the counts, a note for unexpected failures, and
+/// one problem line with examples for instances that differ.
+fn add_mismatches(a: &mut Audit, checker: Checker<'_>) {
     a.expected_activity_completions = checker.expected_completions;
     a.anomalies = checker.mismatched;
     a.unexpected_failures = checker.unexpected_failures;
@@ -255,24 +284,29 @@ pub fn judge(rows: &[InstanceRow], input: &AuditInput) -> Audit {
         ));
     }
     a.mismatches = checker.mismatches;
-    if a.activities_executed > 0 {
-        let failed: u64 = rows.iter().map(|r| r.observed.events.get("ActivityFailed").copied().unwrap_or(0)).sum();
-        let accounted = a.activity_completions + failed;
-        if a.activities_executed < a.activity_completions {
-            a.problems.push(format!(
-                "activities executed ({}) are fewer than the history's completions ({})",
-                a.activities_executed, a.activity_completions
-            ));
-        }
-        a.redeliveries = a.activities_executed.saturating_sub(accounted);
-        if a.redeliveries > 0 {
-            a.notes.push(format!(
-                "{} activity execution(s) beyond the history's completions and failures (redeliveries)",
-                a.redeliveries
-            ));
-        }
+}
+
+/// Activity executions counted where they ran against the history's
+/// completions and failures: fewer is a problem, more are redeliveries.
+fn check_activities(a: &mut Audit, rows: &[InstanceRow]) {
+    if a.activities_executed == 0 {
+        return;
     }
-    a
+    let failed: u64 = rows.iter().map(|r| r.observed.events.get("ActivityFailed").copied().unwrap_or(0)).sum();
+    let accounted = a.activity_completions + failed;
+    if a.activities_executed < a.activity_completions {
+        a.problems.push(format!(
+            "activities executed ({}) are fewer than the history's completions ({})",
+            a.activities_executed, a.activity_completions
+        ));
+    }
+    a.redeliveries = a.activities_executed.saturating_sub(accounted);
+    if a.redeliveries > 0 {
+        a.notes.push(format!(
+            "{} activity execution(s) beyond the history's completions and failures (redeliveries)",
+            a.redeliveries
+        ));
+    }
 }
 
 /// Walks instance trees against expectations, collecting what differs.
