@@ -252,28 +252,7 @@ pub async fn discover(
             }
         }
         if answered.len() >= want {
-            // Entry and address order, whatever order they answered in.
-            let rank = |a: &SocketAddr| targets.iter().position(|t| t.addr == *a).unwrap_or(usize::MAX);
-            order.sort_by_key(rank);
-            let extra: Vec<String> = order[want..].iter().map(|a| answered[a].address.clone()).collect();
-            if !extra.is_empty() {
-                obs.notice(&Notice::Warning(format!(
-                    "{} agents answered, --expect-agents is {want}; left out: {}",
-                    answered.len(),
-                    extra.join(", ")
-                )));
-            }
-            let mut links: Vec<AgentLink> = order[..want]
-                .iter()
-                .filter_map(|a| answered.remove(a))
-                .enumerate()
-                .map(|(i, mut l)| {
-                    l.index = i as u32;
-                    l
-                })
-                .collect();
-            links.sort_by_key(|l| l.index);
-            check(&links)?;
+            let links = pick(&targets, &mut order, &mut answered, want, obs)?;
             obs.notice(&Notice::AgentsReady {
                 elapsed_s: started.elapsed().as_secs_f64(),
                 addresses: links.iter().map(|l| l.address.as_str()).collect(),
@@ -306,6 +285,40 @@ pub async fn discover(
         }
         tokio::time::sleep(DISCOVERY_ROUND.min(deadline.saturating_duration_since(now))).await;
     }
+}
+
+/// The first `want` agents that answered, in entry and address order
+/// (whatever order they answered in), indexed and checked together; the
+/// others are named and left out.
+fn pick(
+    targets: &[Target],
+    order: &mut [SocketAddr],
+    answered: &mut BTreeMap<SocketAddr, AgentLink>,
+    want: usize,
+    obs: &dyn Observer,
+) -> Result<Vec<AgentLink>, CoordinatorError> {
+    let rank = |a: &SocketAddr| targets.iter().position(|t| t.addr == *a).unwrap_or(usize::MAX);
+    order.sort_by_key(rank);
+    let extra: Vec<String> = order[want..].iter().map(|a| answered[a].address.clone()).collect();
+    if !extra.is_empty() {
+        obs.notice(&Notice::Warning(format!(
+            "{} agents answered, --expect-agents is {want}; left out: {}",
+            answered.len(),
+            extra.join(", ")
+        )));
+    }
+    let mut links: Vec<AgentLink> = order[..want]
+        .iter()
+        .filter_map(|a| answered.remove(a))
+        .enumerate()
+        .map(|(i, mut l)| {
+            l.index = i as u32;
+            l
+        })
+        .collect();
+    links.sort_by_key(|l| l.index);
+    check(&links)?;
+    Ok(links)
 }
 
 /// Refuse an agent that can never take part in a run with this coordinator

@@ -116,31 +116,8 @@ async fn execute(
             stop_reason = format!("stopped early at step {}: the database degraded badly ({why})", i + 1);
             break;
         }
-        if !step.within_slo {
-            stop_reason = format!(
-                "the SLO broke at step {} ({}: p99 {:.0} ms > {:.0} ms{})",
-                i + 1,
-                plan.mode.describe(offered),
-                step.p99_ms,
-                slo_ms,
-                if step.failed + step.dropped > 0 {
-                    format!(", {} failed, {} dropped", step.failed, step.dropped)
-                } else {
-                    String::new()
-                }
-            );
-            break;
-        }
-        if let Some(prev) = previous
-            && step.achieved_orch_per_sec < prev * (1.0 + plan.min_gain_pct / 100.0)
-        {
-            stop_reason = format!(
-                "throughput stopped growing at step {} ({:.1} -> {:.1} orch/s, less than +{}%)",
-                i + 1,
-                prev,
-                step.achieved_orch_per_sec,
-                plan.min_gain_pct
-            );
+        if let Some(why) = limit_reached(plan, i, offered, &step, previous, slo_ms) {
+            stop_reason = why;
             break;
         }
     }
@@ -169,6 +146,42 @@ async fn execute(
     };
     report.recommendation = recommend::recommend(&report, &runs);
     Ok(SweepOutcome { sweep: report, runs, logs })
+}
+
+/// Why the sweep ends at step `i` (0-based) because it found the limit:
+/// the SLO broke, or throughput stopped growing over the step before.
+fn limit_reached(
+    plan: &SweepPlan,
+    i: usize,
+    offered: f64,
+    step: &SweepStep,
+    previous: Option<f64>,
+    slo_ms: f64,
+) -> Option<String> {
+    if !step.within_slo {
+        return Some(format!(
+            "the SLO broke at step {} ({}: p99 {:.0} ms > {:.0} ms{})",
+            i + 1,
+            plan.mode.describe(offered),
+            step.p99_ms,
+            slo_ms,
+            if step.failed + step.dropped > 0 {
+                format!(", {} failed, {} dropped", step.failed, step.dropped)
+            } else {
+                String::new()
+            }
+        ));
+    }
+    let prev = previous?;
+    (step.achieved_orch_per_sec < prev * (1.0 + plan.min_gain_pct / 100.0)).then(|| {
+        format!(
+            "throughput stopped growing at step {} ({:.1} -> {:.1} orch/s, less than +{}%)",
+            i + 1,
+            prev,
+            step.achieved_orch_per_sec,
+            plan.min_gain_pct
+        )
+    })
 }
 
 /// Why a step's run failed in a way that fails the sweep: its audit, or a lost agent.

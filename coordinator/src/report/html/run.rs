@@ -297,40 +297,66 @@ fn render_verdicts(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
         }
         writeln!(w, "</ul>")?;
     }
-    if !r.lost_agents.is_empty() {
-        let head = [
-            "agent",
-            "address",
-            "lost at",
-            "reason",
-            "launched",
-            "completed",
-            "in flight",
-            "in db",
-            "completed in db",
-            "by others",
-            "failed in db",
-            "still running",
-        ];
-        let rows = r.lost_agents.iter().map(|l| {
-            let cells = vec![
-                l.index.to_string(),
-                l.address.clone(),
-                format!("{:.1} s", l.at_s),
-                l.reason.clone(),
-                l.last_reported.launched.to_string(),
-                l.last_reported.completed.to_string(),
-                l.in_flight_at_loss.to_string(),
-                l.instances_in_db.to_string(),
-                l.completed_in_db.to_string(),
-                l.completed_by_others.to_string(),
-                l.failed_in_db.to_string(),
-                l.still_running.to_string(),
-            ];
-            (Some("bad"), cells)
-        });
-        table(w, "Lost agents (the run is degraded)", &head, 4, rows)?;
+    render_lost_agents(r, w)?;
+    render_audit_and_load(r, w)?;
+    if let Some(c) = &r.comparison {
+        writeln!(
+            w,
+            "<p>Compared with {}: throughput {:+.1}% ({:.2} → {:.2} orch/s), p99 {:+.1}% ({} → {}){}.</p>",
+            Esc(&c.against),
+            c.throughput_change_pct,
+            c.baseline_orch_per_sec,
+            r.merged.orch_per_sec,
+            c.p99_change_pct,
+            fmt_ms(c.baseline_p99_us),
+            fmt_ms(r.merged.headline_latency().p99_us),
+            if c.regressed { ": REGRESSION" } else { "" }
+        )?;
     }
+    Ok(())
+}
+
+/// The agents lost mid-run, and what became of their work.
+fn render_lost_agents(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
+    if r.lost_agents.is_empty() {
+        return Ok(());
+    }
+    let head = [
+        "agent",
+        "address",
+        "lost at",
+        "reason",
+        "launched",
+        "completed",
+        "in flight",
+        "in db",
+        "completed in db",
+        "by others",
+        "failed in db",
+        "still running",
+    ];
+    let rows = r.lost_agents.iter().map(|l| {
+        let cells = vec![
+            l.index.to_string(),
+            l.address.clone(),
+            format!("{:.1} s", l.at_s),
+            l.reason.clone(),
+            l.last_reported.launched.to_string(),
+            l.last_reported.completed.to_string(),
+            l.in_flight_at_loss.to_string(),
+            l.instances_in_db.to_string(),
+            l.completed_in_db.to_string(),
+            l.completed_by_others.to_string(),
+            l.failed_in_db.to_string(),
+            l.still_running.to_string(),
+        ];
+        (Some("bad"), cells)
+    });
+    table(w, "Lost agents (the run is degraded)", &head, 4, rows)
+}
+
+/// The audit, the database load and contention, and the audit's lines.
+fn render_audit_and_load(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     let a = &r.audit;
     writeln!(w, r#"<div class="cols">"#)?;
     let audit = [
@@ -383,20 +409,6 @@ fn render_verdicts(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
             writeln!(w, "<li>audit note: {}</li>", Esc(n))?;
         }
         writeln!(w, "</ul>")?;
-    }
-    if let Some(c) = &r.comparison {
-        writeln!(
-            w,
-            "<p>Compared with {}: throughput {:+.1}% ({:.2} → {:.2} orch/s), p99 {:+.1}% ({} → {}){}.</p>",
-            Esc(&c.against),
-            c.throughput_change_pct,
-            c.baseline_orch_per_sec,
-            r.merged.orch_per_sec,
-            c.p99_change_pct,
-            fmt_ms(c.baseline_p99_us),
-            fmt_ms(r.merged.headline_latency().p99_us),
-            if c.regressed { ": REGRESSION" } else { "" }
-        )?;
     }
     Ok(())
 }

@@ -46,6 +46,18 @@ pub fn render_sweep(s: &SweepReport, runs: &[RunReport], w: &mut dyn Write) -> i
         ("stop reason".into(), s.stop_reason.clone()),
     ];
     kv_table(w, "", &rows)?;
+    recommendation_and_steps(s, w)?;
+
+    writeln!(w, "<h2>Curves</h2>")?;
+    figure(w, "Throughput versus p99 latency", "one point per step, in step order", &sweep_curve(s))?;
+    figure(w, "Offered versus achieved", "", &sweep_offered(s))?;
+    configuration(s, runs, w)?;
+    step_runs(s, runs, w)?;
+    page_end(w)
+}
+
+/// The recommendation and the table of steps.
+fn recommendation_and_steps(s: &SweepReport, w: &mut dyn Write) -> io::Result<()> {
     if !s.recommendation.is_empty() {
         writeln!(w, "<p><b>Recommendation</b></p><ul>")?;
         for line in &s.recommendation {
@@ -99,12 +111,11 @@ pub fn render_sweep(s: &SweepReport, runs: &[RunReport], w: &mut dyn Write) -> i
         ];
         (class, cells)
     });
-    table(w, "Steps", &head, 1, rows)?;
+    table(w, "Steps", &head, 1, rows)
+}
 
-    writeln!(w, "<h2>Curves</h2>")?;
-    figure(w, "Throughput versus p99 latency", "one point per step, in step order", &sweep_curve(s))?;
-    figure(w, "Offered versus achieved", "", &sweep_offered(s))?;
-
+/// The profile every step shared, and where it ran.
+fn configuration(s: &SweepReport, runs: &[RunReport], w: &mut dyn Write) -> io::Result<()> {
     writeln!(w, r#"<h2>Configuration and environment</h2><div class="cols">"#)?;
     kv_table(w, "Profile every step shared", &profile_rows(&s.profile))?;
     let mut env = Vec::new();
@@ -116,8 +127,11 @@ pub fn render_sweep(s: &SweepReport, runs: &[RunReport], w: &mut dyn Write) -> i
     }
     env.extend(environment_rows(&s.environment));
     kv_table(w, "Environment", &env)?;
-    writeln!(w, "</div>")?;
+    writeln!(w, "</div>")
+}
 
+/// Each step's run, as a small throughput chart.
+fn step_runs(s: &SweepReport, runs: &[RunReport], w: &mut dyn Write) -> io::Result<()> {
     if !runs.is_empty() {
         writeln!(w, "<h2>Step runs</h2>")?;
     }
@@ -136,5 +150,5 @@ pub fn render_sweep(s: &SweepReport, runs: &[RunReport], w: &mut dyn Write) -> i
         chart.y_label = "orch/s".into();
         figure(w, &title, &detail, &chart)?;
     }
-    page_end(w)
+    Ok(())
 }
