@@ -5,7 +5,8 @@
 //! split and rate shares ([`slices`]), the workload with its options resolved
 //! ([`workload`]), the output targets ([`outputs`]).
 //!
-//! - [`profile`]: named profiles (TOML data) and their validation;
+//! - [`profile`]: a profile (TOML data) and its validation;
+//! - [`profiles`]: the built-in profiles and a profile file, looked up by name;
 //! - [`load`]: the load over time (stages, or a constant rate or budget);
 //! - [`workload`]: the scenario (or mix) with its options, built to check them;
 //! - [`split`]: largest-remainder apportionment;
@@ -18,6 +19,7 @@ use std::time::Duration;
 pub mod load;
 pub mod outputs;
 pub mod profile;
+pub mod profiles;
 pub mod slices;
 pub mod split;
 pub mod workload;

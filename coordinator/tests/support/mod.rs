@@ -7,6 +7,11 @@ use std::process::{Command, Output};
 
 use loadgen_coordinator::model::{RunReport, SuiteReport};
 
+/// The `agent` binary this build made (beside the coordinator's).
+pub fn agent_bin() -> std::path::PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_coordinator")).with_file_name("agent")
+}
+
 /// The token the tests' standalone agents and coordinators share.
 pub const TEST_TOKEN: &str = "test-token-0123456789abcdef";
 
@@ -147,8 +152,7 @@ pub fn free_port() -> u16 {
 pub fn spawn_agent_at(listen: &str, database_url: &str, extra: &[&str], log: Option<&Path>) -> AgentProcess {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
-    let coordinator = std::path::PathBuf::from(env!("CARGO_BIN_EXE_coordinator"));
-    let bin = coordinator.with_file_name("agent");
+    let bin = agent_bin();
     let mut child = Command::new(&bin)
         .args(["--listen", listen, "--log", "info"])
         .args(extra)

@@ -27,6 +27,7 @@ use crate::model::Environment;
 use crate::plan::Profile;
 
 mod ab;
+mod axis;
 mod charts;
 mod compare;
 pub mod escape;

@@ -4,12 +4,12 @@
 //! per-second series, the database timeline and the `.hlog` interval logs
 //! (read back by an independent HdrHistogram implementation, HdrHistogram_py).
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 
 use loadgen_coordinator::model::RunReport;
-use support::{read_report, run_ok};
+use crate::support::{read_report, run_ok};
 
 fn open_loop_run(tmp: &std::path::Path, name: &str, rate: &str, duration: &str) -> RunReport {
     let json = tmp.join(format!("{name}.json"));

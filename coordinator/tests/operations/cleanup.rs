@@ -9,8 +9,7 @@ use loadgen_coordinator::db::cleanup::CleanupReport;
 use loadgen_coordinator::db::embedded::EmbeddedPostgres;
 use sqlx::Connection;
 
-mod support;
-use support::{coordinator, processes_mentioning, show};
+use crate::support::{coordinator, processes_mentioning, show};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schema_left_by_a_killed_coordinator_is_listed_then_dropped() {

@@ -1,7 +1,7 @@
 //! Faults with real processes: an agent killed or frozen mid-run, a
 //! coordinator killed mid-run. Each test bounds every wait.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use loadgen_common::process::{SIGCONT, SIGKILL, SIGSTOP, signal};
 use loadgen_coordinator::db::embedded::{EmbeddedPostgres, Shutdown};
 use sqlx::Connection;
-use support::{coordinator, read_report};
+use crate::support::{coordinator, read_report};
 
 /// Spawn the coordinator with piped stderr; lines arrive on the receiver.
 fn spawn_coordinator(tmp: &std::path::Path, args: &[&str]) -> (Child, Receiver<String>) {

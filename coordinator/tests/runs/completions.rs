@@ -4,10 +4,9 @@
 //! agent tracking each agent polls on its own and they do. Counts, not
 //! timings: the same offered rate on one throwaway Postgres each time.
 
-mod support;
 
 use loadgen_coordinator::model::RunReport;
-use support::{read_report, run_ok};
+use crate::support::{read_report, run_ok};
 
 fn run(tmp: &std::path::Path, pg: &str, agents: &str, tracking: &str) -> RunReport {
     let json = tmp.join(format!("{agents}-{tracking}.json"));

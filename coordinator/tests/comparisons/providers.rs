@@ -3,10 +3,10 @@
 //! client API and audited instance by instance through the agent; the result
 //! names the provider; what SQLite cannot do is refused with one line.
 
-mod support;
+use crate::support;
 
 use loadgen_coordinator::plan::ProviderKind;
-use support::{coordinator, read_report, show};
+use crate::support::{coordinator, read_report, show};
 
 fn sqlite_run(tmp: &std::path::Path, provider: &str, extra: &[&str]) -> (std::process::Output, std::path::PathBuf) {
     let json = tmp.join(format!("{provider}.json"));

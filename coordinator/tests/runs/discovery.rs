@@ -1,14 +1,14 @@
 //! Discovery: `--expect-agents N` waits (with progress) for agents that come
 //! up late, and fails with one clear line when too few answer in time.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use loadgen_coordinator::db::embedded::EmbeddedPostgres;
-use support::{coordinator, free_port, read_report, show, spawn_agent, spawn_agent_at};
+use crate::support::{coordinator, free_port, read_report, show, spawn_agent, spawn_agent_at};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expect_agents_waits_for_a_late_agent_and_then_runs_with_all() {

@@ -5,7 +5,7 @@
 //! 10001 against a throwaway Postgres. Needs root, buildah and debootstrap
 //! (the README's test command installs them).
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 

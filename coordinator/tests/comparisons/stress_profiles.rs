@@ -2,13 +2,13 @@
 //! the real coordinator and agents on a throwaway Postgres. The short ones run
 //! in CI; the long ones are `#[ignore]`d and run with:
 //!
-//!   cargo nextest run --workspace --run-ignored ignored-only -E 'binary(stress_profiles)'
+//!   cargo nextest run --workspace --run-ignored ignored-only -E 'binary(comparisons) & test(/^stress_profiles::/)'
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
-use support::{assert_consistent, assert_nothing_left, read_report, read_suite, run_ok};
+use crate::support::{assert_consistent, assert_nothing_left, read_report, read_suite, run_ok};
 
 fn json_arg(tmp: &tempfile::TempDir, name: &str) -> String {
     tmp.path().join(name).display().to_string()

@@ -3,20 +3,16 @@
 //! knob LOADGEN_TEST_SLOW_ACTIVITY_MS) reads "slower", with every run kept;
 //! bad input is one line and exit 2.
 
-mod support;
+use crate::support;
 
 use loadgen_coordinator::ab::stats::Verdict;
 use loadgen_coordinator::model::ab::{AbReport, Build};
-use support::{coordinator, show};
+use crate::support::{agent_bin, coordinator, show};
 
 #[derive(serde::Deserialize)]
 struct AbDoc {
     ab: AbReport,
     runs: Vec<loadgen_coordinator::model::RunReport>,
-}
-
-fn agent_bin() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_BIN_EXE_coordinator")).with_file_name("agent")
 }
 
 /// An A/B run of 3 + 3 short light runs; `extra` adds flags.

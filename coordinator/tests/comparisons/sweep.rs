@@ -2,9 +2,9 @@
 //! one agent at 2:2 can complete; the sweep must find the knee below the
 //! overloaded step, stop there, and explain itself.
 
-mod support;
+use crate::support;
 
-use support::{coordinator, show};
+use crate::support::{coordinator, show};
 
 #[test]
 fn a_sweep_finds_the_knee_and_stops_when_the_slo_breaks() {

@@ -3,9 +3,9 @@
 //! flight), reported per stage against what was offered, and bad plans are
 //! refused with one line before anything starts.
 
-mod support;
+use crate::support;
 
-use support::{coordinator, read_report, run_ok, show};
+use crate::support::{coordinator, read_report, run_ok, show};
 
 #[test]
 fn an_open_loop_spike_is_reproduced_second_by_second() {

@@ -10,8 +10,8 @@ use loadgen_coordinator::db::embedded::EmbeddedPostgres;
 use loadgen_coordinator::model::{Audit, RunReport};
 use sqlx::Connection;
 
-mod support;
-use support::{coordinator, read_report, show};
+use crate::support;
+use crate::support::{coordinator, read_report, show};
 
 /// Run the coordinator with `args` against `url`, JSON into `tmp/<name>.json`.
 fn run(tmp: &Path, url: &str, name: &str, args: &[&str]) -> (std::process::Output, Option<RunReport>) {

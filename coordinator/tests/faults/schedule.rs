@@ -3,10 +3,10 @@
 //! per-instance audit passing; and impossible schedules refused with one
 //! line before anything starts.
 
-mod support;
+use crate::support;
 
 use loadgen_coordinator::model::RunReport;
-use support::{coordinator, read_report, show};
+use crate::support::{coordinator, read_report, show};
 
 /// A light run with `faults` (TOML), `agents` local agents, `duration` of load.
 fn run_with(tmp: &std::path::Path, name: &str, agents: &str, duration: &str, faults: &str) -> (Option<i32>, RunReport) {

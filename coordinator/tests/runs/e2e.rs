@@ -7,8 +7,8 @@ use std::process::Output;
 use loadgen_coordinator::db::embedded::EmbeddedPostgres;
 use sqlx::Connection;
 
-mod support;
-use support::{assert_consistent, coordinator, processes_mentioning, read_report, show};
+use crate::support;
+use crate::support::{assert_consistent, coordinator, processes_mentioning, read_report, show};
 
 #[test]
 fn three_local_agents_on_the_embedded_default_complete_everything_and_leave_nothing() {

@@ -2,7 +2,7 @@
 //! (on Postgres; on in-memory SQLite with CPU per orchestration and the
 //! open-loop ceiling), and the coordinator's fan-in against synthetic agents.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -148,7 +148,7 @@ fn bench_input_is_checked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_coordinator_follows_synthetic_agents_and_merges_their_figures() {
-    let bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_coordinator")).with_file_name("agent");
+    let bin = support::agent_bin();
     let mut child = Command::new(&bin)
         .args(["--synthetic", "5", "--token", support::TEST_TOKEN])
         .stdout(Stdio::piped())

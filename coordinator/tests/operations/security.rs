@@ -2,13 +2,13 @@
 //! protocol mismatch, hostile schema names, and passwords kept out of every
 //! log line, report and file.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;
 
 use loadgen_coordinator::db::embedded::EmbeddedPostgres;
-use support::{coordinator, show, spawn_agent, spawn_agent_logging};
+use crate::support::{coordinator, show, spawn_agent, spawn_agent_logging};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_token_is_refused_and_logged() {

@@ -4,7 +4,7 @@
 //! and one agent's link is cut mid-run. Needs root; without it the test
 //! fails saying so, unless LOADGEN_SKIP_ROOT_TESTS=1 (never set by CI).
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 

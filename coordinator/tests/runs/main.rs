@@ -1,0 +1,14 @@
+//! Runs end to end: the real coordinator and agents on a throwaway Postgres, closed and open loop, load stages, every scenario, agent discovery, per-procedure statistics and completion tracking.
+//!
+//! One test binary per capability; each module below was a binary of its own.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod completions;
+mod discovery;
+mod e2e;
+mod open_loop;
+mod procedures;
+mod scenarios;
+mod stages;
