@@ -23,6 +23,7 @@ pub fn execute(cli: Cli) -> u8 {
     match cli.command {
         Some(Command::Profiles { profile_file }) => profiles(profile_file.as_deref()),
         Some(Command::Scenarios) => write_listing(&Document::Scenarios),
+        Some(Command::Faults) => write_listing(&Document::Faults),
         Some(Command::Audit(a)) => audit(&a),
         Some(Command::Cleanup(c)) => cleanup(&c),
         Some(Command::Bench(b)) => bench(&b),

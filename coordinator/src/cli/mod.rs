@@ -121,6 +121,9 @@ pub enum Command {
     },
     /// List the scenarios: what each stresses, its options and their defaults.
     Scenarios,
+    /// List the fault kinds a schedule (--faults) can use: what each does,
+    /// whether it lasts, and its fields.
+    Faults,
     /// Run duroxide's own stress module and this tool (one local agent) side by
     /// side on one provider, per dispatcher setting, and compare throughput,
     /// CPU seconds per 1,000 orchestrations and (Postgres) commits per
@@ -207,6 +210,10 @@ mod tests {
         assert!(matches!(
             Cli::try_parse_from(["coordinator", "scenarios"]).expect("scenarios").command,
             Some(Command::Scenarios)
+        ));
+        assert!(matches!(
+            Cli::try_parse_from(["coordinator", "faults"]).expect("faults").command,
+            Some(Command::Faults)
         ));
         assert!(one_line_error(&["coordinator", "--local", "2", "--agents", "a:1"]).contains("cannot be used with"));
         let e = one_line_error(&["coordinator", "--duration", "5parsecs"]);

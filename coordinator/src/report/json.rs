@@ -44,7 +44,7 @@ impl Renderer for Json {
     }
 
     fn supports(&self, doc: &Document<'_>) -> bool {
-        !matches!(doc, Document::Profiles(_) | Document::Scenarios)
+        !matches!(doc, Document::Profiles(_) | Document::Scenarios | Document::Faults)
     }
 
     fn render(&self, doc: &Document<'_>, w: &mut dyn Write) -> io::Result<()> {
@@ -64,7 +64,7 @@ impl Renderer for Json {
             Document::Compare { compare, runs } => write(&CompareDoc { compare, runs }, w),
             Document::Audit { audit, .. } => write(audit, w),
             Document::Cleanup(c) => write(c, w),
-            Document::Profiles(_) | Document::Scenarios => Err(io::Error::other("not a result")),
+            Document::Profiles(_) | Document::Scenarios | Document::Faults => Err(io::Error::other("not a result")),
         }
     }
 }

@@ -46,6 +46,7 @@ pub enum Document<'a> {
     Cleanup(&'a crate::db::cleanup::CleanupReport),
     Profiles(&'a [Profile]),
     Scenarios,
+    Faults,
 }
 
 /// Turns a document into bytes.

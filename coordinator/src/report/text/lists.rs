@@ -239,3 +239,27 @@ pub fn cleanup(c: &crate::db::cleanup::CleanupReport, w: &mut dyn Write) -> io::
         writeln!(w, "Choose schemas to drop with --older-than D, --run ID or --all, then add --yes.")
     }
 }
+
+/// Every fault kind: what it does, whether it lasts, its fields.
+pub fn faults(w: &mut dyn Write) -> io::Result<()> {
+    use crate::faults::{KINDS, Lasting};
+    for k in KINDS {
+        writeln!(w, "{}", k.name)?;
+        writeln!(w, "  {}", k.about)?;
+        let lasts = match k.lasting {
+            Lasting::Instant => "instantaneous (no duration)",
+            Lasting::Required => "lasts `duration` (required, at most 60s)",
+            Lasting::Optional => "may last `duration` (optional, at most 60s)",
+        };
+        writeln!(w, "  {lasts}")?;
+        let width = k.fields.iter().map(|(f, _)| f.len()).max().unwrap_or(0);
+        for (field, meaning) in k.fields {
+            writeln!(w, "  {field:<width$}  {meaning}")?;
+        }
+        writeln!(w)?;
+    }
+    writeln!(
+        w,
+        "Schedule them in a TOML file of [[fault]] tables (kind, at, duration and the fields above) and run with `coordinator --local 2 --faults FILE`; see docs/faults.md."
+    )
+}

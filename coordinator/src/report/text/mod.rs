@@ -50,6 +50,7 @@ impl Renderer for Text {
             Document::Cleanup(c) => lists::cleanup(c, w)?,
             Document::Profiles(p) => lists::profiles(p, w)?,
             Document::Scenarios => lists::scenarios(w)?,
+            Document::Faults => lists::faults(w)?,
         }
         w.flush()
     }
