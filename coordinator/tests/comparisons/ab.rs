@@ -5,9 +5,9 @@
 
 use crate::support;
 
+use crate::support::{agent_bin, coordinator, show};
 use loadgen_coordinator::ab::stats::Verdict;
 use loadgen_coordinator::model::ab::{AbReport, Build};
-use crate::support::{agent_bin, coordinator, show};
 
 #[derive(serde::Deserialize)]
 struct AbDoc {

@@ -5,8 +5,8 @@
 
 use crate::support;
 
-use loadgen_coordinator::plan::ProviderKind;
 use crate::support::{coordinator, read_report, show};
+use loadgen_coordinator::plan::ProviderKind;
 
 fn sqlite_run(tmp: &std::path::Path, provider: &str, extra: &[&str]) -> (std::process::Output, std::path::PathBuf) {
     let json = tmp.join(format!("{provider}.json"));

@@ -8,10 +8,10 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
+use crate::support::{coordinator, read_report};
 use loadgen_common::process::{SIGCONT, SIGKILL, SIGSTOP, signal};
 use loadgen_coordinator::db::embedded::{EmbeddedPostgres, Shutdown};
 use sqlx::Connection;
-use crate::support::{coordinator, read_report};
 
 /// Spawn the coordinator with piped stderr; lines arrive on the receiver.
 fn spawn_coordinator(tmp: &std::path::Path, args: &[&str]) -> (Child, Receiver<String>) {

@@ -5,8 +5,8 @@
 
 use crate::support;
 
-use loadgen_coordinator::model::RunReport;
 use crate::support::{coordinator, read_report, show};
+use loadgen_coordinator::model::RunReport;
 
 /// A light run with `faults` (TOML), `agents` local agents, `duration` of load.
 fn run_with(tmp: &std::path::Path, name: &str, agents: &str, duration: &str, faults: &str) -> (Option<i32>, RunReport) {

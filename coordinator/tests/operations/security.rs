@@ -7,8 +7,8 @@ use crate::support;
 use std::path::Path;
 use std::process::Command;
 
-use loadgen_coordinator::db::embedded::EmbeddedPostgres;
 use crate::support::{coordinator, show, spawn_agent, spawn_agent_logging};
+use loadgen_coordinator::db::embedded::EmbeddedPostgres;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_token_is_refused_and_logged() {

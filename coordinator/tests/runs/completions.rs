@@ -4,9 +4,8 @@
 //! agent tracking each agent polls on its own and they do. Counts, not
 //! timings: the same offered rate on one throwaway Postgres each time.
 
-
-use loadgen_coordinator::model::RunReport;
 use crate::support::{read_report, run_ok};
+use loadgen_coordinator::model::RunReport;
 
 fn run(tmp: &std::path::Path, pg: &str, agents: &str, tracking: &str) -> RunReport {
     let json = tmp.join(format!("{agents}-{tracking}.json"));

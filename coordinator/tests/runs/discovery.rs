@@ -7,8 +7,8 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use loadgen_coordinator::db::embedded::EmbeddedPostgres;
 use crate::support::{coordinator, free_port, read_report, show, spawn_agent, spawn_agent_at};
+use loadgen_coordinator::db::embedded::EmbeddedPostgres;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expect_agents_waits_for_a_late_agent_and_then_runs_with_all() {

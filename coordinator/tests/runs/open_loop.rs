@@ -8,8 +8,8 @@ use crate::support;
 
 use std::process::Command;
 
-use loadgen_coordinator::model::RunReport;
 use crate::support::{read_report, run_ok};
+use loadgen_coordinator::model::RunReport;
 
 fn open_loop_run(tmp: &std::path::Path, name: &str, rate: &str, duration: &str) -> RunReport {
     let json = tmp.join(format!("{name}.json"));

@@ -3,10 +3,9 @@
 //! throwaway Postgres turns them on), and a server without them is told
 //! which setting to enable instead of failing the run.
 
-
+use crate::support::{coordinator, read_report, show};
 use loadgen_coordinator::db::embedded::EmbeddedPostgres;
 use sqlx::Connection;
-use crate::support::{coordinator, read_report, show};
 
 #[test]
 fn a_run_on_the_embedded_default_reports_its_procedures_and_empty_fetches() {
