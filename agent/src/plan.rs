@@ -121,26 +121,3 @@ pub enum Arrival {
     /// Independent arrivals at the rate of the moment (Poisson).
     Poisson,
 }
-
-/// Agent `index` of `agents`' share of a cluster-wide in-flight target:
-/// largest remainder with equal weights, ties to the lower index (as the
-/// coordinator splits a constant budget).
-pub fn share(total: u64, index: u32, agents: u32) -> u64 {
-    let n = u64::from(agents.max(1));
-    total / n + u64::from(u64::from(index) < total % n)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shares_of_a_target_sum_to_it_and_favour_the_lower_index() {
-        for total in [0u64, 1, 2, 9, 10, 11, 50] {
-            let shares: Vec<u64> = (0..3).map(|i| share(total, i, 3)).collect();
-            assert_eq!(shares.iter().sum::<u64>(), total);
-            assert!(shares.windows(2).all(|w| w[0] >= w[1] && w[0] - w[1] <= 1), "{shares:?}");
-        }
-        assert_eq!((0..3).map(|i| share(10, i, 3)).collect::<Vec<_>>(), [4, 3, 3]);
-    }
-}

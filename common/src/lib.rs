@@ -14,6 +14,7 @@
 //! - [`schema`]: run ids, schema names, instance ids and identifier validation;
 //! - [`secret`]: masking of passwords in database URLs;
 //! - [`process`]: the few process-level calls (signals, parent-death) that need `libc`;
+//! - [`split`]: largest-remainder apportionment (the budget split and an agent's share);
 //! - [`rand`]: a seeded splitmix64 generator for schedules and resamples;
 //! - [`startup`]: logging set-up and the shutdown signal both binaries use.
 
@@ -25,6 +26,7 @@ pub mod proto;
 pub mod rand;
 pub mod schema;
 pub mod secret;
+pub mod split;
 pub mod stages;
 pub mod startup;
 pub mod tally;

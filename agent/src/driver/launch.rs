@@ -114,7 +114,7 @@ impl<S> Driver<S> {
         let target = match stages {
             Some(plan) => {
                 let cluster = plan.value_at(self.t0.elapsed()).round() as u64;
-                crate::plan::share(cluster, self.plan.agent_index, self.plan.agent_count).min(*concurrency)
+                loadgen_common::split::share(cluster, self.plan.agent_index, self.plan.agent_count).min(*concurrency)
             }
             None => *concurrency,
         };

@@ -9,7 +9,6 @@
 //! - [`profiles`]: the built-in profiles and a profile file, looked up by name;
 //! - [`load`]: the load over time (stages, or a constant rate or budget);
 //! - [`workload`]: the scenario (or mix) with its options, built to check them;
-//! - [`split`]: largest-remainder apportionment;
 //! - [`slices`]: each agent's share of the budget, the rate and the seed;
 //! - [`outputs`]: result files and directories, checked writable up front.
 
@@ -21,7 +20,6 @@ pub mod outputs;
 pub mod profile;
 pub mod profiles;
 pub mod slices;
-pub mod split;
 pub mod workload;
 
 pub use outputs::{LiveMode, Outputs};
@@ -206,7 +204,7 @@ pub enum PlanError {
     #[error(transparent)]
     Scenario(#[from] loadgen_scenarios::ScenarioError),
     #[error(transparent)]
-    Split(#[from] split::ApportionError),
+    Split(#[from] loadgen_common::split::ApportionError),
     #[error("--rate {rate}/s is too low for {agents} agents (each needs at least 0.001/s)")]
     RateTooLow { rate: f64, agents: usize },
     #[error("{flag} {path}: {detail}")]

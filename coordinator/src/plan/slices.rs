@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::PlanError;
 use super::profile::Profile;
-use super::split::split_budget;
+use loadgen_common::split::split_budget;
 
 /// One agent's share of a run.
 #[derive(Clone, Debug, PartialEq)]

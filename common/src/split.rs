@@ -1,8 +1,11 @@
-//! Largest-remainder (Hamilton) apportionment of a cluster-wide budget.
+//! Largest-remainder (Hamilton) apportionment of a cluster-wide budget, the
+//! one split both binaries use.
 //!
-//! The coordinator splits the concurrency budget (and later the arrival rate)
-//! into one slice per agent. The slices must sum exactly to the budget and be
-//! as even as the weights allow; largest remainder gives both, deterministically.
+//! The coordinator splits the concurrency budget (and the arrival rate) into
+//! one slice per agent; an agent following a changing cluster-wide target
+//! takes its own share of it ([`share`]). The slices must sum exactly to the
+//! budget and be as even as the weights allow; largest remainder gives both,
+//! deterministically.
 
 use thiserror::Error;
 
@@ -58,6 +61,14 @@ pub fn split_budget(budget: u64, agents: usize) -> Result<Vec<u64>, ApportionErr
     apportion(budget, &vec![1; agents])
 }
 
+/// Agent `index` of `agents`' share of `total` split evenly: exactly its
+/// entry of [`apportion`] with equal weights (ties to the lower index), in
+/// closed form, for the driver's hot path.
+pub fn share(total: u64, index: u32, agents: u32) -> u64 {
+    let n = u64::from(agents.max(1));
+    total / n + u64::from(u64::from(index) < total % n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +104,17 @@ mod tests {
             for (share, w) in s.iter().zip(weights) {
                 let quota = total as f64 * w as f64 / sum as f64;
                 assert!((*share as f64 - quota).abs() < 1.0, "{share} vs {quota}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_agents_share_is_its_entry_of_the_equal_split() {
+        for agents in 1..=9u32 {
+            for total in 0..=60u64 {
+                let all = apportion(total, &vec![1; agents as usize]).expect("split");
+                let each: Vec<u64> = (0..agents).map(|i| share(total, i, agents)).collect();
+                assert_eq!(each, all, "{total} over {agents}");
             }
         }
     }
