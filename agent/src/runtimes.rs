@@ -257,3 +257,45 @@ async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
     }
     while set.join_next().await.is_some() {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(runtimes: u32) -> RuntimeSpec {
+        RuntimeSpec {
+            runtimes,
+            orchestration_concurrency: 1,
+            worker_concurrency: 1,
+            poll_interval: Duration::from_millis(50),
+            orchestrator_lock_timeout: None,
+            worker_lock_timeout: None,
+        }
+    }
+
+    async fn sqlite() -> Backend {
+        Backend::Sqlite(Arc::new(SqliteProvider::new_in_memory().await.expect("an in-memory store")))
+    }
+
+    #[tokio::test]
+    async fn a_restart_replaces_one_runtime_with_a_fresh_worker_id_and_shutdown_refuses_more() {
+        let counters = Arc::new(ActivityCounters::new());
+        let rts = Runtimes::start(sqlite().await, "run-a0", &settings(2), counters).await.expect("start");
+        let fleet = rts.fleet();
+        // Runtime 3 of 2 is runtime 1 (modulo the count); its fresh node says so.
+        let detail = fleet.restart(3, Duration::ZERO).await.expect("restart");
+        assert!(detail.starts_with("runtime 1 shut down") && detail.ends_with("run-a0-r1-g1"), "{detail}");
+        let again = fleet.restart(1, Duration::from_millis(10)).await.expect("restart again");
+        assert!(again.ends_with("run-a0-r1-g2"), "{again}");
+        rts.shutdown().await;
+        assert_eq!(fleet.restart(0, Duration::ZERO).await, Err("the run is shutting down".to_string()));
+    }
+
+    #[tokio::test]
+    async fn an_agent_of_no_runtimes_says_so() {
+        let counters = Arc::new(ActivityCounters::new());
+        let rts = Runtimes::start(sqlite().await, "run-a0", &settings(0), counters).await.expect("start");
+        assert_eq!(rts.fleet().restart(0, Duration::ZERO).await, Err("the agent runs no runtime".to_string()));
+        rts.shutdown().await;
+    }
+}

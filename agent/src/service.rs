@@ -176,3 +176,56 @@ impl AgentRpc for Agent {
         Ok(Response::new(proto::ReleaseReply { late_activities }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::tests::{agent, sqlite_spec};
+
+    #[tokio::test]
+    async fn hello_says_who_and_what_state_and_prepare_maps_errors_to_statuses() {
+        let a = agent();
+        let hello =
+            AgentRpc::hello(&a, Request::new(proto::HelloRequest { protocol_version: proto::PROTOCOL_VERSION }))
+                .await
+                .expect("hello")
+                .into_inner();
+        assert_eq!(hello.protocol_version, proto::PROTOCOL_VERSION);
+        assert_eq!(hello.state, proto::AgentState::Idle as i32);
+        assert_eq!((hello.hostname.as_str(), hello.pool_max), ("test", 10));
+        assert!(!hello.duroxide_version.is_empty() && !hello.duroxide_pg_version.is_empty());
+        // A request the wire refuses is an invalid argument naming the field.
+        let mut bad = loadgen_common::wire::synthetic_prepare_request("r1", 0, 1, 1000);
+        bad.agent_count = 0;
+        let status = AgentRpc::prepare(&a, Request::new(bad)).await.expect_err("agent_count 0");
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+        // A second run while one is prepared is a failed precondition.
+        Agent::prepare(&a, sqlite_spec("r1", 500)).await.expect("prepare");
+        let busy = loadgen_common::wire::synthetic_prepare_request("r2", 0, 1, 1000);
+        let status = AgentRpc::prepare(&a, Request::new(busy)).await.expect_err("busy");
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+        let hello =
+            AgentRpc::hello(&a, Request::new(proto::HelloRequest { protocol_version: 0 })).await.expect("hello");
+        assert_eq!(hello.into_inner().state, proto::AgentState::Prepared as i32);
+        let released = AgentRpc::release(&a, Request::new(proto::ReleaseRequest { run_id: "r1".into() })).await;
+        assert_eq!(released.expect("release").into_inner().late_activities, 0);
+    }
+
+    #[tokio::test]
+    async fn the_sink_says_when_the_coordinator_stopped_listening() {
+        let (tx, rx) = mpsc::channel(4);
+        let mut sink = StreamSink(tx);
+        assert!(sink.started(vec!["r-0-0".into()]).await);
+        drop(rx);
+        assert!(!sink.started(vec!["r-0-1".into()]).await);
+    }
+
+    #[test]
+    fn every_phase_has_its_wire_state() {
+        let states: Vec<proto::AgentState> =
+            [Phase::Idle, Phase::Preparing, Phase::Prepared, Phase::Running, Phase::Finished].map(state).into();
+        let mut distinct = states.clone();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 5, "{states:?}");
+    }
+}
