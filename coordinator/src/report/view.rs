@@ -3,12 +3,11 @@
 //! is the headline (that choice itself lives in the model:
 //! [`crate::model::Section::headline_latency`]).
 
-use loadgen_common::units::{format_duration, format_rate};
+use loadgen_common::units::format_duration;
 
 pub use loadgen_common::units::format_latency_us as fmt_ms;
 
 use crate::model::{LatencySummary, RunReport, WorkloadReport};
-use crate::plan::Profile;
 
 /// The workload in one phrase: "fanout activity_delay=5ms tasks=3".
 pub fn describe_workload(w: &WorkloadReport) -> String {
@@ -19,30 +18,6 @@ pub fn describe_workload(w: &WorkloadReport) -> String {
     text
 }
 
-/// The load in one phrase: "10 in flight", "open loop 40/s constant (at most 100 in flight)".
-pub fn describe_load(p: &Profile) -> String {
-    if let Some(stages) = &p.stages {
-        return match p.rate {
-            Some(peak) => format!(
-                "open loop in stages {stages} (peak {}, {} arrivals, at most {} in flight)",
-                format_rate(peak),
-                p.arrival.as_str(),
-                p.open_loop_cap().unwrap_or(p.max_concurrent)
-            ),
-            None => format!("closed loop in stages {stages} (peak {} in flight)", p.max_concurrent),
-        };
-    }
-    match p.rate {
-        None => format!("{} in flight", p.max_concurrent),
-        Some(rate) => format!(
-            "open loop {} {} (at most {} in flight)",
-            format_rate(rate),
-            p.arrival.as_str(),
-            p.open_loop_cap().unwrap_or(p.max_concurrent)
-        ),
-    }
-}
-
 /// One line that says what a run was asked to do.
 pub fn describe_config(r: &RunReport) -> String {
     let p = &r.profile;
@@ -50,7 +25,7 @@ pub fn describe_config(r: &RunReport) -> String {
     format!(
         "provider {}, {}{iterations}, {} of load, {}, dispatchers {} x {} runtime(s)/agent, poll {}, pool {}, db latency {}",
         r.provider.as_str(),
-        describe_load(p),
+        p.describe_load(),
         format_duration(p.duration),
         describe_workload(&r.workload),
         p.dispatchers(),

@@ -104,19 +104,11 @@ async fn execute(
     Ok((reports, logs))
 }
 
-/// How a run describes its load for people.
+/// How a run describes its load for people: the load's one phrase (the
+/// same the summary uses), each agent's slice, the length.
 fn describe_load(p: &Profile, slices: &[crate::plan::AgentSlice]) -> String {
     let split = slices.iter().map(|s| s.concurrency.to_string()).collect::<Vec<_>>().join("+");
-    let d = loadgen_common::units::format_duration(p.duration);
-    match p.rate {
-        None => format!("closed loop, {} in flight ({split}), {d} of load", p.max_concurrent),
-        Some(rate) => format!(
-            "open loop, {} {} arrivals, at most {} in flight ({split}), {d} of load",
-            loadgen_common::units::format_rate(rate),
-            p.arrival.as_str(),
-            p.in_flight_budget()
-        ),
-    }
+    format!("{} ({split}), {} of load", p.describe_load(), loadgen_common::units::format_duration(p.duration))
 }
 
 /// Each agent's share of the load: its rate (open loop) or its in-flight
