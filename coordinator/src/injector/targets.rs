@@ -4,22 +4,20 @@
 //! travel on it through [`Route::fault`]).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::agents::run::{FaultReport, Route};
 use crate::db::RunDb;
-use crate::db::embedded::{EmbeddedPostgres, Shutdown};
 use crate::faults::{AgentAction, Server, Targets};
 
 /// The run's side of the faults.
 pub struct RunTargets<'a> {
     /// The run's schema (its pool reaches the database); none on SQLite.
     pub provider: Option<Arc<RunDb>>,
-    /// The throwaway Postgres, when this coordinator started it.
-    pub embedded: Option<&'a mut EmbeddedPostgres>,
+    /// The server this coordinator controls (the throwaway Postgres).
+    pub server: Option<&'a mut dyn Server>,
     /// Local agents' process ids, by index.
     pub agent_pids: Vec<Option<u32>>,
     /// Every agent's control stream (agent faults travel on it).
@@ -46,8 +44,8 @@ impl Targets for RunTargets<'_> {
     }
 
     fn server(&mut self) -> Option<&mut dyn Server> {
-        match self.embedded.as_deref_mut() {
-            Some(pg) => Some(pg),
+        match &mut self.server {
+            Some(s) => Some(&mut **s),
             None => None,
         }
     }
@@ -71,16 +69,5 @@ impl Targets for RunTargets<'_> {
             }
         }
         None
-    }
-}
-
-#[async_trait]
-impl Server for EmbeddedPostgres {
-    fn pid(&self) -> Option<u32> {
-        EmbeddedPostgres::pid(self)
-    }
-
-    async fn crash_and_restart(&mut self, down: Duration) -> Result<(), String> {
-        self.restart(down, Shutdown::Immediate).await.map_err(|e| e.to_string())
     }
 }

@@ -30,6 +30,7 @@ use crate::plan::{Profile, RunPlan};
 pub mod assemble;
 pub mod completions;
 pub mod executor;
+pub mod host;
 pub mod live;
 pub mod once;
 pub mod session;

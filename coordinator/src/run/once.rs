@@ -197,7 +197,7 @@ async fn start_and_follow(
         }
         let targets = crate::injector::RunTargets {
             provider: b.store.db().cloned(),
-            embedded: session.embedded.as_mut(),
+            server: session.host.as_mut().and_then(|h| h.server()),
             agent_pids,
             routes: controls.routes(),
             load_shares: load_shares(&b.slices),

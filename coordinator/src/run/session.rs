@@ -1,20 +1,18 @@
 //! What a coordinator brings up for its runs and must take down on every path:
-//! the database (URL or throwaway cluster), the agents (local processes or
+//! the database (its [`super::host`]: a URL, a throwaway cluster, or none), the agents (local processes or
 //! connections to remote ones), and the schema of the run in progress.
 
 use std::sync::Arc;
 
 use crate::db::RunDb;
-use loadgen_common::dburl::DbUrl;
-use loadgen_common::secret;
 
+use super::host::DatabaseHost;
 use crate::agents::local::LocalAgents;
 use crate::agents::{AgentLink, connect_all, discover};
 use crate::db;
-use crate::db::embedded::EmbeddedPostgres;
 use crate::error::CoordinatorError;
 use crate::notice::{Notice, Observer};
-use crate::plan::{Access, AgentSource, Database, Profile, RunPlan};
+use crate::plan::{Access, AgentSource, Profile, RunPlan};
 
 /// A connection plan that did not fit, and what would.
 #[derive(Debug, Clone, Copy)]
@@ -58,7 +56,8 @@ impl Fit {
 /// Database, agents and the current run's schema.
 #[derive(Default)]
 pub struct Session {
-    pub embedded: Option<EmbeddedPostgres>,
+    /// Where the database lives ([`super::host`]).
+    pub host: Option<Box<dyn DatabaseHost>>,
     pub local: Option<LocalAgents>,
     pub links: Vec<AgentLink>,
     /// The database URL (secret: never print it; see `database`).
@@ -69,8 +68,6 @@ pub struct Session {
     pub db_host: String,
     /// Run id and schema (none on SQLite) of the run in progress.
     pub current: Option<(String, Option<Arc<RunDb>>)>,
-    /// sqlite-file: where the runs' database files live (removed with it).
-    pub sqlite_dir: Option<tempfile::TempDir>,
     pub keep_schema: bool,
 }
 
@@ -83,39 +80,13 @@ impl Session {
         obs: &dyn Observer,
     ) -> Result<(), CoordinatorError> {
         self.keep_schema = plan.keep_schema;
-        match &plan.database {
-            Database::Url(u) => {
-                self.url = u.clone();
-                self.database = secret::mask_url(u);
-                self.db_host = DbUrl::parse(u).map_err(|e| CoordinatorError::Usage(e.to_string()))?.host_label();
-            }
-            Database::Embedded => {
-                let pg = EmbeddedPostgres::start().await?;
-                self.url = pg.url().to_string();
-                self.database = format!("throwaway Postgres on 127.0.0.1:{}", pg.port());
-                self.db_host = "embedded".into();
-                obs.notice(&Notice::DatabaseStarted { description: &self.database });
-                self.embedded = Some(pg);
-            }
-            Database::InAgent => {
-                // The agent needs no server; its URL only says so.
-                self.url = "sqlite:".into();
-                self.db_host = "sqlite".into();
-                self.database = match plan.provider {
-                    crate::plan::ProviderKind::SqliteFile => {
-                        let dir = tempfile::Builder::new()
-                            .prefix("loadgen-sqlite-")
-                            .tempdir()
-                            .map_err(|e| CoordinatorError::Local(format!("creating a directory for SQLite: {e}")))?;
-                        let described = format!("duroxide's SQLite provider on files in {}", dir.path().display());
-                        self.sqlite_dir = Some(dir);
-                        described
-                    }
-                    _ => "duroxide's SQLite provider in the agent's memory".into(),
-                };
-            }
-        }
-        if matches!(plan.database, Database::InAgent) {
+        let host = super::host::open(plan, obs).await?;
+        self.url = host.url().to_string();
+        self.database = host.description();
+        self.db_host = host.host_label();
+        let server = host.is_server();
+        self.host = Some(host);
+        if !server {
             self.links = self.spawn_agents(plan, profile, obs).await?;
             return crate::agents::check_builds(&self.links, plan.agents_migrate);
         }
@@ -205,7 +176,7 @@ impl Session {
     /// sqlite-file gets its own file in the session's directory.
     pub fn begin_store_run(&mut self, run_id: &str) -> Option<std::path::PathBuf> {
         self.current = Some((run_id.to_string(), None));
-        self.sqlite_dir.as_ref().map(|d| d.path().join(format!("{run_id}.db")))
+        self.host.as_ref().and_then(|h| h.run_files()).map(|d| d.join(format!("{run_id}.db")))
     }
 
     /// Create the run's schema with this build's migrations, or (when the
@@ -243,15 +214,15 @@ impl Session {
         let Some(provider) = provider else {
             // SQLite: the agent's release dropped an in-memory store; a
             // file store goes with its WAL and shared-memory files.
-            if let Some(dir) = &self.sqlite_dir {
+            if let Some(dir) = self.host.as_ref().and_then(|h| h.run_files()) {
                 for suffix in ["db", "db-wal", "db-shm"] {
-                    let _ = std::fs::remove_file(dir.path().join(format!("{run_id}.{suffix}")));
+                    let _ = std::fs::remove_file(dir.join(format!("{run_id}.{suffix}")));
                 }
             }
             return;
         };
         if self.keep_schema {
-            if self.embedded.is_some() {
+            if self.host.as_ref().is_some_and(|h| h.is_throwaway()) {
                 obs.notice(&Notice::Note(
                     "--keep-schema has no lasting effect on the throwaway database, which is removed at exit".into(),
                 ));
@@ -278,8 +249,8 @@ impl Session {
         if let Some(mut local) = self.local.take() {
             local.stop().await;
         }
-        if let Some(mut pg) = self.embedded.take() {
-            tokio::task::spawn_blocking(move || pg.stop()).await.ok();
+        if let Some(mut host) = self.host.take() {
+            host.stop().await;
         }
     }
 }
