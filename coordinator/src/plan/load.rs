@@ -65,22 +65,24 @@ impl Profile {
         Ok(())
     }
 
-    /// The load over time: the stages, or a constant rate or budget.
-    pub fn load_plan(&self) -> LoadPlan {
-        let parsed = self.stages.as_deref().and_then(|t| {
-            let open = stages_are_rates(t);
-            StagePlan::parse(t, open, self.duration).ok().map(|p| (p, open))
-        });
-        match (parsed, self.rate) {
-            (Some((plan, open)), _) => LoadPlan { plan, open, staged: true },
-            (None, Some(rate)) => {
-                LoadPlan { plan: StagePlan::constant(rate, self.duration), open: true, staged: false }
-            }
-            (None, None) => LoadPlan {
+    /// The load over time: the stages, or a constant rate or budget. The
+    /// stages were checked by [`Profile::settle_stages`]; text that no
+    /// longer parses (a profile changed after it) is an error, never a
+    /// silent constant load.
+    pub fn load_plan(&self) -> Result<LoadPlan, ConfigError> {
+        if let Some(text) = self.stages.as_deref() {
+            let open = stages_are_rates(text);
+            let plan = StagePlan::parse(text, open, self.duration)
+                .map_err(|e| ConfigError::Stages { value: text.to_string(), detail: e.to_string() })?;
+            return Ok(LoadPlan { plan, open, staged: true });
+        }
+        Ok(match self.rate {
+            Some(rate) => LoadPlan { plan: StagePlan::constant(rate, self.duration), open: true, staged: false },
+            None => LoadPlan {
                 plan: StagePlan::constant(self.max_concurrent as f64, self.duration),
                 open: false,
                 staged: false,
             },
-        }
+        })
     }
 }

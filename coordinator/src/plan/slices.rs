@@ -52,7 +52,7 @@ pub fn check(profile: &Profile, agents: usize) -> Result<(), PlanError> {
 /// The slices of a run of `profile` over `agents`, seeded by `run_seed`.
 pub fn slices(profile: &Profile, agents: usize, run_seed: u64) -> Result<Vec<AgentSlice>, PlanError> {
     let budget = split_budget(profile.in_flight_budget(), agents)?;
-    let load = profile.load_plan();
+    let load = profile.load_plan()?;
     let rates = match profile.rate {
         Some(rate) => rate_shares(rate, agents)?.into_iter().map(Some).collect(),
         None => vec![None; agents],
