@@ -56,6 +56,8 @@ impl FaultSpec {
 #[derive(Clone, Debug)]
 pub struct Planned {
     pub spec: FaultSpec,
+    /// Its kind's registry entry.
+    pub def: &'static super::FaultDef,
     pub fault: Arc<dyn Fault>,
 }
 
@@ -124,7 +126,7 @@ impl Schedule {
                 format!("{}: unknown fault kind `{}` (kinds: {})", spec.name(), spec.kind, kinds.join(", "))
             })?;
             let fault = (def.parse)(spec.fields.clone()).map_err(|e| format!("{}: {e}", spec.name()))?;
-            faults.push(Planned { spec: spec.clone(), fault: Arc::from(fault) });
+            faults.push(Planned { spec: spec.clone(), def, fault: Arc::from(fault) });
         }
         faults.sort_by_key(|p| p.spec.at);
         let schedule = Schedule { faults };
@@ -194,8 +196,7 @@ impl Schedule {
 /// The duration the kind allows, within the longest a fault may last and
 /// the end of the load.
 fn check_duration(name: &str, f: &Planned, reach: &Reach) -> Result<(), String> {
-    let lasting = super::find(f.kind()).map_or(Lasting::Instant, |d| d.lasting);
-    match (lasting, f.spec.duration) {
+    match (f.def.lasting, f.spec.duration) {
         (Lasting::Required, None) => return Err(format!("{name} needs a duration")),
         (Lasting::Instant, Some(_)) => return Err(format!("{name} is instantaneous: drop its duration")),
         (_, Some(d)) if d.is_zero() || d > LONGEST => {
