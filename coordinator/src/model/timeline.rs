@@ -234,8 +234,18 @@ pub struct FaultReport {
     /// `failed_during` by category.
     #[serde(default)]
     pub failures: Failures,
-    /// From the fault's end until throughput was back within 10% of the
-    /// level before it and p99 under twice it; `None`: not within the run.
+    /// From the fault's end until throughput (over two seconds) was back
+    /// to `recovery_orch_per_sec` and p99 under `recovery_p99_ms`; `None`:
+    /// not within the run.
     #[serde(default)]
     pub recovery_s: Option<f64>,
+    /// The bars a recovery is judged by: the level before the fault less the
+    /// wider of 10% and three robust standard deviations of its seconds
+    /// (at most half the level), and the larger of twice the p99 before and
+    /// that p99 plus three robust standard deviations (`None`: nothing
+    /// completed before the fault).
+    #[serde(default)]
+    pub recovery_orch_per_sec: f64,
+    #[serde(default)]
+    pub recovery_p99_ms: Option<f64>,
 }

@@ -232,6 +232,8 @@ pub(crate) fn run_report(run_id: &str) -> RunReport {
             failed_during: 0,
             failures: Default::default(),
             recovery_s: Some(2.0),
+            recovery_orch_per_sec: 45.0,
+            recovery_p99_ms: Some(600.0),
         }],
         procedures: Some(ProcedureReport {
             functions_tracked: true,

@@ -249,7 +249,7 @@ fn render_faults(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     }
     writeln!(
         w,
-        "Faults (the level before each is the median second of its 5 seconds before; recovery: throughput within 10% and p99 under 2x):"
+        "Faults (the level before each is the median second of its 5 seconds before; recovery: back over that level less its noise, p99 under 2x or its noise):"
     )?;
     for f in &r.faults {
         let e = &f.event;
@@ -257,11 +257,15 @@ fn render_faults(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
             Some(err) => format!("NOT APPLIED: {err}"),
             None => e.detail.clone(),
         };
-        let recovery = match f.recovery_s {
-            Some(s) => format!("recovered {s:.1}s after it ended"),
-            None => "not recovered within the run".into(),
-        };
         let p99 = |ms: f64| if ms > 0.0 { fmt_ms((ms * 1000.0) as u64) } else { "-".into() };
+        let bar = match f.recovery_p99_ms {
+            Some(ms) => format!("{:.1} orch/s and p99 under {}", f.recovery_orch_per_sec, p99(ms)),
+            None => format!("{:.1} orch/s", f.recovery_orch_per_sec),
+        };
+        let recovery = match f.recovery_s {
+            Some(s) => format!("recovered {s:.1}s after it ended (back to {bar})"),
+            None => format!("not recovered within the run (never back to {bar})"),
+        };
         writeln!(
             w,
             "  {:.1}-{:.1}s {} on {}: {what}; {:.1} -> {:.1} orch/s, p99 {} -> {}; failed until recovery: {}; {recovery}.",
