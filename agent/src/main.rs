@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use clap::Parser;
+use clap::error::ErrorKind;
 use loadgen_agent::{AgentConfig, serve};
 use loadgen_common::process::hostname;
 use loadgen_common::process::pool_max_from_env;
@@ -22,8 +23,15 @@ struct Args {
     #[arg(long, env = "AGENT_LISTEN", default_value = "127.0.0.1:7000")]
     listen: SocketAddr,
 
-    /// PostgreSQL URL of the database under test (postgres://user:pass@host:port/db).
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true, required_unless_present = "synthetic")]
+    /// PostgreSQL URL of the database under test (postgres://user:pass@host:port/db,
+    /// or libpq's key=value form: "host=db user=app password=... dbname=app").
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        required_unless_present = "synthetic",
+        value_parser = database_url
+    )]
     database_url: Option<String>,
 
     /// Connection-pool size of each duroxide-pg provider in this process
@@ -58,10 +66,26 @@ struct Args {
     log: String,
 }
 
+/// A Postgres URL or key=value string, checked and as one URL; `sqlite:`
+/// (the coordinator's SQLite providers) as given.
+fn database_url(text: &str) -> Result<String, String> {
+    if text.starts_with("sqlite:") { Ok(text.to_string()) } else { loadgen_common::dburl::normalize(text) }
+}
+
 fn main() -> std::process::ExitCode {
     // DATABASE_URL and LOADGEN_TOKEN may come from ./.env (never printed).
     startup::load_dotenv();
-    let args = Args::parse();
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            let _ = e.print();
+            return std::process::ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("agent: {}", startup::usage_line(&e.to_string()));
+            return std::process::ExitCode::from(2);
+        }
+    };
     // Synthetic agents hold a listener and a connection each.
     loadgen_common::process::raise_open_files_limit();
     // Logs go to stderr; stdout carries the listen line.
@@ -88,7 +112,7 @@ fn main() -> std::process::ExitCode {
     match rt.block_on(run(args)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("agent: {e:#}");
+            eprintln!("agent: {}", loadgen_common::secret::Secrets::of_process().scrub(&format!("{e:#}")));
             std::process::ExitCode::FAILURE
         }
     }

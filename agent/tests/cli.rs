@@ -82,3 +82,18 @@ fn a_short_token_is_refused_before_listening() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("listening"), "it listened with a short token");
 }
+
+/// Usage errors are one line with exit 2, like the coordinator's: clap's
+/// own are four (the error, a tip, the usage, a pointer to --help).
+#[test]
+fn usage_errors_are_one_line() {
+    for args in [&["--bogus"][..], &["--listen", "not-an-address"], &["--pool-max", "many"], &["stray"]] {
+        let out = agent().args(args).output().expect("run agent");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("agent: ") && err.contains("(see --help)"), "{args:?}: {err}");
+    }
+    let help = agent().arg("--help").output().expect("help");
+    assert_eq!(help.status.code(), Some(0));
+}

@@ -11,7 +11,7 @@ use thiserror::Error;
 
 /// A URL this module cannot make sense of.
 #[derive(Debug, Error, PartialEq, Eq)]
-#[error("database URL {masked} is not a postgres:// URL: {detail}")]
+#[error("database URL {masked} cannot be used: {detail}")]
 pub struct DbUrlError {
     pub masked: String,
     pub detail: &'static str,
@@ -35,7 +35,22 @@ pub struct DbUrl {
     pub endpoint: Endpoint,
 }
 
-fn percent_decode(s: &str) -> String {
+/// Every byte but the unreserved ones (`A-Z a-z 0-9 - . _ ~`) as `%XX`:
+/// safe in any part of a URL.
+pub fn percent_encode(s: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -58,16 +73,37 @@ fn hex(b: Option<&u8>) -> Option<u8> {
     (b as char).to_digit(16).map(|d| d as u8)
 }
 
+/// A connection string as the user gave it (a `postgres://` URL or a
+/// libpq key=value string) as the checked URL every part of the tool takes.
+/// Errors are one line and never hold the password.
+pub fn normalize(text: &str) -> Result<String, String> {
+    let url = if crate::conninfo::is_conninfo(text) {
+        crate::conninfo::to_url(text).map_err(|e| e.to_string())?
+    } else {
+        text.trim().to_string()
+    };
+    DbUrl::parse(&url).map_err(|e| e.to_string())?;
+    Ok(url)
+}
+
 impl DbUrl {
     /// Parse a connection URL.
     pub fn parse(url: &str) -> Result<DbUrl, DbUrlError> {
         let err = |detail| DbUrlError { masked: crate::secret::mask_url(url), detail };
         let rest_start = match url.find("://") {
             Some(i) if matches!(&url[..i], "postgres" | "postgresql") => i + 3,
-            _ => return Err(err("it must start with postgres:// or postgresql://")),
+            _ => return Err(err("it must start with postgres:// or postgresql:// (or be libpq's key=value form)")),
         };
         let rest = &url[rest_start..];
         let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        // An '@' after the host, before any parameter's '=': a password
+        // holding an unencoded '/', '?' or '#' cut the userinfo short.
+        let after = &rest[authority_len..];
+        if after.find('@').is_some_and(|at| !after[..at].contains('=')) {
+            return Err(err(
+                "an '@' after the host: percent-encode '/', '?', '#' and '@' in a user name or password (%2F, %3F, %23, %40)",
+            ));
+        }
         let authority = &rest[..authority_len];
         let host_offset = authority.rfind('@').map_or(0, |at| at + 1);
         let hostport = &authority[host_offset..];
@@ -180,5 +216,22 @@ mod tests {
         assert!(!e.to_string().contains("hunter2"), "{e}");
         assert!(DbUrl::parse("postgres://h:port/db").is_err());
         assert!(DbUrl::parse("postgres://[::1/db").is_err());
+        for url in
+            ["postgres://u:pa/ss@h/db", "postgres://u:pa?ss@h/db", "postgres://u:pa#ss@h/db", "postgres://u:a@b/c@h/db"]
+        {
+            let e = DbUrl::parse(url).expect_err(url).to_string();
+            assert!(e.contains("percent-encode") && !e.contains("pa/") && !e.contains("ss@"), "{url}: {e}");
+        }
+        assert!(DbUrl::parse("postgres://h/db?application_name=me@there").is_ok());
+    }
+
+    #[test]
+    fn key_value_strings_and_urls_normalize_to_one_url() {
+        assert_eq!(normalize(" postgres://u:p@h/db ").as_deref(), Ok("postgres://u:p@h/db"));
+        assert_eq!(normalize("host=h user=u password=p dbname=db").as_deref(), Ok("postgres://u:p@h/db"));
+        for bad in ["host=h password=zz9 port=x", "postgres://u:zz9@h:x/db", "mysql://u:zz9@h/db", "u:zz9@h"] {
+            let e = normalize(bad).expect_err(bad);
+            assert!(!e.contains("zz9"), "{bad}: {e}");
+        }
     }
 }

@@ -11,14 +11,16 @@
 //! - [`units`]: durations, rates and sizes as people type them;
 //! - [`auth`]: the shared agent token (client and server interceptors);
 //! - [`dburl`]: the parts of a database URL the tool needs (host, port, socket);
+//! - [`conninfo`]: libpq's key=value connection strings, read into URLs;
 //! - [`schema`]: run ids, schema names, instance ids and identifier validation;
-//! - [`secret`]: masking of passwords in database URLs;
+//! - [`secret`]: masking of passwords and tokens in anything printed;
 //! - [`process`]: the few process-level calls (signals, parent-death) that need `libc`;
 //! - [`split`]: largest-remainder apportionment (the budget split and an agent's share);
 //! - [`rand`]: a seeded splitmix64 generator for schedules and resamples;
 //! - [`startup`]: logging set-up and the shutdown signal both binaries use.
 
 pub mod auth;
+pub mod conninfo;
 pub mod dburl;
 pub mod histogram;
 pub mod process;

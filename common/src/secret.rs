@@ -1,28 +1,44 @@
-//! Masking of database passwords.
+//! Masking of database passwords and agent tokens.
 //!
 //! A URL is masked before it reaches any log field, error, report or file.
-//! Both places a libpq-style URL can carry a password are covered: the
-//! userinfo (`postgres://user:secret@host/db`) and the `password` query parameter.
+//! Every place a connection string can carry a password is covered: a URL's
+//! userinfo (`postgres://user:secret@host/db`), its `password` query
+//! parameter, a key=value string's `password=` (see [`crate::conninfo`]),
+//! and a URL whose password holds an unencoded `/`, `?` or `#`, where the
+//! userinfo runs to the last `@` (masked generously: when in doubt, hide).
+//! [`Secrets`] scrubs text that may echo the command line or the
+//! environment (a usage error, a last-resort error line).
+
+use crate::conninfo;
 
 /// What a masked password is replaced with.
 pub const MASK: &str = "***";
 
-/// The URL with any password replaced by [`MASK`]. Strings that are not URLs
-/// are returned unchanged.
-pub fn mask_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
-    };
-    let rest_start = scheme_end + 3;
-    let rest = &url[rest_start..];
-    // The authority ends at the first '/', '?' or '#'.
+/// Where the userinfo of a URL ends (`rest` is after `scheme://`): the last
+/// `@` of the authority, or, when the authority has none but an `@` comes
+/// later (a password with an unencoded `/`, `?` or `#`), the last `@` of all.
+fn userinfo_end(rest: &str) -> Option<usize> {
     let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_len];
+    rest[..authority_len].rfind('@').or_else(|| {
+        let at = rest.rfind('@')?;
+        rest[..at].contains(':').then_some(at)
+    })
+}
+
+/// Any connection string (a URL, with or without its scheme, or key=value)
+/// with its password masked; other text is returned unchanged.
+pub fn mask_url(url: &str) -> String {
+    if conninfo::is_conninfo(url) {
+        return conninfo::mask(url);
+    }
+    // No scheme: a URL with it left out (`u:pw@host/db`) still hides its password.
+    let rest_start = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[rest_start..];
     let mut out = String::with_capacity(url.len());
     out.push_str(&url[..rest_start]);
-    match authority.rfind('@') {
+    let after_userinfo = match userinfo_end(rest) {
         Some(at) => {
-            let userinfo = &authority[..at];
+            let userinfo = &rest[..at];
             match userinfo.find(':') {
                 Some(colon) => {
                     out.push_str(&userinfo[..colon]);
@@ -31,10 +47,13 @@ pub fn mask_url(url: &str) -> String {
                 }
                 None => out.push_str(userinfo),
             }
-            out.push_str(&authority[at..]);
+            at
         }
-        None => out.push_str(authority),
-    }
+        None => 0,
+    };
+    let rest = &rest[after_userinfo..];
+    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    out.push_str(&rest[..authority_len]);
     let tail = &rest[authority_len..];
     match tail.find('?') {
         Some(q) => {
@@ -62,18 +81,24 @@ pub fn mask_url(url: &str) -> String {
 /// Replace every occurrence of the password of `url` inside `text` (for error
 /// messages from drivers that may echo the connection string).
 pub fn scrub(text: &str, url: &str) -> String {
+    let text = text.replace(url, &mask_url(url));
     match password_of(url) {
-        Some(p) if !p.is_empty() => text.replace(&p, MASK),
-        _ => text.to_string(),
+        Some(p) if !p.is_empty() => {
+            let decoded = crate::dburl::percent_decode(&p);
+            text.replace(&p, MASK).replace(&decoded, MASK)
+        }
+        _ => text,
     }
 }
 
-/// The raw password of a URL, if it has one.
+/// The raw password of a connection string (as written), if it has one.
 fn password_of(url: &str) -> Option<String> {
-    let rest = &url[url.find("://")? + 3..];
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    if let Some(at) = authority.rfind('@')
-        && let Some((_, p)) = authority[..at].split_once(':')
+    if conninfo::is_conninfo(url) {
+        return conninfo::password(url);
+    }
+    let rest = &url[url.find("://").map_or(0, |i| i + 3)..];
+    if let Some(at) = userinfo_end(rest)
+        && let Some((_, p)) = rest[..at].split_once(':')
     {
         return Some(p.to_string());
     }
@@ -83,6 +108,67 @@ fn password_of(url: &str) -> Option<String> {
         .filter_map(|pair| pair.split_once('='))
         .find(|(k, _)| k.eq_ignore_ascii_case("password"))
         .map(|(_, v)| v.to_string())
+}
+
+/// True when masking changes `text`: it holds a password (even one that
+/// cannot be read out of it, such as an unclosed quote's).
+fn holds_secret(text: &str) -> bool {
+    mask_url(text) != text
+}
+
+/// What this process was given that must never be printed: connection
+/// strings (from the command line or `DATABASE_URL`) and the agent token
+/// (`--token` or `LOADGEN_TOKEN`).
+#[derive(Debug, Default)]
+pub struct Secrets {
+    /// Connection strings with a password.
+    urls: Vec<String>,
+    /// Tokens, printed nowhere whole.
+    tokens: Vec<String>,
+}
+
+impl Secrets {
+    /// From this process's arguments and environment.
+    pub fn of_process() -> Self {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Self::from_parts(std::env::args().skip(1), env("DATABASE_URL"), env("LOADGEN_TOKEN"))
+    }
+
+    /// From arguments, a database URL and a token.
+    pub fn from_parts(args: impl Iterator<Item = String>, url: Option<String>, token: Option<String>) -> Self {
+        let mut s = Secrets::default();
+        let mut after_token_flag = false;
+        for arg in args {
+            if after_token_flag {
+                s.tokens.push(arg.clone());
+            }
+            after_token_flag = arg == "--token";
+            if let Some(t) = arg.strip_prefix("--token=") {
+                s.tokens.push(t.to_string());
+            }
+            let value = arg.split_once('=').filter(|(k, _)| k.starts_with("--")).map_or(arg.as_str(), |(_, v)| v);
+            if holds_secret(value) {
+                s.urls.push(value.to_string());
+            }
+        }
+        s.urls.extend(url.filter(|u| holds_secret(u)));
+        s.tokens.extend(token);
+        s.tokens.retain(|t| !t.is_empty());
+        s
+    }
+
+    /// `text` with every connection string masked, every password and
+    /// every token replaced by [`MASK`].
+    pub fn scrub(&self, text: &str) -> String {
+        let mut text = text.to_string();
+        for url in &self.urls {
+            text = scrub(&text, url);
+        }
+        for t in &self.tokens {
+            text = text.replace(t.as_str(), MASK);
+        }
+        text
+    }
 }
 
 #[cfg(test)]
@@ -99,6 +185,13 @@ mod tests {
             ("postgres://u:a@b@[::1]:5432/db", "postgres://u:***@[::1]:5432/db"),
             ("postgres://u:pw@%2Fvar%2Frun%2Fpostgresql/db", "postgres://u:***@%2Fvar%2Frun%2Fpostgresql/db"),
             ("not a url", "not a url"),
+            ("u:pw@h/db", "u:***@h/db"),
+            ("http://h:8080/x", "http://h:8080/x"),
+            // Unencoded '/', '?', '#' in the password: the userinfo runs to the last '@'.
+            ("postgres://u:pa/ss@h:5432/db", "postgres://u:***@h:5432/db"),
+            ("postgres://u:pa?ss@h/db?sslmode=require", "postgres://u:***@h/db?sslmode=require"),
+            ("postgres://u:pa#ss@h/db", "postgres://u:***@h/db"),
+            ("host=h user=u password=pw dbname=d", "host=h user=u password=*** dbname=d"),
         ];
         for (input, want) in cases {
             assert_eq!(mask_url(input), want, "{input}");
@@ -114,5 +207,29 @@ mod tests {
         );
         assert_eq!(scrub("x", "postgres://u@h/db"), "x");
         assert_eq!(scrub("pw=zz", "postgres://h/db?password=zz"), "pw=***");
+        assert_eq!(scrub("bad: host=h password=a%2Fb", "host=h password=a%2Fb"), "bad: host=h password=***");
+        assert_eq!(scrub("p/w", "postgres://u:p%2Fw@h/db"), "***", "decoded too");
+    }
+
+    #[test]
+    fn process_secrets_cover_arguments_urls_and_tokens() {
+        let args = [
+            "run",
+            "postgres://u:hunter22@h/db",
+            "--database-url=host=h password=kv-secret",
+            "--token",
+            "tok-abcdef",
+            "--token=tok-second",
+        ]
+        .map(String::from);
+        let s =
+            Secrets::from_parts(args.into_iter(), Some("postgres://h/db?password=envpw".into()), Some("envtok".into()));
+        let text = "unrecognized subcommand 'postgres://u:hunter22@h/db'; invalid value 'host=h password=kv-secret'; \
+                    tok-abcdef tok-second envpw envtok";
+        let out = s.scrub(text);
+        for secret in ["hunter22", "kv-secret", "tok-abcdef", "tok-second", "envpw", "envtok"] {
+            assert!(!out.contains(secret), "{secret} in {out}");
+        }
+        assert!(out.contains("postgres://u:***@h/db"), "{out}");
     }
 }

@@ -136,6 +136,25 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// A command-line parser's error (several lines: the error, a tip, the
+/// usage) as one line ending in "(see --help)", with every connection
+/// string, password and token this process was given masked: a URL passed
+/// where a subcommand or flag was expected is echoed by the parser.
+pub fn usage_line(rendered: &str) -> String {
+    usage_line_with(rendered, &crate::secret::Secrets::of_process())
+}
+
+/// [`usage_line`] with the secrets given.
+pub fn usage_line_with(rendered: &str, secrets: &crate::secret::Secrets) -> String {
+    let parts: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .collect();
+    let line = format!("{} (see --help)", parts.join(" ").trim_start_matches("error: "));
+    secrets.scrub(&line)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

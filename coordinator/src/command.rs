@@ -35,13 +35,19 @@ pub fn execute(cli: Cli) -> u8 {
     }
 }
 
+/// An error line: masked again for whatever this process was given (the
+/// messages mask what they hold; this is the last line of defence).
+fn error_line(e: impl std::fmt::Display) {
+    eprintln!("coordinator: {}", loadgen_common::secret::Secrets::of_process().scrub(&e.to_string()));
+}
+
 fn usage(e: impl std::fmt::Display) -> u8 {
-    eprintln!("coordinator: {e}");
+    error_line(e);
     EXIT_USAGE
 }
 
 fn failed(e: &CoordinatorError) -> u8 {
-    eprintln!("coordinator: {e}");
+    error_line(e);
     e.exit_code()
 }
 

@@ -152,7 +152,13 @@ async fn spawn_one(
     let first = tokio::time::timeout(START_TIMEOUT, lines.next_line()).await;
     let address = match first {
         Ok(Ok(Some(line))) => line.strip_prefix("listening on ").map(str::to_string),
-        _ => None,
+        Ok(_) => {
+            let status = child.wait().await.map_or("its status unknown".into(), |s| s.to_string());
+            return Err(CoordinatorError::Local(format!(
+                "agent {index} exited before it was ready ({status}; see its log above)"
+            )));
+        }
+        Err(_) => None,
     };
     let Some(address) = address else {
         let _ = child.kill().await;

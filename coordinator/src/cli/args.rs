@@ -26,7 +26,8 @@ pub struct Args {
     #[arg(long, env = "LOADGEN_AGENTS_TIMEOUT", value_name = "DURATION", value_parser = duration, default_value = "2m", help_heading = "Agents")]
     pub agents_timeout: Duration,
 
-    /// Shared agent token (required with --agents; --local makes a fresh one).
+    /// Shared agent token, at least 16 characters (required with --agents;
+    /// --local makes a fresh one).
     #[arg(long, env = "LOADGEN_TOKEN", hide_env_values = true, help_heading = "Agents")]
     pub token: Option<String>,
 
@@ -219,9 +220,10 @@ pub struct Args {
     #[arg(long, env = "LOADGEN_RSS_GROWTH_MB_PER_MIN", help_heading = "Gates")]
     pub rss_growth_mb_per_min: Option<f64>,
 
-    /// PostgreSQL URL. Without it a throwaway Postgres is started from the
+    /// PostgreSQL URL (postgres://user:pass@host:port/db, or libpq's
+    /// key=value form). Without it a throwaway Postgres is started from the
     /// installed server binaries and removed at exit (--local only).
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_parser = loadgen_common::dburl::normalize)]
     pub database_url: Option<String>,
 
     /// Keep the run's schema instead of dropping it (for inspection).

@@ -66,7 +66,7 @@ pub struct BenchArgs {
     #[arg(long, value_parser = duration, allow_hyphen_values = true, default_value = "10ms")]
     pub activity_delay: Duration,
     /// PostgreSQL URL (default: a throwaway cluster).
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_parser = loadgen_common::dburl::normalize)]
     pub database_url: Option<String>,
     /// Also write the comparison as JSON.
     #[arg(long, value_name = "FILE")]
@@ -100,7 +100,7 @@ pub struct AuditArgs {
     #[arg(long)]
     pub schema: String,
     /// PostgreSQL URL of the database holding it.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_parser = loadgen_common::dburl::normalize)]
     pub database_url: String,
     /// Also write the audit as JSON to this file.
     #[arg(long, value_name = "FILE")]
@@ -111,7 +111,7 @@ pub struct AuditArgs {
 #[derive(Debug, clap::Args)]
 pub struct CleanupArgs {
     /// PostgreSQL URL of the database to look in.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_parser = loadgen_common::dburl::normalize)]
     pub database_url: String,
     /// Choose the schemas older than this (e.g. 1h, 2d is not a unit: use 48h).
     #[arg(long, value_parser = duration, value_name = "DURATION", conflicts_with_all = ["run", "all"])]

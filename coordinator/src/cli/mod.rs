@@ -155,13 +155,7 @@ pub enum Command {
 
 /// A command-line error as one line (clap's own is several, with usage).
 pub fn parse_error_line(e: &clap::Error) -> String {
-    let text = e.to_string();
-    let parts: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more information"))
-        .collect();
-    format!("{} (see --help)", parts.join(" ").trim_start_matches("error: "))
+    loadgen_common::startup::usage_line(&e.to_string())
 }
 
 #[cfg(test)]

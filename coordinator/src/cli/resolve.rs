@@ -118,6 +118,10 @@ pub fn workload_overrides(args: &Args) -> WorkloadOverrides {
 
 /// The agents: local processes, or running ones with their token and TLS.
 pub fn agents(args: &Args) -> Result<AgentSource, PlanError> {
+    // A token given is checked as the agents check theirs, before anything starts.
+    if let Some(token) = &args.token {
+        loadgen_common::auth::validate_agent_token(token).map_err(PlanError::Invalid)?;
+    }
     match args.local {
         Some(0) => Err(PlanError::Invalid("--local needs at least 1 agent".into())),
         Some(count) => {
@@ -140,7 +144,6 @@ pub fn agents(args: &Args) -> Result<AgentSource, PlanError> {
                     "--agents needs the agents' shared token: set LOADGEN_TOKEN (or pass --token)".into(),
                 ));
             };
-            loadgen_common::auth::validate_token(&token).map_err(PlanError::Invalid)?;
             let tls = match &args.tls_ca {
                 Some(path) => {
                     let ca = std::fs::read(path)

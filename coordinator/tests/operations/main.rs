@@ -6,4 +6,5 @@
 mod support;
 
 mod cleanup;
+mod secrets;
 mod security;

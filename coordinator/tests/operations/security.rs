@@ -7,7 +7,7 @@ use crate::support;
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::{coordinator, show, spawn_agent, spawn_agent_logging};
+use crate::support::{all_text_under, coordinator, show, spawn_agent, spawn_agent_logging};
 use loadgen_coordinator::db::embedded::EmbeddedPostgres;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,14 +17,14 @@ async fn a_wrong_token_is_refused_and_logged() {
     let log = tmp.path().join("agent.log");
     let agent = spawn_agent_logging(pg.url(), &[], Some(&log));
     let out = coordinator(tmp.path())
-        .args(["--agents", &agent.address, "--database-url", pg.url(), "--token", "not-the-token"])
+        .args(["--agents", &agent.address, "--database-url", pg.url(), "--token", "not-the-agents-token-0123"])
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("refused our token"), "{}", show(&out));
     let logged = std::fs::read_to_string(&log).expect("agent log");
     assert!(logged.contains("refused a request without the right agent token"), "{logged}");
-    assert!(!logged.contains("not-the-token"), "the agent logged the offered token");
+    assert!(!logged.contains("not-the-agents-token-0123"), "the agent logged the offered token");
 }
 
 fn openssl(args: &[&str], dir: &Path) {
@@ -225,25 +225,6 @@ async fn a_protocol_mismatch_and_a_hostile_schema_are_refused_with_one_line() {
 }
 
 /// Every file under `dir`, recursively, as text.
-fn all_text_under(dir: &Path) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).expect("dir").flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push((
-                    p.display().to_string(),
-                    String::from_utf8_lossy(&std::fs::read(&p).unwrap_or_default()).into_owned(),
-                ));
-            }
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_password_never_appears_in_any_output_or_file() {
     let pg = EmbeddedPostgres::start().await.expect("postgres");

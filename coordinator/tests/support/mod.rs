@@ -259,3 +259,23 @@ pub fn bench_lost_a_start(problems: &[String]) -> bool {
                 || p.ends_with(" orchestrations failed or did not finish")
         })
 }
+
+/// Every file under `dir` (recursively), as (path, lossy text).
+pub fn all_text_under(dir: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((
+                    p.display().to_string(),
+                    String::from_utf8_lossy(&std::fs::read(&p).unwrap_or_default()).into_owned(),
+                ));
+            }
+        }
+    }
+    out
+}
