@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use loadgen_common::limits;
 use loadgen_common::proto;
 use loadgen_common::schema::validate_schema_name;
 
@@ -18,9 +19,6 @@ use crate::tracker::{Finished, Terminal};
 fn invalid(field: &'static str, detail: impl Into<String>) -> AgentError {
     AgentError::InvalidRequest { field, detail: detail.into() }
 }
-
-/// duroxide refuses a worker lock longer than its session idle timeout (5 min).
-const MAX_WORKER_LOCK: Duration = Duration::from_secs(300);
 
 impl TryFrom<proto::PrepareRequest> for RunSpec {
     type Error = AgentError;
@@ -38,8 +36,8 @@ impl TryFrom<proto::PrepareRequest> for RunSpec {
             return Err(invalid("workload", "no scenario named"));
         }
         let r = req.runtime.ok_or_else(|| invalid("runtime", "missing"))?;
-        if r.runtimes == 0 || r.runtimes > 64 {
-            return Err(invalid("runtimes", "must be 1..=64"));
+        if r.runtimes == 0 || r.runtimes > limits::MAX_RUNTIMES_PER_AGENT {
+            return Err(invalid("runtimes", format!("must be 1..={}", limits::MAX_RUNTIMES_PER_AGENT)));
         }
         if r.orchestration_concurrency == 0 || r.worker_concurrency == 0 {
             return Err(invalid("dispatcher concurrency", "must be at least 1"));
@@ -49,8 +47,13 @@ impl TryFrom<proto::PrepareRequest> for RunSpec {
         }
         let ms = Duration::from_millis;
         let worker_lock = (r.worker_lock_timeout_ms > 0).then(|| ms(r.worker_lock_timeout_ms));
-        if worker_lock.is_some_and(|t| t > MAX_WORKER_LOCK) {
-            return Err(invalid("worker lock timeout", "must be at most 5 minutes"));
+        if worker_lock.is_some_and(|t| !(limits::WORKER_LOCK.0..=limits::WORKER_LOCK.1).contains(&t)) {
+            return Err(invalid("worker lock timeout", "must be between 1s and 5 minutes"));
+        }
+        let orchestrator_lock = (r.orchestrator_lock_timeout_ms > 0).then(|| ms(r.orchestrator_lock_timeout_ms));
+        if orchestrator_lock.is_some_and(|t| !(limits::ORCHESTRATOR_LOCK.0..=limits::ORCHESTRATOR_LOCK.1).contains(&t))
+        {
+            return Err(invalid("orchestrator lock timeout", "must be between 1s and 10 minutes"));
         }
         let plan_of = |points: &[proto::StagePoint]| -> Result<Option<StagePlan>, AgentError> {
             if points.is_empty() {
@@ -65,7 +68,7 @@ impl TryFrom<proto::PrepareRequest> for RunSpec {
             }
             Some(proto::prepare_request::Load::Closed(_)) => return Err(invalid("concurrency", "must be positive")),
             Some(proto::prepare_request::Load::Open(o)) => {
-                if !(o.rate_per_sec.is_finite() && o.rate_per_sec > 0.0) {
+                if !(o.rate_per_sec.is_finite() && o.rate_per_sec > 0.0 && o.rate_per_sec <= limits::MAX_RATE) {
                     return Err(invalid("rate", format!("{} is not a positive rate", o.rate_per_sec)));
                 }
                 if o.max_in_flight == 0 {

@@ -15,6 +15,7 @@
 //! - [`schema`]: run ids, schema names, instance ids and identifier validation;
 //! - [`secret`]: masking of passwords and tokens in anything printed;
 //! - [`process`]: the few process-level calls (signals, parent-death) that need `libc`;
+//! - [`limits`]: the bounds a plan must keep, the same on both sides;
 //! - [`split`]: largest-remainder apportionment (the budget split and an agent's share);
 //! - [`rand`]: a seeded splitmix64 generator for schedules and resamples;
 //! - [`startup`]: logging set-up and the shutdown signal both binaries use.
@@ -23,6 +24,7 @@ pub mod auth;
 pub mod conninfo;
 pub mod dburl;
 pub mod histogram;
+pub mod limits;
 pub mod process;
 pub mod proto;
 pub mod rand;

@@ -14,6 +14,12 @@ use crate::conninfo;
 /// What a masked password is replaced with.
 pub const MASK: &str = "***";
 
+/// The shortest password or token replaced wherever it appears on its own
+/// (a connection string holding it is always masked whole): a shorter one
+/// cannot be told from ordinary text, and replacing it would garble every
+/// message ("p" in "postgres").
+const MIN_BARE: usize = 4;
+
 /// Where the userinfo of a URL ends (`rest` is after `scheme://`): the last
 /// `@` of the authority, or, when the authority has none but an `@` comes
 /// later (a password with an unencoded `/`, `?` or `#`), the last `@` of all.
@@ -83,7 +89,7 @@ pub fn mask_url(url: &str) -> String {
 pub fn scrub(text: &str, url: &str) -> String {
     let text = text.replace(url, &mask_url(url));
     match password_of(url) {
-        Some(p) if !p.is_empty() => {
+        Some(p) if p.len() >= MIN_BARE => {
             let decoded = crate::dburl::percent_decode(&p);
             text.replace(&p, MASK).replace(&decoded, MASK)
         }
@@ -164,7 +170,7 @@ impl Secrets {
         for url in &self.urls {
             text = scrub(&text, url);
         }
-        for t in &self.tokens {
+        for t in self.tokens.iter().filter(|t| t.len() >= MIN_BARE) {
             text = text.replace(t.as_str(), MASK);
         }
         text
@@ -206,7 +212,12 @@ mod tests {
             "connect to postgres://u:***@h/db failed: ***"
         );
         assert_eq!(scrub("x", "postgres://u@h/db"), "x");
-        assert_eq!(scrub("pw=zz", "postgres://h/db?password=zz"), "pw=***");
+        assert_eq!(
+            scrub("cannot stop or pause postgres://u:p@h/db", "postgres://u:p@h/db"),
+            "cannot stop or pause postgres://u:***@h/db",
+            "a one-letter password is masked in its URL, not in every word"
+        );
+        assert_eq!(scrub("pw=zzz9", "postgres://h/db?password=zzz9"), "pw=***");
         assert_eq!(scrub("bad: host=h password=a%2Fb", "host=h password=a%2Fb"), "bad: host=h password=***");
         assert_eq!(scrub("p/w", "postgres://u:p%2Fw@h/db"), "***", "decoded too");
     }

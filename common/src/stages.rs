@@ -129,6 +129,9 @@ impl StagePlan {
             "spike" => {
                 // Base for 40%, the peak for the middle 20%, base again.
                 let (base, peak) = pair(args)?;
+                if peak <= base {
+                    return Err(bad("the peak must be above the base (spike:BASE..PEAK)"));
+                }
                 vec![
                     (Duration::ZERO, base),
                     (at(0.4), base),
@@ -141,6 +144,9 @@ impl StagePlan {
             "ebb-and-flow" => {
                 let (range, period) = args.split_once('@').ok_or_else(|| bad("needs LOW..HIGH@PERIOD"))?;
                 let (low, high) = pair(range)?;
+                if high <= low {
+                    return Err(bad("HIGH must be above LOW (ebb-and-flow:LOW..HIGH@PERIOD)"));
+                }
                 let period = parse_duration(period).map_err(|e| bad(&e.to_string()))?;
                 if period.is_zero() {
                     return Err(bad("the period must be positive"));
@@ -266,7 +272,18 @@ impl StagePlan {
 /// A target: a rate (`10/s`, `10`) or an in-flight count.
 fn target(text: &str, rate: bool) -> Result<f64, String> {
     let t = text.trim();
-    let number = if rate { t.strip_suffix("/s").unwrap_or(t) } else { t };
+    let number = match (rate, t.strip_suffix("/s")) {
+        (true, Some(n)) => n,
+        (false, None) => t,
+        // One plan is all rates or all in-flight targets: a bare number in a
+        // plan of rates would be read as a rate the user did not write.
+        (true, None) => {
+            return Err(format!(
+                "{t:?} has no /s in a plan of rates: write every target as a rate (10/s) or every one as a number in flight (10)"
+            ));
+        }
+        (false, Some(_)) => return Err(format!("{t:?} is a rate in a plan of numbers in flight")),
+    };
     let v: f64 = number
         .trim()
         .parse()
@@ -355,6 +372,13 @@ mod tests {
         assert!(err("wobble:5/s", true).contains("unknown load shape"));
         assert!(err("spike:5/s", true).contains("LOW..HIGH"));
         assert!(err("ebb-and-flow:5/s..50/s", true).contains("PERIOD"));
+        // One unit per plan, and shapes that go the way their names say.
+        assert!(err("10s:10/s,10s:5", true).contains("no /s in a plan of rates"));
+        assert!(err("10/s,10s:10/s,0s:0", true).contains("no /s"));
+        assert!(err("spike:50/s..5/s", true).contains("peak must be above the base"));
+        assert!(err("spike:5..5", false).contains("peak must be above the base"));
+        assert!(err("ebb-and-flow:50/s..5/s@10s", true).contains("HIGH must be above LOW"));
+        assert!(err("-5s:10/s", true).contains("must not be negative"));
     }
 
     #[test]

@@ -40,8 +40,18 @@ pub struct RunRequest<'a> {
 }
 
 /// The request of agent `slice.index`.
-fn request(r: &RunRequest<'_>, slice: &AgentSlice, agents: usize) -> proto::PrepareRequest {
+fn request(r: &RunRequest<'_>, slice: &AgentSlice, agents: usize) -> Result<proto::PrepareRequest, CoordinatorError> {
     let p = r.profile;
+    // The plan check keeps every share under the limit; a share over it is a
+    // bug to report, never a count to cap silently.
+    let in_flight = u32::try_from(slice.concurrency).map_err(|_| {
+        CoordinatorError::Local(format!(
+            "agent {}'s in-flight share {} is over the protocol's {}",
+            slice.index,
+            slice.concurrency,
+            loadgen_common::limits::MAX_IN_FLIGHT_PER_AGENT
+        ))
+    })?;
     let points = |plan: &Option<loadgen_common::stages::StagePlan>| -> Vec<proto::StagePoint> {
         plan.as_ref().map_or_else(Vec::new, |plan| {
             plan.points()
@@ -63,14 +73,14 @@ fn request(r: &RunRequest<'_>, slice: &AgentSlice, agents: usize) -> proto::Prep
             stages: points(&slice.stages),
             phase: slice.phase,
             seed: slice.seed,
-            max_in_flight: u32::try_from(slice.concurrency).unwrap_or(u32::MAX),
+            max_in_flight: in_flight,
         }),
         None => proto::prepare_request::Load::Closed(proto::ClosedLoop {
-            concurrency: u32::try_from(slice.concurrency).unwrap_or(u32::MAX),
+            concurrency: in_flight,
             stages: points(&slice.stages),
         }),
     };
-    proto::PrepareRequest {
+    Ok(proto::PrepareRequest {
         run_id: r.run_id.to_string(),
         schema: r.schema.to_string(),
         agent_index: slice.index,
@@ -106,7 +116,7 @@ fn request(r: &RunRequest<'_>, slice: &AgentSlice, agents: usize) -> proto::Prep
             CompletionSource::Cluster => proto::Tracking::Cluster,
             CompletionSource::Agent => proto::Tracking::Agent,
         } as i32,
-    }
+    })
 }
 
 /// Prepare every agent concurrently; the first failure fails the run.
@@ -117,7 +127,7 @@ pub async fn prepare_all(
 ) -> Result<(), CoordinatorError> {
     let mut set = tokio::task::JoinSet::new();
     for (l, slice) in links.iter().zip(slices) {
-        let req = request(r, slice, links.len());
+        let req = request(r, slice, links.len())?;
         let mut client = l.client.clone();
         let address = l.address.clone();
         set.spawn(async move {

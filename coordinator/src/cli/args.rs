@@ -105,10 +105,10 @@ pub struct Args {
     /// (`30s:10/s,1m:100/s,30s:0/s` ramps linearly to each target over the
     /// stage, from 0; a leading bare target sets the start, `10/s,30s:10/s`
     /// holds 10/s; a `0s:` stage jumps); plain numbers are in-flight targets
-    /// of a closed loop (`30s:5,1m:50`). Explicit stages set the duration.
-    /// Shapes span --duration: `ramp:50/s`, `spike:5/s..50/s` (the peak for
+    /// of a closed loop (`30s:5,1m:50`); one plan never mixes the two.
+    /// Explicit stages set the duration. Shapes span --duration: `ramp:50/s`, `spike:5/s..50/s` (the peak for
     /// the middle fifth), `ebb-and-flow:5/s..50/s@1m` (a sine of that period).
-    #[arg(long, env = "LOADGEN_STAGES", value_name = "STAGES", conflicts_with_all = ["rate", "max_concurrent"], help_heading = "Load")]
+    #[arg(long, env = "LOADGEN_STAGES", value_name = "STAGES", allow_hyphen_values = true, conflicts_with_all = ["rate", "max_concurrent"], help_heading = "Load")]
     pub stages: Option<String>,
 
     /// Faults to inject during the run, a TOML file of `[[fault]]` tables

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use loadgen_common::limits;
 use loadgen_common::stages::StagePlan;
 
 use loadgen_common::units::{UnitError, duration_text, format_duration, opt_duration_text};
@@ -251,6 +252,9 @@ impl Profile {
         if self.max_concurrent == 0 {
             return bad("max_concurrent", "0".into(), "must be at least 1");
         }
+        if self.max_concurrent > limits::MAX_IN_FLIGHT_PER_AGENT {
+            return bad("max_concurrent", self.max_concurrent.to_string(), "must be at most 4294967295");
+        }
         if self.duration.is_zero() {
             return bad("duration", "0s".into(), "must be positive");
         }
@@ -261,8 +265,12 @@ impl Profile {
                 "both must be at least 1",
             );
         }
-        if self.runtimes_per_agent == 0 {
-            return bad("runtimes_per_agent", "0".into(), "must be at least 1");
+        if !(1..=limits::MAX_RUNTIMES_PER_AGENT).contains(&self.runtimes_per_agent) {
+            return bad(
+                "runtimes_per_agent",
+                self.runtimes_per_agent.to_string(),
+                "must be 1 to 64 (each agent's limit)",
+            );
         }
         if self.poll_interval.is_zero() {
             return bad("poll_interval", "0s".into(), "must be positive (it is the idle sleep of each dispatcher)");
@@ -284,17 +292,20 @@ impl Profile {
             }
         }
         if let Some(r) = self.rate
-            && !(r.is_finite() && r > 0.0 && r <= 1_000_000.0)
+            && !(r.is_finite() && r > 0.0 && r <= limits::MAX_RATE)
         {
             return bad("rate", r.to_string(), "must be a positive number of starts per second (at most 1000000)");
         }
         if self.max_in_flight == Some(0) {
             return bad("max_in_flight", "0".into(), "must be at least 1");
         }
+        if let Some(n) = self.max_in_flight.filter(|n| *n > limits::MAX_IN_FLIGHT_PER_AGENT) {
+            return bad("max_in_flight", n.to_string(), "must be at most 4294967295");
+        }
         if self.iterations == Some(0) {
             return bad("iterations", "0".into(), "must be at least 1");
         }
-        if self.db_latency > Duration::from_secs(10) {
+        if self.db_latency > limits::MAX_DB_LATENCY {
             return bad("db_latency", format_duration(self.db_latency), "must be at most 10s");
         }
         if !self.mix.is_empty() && self.scenario.as_deref().is_some_and(|s| s != "mixed") {
@@ -303,14 +314,15 @@ impl Profile {
         for combo in &self.suite {
             parse_dispatchers(combo)?;
         }
+        let (lo, hi) = limits::ORCHESTRATOR_LOCK;
         if let Some(t) = self.orchestrator_lock_timeout
-            && !(Duration::from_secs(1)..=Duration::from_secs(600)).contains(&t)
+            && !(lo..=hi).contains(&t)
         {
             return bad("orchestrator_lock_timeout", format_duration(t), "must be between 1s and 10m");
         }
-        // duroxide refuses a worker lock longer than its session idle timeout (5 min).
+        let (lo, hi) = limits::WORKER_LOCK;
         if let Some(t) = self.worker_lock_timeout
-            && !(Duration::from_secs(1)..=Duration::from_secs(300)).contains(&t)
+            && !(lo..=hi).contains(&t)
         {
             return bad("worker_lock_timeout", format_duration(t), "must be between 1s and 5m");
         }

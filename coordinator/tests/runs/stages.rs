@@ -71,8 +71,13 @@ fn closed_loop_stages_change_what_is_kept_in_flight() {
 #[test]
 fn bad_stage_plans_are_refused_with_one_line() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 10] = [
         (&["--stages", "30s:ten/s"], "is not a rate such as 10/s"),
+        (&["--stages", "10s:10/s,10s:5"], "no /s in a plan of rates"),
+        (&["--stages", "spike:50/s..5/s"], "the peak must be above the base"),
+        (&["--stages", "ebb-and-flow:50..5@10s"], "HIGH must be above LOW"),
+        (&["--stages", "-5s:10/s"], "must not be negative"),
+        (&["--runtimes-per-agent", "65"], "must be 1 to 64"),
         (&["--stages", "0s:5/s"], "more than zero"),
         (&["--stages", "wobble:5/s"], "unknown load shape"),
         (&["--stages", "2s:5/s", "--duration", "5s"], "--duration and explicit --stages exclude each other"),
