@@ -198,13 +198,39 @@ pub struct XactCounters {
 }
 
 impl XactCounters {
-    /// What happened between `earlier` and `self`.
-    pub fn since(&self, earlier: &XactCounters) -> XactCounters {
-        XactCounters {
-            commits: self.commits.saturating_sub(earlier.commits),
-            rollbacks: self.rollbacks.saturating_sub(earlier.rollbacks),
-            deadlocks: self.deadlocks.saturating_sub(earlier.deadlocks),
+    /// What happened from `earlier` to `self`, and whether the server's
+    /// statistics were reset in between (a crash restart discards them, as
+    /// does `pg_stat_reset()`): a counter went backwards. After a reset the
+    /// counters count from it, so the step is `self` whole; what the server
+    /// did between `earlier` and the reset is not known.
+    pub fn step(&self, earlier: &XactCounters) -> (XactCounters, bool) {
+        let reset =
+            self.commits < earlier.commits || self.rollbacks < earlier.rollbacks || self.deadlocks < earlier.deadlocks;
+        if reset {
+            return (*self, true);
         }
+        let d = XactCounters {
+            commits: self.commits - earlier.commits,
+            rollbacks: self.rollbacks - earlier.rollbacks,
+            deadlocks: self.deadlocks - earlier.deadlocks,
+        };
+        (d, false)
+    }
+
+    /// Over observations in time order (before the load, every sample,
+    /// after it): the sum of the steps, segment by segment across resets,
+    /// and how many resets there were.
+    pub fn across(observed: &[XactCounters]) -> (XactCounters, u32) {
+        let mut total = XactCounters::default();
+        let mut resets = 0;
+        for w in observed.windows(2) {
+            let (d, reset) = w[1].step(&w[0]);
+            total.commits += d.commits;
+            total.rollbacks += d.rollbacks;
+            total.deadlocks += d.deadlocks;
+            resets += u32::from(reset);
+        }
+        (total, resets)
     }
 }
 
@@ -258,4 +284,30 @@ pub async fn server_version(provider: &RunDb) -> Result<String, CoordinatorError
 /// A database error as a one-line coordinator error.
 pub fn db_err(what: &str, e: impl std::fmt::Display) -> CoordinatorError {
     CoordinatorError::Database(one_line(&format!("{what}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(commits: u64) -> XactCounters {
+        XactCounters { commits, rollbacks: commits / 10, deadlocks: 0 }
+    }
+
+    #[test]
+    fn counters_are_summed_across_a_reset() {
+        // 1000 before the load, 5000 and 9000 in it, a crash restart (the
+        // server counts from 0 again), 300 and 4300 after it, 6300 at the end.
+        let seen = [c(1000), c(5000), c(9000), c(300), c(4300), c(6300)];
+        let (total, resets) = XactCounters::across(&seen);
+        assert_eq!((total.commits, resets), (8000 + 6300, 1));
+        assert_eq!(total.rollbacks, 400 + 400 + 30 + 400 + 200);
+        // Without samples in between, the end against the start alone would
+        // say 5300 commits; with none reset it is the plain difference.
+        assert_eq!(
+            XactCounters::across(&[c(1000), c(4000)]),
+            (XactCounters { commits: 3000, rollbacks: 300, deadlocks: 0 }, 0)
+        );
+        assert_eq!(XactCounters::across(&[c(7)]).1, 0);
+    }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::procedures::FetchProbe;
-use crate::db::RunDb;
+use crate::db::{RunDb, XactCounters};
 use crate::model::DbSample;
 use sqlx::Row;
 use tokio::sync::watch;
@@ -29,6 +29,9 @@ pub const QUERIES_PER_SAMPLE: u64 = 3;
 #[derive(Debug, Default)]
 pub struct Sampled {
     pub samples: Vec<DbSample>,
+    /// The server's counters at each sample, in order (to sum the run's
+    /// commits across a statistics reset).
+    pub counters: Vec<XactCounters>,
     /// Queries the sampler made (part of the generator's own load).
     pub queries: u64,
 }
@@ -42,14 +45,6 @@ pub struct DbWatch {
     pub latest: watch::Receiver<Option<DbSample>>,
 }
 
-/// Raw counters of one sample.
-#[derive(Clone, Copy, Debug, Default)]
-struct Counters {
-    commits: i64,
-    rollbacks: i64,
-    deadlocks: i64,
-}
-
 impl DbWatch {
     /// Start sampling; `t0` is the common start instant (samples before it
     /// get negative times). With a `probe`, each sample also reads the
@@ -61,7 +56,8 @@ impl DbWatch {
         let handle = tokio::spawn(async move {
             let mut samples = Vec::new();
             let mut queries = 0;
-            let mut prev: Option<(Instant, Counters)> = None;
+            let mut prev: Option<(Instant, XactCounters)> = None;
+            let mut seen = Vec::new();
             let mut prev_fetches: Option<[u64; 4]> = None;
             let schema = provider.schema_name().to_string();
             let mut tick = tokio::time::interval(EVERY);
@@ -91,17 +87,20 @@ impl DbWatch {
                     };
                     prev_fetches = now;
                 }
+                seen.push(counters);
                 if let Some((when, before)) = prev {
                     let secs = at.duration_since(when).as_secs_f64().max(1e-3);
-                    sample.commits_per_sec = (counters.commits - before.commits).max(0) as f64 / secs;
-                    sample.rollbacks_per_sec = (counters.rollbacks - before.rollbacks).max(0) as f64 / secs;
-                    sample.deadlocks = (counters.deadlocks - before.deadlocks).max(0) as u64;
+                    // Across a statistics reset, what was counted since it.
+                    let (d, _) = counters.step(&before);
+                    sample.commits_per_sec = d.commits as f64 / secs;
+                    sample.rollbacks_per_sec = d.rollbacks as f64 / secs;
+                    sample.deadlocks = d.deadlocks;
                     let _ = tx.send(Some(sample.clone()));
                     samples.push(sample);
                 }
                 prev = Some((at, counters));
             }
-            Sampled { samples, queries }
+            Sampled { samples, counters: seen, queries }
         });
         DbWatch { stop, handle, latest }
     }
@@ -114,14 +113,15 @@ impl DbWatch {
 }
 
 /// One sample's queries.
-async fn take(provider: &RunDb) -> Result<(Counters, DbSample), sqlx::Error> {
+async fn take(provider: &RunDb) -> Result<(XactCounters, DbSample), sqlx::Error> {
     let pool = provider.pool();
     let row = sqlx::query(
         "SELECT xact_commit, xact_rollback, deadlocks FROM pg_stat_database WHERE datname = current_database()",
     )
     .fetch_one(pool)
     .await?;
-    let counters = Counters { commits: row.try_get(0)?, rollbacks: row.try_get(1)?, deadlocks: row.try_get(2)? };
+    let get = |i: usize| row.try_get::<i64, _>(i).map(|v| v.max(0) as u64);
+    let counters = XactCounters { commits: get(0)?, rollbacks: get(1)?, deadlocks: get(2)? };
     let rows = sqlx::query(
         "SELECT coalesce(state, 'unknown'), count(*), \
                 count(*) FILTER (WHERE wait_event_type = 'Lock'), \

@@ -79,6 +79,35 @@ pub struct FetchRow {
     pub seconds_with_ready_work: u64,
 }
 
+impl FetchRow {
+    /// Seconds with ready work at both samples below which the empty share
+    /// "while ready" is not a measurement: the queue is sampled once a
+    /// second, and ready work that comes and goes between samples is not seen.
+    pub const MIN_READY_SECONDS: u64 = 3;
+
+    /// True when the share of empty fetches while work was ready rests on
+    /// enough seconds to mean something.
+    pub fn ready_measured(&self) -> bool {
+        self.seconds_with_ready_work >= Self::MIN_READY_SECONDS
+    }
+
+    /// "12.5% of 40 in the 6 s its queue held ready work", or why not measured.
+    pub fn ready_phrase(&self) -> String {
+        if self.ready_measured() {
+            format!(
+                "{:.1}% of {} in the {} s its queue held ready work",
+                self.empty_while_ready_pct, self.calls_while_ready, self.seconds_with_ready_work
+            )
+        } else {
+            format!(
+                "while work was ready: not measured, its queue held ready work at two consecutive once-a-second samples in {} s (under {})",
+                self.seconds_with_ready_work,
+                Self::MIN_READY_SECONDS
+            )
+        }
+    }
+}
+
 impl ProcedureReport {
     /// The function (or, without function statistics, the provider's
     /// statement) that took the most database time, with its share.
@@ -92,5 +121,27 @@ impl ProcedureReport {
     /// The fetch row of `procedure`.
     pub fn fetch(&self, procedure: &str) -> Option<&FetchRow> {
         self.fetches.iter().find(|f| f.procedure == procedure)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_share_while_ready_is_given_only_when_measured() {
+        let row = |seconds| FetchRow {
+            procedure: "fetch_orchestration_item".into(),
+            calls: 787,
+            empty: 285,
+            empty_pct: 36.2,
+            calls_while_ready: 40 * seconds,
+            empty_while_ready: 5 * seconds,
+            empty_while_ready_pct: 12.5,
+            seconds_with_ready_work: seconds,
+        };
+        assert!(row(0).ready_phrase().starts_with("while work was ready: not measured"), "{}", row(0).ready_phrase());
+        assert!(row(2).ready_phrase().contains("not measured"));
+        assert_eq!(row(3).ready_phrase(), "12.5% of 120 in the 3 s its queue held ready work");
     }
 }

@@ -208,6 +208,12 @@ pub struct DbLoad {
     /// The coordinator's database sampler (counters, connections, queues).
     #[serde(default)]
     pub sampling_queries: u64,
+    /// Times the server's statistics were reset during the run (a crash
+    /// restart discards them): `commits` and `rollbacks` are then summed
+    /// over the segments between resets, from the once-a-second samples,
+    /// and miss what the server did between the last sample and each reset.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stats_resets: u32,
     /// The generator's overhead beyond its start calls: completion and
     /// sampling queries, and their share of commits in percent.
     #[serde(default)]
@@ -475,4 +481,8 @@ mod tests {
         assert_eq!(open.headline_latency().p99_us, headline_histogram(&h).quantile_us(0.99));
         assert_eq!(open.headline_definition(), "from the intended start");
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

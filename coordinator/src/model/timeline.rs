@@ -241,7 +241,7 @@ pub struct FaultReport {
     pub recovery_s: Option<f64>,
     /// The bars a recovery is judged by: the level before the fault less the
     /// wider of 10% and three robust standard deviations of its seconds
-    /// (at most half the level), and the larger of twice the p99 before and
+    /// (at most 35% of the level), and the larger of twice the p99 before and
     /// that p99 plus three robust standard deviations (`None`: nothing
     /// completed before the fault).
     #[serde(default)]

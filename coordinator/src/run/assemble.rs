@@ -182,6 +182,7 @@ pub fn db_load(counters: &XactCounters, merged: &Section, o: Overhead) -> DbLoad
         sampling_queries: o.sampling_queries,
         overhead_calls,
         overhead_share_pct: pct(overhead_calls),
+        stats_resets: 0,
     }
 }
 

@@ -236,6 +236,8 @@ struct Concluded {
     merged: assemble::Merged,
     outcome: AuditOutcome,
     counters: XactCounters,
+    /// Times the server's statistics were reset during the run.
+    stats_resets: u32,
     procedures_after: Option<Snapshot>,
     db_timeline: Vec<DbSample>,
     logs: Option<IntervalLogs>,
@@ -273,7 +275,11 @@ async fn conclude(
     if let Some(controls) = ran.controls.take() {
         controls.close();
     }
-    let counters = b.store.counters().await?.since(&p.before);
+    // Summed segment by segment: a crash restart resets the server's counters.
+    let after = b.store.counters().await?;
+    let observed: Vec<XactCounters> =
+        std::iter::once(p.before).chain(ran.sampled.counters.iter().copied()).chain(std::iter::once(after)).collect();
+    let (counters, stats_resets) = XactCounters::across(&observed);
     let procedures_after = b.store.procedures().await;
     let mut merged = assemble::merge(&session.links, &b.slices, live, &ran.followed, &lost, &late)?;
     merged.merged.counts.status_query_errors += ran.tracked.errors;
@@ -294,7 +300,7 @@ async fn conclude(
         None => b.store.audit(&input).await?,
     };
     assemble::add_audit(&mut merged.scenarios, &outcome);
-    Ok(Concluded { lost, merged, outcome, counters, procedures_after, db_timeline, logs })
+    Ok(Concluded { lost, merged, outcome, counters, stats_resets, procedures_after, db_timeline, logs })
 }
 
 /// What the audit holds the run to.
@@ -339,7 +345,8 @@ fn report(
         coordinator_queries: ran.tracked.queries,
         sampling_queries: ran.sampled.queries,
     };
-    let db_load = assemble::db_load(&c.counters, &m.merged, overhead);
+    let mut db_load = assemble::db_load(&c.counters, &m.merged, overhead);
+    db_load.stats_resets = c.stats_resets;
     let contention = assemble::contention(&c.counters, &c.db_timeline, &m.provider_errors);
     let mut gates = gates::evaluate_workload(profile, &m.merged, &c.outcome.audit, b.workload.scenario.has_instances());
     if !c.lost.is_empty() {

@@ -293,6 +293,12 @@ async fn a_postgres_crash_restart_mid_run_completes_every_instance() {
     assert_eq!(r.report.merged.counts.completed, r.report.merged.counts.launched);
     // Start calls that met the outage failed and are counted, nothing else.
     assert!(failed_gates.iter().all(|g| g == "start errors"), "{failed_gates:?}");
+    // The crash reset the server's statistics: seen, and the commits summed
+    // across it (taken across the reset they read 1.8 to 3 per orchestration
+    // instead of the workload's 10 or more).
+    let d = &r.report.db_load;
+    assert!(d.stats_resets >= 1, "{d:?}");
+    assert!(d.commits_per_orchestration >= 6.0, "{d:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -191,6 +191,7 @@ pub(crate) fn run_report(run_id: &str) -> RunReport {
             sampling_queries: 90,
             overhead_calls: 690,
             overhead_share_pct: 7.4,
+            stats_resets: 0,
         },
         gates: vec![
             Gate {

@@ -31,6 +31,9 @@ fn a_run_on_the_embedded_default_reports_its_procedures_and_empty_fetches() {
     let fetch = p.fetch("fetch_orchestration_item").expect("fetch row");
     assert!(fetch.calls >= acks && fetch.empty <= fetch.calls - acks + acks / 10, "{fetch:?} with {acks} acks");
     assert!(fetch.calls_while_ready <= fetch.calls && fetch.empty_while_ready <= fetch.calls_while_ready, "{fetch:?}");
+    // The share while work was ready is given only when it was measured.
+    assert!(stdout.contains(&fetch.ready_phrase()), "{}", show(&out));
+    assert_eq!(fetch.ready_measured(), !fetch.ready_phrase().contains("not measured"), "{fetch:?}");
     // The two sources agree on the dequeue's calls (read moments apart).
     let by_function = f("fetch_orchestration_item").calls as f64;
     assert!((fetch.calls as f64 - by_function).abs() <= by_function * 0.05 + 5.0, "{fetch:?} vs {by_function}");

@@ -46,7 +46,11 @@ pub fn render(p: &ProcedureReport, w: &mut dyn Write) -> io::Result<()> {
                 format!("{} ({:.1}%)", f.empty, f.empty_pct),
                 f.seconds_with_ready_work.to_string(),
                 f.calls_while_ready.to_string(),
-                format!("{} ({:.1}%)", f.empty_while_ready, f.empty_while_ready_pct),
+                if f.ready_measured() {
+                    format!("{} ({:.1}%)", f.empty_while_ready, f.empty_while_ready_pct)
+                } else {
+                    "not measured (too few seconds with ready work)".into()
+                },
             ];
             (None, cells)
         });

@@ -383,7 +383,14 @@ fn render_audit_and_load(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     kv_table(w, "Audit", &audit.map(|(k, v)| (k.to_string(), v)))?;
     let d = &r.db_load;
     let mut load = vec![
-        ("commits".to_string(), d.commits.to_string()),
+        (
+            "commits".to_string(),
+            if d.stats_resets > 0 {
+                format!("{} (summed across {} statistics reset(s): a crash restart)", d.commits, d.stats_resets)
+            } else {
+                d.commits.to_string()
+            },
+        ),
         ("rollbacks".into(), d.rollbacks.to_string()),
         ("commits per orchestration".into(), format!("{:.1}", d.commits_per_orchestration)),
         ("generator's calls".into(), format!("{} ({:.1}% of commits)", d.generator_calls, d.generator_share_pct)),

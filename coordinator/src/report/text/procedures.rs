@@ -30,17 +30,7 @@ pub fn render(p: &ProcedureReport, w: &mut dyn Write) -> io::Result<()> {
         let rows: Vec<String> = p
             .fetches
             .iter()
-            .map(|f| {
-                format!(
-                    "{} {} calls, {:.1}% empty ({:.1}% of {} in the {} s its queue held ready work)",
-                    f.procedure,
-                    f.calls,
-                    f.empty_pct,
-                    f.empty_while_ready_pct,
-                    f.calls_while_ready,
-                    f.seconds_with_ready_work
-                )
-            })
+            .map(|f| format!("{} {} calls, {:.1}% empty ({})", f.procedure, f.calls, f.empty_pct, f.ready_phrase()))
             .collect();
         writeln!(w, "Dequeues: {}.", rows.join("; "))?;
     }

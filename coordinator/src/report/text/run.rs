@@ -333,6 +333,13 @@ fn render_database(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
         "Database: {} commits ({:.1} per orchestration), {} rollbacks; generator's own calls {} ({:.1}% of commits).",
         d.commits, d.commits_per_orchestration, d.rollbacks, d.generator_calls, d.generator_share_pct,
     )?;
+    if d.stats_resets > 0 {
+        writeln!(
+            w,
+            "  The server's statistics were reset {} time(s) during the run (a crash restart): commits are summed over the segments between resets, and miss up to a second before each.",
+            d.stats_resets
+        )?;
+    }
     writeln!(
         w,
         "Generator overhead beyond its starts: {} queries ({:.1}% of commits): completion tracking ({}) {} = {:.2} per orchestration, database sampling {}.",
