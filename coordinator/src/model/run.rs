@@ -448,6 +448,10 @@ pub struct SuiteReport {
     pub passed: bool,
 }
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -481,8 +485,4 @@ mod tests {
         assert_eq!(open.headline_latency().p99_us, headline_histogram(&h).quantile_us(0.99));
         assert_eq!(open.headline_definition(), "from the intended start");
     }
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
 }
