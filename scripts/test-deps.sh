@@ -19,6 +19,10 @@ have_pg() {
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1
 }
 { have_pg && id postgres >/dev/null 2>&1; } || need_apt postgresql
+# What the build needs (the README's install line): a C toolchain, pkg-config, OpenSSL's headers.
+command -v cc >/dev/null || need_apt build-essential
+command -v pkg-config >/dev/null || need_apt pkg-config
+[ -e /usr/include/openssl/ssl.h ] || need_apt libssl-dev
 command -v openssl >/dev/null || need_apt openssl
 command -v chromium >/dev/null || need_apt chromium
 command -v docker-compose >/dev/null || need_apt docker-compose

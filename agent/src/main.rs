@@ -52,8 +52,9 @@ struct Args {
     tls_key: Option<std::path::PathBuf>,
 
     /// Serve N synthetic agents instead: the protocol without a database, for
-    /// measuring the coordinator (prints one "listening on ADDR" line each).
-    #[arg(long, value_name = "N", hide = true)]
+    /// measuring the coordinator (prints one "listening on ADDR" line each;
+    /// see docs/scale.md).
+    #[arg(long, value_name = "N")]
     synthetic: Option<u32>,
 
     /// Exit after one run (released by the coordinator, or after losing it),

@@ -160,7 +160,7 @@ pub async fn agents_schema(url: &str, db: &RunDb) -> SchemaCheck {
         Ok(p) => p.pool().close().await,
         Err(e) => notes.push(one_line(&secret::scrub(
             &format!(
-                "the agents' build migrated the schema beyond what this coordinator's duroxide-pg {} verifies ({e:#}); the coordinator reads its tables as that version knows them",
+                "the agents' build migrated the schema to a version this coordinator's duroxide-pg {} does not verify (older or newer: {e:#}); the coordinator reads its tables as that version knows them",
                 loadgen_common::DUROXIDE_PG_VERSION
             ),
             url,

@@ -104,7 +104,7 @@ pub struct AbReport {
     #[serde(default)]
     pub problems: Vec<String>,
     /// The runs' warnings, each once, with its build ("candidate: the
-    /// agents' build migrated the schema beyond ...").
+    /// agents' build migrated the schema to a version ...").
     #[serde(default)]
     pub notes: Vec<String>,
 }

@@ -6,5 +6,6 @@
 mod support;
 
 mod browser;
+mod docs;
 mod html_report;
 mod workflow;

@@ -32,7 +32,47 @@ pub fn coordinator(tmp: &Path) -> Command {
 
 pub fn read_report(path: &Path) -> RunReport {
     let text = std::fs::read_to_string(path).expect("json written");
-    serde_json::from_str(&text).expect("json parses into the result model")
+    let value: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_documented(&value);
+    serde_json::from_value(value).expect("json parses into the result model")
+}
+
+/// Objects whose keys are data (scenario names, settings, error classes), not fields.
+const DATA_MAPS: &[&str] = &[
+    "by_scenario",
+    "provider_retries",
+    "provider_errors",
+    "postgres_settings",
+    "options",
+    "connections",
+    "mix",
+    "given",
+];
+
+/// Every field of a result the tests read is named in docs/results.md (as
+/// `"field"`): the JSON model and its documentation cannot drift apart.
+pub fn assert_documented(value: &serde_json::Value) {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/results.md"))
+        .expect("docs/results.md");
+    let mut missing = std::collections::BTreeSet::new();
+    let mut stack = vec![(String::new(), value)];
+    while let Some((path, v)) = stack.pop() {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, x) in map {
+                    if !doc.contains(&format!("\"{k}\"")) {
+                        missing.insert(format!("{path}.{k}"));
+                    }
+                    if !DATA_MAPS.contains(&k.as_str()) {
+                        stack.push((format!("{path}.{k}"), x));
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => stack.extend(items.iter().map(|x| (format!("{path}[]"), x))),
+            _ => {}
+        }
+    }
+    assert!(missing.is_empty(), "fields of the JSON result not in docs/results.md: {missing:?}");
 }
 
 pub fn show(out: &Output) -> String {

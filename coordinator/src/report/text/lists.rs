@@ -35,7 +35,7 @@ fn workload(p: &Profile) -> String {
 pub fn profiles(profiles: &[Profile], w: &mut dyn Write) -> io::Result<()> {
     writeln!(
         w,
-        "{:<17} {:>7} {:>8} {:<34} {:<14} {:>3} {:>4} {:>6}  {:<30} description",
+        "{:<17} {:>7} {:>8} {:<34} {:<14} {:>3} {:>4} {:>6}  {:<48} description",
         "profile", "in-flt", "duration", "workload", "dispatchers", "rt", "pool", "db-lat", "gates"
     )?;
     for p in profiles {
@@ -48,16 +48,26 @@ pub fn profiles(profiles: &[Profile], w: &mut dyn Write) -> io::Result<()> {
             Some(n) if n > 0 => format!("failed<={n}"),
             _ => "100% success".into(),
         });
+        // The load as the plan resolves it: a profile's stages decide open or closed.
+        let plan = p.load_plan().ok();
+        let open = plan.as_ref().map_or(p.rate.is_some(), |l| l.open);
+        if open {
+            gates.push("no dropped starts".into());
+        }
+        if !p.faults.is_empty() {
+            gates.push("every fault applied".into());
+        }
         if let Some(v) = p.rss_growth_mb_per_min {
             gates.push(format!("warn RSS>{v}MB/min"));
         }
-        let load = match p.rate {
-            Some(r) => loadgen_common::units::format_rate(r),
-            None => p.max_concurrent.to_string(),
+        let load = match (&plan, p.rate) {
+            (Some(l), _) if l.staged && l.open => "open".to_string(),
+            (_, Some(r)) => loadgen_common::units::format_rate(r),
+            _ => p.max_concurrent.to_string(),
         };
         writeln!(
             w,
-            "{:<17} {:>7} {:>8} {:<34} {:<14} {:>3} {:>4} {:>6}  {:<30} {}",
+            "{:<17} {:>7} {:>8} {:<34} {:<14} {:>3} {:>4} {:>6}  {:<48} {}",
             p.name,
             load,
             format_duration(p.duration),
