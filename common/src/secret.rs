@@ -134,10 +134,14 @@ pub struct Secrets {
 }
 
 impl Secrets {
-    /// From this process's arguments and environment.
+    /// From this process's arguments and environment: `DATABASE_URL`, the
+    /// token, and any other variable whose value holds a password (a URL
+    /// put in `LOADGEN_PROFILE` by mistake is echoed by its error).
     pub fn of_process() -> Self {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        Self::from_parts(std::env::args().skip(1), env("DATABASE_URL"), env("LOADGEN_TOKEN"))
+        let mut s = Self::from_parts(std::env::args().skip(1), env("DATABASE_URL"), env("LOADGEN_TOKEN"));
+        s.urls.extend(std::env::vars().map(|(_, v)| v).filter(|v| holds_secret(v)));
+        s
     }
 
     /// From arguments, a database URL and a token.
