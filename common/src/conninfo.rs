@@ -5,13 +5,13 @@
 //! masked without being parsed whole (a broken string still hides its
 //! password).
 
-use crate::dburl::percent_encode as encode;
+use crate::percent::encode;
 
-/// Why a key=value connection string was refused (never holds a value).
+/// Why a key=value connection string was refused (never holds a value:
+/// the caller shows the string masked).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("connection string {masked} cannot be used: {detail}")]
+#[error("{detail}")]
 pub struct ConninfoError {
-    pub masked: String,
     pub detail: &'static str,
 }
 
@@ -89,22 +89,22 @@ fn pairs(text: &str) -> (Vec<Pair>, Option<(&'static str, usize)>) {
     }
 }
 
-/// The string with every password value replaced by the mask, and
+/// The string with every password value replaced by `mask`, and
 /// everything from a problem on (it may be inside a password).
-pub fn mask(text: &str) -> String {
+pub fn mask_with(text: &str, mask: &str) -> String {
     let (pairs, problem) = pairs(text);
     let mut out = String::with_capacity(text.len());
     let mut from = 0;
     for p in pairs.iter().filter(|p| p.key == "password") {
         out.push_str(&text[from..p.span.0]);
-        out.push_str(crate::secret::MASK);
+        out.push_str(mask);
         from = p.span.1;
     }
     match problem {
         // What follows a problem cannot be told apart: hide it whole.
         Some((_, at)) => {
             out.push_str(&text[from..at.max(from)]);
-            out.push_str(crate::secret::MASK);
+            out.push_str(mask);
         }
         None => out.push_str(&text[from..]),
     }
@@ -118,7 +118,7 @@ pub fn password(text: &str) -> Option<String> {
 
 /// The same connection as a `postgres://` URL, every value percent-encoded.
 pub fn to_url(text: &str) -> Result<String, ConninfoError> {
-    let refuse = |detail| ConninfoError { masked: mask(text), detail };
+    let refuse = |detail| ConninfoError { detail };
     let (pairs, problem) = pairs(text);
     if let Some((detail, _)) = problem {
         return Err(refuse(detail));
@@ -181,8 +181,6 @@ mod tests {
         for (text, url) in cases {
             assert!(is_conninfo(text), "{text}");
             assert_eq!(to_url(text).as_deref(), Ok(url), "{text}");
-            let parsed = crate::dburl::DbUrl::parse(url).expect(url);
-            assert!(!parsed.host_label().is_empty(), "{url}");
         }
         for not in ["postgres://u:p@h/db", "", "just words", "=x"] {
             assert!(!is_conninfo(not), "{not}");
@@ -199,10 +197,10 @@ mod tests {
         ] {
             let e = to_url(text).expect_err(text);
             assert!(!e.to_string().contains("secret"), "{text}: {e}");
-            assert!(!mask(text).contains("secret"), "{text}: {}", mask(text));
+            assert!(!mask_with(text, "***").contains("secret"), "{text}: {}", mask_with(text, "***"));
         }
-        assert_eq!(mask("user=u password=hunter2 dbname=d"), "user=u password=*** dbname=d");
-        assert_eq!(mask("password = 'x y' host=h"), "password = *** host=h");
+        assert_eq!(mask_with("user=u password=hunter2 dbname=d", "***"), "user=u password=*** dbname=d");
+        assert_eq!(mask_with("password = 'x y' host=h", "***"), "password = *** host=h");
         assert_eq!(password("host=h password='x y'").as_deref(), Some("x y"));
     }
 }

@@ -35,50 +35,13 @@ pub struct DbUrl {
     pub endpoint: Endpoint,
 }
 
-/// Every byte but the unreserved ones (`A-Z a-z 0-9 - . _ ~`) as `%XX`:
-/// safe in any part of a URL.
-pub fn percent_encode(s: &str) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
-}
-
-pub(crate) fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let (Some(h), Some(l)) = (hex(bytes.get(i + 1)), hex(bytes.get(i + 2)))
-        {
-            out.push(h * 16 + l);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex(b: Option<&u8>) -> Option<u8> {
-    let b = *b?;
-    (b as char).to_digit(16).map(|d| d as u8)
-}
-
 /// A connection string as the user gave it (a `postgres://` URL or a
 /// libpq key=value string) as the checked URL every part of the tool takes.
 /// Errors are one line and never hold the password.
 pub fn normalize(text: &str) -> Result<String, String> {
     let url = if crate::conninfo::is_conninfo(text) {
-        crate::conninfo::to_url(text).map_err(|e| e.to_string())?
+        crate::conninfo::to_url(text)
+            .map_err(|e| format!("connection string {} cannot be used: {e}", crate::secret::mask_url(text)))?
     } else {
         text.trim().to_string()
     };
@@ -115,7 +78,7 @@ impl DbUrl {
                 .split('&')
                 .filter_map(|kv| kv.split_once('='))
                 .find(|(k, _)| *k == name)
-                .map(|(_, v)| percent_decode(v))
+                .map(|(_, v)| crate::percent::decode(v))
         };
         let (host, port_text) = if let Some(v6) = hostport.strip_prefix('[') {
             let Some(close) = v6.find(']') else { return Err(err("unclosed [ in an IPv6 host")) };
@@ -123,8 +86,8 @@ impl DbUrl {
             (v6[..close].to_string(), after.strip_prefix(':'))
         } else {
             match hostport.rsplit_once(':') {
-                Some((h, p)) => (percent_decode(h), Some(p)),
-                None => (percent_decode(hostport), None),
+                Some((h, p)) => (crate::percent::decode(h), Some(p)),
+                None => (crate::percent::decode(hostport), None),
             }
         };
         let port = match port_text.map(str::to_string).or_else(|| param("port")) {

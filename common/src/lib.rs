@@ -12,6 +12,7 @@
 //! - [`auth`]: the shared agent token (client and server interceptors);
 //! - [`dburl`]: the parts of a database URL the tool needs (host, port, socket);
 //! - [`conninfo`]: libpq's key=value connection strings, read into URLs;
+//! - [`percent`]: percent-encoding, as URLs carry their parts;
 //! - [`schema`]: run ids, schema names, instance ids and identifier validation;
 //! - [`secret`]: masking of passwords and tokens in anything printed;
 //! - [`process`]: the few process-level calls (signals, parent-death) that need `libc`;
@@ -25,6 +26,7 @@ pub mod conninfo;
 pub mod dburl;
 pub mod histogram;
 pub mod limits;
+pub mod percent;
 pub mod process;
 pub mod proto;
 pub mod rand;

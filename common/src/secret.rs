@@ -35,7 +35,7 @@ fn userinfo_end(rest: &str) -> Option<usize> {
 /// with its password masked; other text is returned unchanged.
 pub fn mask_url(url: &str) -> String {
     if conninfo::is_conninfo(url) {
-        return conninfo::mask(url);
+        return conninfo::mask_with(url, MASK);
     }
     // No scheme: a URL with it left out (`u:pw@host/db`) still hides its password.
     let rest_start = url.find("://").map_or(0, |i| i + 3);
@@ -90,7 +90,7 @@ pub fn scrub(text: &str, url: &str) -> String {
     let text = text.replace(url, &mask_url(url));
     match password_of(url) {
         Some(p) if p.len() >= MIN_BARE => {
-            let decoded = crate::dburl::percent_decode(&p);
+            let decoded = crate::percent::decode(&p);
             text.replace(&p, MASK).replace(&decoded, MASK)
         }
         _ => text,

@@ -245,10 +245,9 @@ impl EmbeddedPostgres {
         self.port = port;
         self.url = match &self.password {
             None => format!("postgres://{SUPERUSER}@127.0.0.1:{port}/postgres"),
-            Some(pw) => format!(
-                "postgres://{SUPERUSER}:{}@127.0.0.1:{port}/postgres",
-                loadgen_common::dburl::percent_encode(pw)
-            ),
+            Some(pw) => {
+                format!("postgres://{SUPERUSER}:{}@127.0.0.1:{port}/postgres", loadgen_common::percent::encode(pw))
+            }
         };
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
