@@ -37,7 +37,8 @@ pub fn read_report(path: &Path) -> RunReport {
     serde_json::from_value(value).expect("json parses into the result model")
 }
 
-/// Objects whose keys are data (scenario names, settings, error classes), not fields.
+/// Objects whose keys are data (scenario names, settings, error classes, a
+/// scenario's own counters), not fields.
 const DATA_MAPS: &[&str] = &[
     "by_scenario",
     "provider_retries",
@@ -47,6 +48,7 @@ const DATA_MAPS: &[&str] = &[
     "connections",
     "mix",
     "given",
+    "facts",
 ];
 
 /// Every field of a result the tests read is named in docs/results.md (as
