@@ -13,6 +13,7 @@ use crate::error::AgentError;
 use loadgen_common::stages::StagePlan;
 
 use crate::plan::{Arrival, Load, OpenLoop, RunSpec, RuntimeSpec, Store, Tracking, WorkloadSpec};
+
 #[cfg(test)]
 use crate::tracker::{Finished, Terminal};
 
@@ -55,45 +56,7 @@ impl TryFrom<proto::PrepareRequest> for RunSpec {
         {
             return Err(invalid("orchestrator lock timeout", "must be between 1s and 10 minutes"));
         }
-        let plan_of = |points: &[proto::StagePoint]| -> Result<Option<StagePlan>, AgentError> {
-            if points.is_empty() {
-                return Ok(None);
-            }
-            let points = points.iter().map(|p| (Duration::from_micros(p.at_us), p.value)).collect();
-            StagePlan::from_points(points).map(Some).map_err(|e| invalid("stages", e.to_string()))
-        };
-        let load = match req.load {
-            Some(proto::prepare_request::Load::Closed(c)) if c.concurrency > 0 => {
-                Load::Closed { concurrency: u64::from(c.concurrency), stages: plan_of(&c.stages)? }
-            }
-            Some(proto::prepare_request::Load::Closed(_)) => return Err(invalid("concurrency", "must be positive")),
-            Some(proto::prepare_request::Load::Open(o)) => {
-                if !(o.rate_per_sec.is_finite() && o.rate_per_sec > 0.0 && o.rate_per_sec <= limits::MAX_RATE) {
-                    return Err(invalid("rate", format!("{} is not a positive rate", o.rate_per_sec)));
-                }
-                if o.max_in_flight == 0 {
-                    return Err(invalid("max_in_flight", "must be positive"));
-                }
-                let arrival = match proto::Arrival::try_from(o.arrival) {
-                    Ok(proto::Arrival::Constant) => Arrival::Constant,
-                    Ok(proto::Arrival::Poisson) => Arrival::Poisson,
-                    _ => return Err(invalid("arrival", format!("unknown arrival {}", o.arrival))),
-                };
-                if !(0.0..1.0).contains(&o.phase) {
-                    return Err(invalid("phase", format!("{} is not in [0, 1)", o.phase)));
-                }
-                let plan = plan_of(&o.stages)?
-                    .unwrap_or_else(|| StagePlan::constant(o.rate_per_sec, Duration::from_millis(req.duration_ms)));
-                Load::Open(OpenLoop {
-                    plan,
-                    arrival,
-                    phase: o.phase,
-                    seed: o.seed,
-                    max_in_flight: u64::from(o.max_in_flight),
-                })
-            }
-            None => return Err(invalid("load", "neither closed nor open loop")),
-        };
+        let load = load_of(req.load, req.duration_ms)?;
         if req.duration_ms == 0 || req.drain_timeout_ms == 0 || req.completion_poll_ms == 0 {
             return Err(invalid("plan", "duration, drain timeout and completion poll must be positive"));
         }
@@ -138,6 +101,50 @@ impl TryFrom<proto::PrepareRequest> for RunSpec {
             iterations: (req.iterations > 0).then_some(req.iterations),
         })
     }
+}
+
+/// The load of a Prepare: closed (a budget, maybe staged) or open (a rate
+/// plan with its arrivals, phase, seed and in-flight cap), checked.
+fn load_of(load: Option<proto::prepare_request::Load>, duration_ms: u64) -> Result<Load, AgentError> {
+    let plan_of = |points: &[proto::StagePoint]| -> Result<Option<StagePlan>, AgentError> {
+        if points.is_empty() {
+            return Ok(None);
+        }
+        let points = points.iter().map(|p| (Duration::from_micros(p.at_us), p.value)).collect();
+        StagePlan::from_points(points).map(Some).map_err(|e| invalid("stages", e.to_string()))
+    };
+    Ok(match load {
+        Some(proto::prepare_request::Load::Closed(c)) if c.concurrency > 0 => {
+            Load::Closed { concurrency: u64::from(c.concurrency), stages: plan_of(&c.stages)? }
+        }
+        Some(proto::prepare_request::Load::Closed(_)) => return Err(invalid("concurrency", "must be positive")),
+        Some(proto::prepare_request::Load::Open(o)) => {
+            if !(o.rate_per_sec.is_finite() && o.rate_per_sec > 0.0 && o.rate_per_sec <= limits::MAX_RATE) {
+                return Err(invalid("rate", format!("{} is not a positive rate", o.rate_per_sec)));
+            }
+            if o.max_in_flight == 0 {
+                return Err(invalid("max_in_flight", "must be positive"));
+            }
+            let arrival = match proto::Arrival::try_from(o.arrival) {
+                Ok(proto::Arrival::Constant) => Arrival::Constant,
+                Ok(proto::Arrival::Poisson) => Arrival::Poisson,
+                _ => return Err(invalid("arrival", format!("unknown arrival {}", o.arrival))),
+            };
+            if !(0.0..1.0).contains(&o.phase) {
+                return Err(invalid("phase", format!("{} is not in [0, 1)", o.phase)));
+            }
+            let plan = plan_of(&o.stages)?
+                .unwrap_or_else(|| StagePlan::constant(o.rate_per_sec, Duration::from_millis(duration_ms)));
+            Load::Open(OpenLoop {
+                plan,
+                arrival,
+                phase: o.phase,
+                seed: o.seed,
+                max_in_flight: u64::from(o.max_in_flight),
+            })
+        }
+        None => return Err(invalid("load", "neither closed nor open loop")),
+    })
 }
 
 /// Instances per Inspect chunk: well under gRPC's 4 MB message limit even
