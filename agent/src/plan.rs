@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use loadgen_common::stages::{Arrivals, StagePlan};
+pub use loadgen_common::load::{Arrival, Load, Loop};
 
 use crate::scenario::Options;
 
@@ -18,7 +18,11 @@ pub struct RunSpec {
     pub agent_count: u32,
     pub workload: WorkloadSpec,
     pub runtime: RuntimeSpec,
+    /// This agent's share of the run's load.
     pub load: Load,
+    /// Open loop: where this agent's constant-arrival starts fall between
+    /// the cluster's, and the seed of its Poisson gaps.
+    pub spread: Spread,
     /// How long new orchestrations are started.
     pub duration: Duration,
     /// How long in-flight orchestrations may take to finish after the deadline.
@@ -81,43 +85,12 @@ pub struct RuntimeSpec {
     pub worker_lock_timeout: Option<Duration>,
 }
 
-/// How starts are paced.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Load {
-    /// Keep this many orchestrations in flight, or with `stages`, this
-    /// agent's share of the cluster-wide target of the moment.
-    Closed { concurrency: u64, stages: Option<StagePlan> },
-    /// Start on a schedule.
-    Open(OpenLoop),
-}
-
-/// An open-loop schedule.
-#[derive(Clone, Debug, PartialEq)]
-pub struct OpenLoop {
-    /// This agent's starts per second over time.
-    pub plan: StagePlan,
-    pub arrival: Arrival,
-    /// Constant arrivals: where this agent's starts fall between the
-    /// cluster's (see [`Arrivals::new`]).
+/// Where an open loop's starts of this agent fall among the cluster's.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Spread {
+    /// Constant arrivals: this agent's offset in [0, 1) of one gap (see
+    /// [`loadgen_common::stages::Arrivals::new`]).
     pub phase: f64,
-    /// Seed of the gaps' random numbers.
+    /// Seed of the gaps' random numbers (Poisson arrivals).
     pub seed: u64,
-    /// Starts due while this many are in flight are dropped.
-    pub max_in_flight: u64,
-}
-
-impl OpenLoop {
-    /// The due times of this agent's starts.
-    pub fn arrivals(&self) -> Arrivals {
-        Arrivals::new(self.plan.clone(), self.arrival == Arrival::Poisson, self.phase, self.seed)
-    }
-}
-
-/// Spacing of open-loop starts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Arrival {
-    /// Evenly spaced at the rate of the moment.
-    Constant,
-    /// Independent arrivals at the rate of the moment (Poisson).
-    Poisson,
 }

@@ -12,7 +12,7 @@ use loadgen_common::schema::validate_schema_name;
 use crate::error::AgentError;
 use loadgen_common::stages::StagePlan;
 
-use crate::plan::{Arrival, Load, OpenLoop, RunSpec, RuntimeSpec, Store, Tracking, WorkloadSpec};
+use crate::plan::{Arrival, Load, RunSpec, RuntimeSpec, Spread, Store, Tracking, WorkloadSpec};
 
 #[cfg(test)]
 use crate::tracker::{Finished, Terminal};
@@ -56,7 +56,7 @@ impl TryFrom<proto::PrepareRequest> for RunSpec {
         {
             return Err(invalid("orchestrator lock timeout", "must be between 1s and 10 minutes"));
         }
-        let load = load_of(req.load, req.duration_ms)?;
+        let (load, spread) = load_of(req.load, req.duration_ms)?;
         if req.duration_ms == 0 || req.drain_timeout_ms == 0 || req.completion_poll_ms == 0 {
             return Err(invalid("plan", "duration, drain timeout and completion poll must be positive"));
         }
@@ -90,6 +90,7 @@ impl TryFrom<proto::PrepareRequest> for RunSpec {
                 worker_lock_timeout: worker_lock,
             },
             load,
+            spread,
             duration: ms(req.duration_ms),
             drain_timeout: ms(req.drain_timeout_ms),
             tracking,
@@ -105,7 +106,7 @@ impl TryFrom<proto::PrepareRequest> for RunSpec {
 
 /// The load of a Prepare: closed (a budget, maybe staged) or open (a rate
 /// plan with its arrivals, phase, seed and in-flight cap), checked.
-fn load_of(load: Option<proto::prepare_request::Load>, duration_ms: u64) -> Result<Load, AgentError> {
+fn load_of(load: Option<proto::prepare_request::Load>, duration_ms: u64) -> Result<(Load, Spread), AgentError> {
     let plan_of = |points: &[proto::StagePoint]| -> Result<Option<StagePlan>, AgentError> {
         if points.is_empty() {
             return Ok(None);
@@ -113,9 +114,15 @@ fn load_of(load: Option<proto::prepare_request::Load>, duration_ms: u64) -> Resu
         let points = points.iter().map(|p| (Duration::from_micros(p.at_us), p.value)).collect();
         StagePlan::from_points(points).map(Some).map_err(|e| invalid("stages", e.to_string()))
     };
+    let duration = Duration::from_millis(duration_ms);
     Ok(match load {
         Some(proto::prepare_request::Load::Closed(c)) if c.concurrency > 0 => {
-            Load::Closed { concurrency: u64::from(c.concurrency), stages: plan_of(&c.stages)? }
+            let closed = Load::closed(u64::from(c.concurrency), duration);
+            let load = match plan_of(&c.stages)? {
+                Some(plan) => Load { plan, staged: true, ..closed },
+                None => closed,
+            };
+            (load, Spread::default())
         }
         Some(proto::prepare_request::Load::Closed(_)) => return Err(invalid("concurrency", "must be positive")),
         Some(proto::prepare_request::Load::Open(o)) => {
@@ -133,15 +140,12 @@ fn load_of(load: Option<proto::prepare_request::Load>, duration_ms: u64) -> Resu
             if !(0.0..1.0).contains(&o.phase) {
                 return Err(invalid("phase", format!("{} is not in [0, 1)", o.phase)));
             }
-            let plan = plan_of(&o.stages)?
-                .unwrap_or_else(|| StagePlan::constant(o.rate_per_sec, Duration::from_millis(duration_ms)));
-            Load::Open(OpenLoop {
-                plan,
-                arrival,
-                phase: o.phase,
-                seed: o.seed,
-                max_in_flight: u64::from(o.max_in_flight),
-            })
+            let open = Load::open(o.rate_per_sec, arrival, u64::from(o.max_in_flight), duration);
+            let load = match plan_of(&o.stages)? {
+                Some(plan) => Load { plan, staged: true, ..open },
+                None => open,
+            };
+            (load, Spread { phase: o.phase, seed: o.seed })
         }
         None => return Err(invalid("load", "neither closed nor open loop")),
     })
@@ -235,7 +239,7 @@ mod tests {
     #[test]
     fn a_good_request_becomes_a_plan() {
         let spec = RunSpec::try_from(request()).expect("valid");
-        assert_eq!(spec.load, Load::Closed { concurrency: 5, stages: None });
+        assert_eq!(spec.load, Load::closed(5, Duration::from_millis(1000)));
         assert_eq!((spec.runtime.orchestrator_lock_timeout, spec.iterations), (None, None));
         let mut open = request();
         open.load = Some(proto::prepare_request::Load::Open(proto::OpenLoop {
@@ -247,9 +251,8 @@ mod tests {
             stages: vec![],
         }));
         let spec = RunSpec::try_from(open).expect("valid");
-        assert!(matches!(spec.load, Load::Open(OpenLoop { arrival: Arrival::Poisson, max_in_flight: 9, .. })));
-        let Load::Open(o) = &spec.load else { panic!("open") };
-        assert_eq!(o.plan, StagePlan::constant(4.0, Duration::from_millis(1000)));
+        assert_eq!(spec.load, Load::open(4.0, Arrival::Poisson, 9, Duration::from_millis(1000)));
+        assert_eq!(spec.spread, Spread { phase: 0.25, seed: 3 });
         let mut staged = request();
         staged.load = Some(proto::prepare_request::Load::Closed(proto::ClosedLoop {
             concurrency: 5,
@@ -259,8 +262,8 @@ mod tests {
             ],
         }));
         let spec = RunSpec::try_from(staged).expect("valid");
-        let Load::Closed { stages: Some(p), .. } = &spec.load else { panic!("staged") };
-        assert_eq!(p.value_at(Duration::from_millis(500)), 5.0);
+        assert!(spec.load.staged && spec.load.follows_a_changing_target());
+        assert_eq!((spec.load.max_in_flight, spec.load.plan.value_at(Duration::from_millis(500))), (5, 5.0));
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! - [`secret`]: masking of passwords and tokens in anything printed;
 //! - [`process`]: the few process-level calls (signals, parent-death) that need `libc`;
 //! - [`limits`]: the bounds a plan must keep, the same on both sides;
+//! - [`load`]: the load (open or closed loop, constant or staged), cluster-wide and per agent;
 //! - [`split`]: largest-remainder apportionment (the budget split and an agent's share);
 //! - [`rand`]: a seeded splitmix64 generator for schedules and resamples;
 //! - [`startup`]: logging set-up and the shutdown signal both binaries use.
@@ -26,6 +27,7 @@ pub mod conninfo;
 pub mod dburl;
 pub mod histogram;
 pub mod limits;
+pub mod load;
 pub mod percent;
 pub mod process;
 pub mod proto;

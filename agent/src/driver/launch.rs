@@ -107,17 +107,10 @@ impl<S> Driver<S> {
     /// Closed loop: start orchestrations until the slice is full (never after
     /// the deadline, never while backing off after a failed start).
     pub(super) fn fill(&mut self, draining: bool) {
-        let crate::plan::Load::Closed { concurrency, stages } = &self.plan.load else { return };
-        if draining || self.retry_at.is_some() {
+        if self.plan.load.is_open() || draining || self.retry_at.is_some() {
             return;
         }
-        let target = match stages {
-            Some(plan) => {
-                let cluster = plan.value_at(self.t0.elapsed()).round() as u64;
-                loadgen_common::split::share(cluster, self.plan.agent_index, self.plan.agent_count).min(*concurrency)
-            }
-            None => *concurrency,
-        };
+        let target = self.plan.load.target_at(self.t0.elapsed(), self.plan.agent_index, self.plan.agent_count);
         while self.occupied() < target && self.may_start() {
             self.launch_next(None);
         }
@@ -128,8 +121,10 @@ impl<S> Driver<S> {
     /// [`Self::on_launch`]), then schedule the next. No start is due at
     /// or after the deadline.
     pub(super) fn on_due(&mut self, deadline: Instant) {
-        let crate::plan::Load::Open(open) = &self.plan.load else { return };
-        let cap = open.max_in_flight;
+        if !self.plan.load.is_open() {
+            return;
+        }
+        let cap = self.plan.load.max_in_flight;
         let now = Instant::now();
         while let Some(due) = self.next_due {
             if due > now {
@@ -228,7 +223,7 @@ impl<S> Driver<S> {
                 self.tallies.count(scenario, 1, |c| &mut c.start_errors);
                 tracing::warn!(instance = %l.id, error = %e, "start call failed");
                 // Closed loop backs off; an open-loop schedule does not wait.
-                if matches!(self.plan.load, crate::plan::Load::Closed { .. }) {
+                if !self.plan.load.is_open() {
                     self.retry_at = Some(Instant::now() + START_RETRY_BACKOFF);
                 }
             }

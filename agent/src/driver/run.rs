@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Deps, Driver, Feed, PROGRESS_EVERY, RunOutcome, STAGE_TICK, STARTED_EVERY, Sink, launch, poll};
 use crate::lease::Lease;
-use crate::plan::{Load, RunSpec, Tracking};
+use crate::plan::{RunSpec, Tracking};
 use loadgen_common::stages::Arrivals;
 
 use super::tallies::Tallies;
@@ -85,10 +85,7 @@ impl<S: Sink> Driver<S> {
         // wall clock from `t0`, and any gap between the two readings would make
         // them later than the start calls they precede.
         let (t0, wall0) = (Instant::now(), SystemTime::now());
-        let mut arrivals = match &plan.load {
-            Load::Open(o) => Some(o.arrivals()),
-            Load::Closed { .. } => None,
-        };
+        let mut arrivals = plan.load.arrivals(plan.spread.phase, plan.spread.seed);
         let next_due = arrivals.as_mut().and_then(Arrivals::next_due).map(|d| t0 + d);
         let background = deps.workload.background();
         let d = Driver {
@@ -126,7 +123,7 @@ impl<S: Sink> Driver<S> {
         let own_queries = self.plan.tracking == Tracking::Agent;
         // A closed loop whose target changes is refilled on a tick as well as on
         // every completion.
-        let staged = matches!(&self.plan.load, Load::Closed { stages: Some(p), .. } if !p.is_constant());
+        let staged = self.plan.load.follows_a_changing_target();
         let mut ticks = Ticks::new(t0, self.plan.completion_poll);
         let message_gap = self
             .background

@@ -14,7 +14,9 @@ use super::AgentLink;
 use crate::db::audit::inspected::Inspected;
 use crate::db::audit::query::InstanceRow;
 use crate::error::CoordinatorError;
-use crate::plan::{AgentSlice, Arrival, CompletionSource, Profile, RunPlan};
+use loadgen_common::load::{Arrival, Loop};
+
+use crate::plan::{AgentSlice, CompletionSource, Profile, RunPlan};
 
 /// Bound on Release (stopping the driver and shutting runtimes down).
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(45);
@@ -44,41 +46,38 @@ fn request(r: &RunRequest<'_>, slice: &AgentSlice, agents: usize) -> Result<prot
     let p = r.profile;
     // The plan check keeps every share under the limit; a share over it is a
     // bug to report, never a count to cap silently.
-    let in_flight = u32::try_from(slice.concurrency).map_err(|_| {
+    let in_flight = u32::try_from(slice.in_flight()).map_err(|_| {
         CoordinatorError::Local(format!(
             "agent {}'s in-flight share {} is over the protocol's {}",
             slice.index,
-            slice.concurrency,
+            slice.in_flight(),
             loadgen_common::limits::MAX_IN_FLIGHT_PER_AGENT
         ))
     })?;
-    let points = |plan: &Option<loadgen_common::stages::StagePlan>| -> Vec<proto::StagePoint> {
-        plan.as_ref().map_or_else(Vec::new, |plan| {
-            plan.points()
-                .iter()
-                .map(|&(at, value)| proto::StagePoint {
-                    at_us: u64::try_from(at.as_micros()).unwrap_or(u64::MAX),
-                    value,
-                })
-                .collect()
-        })
+    let load = &slice.load;
+    // A constant load is its one value; stages go as the plan's points.
+    let stages: Vec<proto::StagePoint> = if load.staged {
+        load.plan
+            .points()
+            .iter()
+            .map(|&(at, value)| proto::StagePoint { at_us: u64::try_from(at.as_micros()).unwrap_or(u64::MAX), value })
+            .collect()
+    } else {
+        Vec::new()
     };
-    let load = match slice.rate {
-        Some(rate) => proto::prepare_request::Load::Open(proto::OpenLoop {
-            rate_per_sec: rate,
-            arrival: match p.arrival {
+    let load = match load.kind {
+        Loop::Open(arrival) => proto::prepare_request::Load::Open(proto::OpenLoop {
+            rate_per_sec: load.peak(),
+            arrival: match arrival {
                 Arrival::Constant => proto::Arrival::Constant,
                 Arrival::Poisson => proto::Arrival::Poisson,
             } as i32,
-            stages: points(&slice.stages),
+            stages,
             phase: slice.phase,
             seed: slice.seed,
             max_in_flight: in_flight,
         }),
-        None => proto::prepare_request::Load::Closed(proto::ClosedLoop {
-            concurrency: in_flight,
-            stages: points(&slice.stages),
-        }),
+        Loop::Closed => proto::prepare_request::Load::Closed(proto::ClosedLoop { concurrency: in_flight, stages }),
     };
     Ok(proto::PrepareRequest {
         run_id: r.run_id.to_string(),

@@ -1,20 +1,13 @@
 //! The load a profile asks for over time: its stages (or a constant rate or
-//! budget) as one plan, and the fields the rest of the plan reads from them.
+//! budget) resolved into the one load type both binaries share
+//! ([`loadgen_common::load::Load`]), and the fields the rest of the plan
+//! reads from them.
 
+use loadgen_common::load::{Load, Loop};
 use loadgen_common::stages::StagePlan;
 use loadgen_common::units::format_rate;
 
 use super::profile::{ConfigError, Profile, stages_are_rates};
-
-/// What a run's load follows over time, cluster-wide.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LoadPlan {
-    /// Starts per second (open loop) or orchestrations in flight (closed).
-    pub plan: StagePlan,
-    pub open: bool,
-    /// True when the profile gave stages (not a constant rate or budget).
-    pub staged: bool,
-}
 
 impl Profile {
     /// The load in one phrase: "10 in flight", "open loop 40/s constant (at most 100 in flight)".
@@ -65,24 +58,29 @@ impl Profile {
         Ok(())
     }
 
-    /// The load over time: the stages, or a constant rate or budget. The
-    /// stages were checked by [`Profile::settle_stages`]; text that no
-    /// longer parses (a profile changed after it) is an error, never a
-    /// silent constant load.
-    pub fn load_plan(&self) -> Result<LoadPlan, ConfigError> {
-        if let Some(text) = self.stages.as_deref() {
-            let open = stages_are_rates(text);
-            let plan = StagePlan::parse(text, open, self.duration)
-                .map_err(|e| ConfigError::Stages { value: text.to_string(), detail: e.to_string() })?;
-            return Ok(LoadPlan { plan, open, staged: true });
-        }
-        Ok(match self.rate {
-            Some(rate) => LoadPlan { plan: StagePlan::constant(rate, self.duration), open: true, staged: false },
-            None => LoadPlan {
-                plan: StagePlan::constant(self.max_concurrent as f64, self.duration),
-                open: false,
-                staged: false,
+    /// The run's load, cluster-wide: the stages, or a constant rate or
+    /// budget, open or closed loop, with its in-flight cap. The stages were
+    /// checked by [`Profile::settle_stages`]; text that no longer parses (a
+    /// profile changed after it) is an error, never a silent constant load.
+    pub fn load(&self) -> Result<Load, ConfigError> {
+        let (plan, open, staged) = match self.stages.as_deref() {
+            Some(text) => {
+                let open = stages_are_rates(text);
+                let plan = StagePlan::parse(text, open, self.duration)
+                    .map_err(|e| ConfigError::Stages { value: text.to_string(), detail: e.to_string() })?;
+                (plan, open, true)
+            }
+            None => match self.rate {
+                Some(rate) => (StagePlan::constant(rate, self.duration), true, false),
+                None => (StagePlan::constant(self.max_concurrent as f64, self.duration), false, false),
             },
-        })
+        };
+        let kind = if open { Loop::Open(self.arrival.resolved()) } else { Loop::Closed };
+        let max_in_flight = if open {
+            self.max_in_flight.unwrap_or(((plan.peak() * 60.0).ceil() as u64).max(100))
+        } else {
+            self.max_concurrent
+        };
+        Ok(Load { kind, plan, max_in_flight, staged })
     }
 }

@@ -205,8 +205,8 @@ pub enum PlanError {
     Scenario(#[from] loadgen_scenarios::ScenarioError),
     #[error(transparent)]
     Split(#[from] loadgen_common::split::ApportionError),
-    #[error("--rate {rate}/s is too low for {agents} agents (each needs at least 0.001/s)")]
-    RateTooLow { rate: f64, agents: usize },
+    #[error(transparent)]
+    Share(#[from] loadgen_common::load::ShareError),
     #[error("{flag} {path}: {detail}")]
     Output { flag: &'static str, path: String, detail: String },
     #[error("{0}")]

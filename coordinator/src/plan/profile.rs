@@ -169,9 +169,14 @@ impl Arrival {
 
     /// The name used on the command line and in reports.
     pub fn as_str(&self) -> &'static str {
+        self.resolved().as_str()
+    }
+
+    /// The spacing as the load both binaries share carries it.
+    pub fn resolved(self) -> loadgen_common::load::Arrival {
         match self {
-            Arrival::Constant => "constant",
-            Arrival::Poisson => "poisson",
+            Arrival::Constant => loadgen_common::load::Arrival::Constant,
+            Arrival::Poisson => loadgen_common::load::Arrival::Poisson,
         }
     }
 }

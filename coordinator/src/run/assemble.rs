@@ -18,8 +18,8 @@ use crate::model::{
     AgentReport, Contention, DbLoad, DbSample, HistoryLatency, LostAgent, MemorySummary, ScenarioReport, Section,
     SpectrumPoint, StageRow, StagesReport, TimePoint,
 };
-use crate::plan::load::LoadPlan;
 use crate::plan::{AgentSlice, CompletionSource};
+use loadgen_common::load::Load;
 use std::time::Duration;
 
 /// The merged figures of a run.
@@ -99,12 +99,13 @@ pub fn merge(
             index: link.index,
             address: link.address.clone(),
             hostname: link.hello.hostname.clone(),
-            concurrency: slices.get(i).map_or(0, |s| s.concurrency),
+            concurrency: slices.get(i).map_or(0, |s| s.in_flight()),
             pool_max: link.hello.pool_max,
             section: Section::new(counts, elapsed_s, hist),
             lost: is_lost,
             memory: MemorySummary::from_samples(stream.memory.clone()),
             cpu_s: stream.cpu_ms as f64 / 1000.0,
+            clock: link.clock.map(|(offset_ms, within_ms)| crate::model::ClockReading { offset_ms, within_ms }),
         });
     }
     // The merged histograms are the scenarios' (a few merges, not one per
@@ -251,13 +252,13 @@ const STAGE_ROWS: usize = 12;
 
 /// Put the plan's offered load on the merged per-second series, and when the
 /// load was staged, hold each stage's offered load against what was achieved.
-pub fn stages(load: &LoadPlan, merged: &mut [TimePoint]) -> Option<StagesReport> {
+pub fn stages(load: &Load, merged: &mut [TimePoint]) -> Option<StagesReport> {
     let plan = &load.plan;
     let secs = |s: f64| Duration::from_secs_f64(s.max(0.0));
     let mut prev = 0.0;
     for p in merged.iter_mut() {
         let len = (p.t_s - prev).max(1e-3);
-        p.offered = Some(if load.open {
+        p.offered = Some(if load.is_open() {
             (plan.integral(secs(p.t_s)) - plan.integral(secs(prev))) / len
         } else {
             plan.value_at(secs(p.t_s)).round()
@@ -302,7 +303,7 @@ pub fn stages(load: &LoadPlan, merged: &mut [TimePoint]) -> Option<StagesReport>
                 (Some(i), Some(last)) => {
                     let a = began(i);
                     let sum = plan.integral(secs(last.t_s)) - plan.integral(secs(a));
-                    if load.open { sum / n } else { sum / (last.t_s - a).max(1e-3) }
+                    if load.is_open() { sum / n } else { sum / (last.t_s - a).max(1e-3) }
                 }
                 _ => (plan.integral(secs(to)) - plan.integral(secs(from))) / (to - from).max(1e-3),
             };
@@ -319,12 +320,13 @@ pub fn stages(load: &LoadPlan, merged: &mut [TimePoint]) -> Option<StagesReport>
             }
         })
         .collect();
-    Some(StagesReport { plan: plan.describe(load.open), open: load.open, rows })
+    Some(StagesReport { plan: plan.describe(load.is_open()), open: load.is_open(), rows })
 }
 
 #[cfg(test)]
 mod stage_tests {
     use super::*;
+    use loadgen_common::load::Arrival;
 
     fn second(t: f64, launched: u64) -> TimePoint {
         TimePoint { t_s: t, launched, completed: launched, in_flight: 2, p99_ms: 50.0, ..Default::default() }
@@ -334,7 +336,7 @@ mod stage_tests {
     fn each_stage_holds_offered_against_achieved() {
         let plan = loadgen_common::stages::StagePlan::parse("10/s,2s:10/s,0s:30/s,2s:30/s", true, Duration::ZERO)
             .expect("plan");
-        let load = LoadPlan { plan, open: true, staged: true };
+        let load = Load { plan, staged: true, ..Load::open(30.0, Arrival::Constant, 100, Duration::ZERO) };
         // Seconds end a little after the whole second, as they do in a run.
         let mut merged = vec![second(1.002, 10), second(2.003, 9), second(3.001, 31), second(4.004, 29)];
         let report = stages(&load, &mut merged).expect("staged");
@@ -346,11 +348,7 @@ mod stage_tests {
         assert_eq!((b.from_s, b.to_s, b.launched_per_sec), (2.0, 4.0, 30.0));
         assert!((b.offered - 30.0).abs() < 0.1, "{b:?}");
         // Constant load: the offered series, no stage table.
-        let constant = LoadPlan {
-            plan: loadgen_common::stages::StagePlan::constant(5.0, Duration::from_secs(4)),
-            open: false,
-            staged: false,
-        };
+        let constant = Load::closed(5, Duration::from_secs(4));
         assert!(stages(&constant, &mut merged).is_none());
         assert_eq!(merged[0].offered, Some(5.0));
     }
@@ -360,7 +358,7 @@ mod stage_tests {
         // The jump at 2.5 s: the seconds 2-4 hold half a second of 10/s.
         let plan = loadgen_common::stages::StagePlan::parse("10/s,2.5s:10/s,0s:30/s,1.5s:30/s", true, Duration::ZERO)
             .expect("plan");
-        let load = LoadPlan { plan, open: true, staged: true };
+        let load = Load { plan, staged: true, ..Load::open(30.0, Arrival::Constant, 100, Duration::ZERO) };
         let mut merged = vec![second(1.0, 10), second(2.0, 10), second(3.0, 20), second(4.0, 30)];
         let report = stages(&load, &mut merged).expect("staged");
         let (a, b) = (&report.rows[0], &report.rows[1]);

@@ -108,14 +108,15 @@ async fn execute(
 /// How a run describes its load for people: the load's one phrase (the
 /// same the summary uses), each agent's slice, the length.
 fn describe_load(p: &Profile, slices: &[crate::plan::AgentSlice]) -> String {
-    let split = slices.iter().map(|s| s.concurrency.to_string()).collect::<Vec<_>>().join("+");
+    let split = slices.iter().map(|s| s.in_flight().to_string()).collect::<Vec<_>>().join("+");
     format!("{} ({split}), {} of load", p.describe_load(), loadgen_common::units::format_duration(p.duration))
 }
 
 /// Each agent's share of the load: its rate (open loop) or its in-flight
 /// slice (closed loop) over the cluster's.
 fn load_shares(slices: &[crate::plan::AgentSlice]) -> Vec<f64> {
-    let each: Vec<f64> = slices.iter().map(|s| s.rate.unwrap_or(s.concurrency as f64)).collect();
+    let each: Vec<f64> =
+        slices.iter().map(|s| if s.load.is_open() { s.load.peak() } else { s.in_flight() as f64 }).collect();
     let total: f64 = each.iter().sum();
     each.iter().map(|x| if total > 0.0 { x / total } else { 0.0 }).collect()
 }

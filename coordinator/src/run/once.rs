@@ -175,7 +175,7 @@ async fn start_and_follow(
     let tracking = if cluster { CompletionSource::Cluster } else { CompletionSource::Agent };
     let watchers =
         Watchers::start(b.store.as_ref(), started, cluster.then(|| (controls.routes(), plan.completion_poll)));
-    let load_plan = profile.load_plan()?;
+    let load_plan = profile.load()?;
     let agents = session.links.len();
     let mut live = Live::new(agents, started, plan.outputs.hlog_dir.is_some());
     let (fault_done_tx, fault_done) = tokio::sync::mpsc::unbounded_channel();

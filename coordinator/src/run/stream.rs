@@ -49,7 +49,7 @@ pub struct Follow<'a> {
     /// Cluster tracking: where the agents' start reports go.
     pub tracker: Option<&'a ClusterTracker>,
     /// Load stages: the plan, for the live view's offered load.
-    pub load: Option<&'a crate::plan::load::LoadPlan>,
+    pub load: Option<&'a loadgen_common::load::Load>,
     /// Where agents' reports of the faults they applied go (the injector).
     pub fault_done: Option<mpsc::UnboundedSender<FaultReport>>,
     pub obs: &'a dyn Observer,
@@ -77,7 +77,8 @@ pub async fn follow(
         let mut frame = live.frame(sample.as_ref());
         // While the plan lasts (the drain after it offers nothing).
         let now = std::time::Duration::from_secs_f64(frame.elapsed_s.max(0.0));
-        frame.offered = f.load.filter(|l| l.staged && now <= l.plan.duration()).map(|l| (l.plan.value_at(now), l.open));
+        frame.offered =
+            f.load.filter(|l| l.staged && now <= l.plan.duration()).map(|l| (l.plan.value_at(now), l.is_open()));
         f.obs.notice(&Notice::Live(&frame));
     };
     while outcome.iter().any(Option::is_none) {

@@ -59,7 +59,7 @@ pub(super) fn charted_agents(r: &RunReport) -> Vec<(usize, &[TimePoint])> {
 pub(super) fn throughput_chart(r: &RunReport, name: &str) -> Chart {
     let mut c = Chart::new(name, "Throughput over time", "time since start (s)", "completions per second");
     let merged = &r.timeline.merged;
-    if r.profile.rate.is_some() && merged.iter().any(|p| p.offered.is_some()) {
+    if r.open_loop() && merged.iter().any(|p| p.offered.is_some()) {
         let offered = time_series(merged, |p| p.offered.unwrap_or(f64::NAN));
         c.series.push(Series::line("offered starts/s (plan)", COLOR_OFFERED, offered).dashed());
         c.series.push(Series::line("started/s", COLOR_P50, time_series(merged, |p| p.launched as f64)));

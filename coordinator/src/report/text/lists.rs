@@ -49,8 +49,8 @@ pub fn profiles(profiles: &[Profile], w: &mut dyn Write) -> io::Result<()> {
             _ => "100% success".into(),
         });
         // The load as the plan resolves it: a profile's stages decide open or closed.
-        let plan = p.load_plan().ok();
-        let open = plan.as_ref().map_or(p.rate.is_some(), |l| l.open);
+        let plan = p.load().ok();
+        let open = plan.as_ref().map_or(p.rate.is_some(), |l| l.is_open());
         if open {
             gates.push("no dropped starts".into());
         }
@@ -61,7 +61,7 @@ pub fn profiles(profiles: &[Profile], w: &mut dyn Write) -> io::Result<()> {
             gates.push(format!("warn RSS>{v}MB/min"));
         }
         let load = match (&plan, p.rate) {
-            (Some(l), _) if l.staged && l.open => "open".to_string(),
+            (Some(l), _) if l.staged && l.is_open() => "open".to_string(),
             (_, Some(r)) => loadgen_common::units::format_rate(r),
             _ => p.max_concurrent.to_string(),
         };
