@@ -4,8 +4,8 @@
 # certificates), chromium (HTML report screenshots), docker-compose, kubectl
 # and kubernetes-validate (deployment checks), check-jsonschema (the GitHub
 # workflow's schema), HdrHistogram_py (reading .hlog files back), iproute2
-# (network namespaces), buildah and debootstrap (building the image), and
-# cargo-nextest. Runs apt-get and pip as root, or through sudo.
+# (network namespaces), buildah and debootstrap (building the image),
+# libfaketime (an agent with its clock off), and cargo-nextest. Runs apt-get and pip as root, or through sudo.
 set -euo pipefail
 
 log() { printf '== %s\n' "$*" >&2; }
@@ -30,6 +30,8 @@ command -v ip >/dev/null || need_apt iproute2
 command -v buildah >/dev/null || need_apt buildah
 command -v debootstrap >/dev/null || need_apt debootstrap
 command -v strip >/dev/null || need_apt binutils
+# libfaketime: an agent whose clock is off (the clock-offset test).
+ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || need_apt libfaketime
 python3 -m pip --version >/dev/null 2>&1 || need_apt python3-pip
 if [ "${#apt_missing[@]}" -gt 0 ]; then
   log "installing ${apt_missing[*]}"

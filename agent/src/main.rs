@@ -16,7 +16,10 @@ use tokio_util::sync::CancellationToken;
 /// and drives its slice of the load. It reads its own DATABASE_URL: database
 /// credentials never travel between coordinator and agent.
 #[derive(Debug, Parser)]
-#[command(name = "agent", version)]
+#[command(
+    name = "agent",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (duroxide-pg ", env!("LOADGEN_DUROXIDE_PG_BUILD"), ")")
+)]
 struct Args {
     /// Address to listen on. Use 0.0.0.0:7000 to accept remote coordinators;
     /// port 0 picks a free port (printed on stdout as "listening on ADDR").

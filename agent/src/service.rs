@@ -74,6 +74,7 @@ impl AgentRpc for Agent {
             pid: std::process::id(),
             state: state(self.phase()) as i32,
             pool_max: c.pool_max,
+            unix_micros: chrono::Utc::now().timestamp_micros(),
         }))
     }
 

@@ -65,6 +65,7 @@ impl AgentRpc for Synthetic {
             pid: std::process::id() * 1000 + self.index,
             state: proto::AgentState::Idle as i32,
             pool_max: 10,
+            unix_micros: chrono::Utc::now().timestamp_micros(),
         }))
     }
 

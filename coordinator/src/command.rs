@@ -188,6 +188,10 @@ fn sweep_command(s: &crate::cli::SweepArgs, args: &crate::Args) -> u8 {
 
 fn ab_command(a: &crate::cli::AbArgs, args: &crate::Args) -> u8 {
     use crate::ab::stats::Verdict;
+    let a = &match built_agents(a) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
     let plan = match crate::cli::comparisons::ab_plan(a, args) {
         Ok(p) => p,
         Err(e) => return usage(e),
@@ -230,6 +234,29 @@ fn ab_command(a: &crate::cli::AbArgs, args: &crate::Args) -> u8 {
     } else {
         EXIT_OK
     }
+}
+
+/// `ab --baseline-build/--candidate-build VERSION|DIR`: the agents of those builds, built
+/// (or found in the cache) before anything else starts; bad input is exit 2,
+/// a build that fails exit 3.
+fn built_agents(a: &crate::cli::AbArgs) -> Result<crate::cli::AbArgs, u8> {
+    use crate::builds::{BuildError, agent_for};
+    let mut a = a.clone();
+    let progress = |line: &str| eprintln!("{line}");
+    for (what, bin) in
+        [(a.baseline_build.clone(), &mut a.baseline_agent), (a.candidate_build.clone(), &mut a.candidate_agent)]
+    {
+        let Some(what) = what else { continue };
+        match agent_for(&what, &progress) {
+            Ok(path) => *bin = Some(path),
+            Err(e @ BuildError::Refused(_)) => return Err(usage(e)),
+            Err(e) => {
+                error_line(e);
+                return Err(crate::error::EXIT_RUN_FAILED);
+            }
+        }
+    }
+    Ok(a)
 }
 
 fn compare_command(c: &crate::cli::CompareArgs, args: &crate::Args) -> u8 {

@@ -12,6 +12,7 @@
 //! - [`sweep`], [`bench`], [`ab`], [`compare`]: multi-run commands built on [`run`];
 //! - [`run`]: a run's life, phase by phase (session, prepare, stream, settle, assemble);
 //! - [`agents`]: reaching, discovering and spawning agents;
+//! - [`builds`]: agent binaries of a duroxide-pg release or checkout, built on demand;
 //! - [`db`]: the database under test (schema, timeline, audit, throwaway Postgres);
 //! - [`injector`]: a fault schedule applied during a run and judged after it;
 //! - [`gates`]: the must-pass gates;
@@ -24,6 +25,7 @@
 pub mod ab;
 pub mod agents;
 pub mod bench;
+pub mod builds;
 pub mod cli;
 pub mod command;
 pub mod compare;

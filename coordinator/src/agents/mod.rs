@@ -35,6 +35,25 @@ pub struct AgentLink {
     pub address: String,
     pub client: Client,
     pub hello: HelloReply,
+    /// The agent's clock offset from this process's, in milliseconds, and
+    /// the half round trip it is good within (`None`: the agent did not send
+    /// its time).
+    pub clock: Option<(f64, f64)>,
+}
+
+/// The agent's clock offset from its Hello time `agent_us`, read between
+/// `sent` and `answered` on this process's clock: against the middle of the
+/// call, good within half the round trip.
+fn clock_offset(agent_us: i64, sent: std::time::SystemTime, answered: std::time::SystemTime) -> Option<(f64, f64)> {
+    if agent_us == 0 {
+        return None;
+    }
+    let us = |t: std::time::SystemTime| match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => d.as_secs_f64() * 1e6,
+        Err(e) => -e.duration().as_secs_f64() * 1e6,
+    };
+    let (a, b) = (us(sent), us(answered));
+    Some(((agent_us as f64 - (a + b) / 2.0) / 1000.0, ((b - a) / 2.0).max(0.0) / 1000.0))
 }
 
 /// Check an `--agents` list: every entry `host:port`, no entry twice.
@@ -163,6 +182,7 @@ async fn connect(index: u32, target: &Target, access: &Access) -> Result<AgentLi
     let mut client = AgentClient::with_interceptor(channel, token);
     let mut req = tonic::Request::new(proto::HelloRequest { protocol_version: proto::PROTOCOL_VERSION });
     req.set_timeout(CONNECT_TIMEOUT);
+    let sent = std::time::SystemTime::now();
     let hello = match client.hello(req).await {
         Ok(r) => r.into_inner(),
         Err(s) if s.code() == tonic::Code::Unauthenticated => {
@@ -173,7 +193,8 @@ async fn connect(index: u32, target: &Target, access: &Access) -> Result<AgentLi
         }
         Err(s) => return Err(CoordinatorError::agent(address, format!("hello failed: {}", s.message()))),
     };
-    Ok(AgentLink { index, address: address.to_string(), client, hello })
+    let clock = clock_offset(hello.unix_micros, sent, std::time::SystemTime::now());
+    Ok(AgentLink { index, address: address.to_string(), client, hello, clock })
 }
 
 /// Resolve `entries` once, connect to every agent they name concurrently,
@@ -422,6 +443,18 @@ mod tests {
 
     fn list(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_clock_offset_is_read_against_the_middle_of_the_call() {
+        let at = |ms: u64| std::time::UNIX_EPOCH + Duration::from_millis(1_700_000_000_000 + ms);
+        // Sent at 0, answered at 10 ms; the agent read 15 s past the middle.
+        let agent_us = (1_700_000_000_000 + 5 + 15_000) * 1000;
+        let (offset, within) = clock_offset(agent_us, at(0), at(10)).expect("read");
+        assert!((offset - 15_000.0).abs() < 1e-6 && (within - 5.0).abs() < 1e-6, "{offset} {within}");
+        let (behind, _) = clock_offset(agent_us - 30_000_000, at(0), at(10)).expect("read");
+        assert!((behind + 15_000.0).abs() < 1e-6, "{behind}");
+        assert_eq!(clock_offset(0, at(0), at(10)), None, "an agent that does not send its time");
     }
 
     #[tokio::test]

@@ -135,15 +135,24 @@ pub struct CleanupArgs {
 }
 
 /// Settings of `coordinator ab`.
-#[derive(Debug, clap::Args)]
+#[derive(Clone, Debug, clap::Args)]
 pub struct AbArgs {
     /// The baseline build's agent binary (for example the release build).
-    #[arg(long, value_name = "PATH", help_heading = "A/B")]
-    pub baseline_agent: PathBuf,
+    #[arg(long, value_name = "PATH", help_heading = "A/B", required_unless_present = "baseline_build")]
+    pub baseline_agent: Option<PathBuf>,
     /// The candidate build's agent binary (for example one built against
-    /// your duroxide-pg checkout; see the README).
-    #[arg(long, value_name = "PATH", help_heading = "A/B")]
-    pub candidate_agent: PathBuf,
+    /// your duroxide-pg checkout; see docs/ab.md).
+    #[arg(long, value_name = "PATH", help_heading = "A/B", required_unless_present = "candidate_build")]
+    pub candidate_agent: Option<PathBuf>,
+    /// The baseline as a duroxide-pg release (0.1.37) or checkout
+    /// directory: its agent is built with scripts/build-agent.sh (cached
+    /// under target/builds) before the runs.
+    #[arg(long, value_name = "VERSION|DIR", help_heading = "A/B", conflicts_with = "baseline_agent")]
+    pub baseline_build: Option<String>,
+    /// The candidate as a duroxide-pg release or checkout directory, built
+    /// the same way.
+    #[arg(long, value_name = "VERSION|DIR", help_heading = "A/B", conflicts_with = "candidate_agent")]
+    pub candidate_build: Option<String>,
     /// Runs per build, alternating in pairs (B C, C B, ...); 3 at least
     /// for a verdict that needs every candidate run on one side. The profile
     /// (--profile) defaults to standard here.

@@ -76,7 +76,10 @@ pub fn ab_plan(a: &super::AbArgs, args: &Args) -> Result<crate::ab::AbPlan, Plan
     if !(0.0..=50.0).contains(&a.min_effect_pct) {
         return Err(PlanError::Invalid(format!("--min-effect-pct {} must be between 0 and 50", a.min_effect_pct)));
     }
-    let binary = |p: &std::path::Path, which: &str| -> Result<std::path::PathBuf, PlanError> {
+    let binary = |p: &Option<std::path::PathBuf>, which: &str| -> Result<std::path::PathBuf, PlanError> {
+        let Some(p) = p else {
+            return Err(PlanError::Invalid(format!("ab needs --{which}-agent PATH or --{which}-build VERSION|DIR")));
+        };
         match std::fs::metadata(p) {
             Ok(m) if m.is_file() => Ok(p.to_path_buf()),
             _ => Err(PlanError::Invalid(format!("--{which}-agent {}: no such agent binary", p.display()))),

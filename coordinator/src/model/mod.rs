@@ -26,8 +26,8 @@ pub use figures::RunFigures;
 pub use loadgen_common::histogram::LatencySummary;
 pub use loadgen_common::tally::Counts;
 pub use run::{
-    AgentReport, Comparison, Contention, CoordinatorCost, DbLoad, Environment, Gate, HistoryLatency, LostAgent,
-    MemorySample, MemorySummary, RunReport, ScenarioReport, Section, SuiteReport, WorkloadReport,
+    AgentReport, ClockReading, Comparison, Contention, CoordinatorCost, DbLoad, Environment, Gate, HistoryLatency,
+    LostAgent, MemorySample, MemorySummary, RunReport, ScenarioReport, Section, SuiteReport, WorkloadReport,
 };
 pub use sweep::{SweepReport, SweepStep};
 pub use timeline::{

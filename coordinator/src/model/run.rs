@@ -101,6 +101,27 @@ pub struct AgentReport {
     /// CPU seconds (user + system) the agent process used during the run.
     #[serde(default)]
     pub cpu_s: f64,
+    /// Its wall clock against the coordinator's, read at its Hello (absent
+    /// from an agent that does not send its time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<ClockReading>,
+}
+
+/// An agent's wall clock against the coordinator's, from its Hello: its
+/// reading against the middle of the call.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClockReading {
+    /// Agent minus coordinator, in milliseconds (positive: the agent is ahead).
+    pub offset_ms: f64,
+    /// Half the Hello's round trip: the offset is within this of the truth.
+    pub within_ms: f64,
+}
+
+impl ClockReading {
+    /// Offsets from this size on are named in the summary: duroxide-pg's
+    /// leases compare the runtimes' clocks, and its lock timeouts are
+    /// seconds (5 s for orchestrations by default).
+    pub const NAMED_MS: f64 = 1000.0;
 }
 
 /// One scenario's part of the run, merged over every agent.
@@ -399,6 +420,12 @@ pub struct CoordinatorCost {
 }
 
 impl RunReport {
+    /// True when the run started on a schedule (open loop), as its load
+    /// resolves (a profile's stages decide open or closed).
+    pub fn open_loop(&self) -> bool {
+        self.profile.load().map_or(self.profile.rate.is_some(), |l| l.is_open())
+    }
+
     /// True when an agent was lost: the figures cover less than the plan.
     pub fn degraded(&self) -> bool {
         self.lost_agents.iter().any(|l| !l.planned)

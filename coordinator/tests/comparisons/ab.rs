@@ -109,3 +109,45 @@ fn bad_ab_input_is_one_line_and_exit_2() {
     }
     support::assert_nothing_left(tmp.path(), &[]);
 }
+
+/// `--baseline-build`/`--candidate-build` refuse what is no release and no
+/// checkout with one line and exit 2, and leave no copy of the workspace
+/// behind (the release check asks the crates.io index, as cargo does).
+#[test]
+fn builds_that_cannot_be_had_are_one_line_and_exit_2() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let bin = agent_bin();
+    let bin = bin.to_str().expect("utf-8 path");
+    let not_a_checkout = tmp.path().join("not-duroxide-pg");
+    std::fs::create_dir_all(&not_a_checkout).expect("dir");
+    std::fs::write(not_a_checkout.join("Cargo.toml"), "[package]\nname = \"something-else\"\n").expect("toml");
+    let dir = not_a_checkout.to_str().expect("utf-8 path");
+    for (build, needle) in [
+        ("0.1.999", "duroxide-pg 0.1.999 cannot be used"),
+        ("/nonexistent/duroxide-pg", "is neither a duroxide-pg version (like 0.1.37) nor a directory"),
+        (dir, "is not a duroxide-pg checkout"),
+    ] {
+        let out = coordinator(tmp.path())
+            .args(["ab", "--baseline-agent", bin, "--candidate-build", build, "--profile", "light"])
+            .output()
+            .expect("run coordinator ab");
+        assert_eq!(out.status.code(), Some(2), "{build}: {}", show(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = err.trim().lines().filter(|l| !l.starts_with("build-agent: building")).collect();
+        assert!(err.contains(needle) && lines.len() == 1, "{build}: {}", show(&out));
+    }
+    let builds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/builds");
+    let copies: Vec<_> = std::fs::read_dir(&builds)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("src-"))
+        .map(|e| e.path())
+        .collect();
+    assert!(copies.is_empty(), "copies of the workspace left behind: {copies:?}");
+    assert!(!builds.join("agent-0.1.999").exists());
+    let out = coordinator(tmp.path()).args(["ab", "--candidate-agent", bin]).output().expect("run coordinator ab");
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--baseline-agent"), "{}", show(&out));
+    support::assert_nothing_left(tmp.path(), &["not-duroxide-pg"]);
+}

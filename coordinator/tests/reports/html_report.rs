@@ -147,6 +147,7 @@ fn agent(index: u32, hostname: &str) -> AgentReport {
         lost: false,
         memory: Default::default(),
         cpu_s: 1.5,
+        clock: Some(loadgen_coordinator::model::ClockReading { offset_ms: index as f64 * 0.5, within_ms: 0.2 }),
     }
 }
 

@@ -1,10 +1,11 @@
-//! Runs end to end: the real coordinator and agents on a throwaway Postgres, closed and open loop, load stages, every scenario, agent discovery, per-procedure statistics and completion tracking.
+//! Runs end to end: the real coordinator and agents on a throwaway Postgres, closed and open loop, load stages, every scenario, agent discovery, agents' clock offsets, per-procedure statistics and completion tracking.
 //!
 //! One test binary per capability; each module below was a binary of its own.
 
 #[path = "../support/mod.rs"]
 mod support;
 
+mod clocks;
 mod completions;
 mod discovery;
 mod e2e;

@@ -192,12 +192,24 @@ pub fn free_port() -> u16 {
 
 /// Start an agent listening on `listen`.
 pub fn spawn_agent_at(listen: &str, database_url: &str, extra: &[&str], log: Option<&Path>) -> AgentProcess {
+    spawn_agent_with(listen, database_url, extra, log, &[])
+}
+
+/// Start an agent listening on `listen` with `env` added to its environment.
+pub fn spawn_agent_with(
+    listen: &str,
+    database_url: &str,
+    extra: &[&str],
+    log: Option<&Path>,
+    env: &[(&str, &str)],
+) -> AgentProcess {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
     let bin = agent_bin();
     let mut child = Command::new(&bin)
         .args(["--listen", listen, "--log", "info"])
         .args(extra)
+        .envs(env.iter().copied())
         .env("DATABASE_URL", database_url)
         .env("LOADGEN_TOKEN", TEST_TOKEN)
         .env_remove("DUROXIDE_PG_POOL_MAX")

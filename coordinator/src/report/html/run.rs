@@ -27,7 +27,7 @@ pub fn render_run(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
         Esc(&r.started_at),
         Esc(&r.schema),
         r.agents.len(),
-        if p.rate.is_some() { "open loop" } else { "closed loop" }
+        if r.open_loop() { "open loop" } else { "closed loop" }
     )?;
 
     writeln!(w, r#"<h2>Configuration and environment</h2><div class="cols">"#)?;
@@ -177,8 +177,18 @@ fn render_faults(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
 }
 
 fn render_agents(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
-    let head =
-        ["agent", "address", "hostname", "concurrency", "pool", "state", "RSS start→end", "RSS peak", "RSS growth"];
+    let head = [
+        "agent",
+        "address",
+        "hostname",
+        "concurrency",
+        "pool",
+        "state",
+        "clock",
+        "RSS start→end",
+        "RSS peak",
+        "RSS growth",
+    ];
     let rows = r.agents.iter().map(|a| {
         let m = &a.memory;
         let cells = vec![
@@ -188,11 +198,13 @@ fn render_agents(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
             a.concurrency.to_string(),
             a.pool_max.to_string(),
             if a.lost { "LOST" } else { "ok" }.to_string(),
+            a.clock.map_or("-".into(), |c| format!("{:+.1} ms (±{:.1})", c.offset_ms, c.within_ms)),
             if m.samples.is_empty() { "-".into() } else { format!("{:.1} → {:.1} MB", m.start_mb, m.end_mb) },
             if m.samples.is_empty() { "-".into() } else { format!("{:.1} MB", m.peak_mb) },
             m.growth_mb_per_min.map_or("n/a".into(), |g| format!("{g:+.2} MB/min")),
         ];
-        (a.lost.then_some("bad"), cells)
+        let skewed = a.clock.is_some_and(|c| c.offset_ms.abs() >= crate::model::ClockReading::NAMED_MS);
+        (if a.lost || skewed { Some("bad") } else { None }, cells)
     });
     table(w, "Agents", &head, 3, rows)
 }

@@ -4,7 +4,7 @@
 
 use std::io::{self, Write};
 
-use crate::model::{RunReport, Section};
+use crate::model::{ClockReading, RunReport, Section};
 use crate::report::view::{describe_config, fmt_ms, latency_cells, latency_line, latency_phrase};
 
 /// Agents shown by name in the table; past this, the slowest few and a summary row.
@@ -98,6 +98,7 @@ pub fn render(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
         )?;
     }
     row(w, "merged", &r.merged)?;
+    render_clocks(r, w)?;
     writeln!(w)?;
     render_scenarios(r, w)?;
     render_degraded(r, w)?;
@@ -115,6 +116,32 @@ pub fn render(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     }
     for warning in &r.warnings {
         writeln!(w, "  [warn] {warning}")?;
+    }
+    Ok(())
+}
+
+/// The agents' clocks against the coordinator's, from their Hellos: the
+/// largest offset, and each agent a second or more off by name (duroxide-pg's
+/// leases compare the runtimes' clocks).
+fn render_clocks(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
+    let read: Vec<(u32, ClockReading)> = r.agents.iter().filter_map(|a| a.clock.map(|c| (a.index, c))).collect();
+    let Some((index, largest)) = read.iter().max_by(|a, b| a.1.offset_ms.abs().total_cmp(&b.1.offset_ms.abs())) else {
+        return Ok(());
+    };
+    writeln!(
+        w,
+        "  clocks against the coordinator's: largest offset agent {index} {:+.1} ms (within {:.1} ms){}",
+        largest.offset_ms,
+        largest.within_ms,
+        if read.len() < r.agents.len() { "; some agents did not send their time" } else { "" }
+    )?;
+    for (index, c) in read.iter().filter(|(_, c)| c.offset_ms.abs() >= ClockReading::NAMED_MS) {
+        writeln!(
+            w,
+            "  [warn] agent {index}'s clock is {:.1} s {} the coordinator's; duroxide-pg's leases compare the runtimes' clocks",
+            c.offset_ms.abs() / 1000.0,
+            if c.offset_ms > 0.0 { "ahead of" } else { "behind" }
+        )?;
     }
     Ok(())
 }
