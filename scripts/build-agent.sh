@@ -55,7 +55,7 @@ trap cleanup EXIT
 # The workspace as it is now (tracked files, modifications included), with
 # the files' times kept so cargo rebuilds only what changed since last time.
 rm -rf "$src" && mkdir -p "$src"
-git -C "$root" ls-files -z | (cd "$root" && tar --null -T - -cf -) | tar -xf - -C "$src"
+git -C "$root" ls-files -z | (cd "$root" && tar --null --ignore-failed-read -T - -cf - 2>/dev/null) | tar -xf - -C "$src"
 pin=$(grep -c '^duroxide-pg = "=' "$src/Cargo.toml" || true)
 [ "$pin" = 1 ] || die 3 "the workspace's Cargo.toml has no single 'duroxide-pg = \"=...\"' pin to replace"
 sed -i "s|^duroxide-pg = \"=.*|$dependency|" "$src/Cargo.toml"
