@@ -19,8 +19,8 @@
 # `coordinator ab --baseline-agent ... --candidate-agent ...`.
 #
 # Exit codes: 0 built, 2 bad input (no such release, not a duroxide-pg
-# checkout), 3 the build failed. On failure nothing is left but the shared
-# target directory (the cache).
+# checkout), 3 the build failed (its log is kept and named). Nothing else is
+# left on failure but the shared target directory (the cache).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -66,7 +66,16 @@ if [ -n "${checkout:-}" ]; then
   :
 elif ! (cd "$src" && cargo update -p duroxide-pg --precise "$want") >"$log" 2>&1; then
   reason=$(grep -m1 -E '^error' "$log" || tail -1 "$log")
+  rm -f "$log"
   die 2 "duroxide-pg $want cannot be used: ${reason#error: }"
+fi
+# The agent's build script reads the lock file: a lock that came out as last
+# time keeps last time's file time, so a cached build is not redone.
+kept=$builds/Cargo.lock-$label
+if [ -f "$kept" ] && cmp -s "$kept" "$src/Cargo.lock"; then
+  touch -r "$kept" "$src/Cargo.lock"
+else
+  cp -p "$src/Cargo.lock" "$kept"
 fi
 if ! cargo build --release -p loadgen-agent --manifest-path "$src/Cargo.toml" --target-dir "$builds/target" \
   >>"$log" 2>&1; then

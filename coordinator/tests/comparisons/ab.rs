@@ -145,7 +145,7 @@ fn builds_that_cannot_be_had_are_one_line_and_exit_2() {
         .map(|e| e.path())
         .collect();
     assert!(copies.is_empty(), "copies of the workspace left behind: {copies:?}");
-    assert!(!builds.join("agent-0.1.999").exists());
+    assert!(!builds.join("agent-0.1.999").exists() && !builds.join("build-0.1.999.log").exists());
     let out = coordinator(tmp.path()).args(["ab", "--candidate-agent", bin]).output().expect("run coordinator ab");
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--baseline-agent"), "{}", show(&out));
