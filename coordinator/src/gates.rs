@@ -147,6 +147,29 @@ pub fn faults_gate(faults: &[crate::model::FaultReport]) -> Gate {
     }
 }
 
+/// The clock gate, when the profile sets `max_clock_offset`: every agent's
+/// clock read within it of the coordinator's (an agent that sent no time
+/// cannot be vouched for, and fails it).
+pub fn clock_gate(profile: &Profile, agents: &[AgentReport]) -> Option<Gate> {
+    let limit = profile.max_clock_offset?;
+    let limit_ms = limit.as_secs_f64() * 1000.0;
+    let off: Vec<String> = agents
+        .iter()
+        .filter_map(|a| match a.clock {
+            Some(c) if c.offset_ms.abs() + c.within_ms <= limit_ms => None,
+            Some(c) => Some(format!("agent {} ({}) {:+.1} ms", a.index, a.address, c.offset_ms)),
+            None => Some(format!("agent {} ({}) sent no time", a.index, a.address)),
+        })
+        .collect();
+    let largest = agents.iter().filter_map(|a| a.clock).map(|c| c.offset_ms.abs()).fold(0.0, f64::max);
+    Some(Gate {
+        name: "clocks".into(),
+        limit: format!("every agent within {} of the coordinator's", loadgen_common::units::format_duration(limit)),
+        value: if off.is_empty() { format!("largest offset {largest:.1} ms") } else { off.join("; ") },
+        passed: off.is_empty(),
+    })
+}
+
 /// Warnings for agents whose memory grew faster than the profile allows.
 pub fn memory_warnings(profile: &Profile, agents: &[AgentReport]) -> Vec<String> {
     let Some(limit) = profile.rss_growth_mb_per_min else { return Vec::new() };
@@ -226,6 +249,24 @@ mod tests {
         assert_eq!((gate.name.as_str(), gate.limit.as_str()), ("failed or unfinished", "<= 2"));
         p.max_failed = Some(1);
         assert_eq!(failed(&p, &s, &d), ["failed or unfinished"]);
+    }
+
+    #[test]
+    fn the_clock_gate_fails_an_agent_off_by_more_than_the_limit_or_unread() {
+        use crate::model::ClockReading;
+        let mut p = find_profile("light").expect("light");
+        let agent = |index: u32, clock: Option<f64>| AgentReport {
+            index,
+            clock: clock.map(|offset_ms| ClockReading { offset_ms, within_ms: 0.5 }),
+            ..Default::default()
+        };
+        let agents = [agent(0, Some(3.0)), agent(1, Some(-15_000.0))];
+        assert!(clock_gate(&p, &agents).is_none(), "no gate unless asked for");
+        p.max_clock_offset = Some(std::time::Duration::from_secs(1));
+        let g = clock_gate(&p, &agents).expect("gate");
+        assert!(!g.passed && g.value.contains("agent 1") && !g.value.contains("agent 0"), "{g:?}");
+        assert!(clock_gate(&p, &agents[..1]).expect("gate").passed);
+        assert!(!clock_gate(&p, &[agent(2, None)]).expect("gate").passed, "an unread clock is not vouched for");
     }
 
     #[test]

@@ -216,6 +216,11 @@ pub struct Args {
     #[arg(long, env = "LOADGEN_MAX_FAILED", help_heading = "Gates")]
     pub max_failed: Option<u64>,
 
+    /// Gate: every agent's clock within this of the coordinator's (e.g. 1s),
+    /// read at its Hello; the summary names any agent a second or more off.
+    #[arg(long, env = "LOADGEN_MAX_CLOCK_OFFSET", value_name = "DURATION", value_parser = duration, allow_hyphen_values = true, help_heading = "Gates")]
+    pub max_clock_offset: Option<Duration>,
+
     /// Warn when an agent's memory grows faster than this (MB per minute).
     #[arg(long, env = "LOADGEN_RSS_GROWTH_MB_PER_MIN", help_heading = "Gates")]
     pub rss_growth_mb_per_min: Option<f64>,

@@ -48,6 +48,7 @@ fn apply_overrides(args: &Args, mut p: Profile) -> Profile {
         pool_max,
         p99_ms,
         max_failed,
+        max_clock_offset,
         rss_growth_mb_per_min,
         orchestrator_lock_timeout,
         worker_lock_timeout,

@@ -90,6 +90,10 @@ pub struct Profile {
     /// unfinished (default 0: 100% success).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_failed: Option<u64>,
+    /// Gate: every agent's wall clock within this of the coordinator's (read
+    /// at its Hello; duroxide-pg's leases compare the runtimes' clocks).
+    #[serde(default, with = "opt_duration_text", skip_serializing_if = "Option::is_none")]
+    pub max_clock_offset: Option<Duration>,
     /// Warning threshold on each agent's memory growth (MB per minute, from a
     /// least-squares fit after warm-up).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -306,6 +310,9 @@ impl Profile {
         }
         if let Some(n) = self.max_in_flight.filter(|n| *n > limits::MAX_IN_FLIGHT_PER_AGENT) {
             return bad("max_in_flight", n.to_string(), "must be at most 4294967295");
+        }
+        if self.max_clock_offset.is_some_and(|d| d.is_zero()) {
+            return bad("max_clock_offset", "0s".into(), "must be positive");
         }
         if self.iterations == Some(0) {
             return bad("iterations", "0".into(), "must be at least 1");

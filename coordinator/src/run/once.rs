@@ -355,6 +355,7 @@ fn report(
     if !ran.faults.is_empty() {
         gates.push(gates::faults_gate(&ran.faults));
     }
+    gates.extend(gates::clock_gate(profile, &m.agents));
     let mut warnings = gates::memory_warnings(profile, &m.agents);
     warnings.extend(p.check.notes);
     let hello = session.links.first().map(|l| l.hello.clone()).unwrap_or_default();

@@ -1,6 +1,7 @@
 //! Clock truth: an agent whose wall clock is off (libfaketime, 15 s ahead)
 //! is measured at its Hello, and the skew is named in the summary, the JSON
-//! and the HTML report; an agent on the right time is not.
+//! and the HTML report, and fails the clock gate; an agent on the right time
+//! is not named.
 
 use std::path::PathBuf;
 
@@ -40,13 +41,17 @@ async fn an_agent_whose_clock_is_off_is_measured_and_named() {
     let agents = format!("{},{}", right.address, ahead.address);
     let out = coordinator(tmp.path())
         .args(["--agents", &agents, "--database-url", pg.url(), "--profile", "light", "--duration", "2s"])
+        .args(["--max-clock-offset", "5s"])
         .args(["--json".as_ref(), json.as_os_str(), "--report".as_ref(), html.as_os_str()])
         .output()
         .expect("run coordinator");
-    // Leases compare the runtimes' clocks, so the skewed agent may fail work;
-    // the run must still finish and say what it measured.
-    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", show(&out));
+    // The clock gate fails the run (leases compare the runtimes' clocks, so
+    // the skewed agent may fail work too); it must still finish and say what
+    // it measured.
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let r = read_report(&json);
+    let gate = r.gates.iter().find(|g| g.name == "clocks").expect("the clocks gate");
+    assert!(!gate.passed && gate.limit == "every agent within 5s of the coordinator's", "{gate:?}");
     let agent = |address: &str| r.agents.iter().find(|a| a.address == address).expect("the agent in the report");
     let (on_time, skewed) = (agent(&right.address), agent(&ahead.address));
     let (ok, off) = (on_time.clock.expect("a clock reading"), skewed.clock.expect("a clock reading"));
@@ -56,6 +61,8 @@ async fn an_agent_whose_clock_is_off_is_measured_and_named() {
     let named = |i: u32| format!("agent {i}'s clock is");
     assert!(text.contains(&format!("agent {}'s clock is 15.0 s ahead of the coordinator's", skewed.index)), "{text}");
     assert!(!text.contains(&named(on_time.index)), "{text}");
+    assert!(gate.value.contains(&format!("agent {} ", skewed.index)), "{gate:?}");
+    assert!(!gate.value.contains(&format!("agent {} ", on_time.index)), "{gate:?}");
     assert!(text.contains("clocks against the coordinator's: largest offset agent"), "{text}");
     let page = std::fs::read_to_string(&html).expect("html");
     assert!(page.contains(&format!("{:+.1} ms", off.offset_ms)), "the HTML agents table shows the offset");
