@@ -2,7 +2,9 @@
 //! sweep) that every renderer reads. The coordinator builds it after merging
 //! the agents' intervals; nothing here knows how it will be shown.
 //!
-//! - [`run`]: the run, its agents, scenarios, gates and database load;
+//! - [`run`]: the run, its scenarios, gates and database load;
+//! - [`agent`]: an agent's part of a run (figures, memory, clock, loss);
+//! - [`section`]: the figures of an agent, a scenario or the merged run;
 //! - [`audit`]: the per-instance audit's result;
 //! - [`ab`]: an A/B comparison of two builds;
 //! - [`compare`]: a comparison of providers;
@@ -12,12 +14,14 @@
 //! - [`live`]: the live view's snapshot.
 
 pub mod ab;
+pub mod agent;
 pub mod audit;
 pub mod compare;
 pub mod figures;
 pub mod live;
 pub mod procedures;
 pub mod run;
+pub mod section;
 pub mod sweep;
 pub mod timeline;
 

@@ -76,11 +76,7 @@ impl Profile {
             },
         };
         let kind = if open { Loop::Open(self.arrival.resolved()) } else { Loop::Closed };
-        let max_in_flight = if open {
-            self.max_in_flight.unwrap_or(((plan.peak() * 60.0).ceil() as u64).max(100))
-        } else {
-            self.max_concurrent
-        };
+        let max_in_flight = if open { self.cap_at(plan.peak()) } else { self.max_concurrent };
         Ok(Load { kind, plan, max_in_flight, staged })
     }
 }

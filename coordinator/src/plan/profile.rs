@@ -218,13 +218,13 @@ pub fn parse_dispatchers(text: &str) -> Result<(u32, u32), ConfigError> {
 impl Profile {
     /// The cluster-wide in-flight cap of an open-loop run.
     pub fn open_loop_cap(&self) -> Option<u64> {
-        self.rate.map(|r| self.max_in_flight.unwrap_or(((r * 60.0).ceil() as u64).max(100)))
+        self.rate.map(|r| self.cap_at(r))
     }
 
-    /// What is split over the agents: the closed loop's budget, or the open
-    /// loop's in-flight cap.
-    pub fn in_flight_budget(&self) -> u64 {
-        self.open_loop_cap().unwrap_or(self.max_concurrent)
+    /// The in-flight cap of an open loop peaking at `rate`: `max_in_flight`,
+    /// or a minute of arrivals (at least 100).
+    pub(super) fn cap_at(&self, rate: f64) -> u64 {
+        self.max_in_flight.unwrap_or(((rate * 60.0).ceil() as u64).max(100))
     }
 
     /// The scenario this profile runs.
