@@ -21,6 +21,8 @@ use duroxide::runtime::Runtime;
 use duroxide::runtime::observability::ObservabilityConfig;
 use duroxide::{Client, RuntimeOptions};
 use duroxide_pg::{MigrationPolicy, PostgresProvider, ProviderConfig};
+use loadgen_common::dburl::DbUrl;
+use loadgen_common::schema::agent_application_name;
 use loadgen_common::secret;
 
 use crate::error::AgentError;
@@ -85,7 +87,12 @@ pub struct Fleet {
 }
 
 async fn connect(url: &str, schema: &str, migrate: bool) -> Result<PostgresProvider, AgentError> {
-    let mut config = ProviderConfig::url(url);
+    // Named for the run, so operators and the coordinator tell its
+    // connections apart (a URL the relay rewrote parses like any other).
+    let named = DbUrl::parse(url)
+        .map(|u| u.with_param_default("application_name", &agent_application_name(schema)))
+        .unwrap_or_else(|_| url.to_string());
+    let mut config = ProviderConfig::url(&named);
     config.schema_name = Some(schema.to_string());
     config.migration_policy = if migrate { MigrationPolicy::ApplyAll } else { MigrationPolicy::VerifyOnly };
     PostgresProvider::new_with_config(config)

@@ -120,6 +120,27 @@ impl DbUrl {
         label.trim_matches('-').to_ascii_lowercase()
     }
 
+    /// The same URL with the query parameter `name` set to `value`, unless
+    /// the user already set it (theirs is kept).
+    pub fn with_param_default(&self, name: &str, value: &str) -> String {
+        let (body, fragment) = match self.raw.find('#') {
+            Some(i) => (&self.raw[..i], &self.raw[i..]),
+            None => (self.raw.as_str(), ""),
+        };
+        let query = body.split_once('?').map_or("", |(_, q)| q);
+        if query.split('&').any(|kv| kv.split('=').next() == Some(name)) {
+            return self.raw.clone();
+        }
+        let sep = if !body.contains('?') {
+            "?"
+        } else if body.ends_with(['?', '&']) {
+            ""
+        } else {
+            "&"
+        };
+        format!("{body}{sep}{name}={}{fragment}", crate::percent::encode(value))
+    }
+
     /// The same URL pointing at `host:port` over TCP (credentials, database
     /// and parameters kept). Used to route a connection through a relay.
     pub fn with_tcp_endpoint(&self, host: &str, port: u16) -> String {
@@ -134,6 +155,19 @@ mod tests {
 
     fn tcp(host: &str, port: u16) -> Endpoint {
         Endpoint::Tcp { host: host.into(), port }
+    }
+
+    #[test]
+    fn a_parameter_is_added_unless_the_user_set_it() {
+        let with = |url: &str| DbUrl::parse(url).expect(url).with_param_default("application_name", "loadgen a");
+        assert_eq!(with("postgres://u:p@h/db"), "postgres://u:p@h/db?application_name=loadgen%20a");
+        assert_eq!(
+            with("postgres://h/db?sslmode=disable"),
+            "postgres://h/db?sslmode=disable&application_name=loadgen%20a"
+        );
+        assert_eq!(with("postgres://h/db?"), "postgres://h/db?application_name=loadgen%20a");
+        assert_eq!(with("postgres://h/db?application_name=mine"), "postgres://h/db?application_name=mine");
+        assert_eq!(with("postgres:///db?host=/tmp&application_name=x"), "postgres:///db?host=/tmp&application_name=x");
     }
 
     #[test]

@@ -16,6 +16,17 @@ pub const SCHEMA_PREFIX: &str = "loadgen_";
 /// so `pg_stat_statements` tells it apart from the provider's statements.
 pub const GENERATOR_SQL_MARK: &str = "/* loadgen */";
 
+/// The `application_name` an agent's provider connections carry for a run's
+/// schema (unless the user's URL names one): operators see them in
+/// `pg_stat_activity`, and the coordinator waits for them to close before it
+/// reads the server's statistics (a backend flushes its counters at exit,
+/// and otherwise at most once a second).
+pub fn agent_application_name(schema: &str) -> String {
+    // Postgres keeps 63 bytes of it; schema names are ASCII identifiers.
+    let name = format!("loadgen-agent {schema}");
+    name.chars().take(63).collect()
+}
+
 /// A schema name that is not a plain identifier.
 #[derive(Debug, Error, PartialEq, Eq)]
 #[error("invalid schema name {name:?}: {reason} (allowed: [A-Za-z_][A-Za-z0-9_]*, at most 63 bytes)")]

@@ -246,6 +246,36 @@ pub async fn xact_counters(provider: &RunDb) -> Result<XactCounters, Coordinator
     Ok(XactCounters { commits: get(0), rollbacks: get(1), deadlocks: get(2) })
 }
 
+/// Wait, at most `bound`, until no connection the agents' providers opened
+/// for this run's schema is left (they carry its
+/// [`agent_application_name`](loadgen_common::schema::agent_application_name)).
+/// A backend sends its statistics at exit, and otherwise at most once a
+/// second: counters read while the runtimes' connections linger miss their
+/// last calls. Returns how many were still open at the end.
+pub async fn agents_disconnected(provider: &RunDb, bound: std::time::Duration) -> u64 {
+    let name = loadgen_common::schema::agent_application_name(provider.schema_name());
+    let deadline = std::time::Instant::now() + bound;
+    loop {
+        let open = sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1",
+        )
+        .bind(&name)
+        .fetch_one(provider.pool())
+        .await
+        .map_or(0, |n| n.max(0) as u64);
+        tracing::debug!(open, "agent connections open");
+        if open == 0 || std::time::Instant::now() >= deadline {
+            if open == 0 {
+                // A backend leaves pg_stat_activity a moment before its
+                // final flush ends.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            return open;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// Instances agent `index` started in `run_id`: (total, completed, failed,
 /// not terminal, completed after `after`).
 pub async fn agent_instances(

@@ -6,7 +6,7 @@
 //! branches on where the state lives.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use loadgen_common::schema::schema_for_run;
 
@@ -31,6 +31,10 @@ use crate::model::{
 use crate::notice::{Notice, Observer};
 use crate::plan::{AgentSlice, CompletionSource, Profile, RunPlan, slices};
 use loadgen_scenarios::Built;
+
+/// How long the end of a run waits for the released agents' connections to
+/// close (and send the server their last counters) before it reads them.
+const STATISTICS_FLUSH_BOUND: Duration = Duration::from_secs(3);
 
 /// One run on a fresh store; `nth` is (n, of, label) within its suite or sweep.
 pub(crate) async fn run_once(
@@ -275,6 +279,8 @@ async fn conclude(
     if let Some(controls) = ran.controls.take() {
         controls.close();
     }
+    // The released agents' connections send their last counters as they close.
+    b.store.agents_disconnected(STATISTICS_FLUSH_BOUND).await;
     // Summed segment by segment: a crash restart resets the server's counters.
     let after = b.store.counters().await?;
     let observed: Vec<XactCounters> =

@@ -34,7 +34,8 @@ fn a_run_on_the_embedded_default_reports_its_procedures_and_empty_fetches() {
     // The share while work was ready is given only when it was measured.
     assert!(stdout.contains(&fetch.ready_phrase()), "{}", show(&out));
     assert_eq!(fetch.ready_measured(), !fetch.ready_phrase().contains("not measured"), "{fetch:?}");
-    // The two sources agree on the dequeue's calls (read moments apart).
+    // The two sources agree on the dequeue's calls: both are read once the
+    // agents' connections closed (a backend sends its counters at exit).
     let by_function = f("fetch_orchestration_item").calls as f64;
     assert!((fetch.calls as f64 - by_function).abs() <= by_function * 0.05 + 5.0, "{fetch:?} vs {by_function}");
     let shares: f64 = p.functions.iter().map(|f| f.share_pct).sum();

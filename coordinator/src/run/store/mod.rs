@@ -57,6 +57,10 @@ pub trait RunStore: Send + Sync {
     /// The database's transaction counters now (zero when it keeps none).
     async fn counters(&self) -> Result<XactCounters, CoordinatorError>;
 
+    /// Wait (at most `bound`) for the agents' connections to the store to
+    /// close, so the server's counters hold all of their calls.
+    async fn agents_disconnected(&self, _bound: Duration) {}
+
     /// Per-procedure statistics now, when the server keeps them.
     async fn procedures(&self) -> Option<Snapshot>;
 

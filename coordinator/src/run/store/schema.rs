@@ -85,6 +85,13 @@ impl RunStore for SchemaStore {
         db::xact_counters(&self.db).await.map_err(|e| self.scrub(e))
     }
 
+    async fn agents_disconnected(&self, bound: Duration) {
+        let open = db::agents_disconnected(&self.db, bound).await;
+        if open > 0 {
+            tracing::debug!(open, "agent connections still open; the server's last counters may lag a second");
+        }
+    }
+
     async fn procedures(&self) -> Option<Snapshot> {
         Some(procedures::snapshot(&self.db, self.db.schema_name(), &self.statistics).await)
     }
