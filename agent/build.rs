@@ -6,6 +6,10 @@
 fn main() {
     let lock = "../Cargo.lock";
     println!("cargo:rerun-if-changed={lock}");
+    // scripts/build-agent.sh names the build it makes: builds of several
+    // releases share one target directory, and a lock file's time alone
+    // does not tell them apart.
+    println!("cargo:rerun-if-env-changed=LOADGEN_BUILD_LABEL");
     let text = std::fs::read_to_string(lock).unwrap_or_default();
     let version = provider_build(&text).unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=LOADGEN_DUROXIDE_PG_BUILD={version}");

@@ -52,10 +52,11 @@ mkdir -p "$builds"
 cleanup() { rm -rf "$src"; [ "${ok:-}" = 1 ] || rm -f "$bin"; }
 trap cleanup EXIT
 
-# The workspace as it is now (tracked files, modifications included), with
+# The workspace as it is now (tracked files with their changes, and new files
+# git does not ignore), with
 # the files' times kept so cargo rebuilds only what changed since last time.
 rm -rf "$src" && mkdir -p "$src"
-git -C "$root" ls-files -z | (cd "$root" && tar --null --ignore-failed-read -T - -cf - 2>/dev/null) | tar -xf - -C "$src"
+git -C "$root" ls-files -z --cached --others --exclude-standard | (cd "$root" && tar --null --ignore-failed-read -T - -cf - 2>/dev/null) | tar -xf - -C "$src"
 pin=$(grep -c '^duroxide-pg = "=' "$src/Cargo.toml" || true)
 [ "$pin" = 1 ] || die 3 "the workspace's Cargo.toml has no single 'duroxide-pg = \"=...\"' pin to replace"
 sed -i "s|^duroxide-pg = \"=.*|$dependency|" "$src/Cargo.toml"
@@ -77,7 +78,7 @@ if [ -f "$kept" ] && cmp -s "$kept" "$src/Cargo.lock"; then
 else
   cp -p "$src/Cargo.lock" "$kept"
 fi
-if ! cargo build --release -p loadgen-agent --manifest-path "$src/Cargo.toml" --target-dir "$builds/target" \
+if ! LOADGEN_BUILD_LABEL=$label cargo build --release -p loadgen-agent --manifest-path "$src/Cargo.toml" --target-dir "$builds/target" \
   >>"$log" 2>&1; then
   reason=$(grep -m1 -E '^error' "$log" || tail -1 "$log")
   die 3 "the agent does not build against duroxide-pg $want: $reason (see $log)"

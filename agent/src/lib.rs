@@ -27,6 +27,7 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
+pub mod clock;
 pub mod driver;
 pub mod error;
 pub mod inspect;
@@ -59,6 +60,8 @@ pub struct AgentConfig {
     pub token: String,
     /// PEM certificate and key, to serve over TLS.
     pub tls: Option<(Vec<u8>, Vec<u8>)>,
+    /// The wall clock's control (`--clock-control`).
+    pub clock: Option<std::sync::Arc<clock::ClockControl>>,
 }
 
 impl std::fmt::Debug for AgentConfig {

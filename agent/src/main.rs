@@ -65,6 +65,13 @@ struct Args {
     #[arg(long, env = "AGENT_RUN_ONCE")]
     run_once: bool,
 
+    /// Let the coordinator's clock-skew fault shift this agent's wall clock
+    /// (the agent runs itself under libfaketime, Debian package libfaketime;
+    /// monotonic time stays true). Off, a clock-skew fault on this agent is
+    /// refused.
+    #[arg(long, env = "AGENT_CLOCK_CONTROL")]
+    clock_control: bool,
+
     /// Log filter (tracing EnvFilter syntax), e.g. "info" or "loadgen_agent=debug,warn".
     #[arg(long, env = "AGENT_LOG", default_value = "info")]
     log: String,
@@ -87,6 +94,15 @@ fn main() -> std::process::ExitCode {
         }
         Err(e) => {
             eprintln!("agent: {}", startup::usage_line(&e.to_string()));
+            return std::process::ExitCode::from(2);
+        }
+    };
+    // Before any thread: with --clock-control this runs the agent again
+    // under libfaketime (and returns only in that second run).
+    let clock = match loadgen_agent::clock::take_control(args.clock_control) {
+        Ok(c) => c.map(std::sync::Arc::new),
+        Err(e) => {
+            eprintln!("agent: {e}");
             return std::process::ExitCode::from(2);
         }
     };
@@ -113,7 +129,12 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(args)) {
+    let clock_dir = clock.is_some().then(|| loadgen_common::clock::control_dir(std::process::id()));
+    let result = rt.block_on(run(args, clock));
+    if let Some(dir) = clock_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("agent: {}", loadgen_common::secret::Secrets::of_process().scrub(&format!("{e:#}")));
@@ -122,7 +143,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+async fn run(args: Args, clock: Option<std::sync::Arc<loadgen_agent::clock::ClockControl>>) -> anyhow::Result<()> {
     if let Some(n) = args.synthetic {
         let token = args.token.clone().unwrap_or_default();
         let shutdown = CancellationToken::new();
@@ -197,6 +218,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         run_once: args.run_once,
         token,
         tls,
+        clock,
     };
     serve(listener, config, shutdown).await
 }

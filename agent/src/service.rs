@@ -75,6 +75,7 @@ impl AgentRpc for Agent {
             state: state(self.phase()) as i32,
             pool_max: c.pool_max,
             unix_micros: chrono::Utc::now().timestamp_micros(),
+            clock_control: c.clock.is_some(),
         }))
     }
 
@@ -127,6 +128,17 @@ impl AgentRpc for Agent {
                                         Err(error) => proto::FaultDone { id: f.id, detail: String::new(), error },
                                     };
                                     let event = RunEvent { event: Some(run_event::Event::FaultDone(done)) };
+                                    let _ = tokio::time::timeout(SEND_TIMEOUT, events.send(Ok(event))).await;
+                                });
+                            }
+                            Ok(proto::AgentFaultKind::ClockSkew) => {
+                                let done = match agent.clock_skew(f.offset_us, duration) {
+                                    Ok(detail) => proto::FaultDone { id: f.id, detail, error: String::new() },
+                                    Err(error) => proto::FaultDone { id: f.id, detail: String::new(), error },
+                                };
+                                let event = RunEvent { event: Some(run_event::Event::FaultDone(done)) };
+                                let events = events.clone();
+                                tokio::spawn(async move {
                                     let _ = tokio::time::timeout(SEND_TIMEOUT, events.send(Ok(event))).await;
                                 });
                             }

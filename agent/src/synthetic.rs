@@ -66,6 +66,7 @@ impl AgentRpc for Synthetic {
             state: proto::AgentState::Idle as i32,
             pool_max: 10,
             unix_micros: chrono::Utc::now().timestamp_micros(),
+            clock_control: false,
         }))
     }
 

@@ -10,6 +10,7 @@
 //! - [`histogram`]: the latency histogram with its fixed bounds and exact merge;
 //! - [`units`]: durations, rates and sizes as people type them;
 //! - [`auth`]: the shared agent token (client and server interceptors);
+//! - [`clock`]: libfaketime and the control file that shift an agent's wall clock;
 //! - [`dburl`]: the parts of a database URL the tool needs (host, port, socket);
 //! - [`conninfo`]: libpq's key=value connection strings, read into URLs;
 //! - [`percent`]: percent-encoding, as URLs carry their parts;
@@ -23,6 +24,7 @@
 //! - [`startup`]: logging set-up and the shutdown signal both binaries use.
 
 pub mod auth;
+pub mod clock;
 pub mod conninfo;
 pub mod dburl;
 pub mod histogram;

@@ -120,10 +120,13 @@ fn write(
 }
 
 fn run_command(args: &crate::Args) -> u8 {
-    let plan = match resolve::run_plan(args) {
+    let mut plan = match resolve::run_plan(args) {
         Ok(p) => p,
         Err(e) => return usage(e),
     };
+    if let Err(code) = built_agent(args, &mut plan.agents) {
+        return code;
+    }
     let empty = RunReport::default();
     let doc_kind = if plan.runs.len() > 1 { Document::Suite { profile: "", runs: &[] } } else { Document::Run(&empty) };
     if let Err(e) = report::check_targets(&plan.outputs, &doc_kind) {
@@ -156,10 +159,13 @@ fn run_command(args: &crate::Args) -> u8 {
 }
 
 fn sweep_command(s: &crate::cli::SweepArgs, args: &crate::Args) -> u8 {
-    let plan = match resolve::sweep_plan(s, args) {
+    let mut plan = match resolve::sweep_plan(s, args) {
         Ok(p) => p,
         Err(e) => return usage(e),
     };
+    if let Err(code) = built_agent(args, &mut plan.run.agents) {
+        return code;
+    }
     let empty = crate::model::SweepReport::default();
     if let Err(e) = report::check_targets(&plan.run.outputs, &Document::Sweep { sweep: &empty, runs: &[] }) {
         return usage(e);
@@ -240,23 +246,38 @@ fn ab_command(a: &crate::cli::AbArgs, args: &crate::Args) -> u8 {
 /// (or found in the cache) before anything else starts; bad input is exit 2,
 /// a build that fails exit 3.
 fn built_agents(a: &crate::cli::AbArgs) -> Result<crate::cli::AbArgs, u8> {
-    use crate::builds::{BuildError, agent_for};
     let mut a = a.clone();
-    let progress = |line: &str| eprintln!("{line}");
     for (what, bin) in
         [(a.baseline_build.clone(), &mut a.baseline_agent), (a.candidate_build.clone(), &mut a.candidate_agent)]
     {
-        let Some(what) = what else { continue };
-        match agent_for(&what, &progress) {
-            Ok(path) => *bin = Some(path),
-            Err(e @ BuildError::Refused(_)) => return Err(usage(e)),
-            Err(e) => {
-                error_line(e);
-                return Err(crate::error::EXIT_RUN_FAILED);
-            }
+        if let Some(what) = what {
+            *bin = Some(build(&what)?);
         }
     }
     Ok(a)
+}
+
+/// `--build VERSION|DIR` with `--local`: the local agents run that build's
+/// agent (built, or found in the cache, once the rest of the plan checked).
+fn built_agent(args: &crate::Args, agents: &mut crate::plan::AgentSource) -> Result<(), u8> {
+    if let (Some(what), crate::plan::AgentSource::Local { bin, .. }) = (&args.build, agents) {
+        *bin = build(what)?;
+    }
+    Ok(())
+}
+
+/// The agent binary of `what`: bad input is exit 2, a failed build exit 3.
+fn build(what: &str) -> Result<std::path::PathBuf, u8> {
+    use crate::builds::{BuildError, agent_for};
+    let progress = |line: &str| eprintln!("{line}");
+    match agent_for(what, &progress) {
+        Ok(path) => Ok(path),
+        Err(e @ BuildError::Refused(_)) => Err(usage(e)),
+        Err(e) => {
+            error_line(e);
+            Err(crate::error::EXIT_RUN_FAILED)
+        }
+    }
 }
 
 fn compare_command(c: &crate::cli::CompareArgs, args: &crate::Args) -> u8 {

@@ -340,6 +340,11 @@ impl Agent {
         if let Some(relay) = s.relay.take() {
             relay.stop();
         }
+        if let Some(clock) = &self.config.clock
+            && let Err(e) = clock.set(0)
+        {
+            tracing::warn!(error = %e, "clock not set back at release");
+        }
         tracing::info!(run = %s.run_id, late_activities = late, "released");
         if let Some(exit) = &self.exit_after_run {
             tracing::info!("--run-once: exiting after this run");
@@ -402,6 +407,26 @@ impl Agent {
     /// A runtime restart from the coordinator's schedule: shut runtime
     /// `index` of this run down, leave it down for `downtime`, start a fresh
     /// one. Returns what happened, or why it could not.
+    /// Shift this agent's wall clock by `offset_us` for `duration` (until
+    /// the run's release when zero): what was set, or why not.
+    pub fn clock_skew(&self, offset_us: i64, duration: Duration) -> Result<String, String> {
+        let Some(clock) = self.config.clock.clone() else {
+            return Err("this agent cannot shift its clock: start it with --clock-control".into());
+        };
+        clock.set(offset_us)?;
+        let text = loadgen_common::clock::offset_text(offset_us);
+        tracing::info!(offset = %text, duration_ms = duration.as_millis() as u64, "clock skewed");
+        if !duration.is_zero() {
+            tokio::spawn(async move {
+                tokio::time::sleep(duration).await;
+                if let Err(e) = clock.set(0) {
+                    tracing::warn!(error = %e, "clock not set back");
+                }
+            });
+        }
+        Ok(format!("wall clock {text} s"))
+    }
+
     pub async fn restart_runtime(&self, index: u32, downtime: Duration) -> Result<String, String> {
         let fleet = self.lock().as_ref().and_then(|s| s.runtimes.as_ref().map(Runtimes::fleet));
         match fleet {

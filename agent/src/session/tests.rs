@@ -17,6 +17,7 @@ pub(crate) fn agent() -> Agent {
         run_once: false,
         token: "t".repeat(16),
         tls: None,
+        clock: None,
     })
 }
 

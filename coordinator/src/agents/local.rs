@@ -23,6 +23,20 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long an agent may take to exit after SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How local agents are started.
+#[derive(Debug)]
+pub struct Launch<'a> {
+    pub bin: &'a Path,
+    pub database_url: &'a str,
+    pub log: &'a str,
+    pub pool_max: Option<u32>,
+    pub token: &'a str,
+    /// Extra environment (A/B variants).
+    pub env: &'a [(String, String)],
+    /// The agents started with `--clock-control` (a clock-skew fault shifts them).
+    pub clock_control: &'a [u32],
+}
+
 /// The local agent processes of one run.
 #[derive(Debug, Default)]
 pub struct LocalAgents {
@@ -56,18 +70,10 @@ pub fn find_agent_binary(explicit: Option<&Path>) -> Result<PathBuf, PlanError> 
 
 impl LocalAgents {
     /// Start `n` agents and wait until each has printed its address.
-    pub async fn spawn(
-        n: u32,
-        bin: &Path,
-        database_url: &str,
-        log: &str,
-        pool_max: Option<u32>,
-        token: &str,
-        env: &[(String, String)],
-    ) -> Result<Self, CoordinatorError> {
+    pub async fn spawn(n: u32, launch: &Launch<'_>) -> Result<Self, CoordinatorError> {
         let mut agents = LocalAgents::default();
         for i in 0..n {
-            match spawn_one(i, bin, database_url, log, pool_max, token, env).await {
+            match spawn_one(i, launch).await {
                 Ok(a) => agents.agents.push(a),
                 Err(e) => {
                     agents.stop().await;
@@ -88,8 +94,10 @@ impl LocalAgents {
         self.agents.iter().map(|(a, _)| a.clone()).collect()
     }
 
-    /// SIGTERM every agent, wait (bounded), kill what is left.
+    /// SIGTERM every agent, wait (bounded), kill what is left; remove the
+    /// clock control files a killed agent could not.
     pub async fn stop(&mut self) {
+        let pids: Vec<u32> = self.pids().into_iter().flatten().collect();
         for (_, child) in &self.agents {
             if let Some(pid) = child.id() {
                 process::signal(pid, process::SIGTERM);
@@ -105,21 +113,21 @@ impl LocalAgents {
             }
         }
         self.agents.clear();
+        for pid in pids {
+            let _ = std::fs::remove_dir_all(loadgen_common::clock::control_dir(pid));
+        }
     }
 }
 
-async fn spawn_one(
-    index: u32,
-    bin: &Path,
-    database_url: &str,
-    log: &str,
-    pool_max: Option<u32>,
-    token: &str,
-    env: &[(String, String)],
-) -> Result<(String, Child), CoordinatorError> {
+async fn spawn_one(index: u32, launch: &Launch<'_>) -> Result<(String, Child), CoordinatorError> {
+    let Launch { bin, database_url, log, pool_max, token, env, .. } = *launch;
+    let clock_control = launch.clock_control.contains(&index);
     let mut std_cmd = std::process::Command::new(bin);
     std_cmd.envs(env.iter().map(|(k, v)| (k, v)));
     std_cmd.args(["--listen", "127.0.0.1:0"]);
+    if clock_control {
+        std_cmd.arg("--clock-control");
+    }
     if let Some(n) = pool_max {
         std_cmd.args(["--pool-max", &n.to_string()]);
     }

@@ -373,10 +373,19 @@ fn compatible(l: &AgentLink, agents_migrate: bool) -> Result<(), CoordinatorErro
 
 /// Refuse agents whose duroxide-pg build cannot share the run's schemas:
 /// one that differs from the others (every runtime on a schema must run the
-/// same build), or, when this coordinator migrates the schema, from its own.
-pub fn check_builds(links: &[AgentLink], agents_migrate: bool) -> Result<(), CoordinatorError> {
+/// same build), or, when this coordinator migrates the schema, from its own;
+/// or one other than the release the run names (`--build`).
+pub fn check_builds(links: &[AgentLink], agents_migrate: bool, expect: Option<&str>) -> Result<(), CoordinatorError> {
     for l in links {
         compatible(l, agents_migrate)?;
+        if let Some(want) = expect
+            && l.hello.duroxide_pg_version != want
+        {
+            return Err(CoordinatorError::agent(
+                &l.address,
+                format!("runs duroxide-pg {}, the run names --build {want}", l.hello.duroxide_pg_version),
+            ));
+        }
         if let Some(first) = links.first()
             && first.hello.duroxide_pg_version != l.hello.duroxide_pg_version
         {
@@ -387,6 +396,29 @@ pub fn check_builds(links: &[AgentLink], agents_migrate: bool) -> Result<(), Coo
                     l.hello.duroxide_pg_version, first.address, first.hello.duroxide_pg_version
                 ),
             ));
+        }
+    }
+    Ok(())
+}
+
+/// Refuse a schedule that shifts the clock of an agent that cannot shift it
+/// (a remote agent started without `--clock-control`): bad input.
+pub fn check_clock_control(links: &[AgentLink], skewed: &[u32]) -> Result<(), CoordinatorError> {
+    for &i in skewed {
+        match links.get(i as usize) {
+            None => {
+                return Err(CoordinatorError::Usage(format!(
+                    "a clock-skew fault names agent {i}, and the run has {} agent(s)",
+                    links.len()
+                )));
+            }
+            Some(l) if !l.hello.clock_control => {
+                return Err(CoordinatorError::Usage(format!(
+                    "a clock-skew fault names agent {i} ({}), which cannot shift its clock: start it with --clock-control (needs libfaketime)",
+                    l.address
+                )));
+            }
+            Some(_) => {}
         }
     }
     Ok(())

@@ -59,6 +59,13 @@ impl Route {
                 duration_ms: millis(duration),
                 ..Default::default()
             },
+            AgentAction::ClockSkew { offset_us, duration, id } => proto::AgentFault {
+                kind: proto::AgentFaultKind::ClockSkew as i32,
+                duration_ms: millis(duration),
+                offset_us,
+                id,
+                ..Default::default()
+            },
             AgentAction::RestartRuntime { runtime, downtime, id } => proto::AgentFault {
                 kind: proto::AgentFaultKind::RestartRuntime as i32,
                 duration_ms: millis(downtime),

@@ -181,6 +181,7 @@ fn our_plan(url: Option<&str>, plan: &BenchPlan, combo: &str) -> Result<RunPlan,
         faults: Default::default(),
         keep_schema: false,
         agents_migrate: false,
+        expect_build: None,
         provider: plan.provider,
         // duroxide's own retries (SQLite's table-lock conflicts) stay out of
         // the bench's console, as the stress module's child keeps its own.

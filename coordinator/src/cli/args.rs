@@ -47,6 +47,15 @@ pub struct Args {
     #[arg(long, env = "LOADGEN_AGENT_BIN", help_heading = "Agents")]
     pub agent_bin: Option<PathBuf>,
 
+    /// The duroxide-pg build the agents run: a release (0.1.37) or a
+    /// duroxide-pg checkout's directory. With --local the agent is built
+    /// against it (scripts/build-agent.sh: minutes the first time, cached
+    /// after); with --agents each agent must report that release. Either
+    /// way the agents' build migrates each run's schema, not this
+    /// coordinator's.
+    #[arg(long, env = "LOADGEN_BUILD", value_name = "VERSION|DIR", conflicts_with = "agent_bin", help_heading = "Agents")]
+    pub build: Option<String>,
+
     /// What to do when an agent is lost mid-run (its stream breaks, or it is
     /// silent for 5 s): continue with the others, or stop them too. Either way
     /// the run is reported as degraded (exit code 4).

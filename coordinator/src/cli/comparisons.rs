@@ -9,6 +9,9 @@ use super::resolve::{plan_for, profile, profile_or, refuse_faults, sqlite_is_loc
 /// A provider comparison's plan: one run plan per provider, local agents.
 pub fn compare_plan(c: &super::CompareArgs, args: &Args) -> Result<crate::compare::ComparePlan, PlanError> {
     use crate::plan::ProviderKind;
+    if args.build.is_some() {
+        return Err(PlanError::Invalid("compare runs this tool's own build of each provider: drop --build".into()));
+    }
     let mut providers = c.providers.clone();
     providers.dedup();
     if providers.len() < 2 || providers.iter().enumerate().any(|(i, p)| providers[..i].contains(p)) {
@@ -59,6 +62,9 @@ fn agents_for_compare(args: &Args, count: u32) -> Result<AgentSource, PlanError>
 /// An A/B comparison's plan: the run every repetition shares, with local
 /// agents (`--local N`, default 1) from each build's binary.
 pub fn ab_plan(a: &super::AbArgs, args: &Args) -> Result<crate::ab::AbPlan, PlanError> {
+    if args.build.is_some() {
+        return Err(PlanError::Invalid("ab names its builds with --baseline-build and --candidate-build: drop --build".into()));
+    }
     if !args.agents.is_empty() {
         return Err(PlanError::Invalid(
             "ab runs local agents from the two binaries: drop --agents (use --local N for more than one)".into(),

@@ -126,7 +126,11 @@ pub fn agents(args: &Args) -> Result<AgentSource, PlanError> {
     match args.local {
         Some(0) => Err(PlanError::Invalid("--local needs at least 1 agent".into())),
         Some(count) => {
-            let bin = crate::agents::local::find_agent_binary(args.agent_bin.as_deref())?;
+            // --build: the build's agent, made once the plan is checked.
+            let bin = match &args.build {
+                Some(_) => std::path::PathBuf::new(),
+                None => crate::agents::local::find_agent_binary(args.agent_bin.as_deref())?,
+            };
             // Agents we spawn get a fresh token of their own, and plain
             // HTTP/2 on loopback.
             let token = args.token.clone().unwrap_or_else(loadgen_common::auth::new_token);
@@ -252,7 +256,8 @@ pub(super) fn plan_for(args: &Args, profile: Profile, agents: AgentSource) -> Re
         on_agent_loss: args.on_agent_loss,
         faults,
         keep_schema: args.keep_schema,
-        agents_migrate: false,
+        agents_migrate: args.build.is_some(),
+        expect_build: args.build.clone().filter(|b| crate::builds::is_release(b)),
         provider: args.provider,
         log: args.log.clone(),
     })

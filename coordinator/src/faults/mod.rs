@@ -87,6 +87,12 @@ pub trait Fault: Send + Sync + fmt::Debug {
         false
     }
 
+    /// The agent whose wall clock it shifts (that agent must run with
+    /// `--clock-control`; the local launcher starts it so).
+    fn clock_agent(&self) -> Option<u32> {
+        None
+    }
+
     /// The agent process it kills or freezes (that agent's loss is planned).
     fn agent_loss(&self) -> Option<AgentLoss> {
         None
@@ -184,6 +190,9 @@ pub enum AgentAction {
     /// Shut runtime `runtime` down, keep it down for `downtime`, start a
     /// fresh one; the agent reports back under `id`.
     RestartRuntime { runtime: u32, downtime: Duration, id: u32 },
+    /// Shift its wall clock by `offset_us` for `duration` (until the run's
+    /// release when zero); the agent reports back under `id`.
+    ClockSkew { offset_us: i64, duration: Duration, id: u32 },
 }
 
 /// Read a kind's fields into its own struct (`deny_unknown_fields` there

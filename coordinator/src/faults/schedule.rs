@@ -143,6 +143,14 @@ impl Schedule {
         self.faults.iter().any(|f| f.fault.needs_relay())
     }
 
+    /// The agents whose wall clocks faults shift (they run with `--clock-control`).
+    pub fn clock_agents(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self.faults.iter().filter_map(|f| f.fault.clock_agent()).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
     /// True when a fault kills or freezes agent `index` (its loss is planned).
     pub fn targets_agent(&self, index: u32) -> bool {
         self.faults.iter().any(|f| f.fault.agent_loss().is_some_and(|l| l.agent == index))

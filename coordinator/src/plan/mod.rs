@@ -49,6 +49,8 @@ pub struct RunPlan {
     /// The agents apply their own build's migrations to each run's schema
     /// (A/B), instead of the coordinator applying its build's.
     pub agents_migrate: bool,
+    /// The duroxide-pg release every agent must report (`--build`).
+    pub expect_build: Option<String>,
     /// Which duroxide provider the runtimes use.
     pub provider: ProviderKind,
     /// Tracing filter (also handed to local agents).

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::db::RunDb;
 
 use super::host::DatabaseHost;
-use crate::agents::local::LocalAgents;
+use crate::agents::local::{Launch, LocalAgents};
 use crate::agents::{AgentLink, connect_all, discover};
 use crate::db;
 use crate::error::CoordinatorError;
@@ -88,11 +88,13 @@ impl Session {
         self.host = Some(host);
         if !server {
             self.links = self.spawn_agents(plan, profile, obs).await?;
-            return crate::agents::check_builds(&self.links, plan.agents_migrate);
+            crate::agents::check_builds(&self.links, plan.agents_migrate, plan.expect_build.as_deref())?;
+            return crate::agents::check_clock_control(&self.links, &plan.faults.clock_agents());
         }
         db::preflight(&self.url).await?;
         self.links = self.spawn_agents(plan, profile, obs).await?;
-        crate::agents::check_builds(&self.links, plan.agents_migrate)?;
+        crate::agents::check_builds(&self.links, plan.agents_migrate, plan.expect_build.as_deref())?;
+        crate::agents::check_clock_control(&self.links, &plan.faults.clock_agents())?;
         self.check_connections(profile).await?;
         if let Some(want) = profile.pool_max {
             for l in &self.links {
@@ -119,7 +121,17 @@ impl Session {
     ) -> Result<Vec<AgentLink>, CoordinatorError> {
         Ok(match &plan.agents {
             AgentSource::Local { count, bin, token, env } => {
-                let local = LocalAgents::spawn(*count, bin, &self.url, &plan.log, profile.pool_max, token, env).await?;
+                let clock_control = plan.faults.clock_agents();
+                let launch = Launch {
+                    bin,
+                    database_url: &self.url,
+                    log: &plan.log,
+                    pool_max: profile.pool_max,
+                    token,
+                    env,
+                    clock_control: &clock_control,
+                };
+                let local = LocalAgents::spawn(*count, &launch).await?;
                 let addresses = local.addresses();
                 self.local = Some(local);
                 connect_all(&addresses, &Access { token: token.clone(), tls: None }).await?

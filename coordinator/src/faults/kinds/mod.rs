@@ -5,6 +5,7 @@
 use super::FaultDef;
 
 mod cancel_queries;
+mod clock_skew;
 mod db_latency;
 mod db_partition;
 mod freeze_agent;
@@ -26,6 +27,7 @@ pub const KINDS: &[&FaultDef] = &[
     &db_partition::DEF,
     &restart_runtime::DEF,
     &cancel_queries::DEF,
+    &clock_skew::DEF,
 ];
 
 /// The kind called `name`.
