@@ -53,7 +53,13 @@ pub struct Args {
     /// after); with --agents each agent must report that release. Either
     /// way the agents' build migrates each run's schema, not this
     /// coordinator's.
-    #[arg(long, env = "LOADGEN_BUILD", value_name = "VERSION|DIR", conflicts_with = "agent_bin", help_heading = "Agents")]
+    #[arg(
+        long,
+        env = "LOADGEN_BUILD",
+        value_name = "VERSION|DIR",
+        conflicts_with = "agent_bin",
+        help_heading = "Agents"
+    )]
     pub build: Option<String>,
 
     /// What to do when an agent is lost mid-run (its stream breaks, or it is

@@ -63,7 +63,9 @@ fn agents_for_compare(args: &Args, count: u32) -> Result<AgentSource, PlanError>
 /// agents (`--local N`, default 1) from each build's binary.
 pub fn ab_plan(a: &super::AbArgs, args: &Args) -> Result<crate::ab::AbPlan, PlanError> {
     if args.build.is_some() {
-        return Err(PlanError::Invalid("ab names its builds with --baseline-build and --candidate-build: drop --build".into()));
+        return Err(PlanError::Invalid(
+            "ab names its builds with --baseline-build and --candidate-build: drop --build".into(),
+        ));
     }
     if !args.agents.is_empty() {
         return Err(PlanError::Invalid(

@@ -51,6 +51,16 @@ pub struct Audit {
     /// completions and failures).
     pub activities_executed: u64,
     pub redeliveries: u64,
+    /// Whether the history was read for messages processed more than once
+    /// (not where only an agent reads the store).
+    #[serde(default)]
+    pub exactly_once_checked: bool,
+    /// Messages processed again beyond their first time (must be 0).
+    #[serde(default)]
+    pub processed_twice: u64,
+    /// The first of them, each named.
+    #[serde(default)]
+    pub duplicates: Vec<Duplicate>,
     /// The first instances that differ, each with what differs.
     #[serde(default)]
     pub mismatches: Vec<InstanceMismatch>,
@@ -91,4 +101,35 @@ pub struct InstanceMismatch {
     pub instance: String,
     pub scenario: String,
     pub problems: Vec<String>,
+}
+
+/// One message the history shows processed more than once.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Duplicate {
+    pub instance: String,
+    pub execution: u64,
+    /// The history event's type.
+    pub kind: String,
+    /// The message, as people read it (an event's name and data, or the
+    /// event a completion completes).
+    pub message: String,
+    /// How often the history holds it.
+    pub times: u64,
+    /// The history's event ids of each time.
+    pub event_ids: Vec<u64>,
+}
+
+impl Duplicate {
+    /// "r-0-7 execution 1: ExternalEvent "e" with data "..." 2 times (events 5, 9)".
+    pub fn line(&self) -> String {
+        let ids: Vec<String> = self.event_ids.iter().map(u64::to_string).collect();
+        format!(
+            "{} execution {}: {} {} times (events {})",
+            self.instance,
+            self.execution,
+            self.message,
+            self.times,
+            ids.join(", ")
+        )
+    }
 }

@@ -179,6 +179,7 @@ async fn the_audit_catches_and_names_real_defects_in_a_kept_schema() {
     let (out, clean) = audit("clean");
     assert!(out.status.success() && clean.passed(), "{}", show(&out));
     assert_eq!(clean.as_expected, r.merged.counts.launched);
+    assert!(clean.exactly_once_checked && clean.processed_twice == 0 && clean.duplicates.is_empty(), "{clean:?}");
 
     let mut conn = sqlx::PgConnection::connect(pg.url()).await.expect("connect");
     for sql in [
@@ -194,6 +195,15 @@ async fn the_audit_catches_and_names_real_defects_in_a_kept_schema() {
             "INSERT INTO {s}.executions (instance_id, execution_id, status, output, started_at, completed_at) \
              SELECT instance_id, 2, status, output, started_at, completed_at FROM {s}.executions WHERE instance_id = '{}'",
             id(0, 1)
+        ),
+        // Instance 0-2's first activity completion processed a second time
+        // (what a lock taken over during an acknowledgement leaves).
+        format!(
+            "INSERT INTO {s}.history (instance_id, execution_id, event_id, event_type, event_data, created_at) \
+             SELECT instance_id, execution_id, (SELECT max(event_id) + 1 FROM {s}.history WHERE instance_id = '{i}'), \
+                    event_type, event_data, created_at FROM {s}.history \
+             WHERE instance_id = '{i}' AND event_data::jsonb->>'type' = 'ActivityCompleted' ORDER BY event_id LIMIT 1",
+            i = id(0, 2)
         ),
         // A flipped output on instance 1-0.
         format!("UPDATE {s}.executions SET output = 'fanout:1' WHERE instance_id = '{}'", id(1, 0)),
@@ -219,7 +229,7 @@ async fn the_audit_catches_and_names_real_defects_in_a_kept_schema() {
     let (out, broken) = audit("broken");
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let named: Vec<&str> = broken.mismatches.iter().map(|m| m.instance.as_str()).collect();
-    let mut want = vec![id(0, 0), id(0, 1), id(1, 0)];
+    let mut want = vec![id(0, 0), id(0, 1), id(0, 2), id(1, 0)];
     want.sort();
     let mut got: Vec<String> = named.iter().map(|s| s.to_string()).collect();
     got.sort();
@@ -230,6 +240,23 @@ async fn the_audit_catches_and_names_real_defects_in_a_kept_schema() {
     assert!(problems_of(id(0, 0)).contains("1 ActivityCompleted where 2 were expected"), "{broken:?}");
     assert!(problems_of(id(0, 1)).contains("2 execution(s) where 1 were expected"), "{broken:?}");
     assert!(problems_of(id(1, 0)).contains("output \"fanout:1\" where \"fanout:2\" was expected"), "{broken:?}");
+    // The duplicate is named by instance, message and history events, and fails the audit.
+    assert_eq!((broken.processed_twice, broken.duplicates.len()), (1, 1), "{broken:?}");
+    let twice = &broken.duplicates[0];
+    assert_eq!(
+        (twice.instance.as_str(), twice.kind.as_str(), twice.times),
+        (id(0, 2).as_str(), "ActivityCompleted", 2)
+    );
+    assert!(twice.message.starts_with("ActivityCompleted of event "), "{twice:?}");
+    assert!(
+        broken
+            .problems
+            .iter()
+            .any(|p| p.starts_with("exactly once: 1 message(s) processed again in 1 instance(s), e.g. ")
+                && p.contains(&id(0, 2))),
+        "{:?}",
+        broken.problems
+    );
     assert!(broken.problems.iter().any(|p| p == "1 message(s) left in the queues"), "{:?}", broken.problems);
     assert_eq!((broken.queued, broken.stale_timers), (1, 1), "{broken:?}");
     assert_eq!(broken.orphaned, 1, "{broken:?}");
@@ -255,6 +282,7 @@ async fn the_audit_catches_and_names_real_defects_in_a_kept_schema() {
     assert!(broken.notes.iter().any(|n| n.starts_with("1 timer(s) of instances that ended")), "{:?}", broken.notes);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains(&format!("[differs] {}", id(1, 0))), "{stdout}");
+    assert!(stdout.contains(&format!("[twice] {} execution 1: ActivityCompleted of event", id(0, 2))), "{stdout}");
     sqlx::query(&format!("DROP SCHEMA {s} CASCADE")).execute(&mut conn).await.expect("drop kept schema");
     conn.close().await.expect("close");
 }

@@ -25,6 +25,7 @@ use crate::model::{Audit, InstanceMismatch};
 pub mod inspected;
 pub mod query;
 pub mod record;
+pub mod twice;
 
 use query::{InstanceRow, MetricValues};
 
@@ -62,8 +63,10 @@ pub async fn audit(provider: &RunDb, input: &AuditInput) -> Result<AuditOutcome,
     let rows = query::instances(provider, &pattern).await?;
     let queued = query::queued(provider, &pattern).await?;
     let orphans = query::orphans(provider, &pattern).await?;
+    let (duplicates, extra) = twice::duplicates(provider, &pattern).await?;
     let mut audit = judge(&rows, input);
     name_orphans(&mut audit, &orphans);
+    twice::record(&mut audit, duplicates, extra);
     audit.queued = queued.messages;
     audit.stale_timers = queued.stale_timers;
     if queued.messages > 0 {

@@ -94,6 +94,28 @@ pub fn render_contention(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
 /// The instances that differ from their scenario's expectation.
 pub fn render_mismatches(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     let a = &r.audit;
+    if !a.duplicates.is_empty() {
+        let rows = a.duplicates.iter().map(|d| {
+            let ids: Vec<String> = d.event_ids.iter().map(u64::to_string).collect();
+            (
+                Some("bad"),
+                vec![
+                    d.instance.clone(),
+                    d.execution.to_string(),
+                    d.message.clone(),
+                    d.times.to_string(),
+                    ids.join(", "),
+                ],
+            )
+        });
+        table(
+            w,
+            "Exactly once violated: messages processed again",
+            &["instance", "execution", "message", "times", "history events"],
+            3,
+            rows,
+        )?;
+    }
     if a.mismatches.is_empty() {
         return Ok(());
     }

@@ -192,6 +192,9 @@ pub fn audit(schema: &str, a: &Audit, w: &mut dyn Write) -> io::Result<()> {
     for m in &a.mismatches {
         writeln!(w, "  [differs] {} ({}): {}", m.instance, m.scenario, m.problems.join("; "))?;
     }
+    for d in &a.duplicates {
+        writeln!(w, "  [twice] {}", d.line())?;
+    }
     for p in &a.problems {
         writeln!(w, "  [FAIL] {p}")?;
     }

@@ -485,6 +485,19 @@ fn render_audit_findings(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     if a.mismatches.len() > 5 {
         writeln!(w, "  ... and more in --json")?;
     }
+    if a.exactly_once_checked {
+        if a.processed_twice == 0 {
+            writeln!(w, "  exactly once: no message processed twice (events, completions and starts, per execution)")?;
+        } else {
+            writeln!(w, "  exactly once: VIOLATED, {} message(s) processed again:", a.processed_twice)?;
+            for d in a.duplicates.iter().take(5) {
+                writeln!(w, "    {}", d.line())?;
+            }
+            if a.duplicates.len() > 5 {
+                writeln!(w, "    ... and more in --json")?;
+            }
+        }
+    }
     for n in &a.notes {
         writeln!(w, "  [note] {n}")?;
     }
