@@ -212,6 +212,9 @@ pub struct Interval {
     /// Completion queries this interval, and how many failed.
     pub status_queries: u64,
     pub status_query_errors: u64,
+    /// The agent's wall clock as it sent the interval (microseconds since
+    /// the Unix epoch; 0 when unknown).
+    pub unix_micros: i64,
 }
 
 impl Interval {

@@ -96,6 +96,7 @@ pub fn encode_interval(i: &Interval) -> proto::Progress {
         scenarios,
         status_queries: i.status_queries,
         status_query_errors: i.status_query_errors,
+        unix_micros: i.unix_micros,
     }
 }
 
@@ -137,6 +138,7 @@ impl TryFrom<&proto::Progress> for Interval {
             scenarios,
             status_queries: p.status_queries,
             status_query_errors: p.status_query_errors,
+            unix_micros: p.unix_micros,
         })
     }
 }
@@ -250,6 +252,7 @@ mod tests {
             scenarios: BTreeMap::from([("fanout".to_string(), t)]),
             status_queries: 20,
             status_query_errors: 1,
+            unix_micros: 1_796_000_000_000_000,
         };
         let wire = encode_interval(&i);
         assert!(wire.scenarios[0].intended_latency.is_empty(), "closed loop sends no intended histogram");

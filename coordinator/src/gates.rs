@@ -148,20 +148,23 @@ pub fn faults_gate(faults: &[crate::model::FaultReport]) -> Gate {
 }
 
 /// The clock gate, when the profile sets `max_clock_offset`: every agent's
-/// clock read within it of the coordinator's (an agent that sent no time
-/// cannot be vouched for, and fails it).
+/// clock read within it of the coordinator's, at its Hello and during the
+/// run (an agent that sent no time cannot be vouched for, and fails it).
 pub fn clock_gate(profile: &Profile, agents: &[AgentReport]) -> Option<Gate> {
     let limit = profile.max_clock_offset?;
     let limit_ms = limit.as_secs_f64() * 1000.0;
     let off: Vec<String> = agents
         .iter()
-        .filter_map(|a| match a.clock {
-            Some(c) if c.offset_ms.abs() + c.within_ms <= limit_ms => None,
-            Some(c) => Some(format!("agent {} ({}) {:+.1} ms", a.index, a.address, c.offset_ms)),
-            None => Some(format!("agent {} ({}) sent no time", a.index, a.address)),
+        .filter_map(|a| {
+            let margin = a.clock.map_or(0.0, |c| c.within_ms);
+            match a.largest_clock_offset_ms() {
+                Some(o) if o.abs() + margin <= limit_ms => None,
+                Some(o) => Some(format!("agent {} ({}) {o:+.1} ms", a.index, a.address)),
+                None => Some(format!("agent {} ({}) sent no time", a.index, a.address)),
+            }
         })
         .collect();
-    let largest = agents.iter().filter_map(|a| a.clock).map(|c| c.offset_ms.abs()).fold(0.0, f64::max);
+    let largest = agents.iter().filter_map(AgentReport::largest_clock_offset_ms).map(f64::abs).fold(0.0, f64::max);
     Some(Gate {
         name: "clocks".into(),
         limit: format!("every agent within {} of the coordinator's", loadgen_common::units::format_duration(limit)),

@@ -97,6 +97,7 @@ impl Tallies {
             scenarios,
             status_queries: self.status_queries,
             status_query_errors: self.status_query_errors,
+            unix_micros: chrono::Utc::now().timestamp_micros(),
         };
         self.status_queries = 0;
         self.status_query_errors = 0;

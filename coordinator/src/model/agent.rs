@@ -33,6 +33,37 @@ pub struct AgentReport {
     /// from an agent that does not send its time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock: Option<ClockReading>,
+    /// Its wall clock against the coordinator's during the run, from its
+    /// progress messages (absent from an agent that does not send its time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_during: Option<ClockRange>,
+}
+
+/// The least and most an agent's clock was off during the run: each
+/// progress message's time against its arrival, so each offset reads low by
+/// the message's transit (milliseconds on a LAN).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClockRange {
+    pub min_offset_ms: f64,
+    pub max_offset_ms: f64,
+}
+
+impl ClockRange {
+    /// The offset furthest from zero.
+    pub fn largest(&self) -> f64 {
+        if self.max_offset_ms.abs() >= self.min_offset_ms.abs() { self.max_offset_ms } else { self.min_offset_ms }
+    }
+}
+
+impl AgentReport {
+    /// The largest offset measured, at the Hello or during the run.
+    pub fn largest_clock_offset_ms(&self) -> Option<f64> {
+        let during = self.clock_during.map(|c| c.largest());
+        match (self.clock.map(|c| c.offset_ms), during) {
+            (Some(a), Some(b)) => Some(if a.abs() >= b.abs() { a } else { b }),
+            (a, b) => a.or(b),
+        }
+    }
 }
 
 /// An agent's wall clock against the coordinator's, from its Hello: its

@@ -30,8 +30,9 @@ pub use figures::RunFigures;
 pub use loadgen_common::histogram::LatencySummary;
 pub use loadgen_common::tally::Counts;
 pub use run::{
-    AgentReport, ClockReading, Comparison, Contention, CoordinatorCost, DbLoad, Environment, Gate, HistoryLatency,
-    LostAgent, MemorySample, MemorySummary, RunReport, ScenarioReport, Section, SuiteReport, WorkloadReport,
+    AgentReport, ClockRange, ClockReading, Comparison, Contention, CoordinatorCost, DbLoad, Environment, Gate,
+    HistoryLatency, LostAgent, MemorySample, MemorySummary, RunReport, ScenarioReport, Section, SuiteReport,
+    WorkloadReport,
 };
 pub use sweep::{SweepReport, SweepStep};
 pub use timeline::{

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use loadgen_common::histogram::LatencySummary;
 use serde::{Deserialize, Serialize};
 
-pub use super::agent::{AgentReport, ClockReading, LostAgent, MemorySample, MemorySummary};
+pub use super::agent::{AgentReport, ClockRange, ClockReading, LostAgent, MemorySample, MemorySummary};
 use super::audit::{Audit, ScenarioAudit};
 pub use super::section::{Section, headline_histogram};
 use super::timeline::{DbSample, SpectrumPoint, Timeline};

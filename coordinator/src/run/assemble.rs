@@ -106,6 +106,9 @@ pub fn merge(
             memory: MemorySummary::from_samples(stream.memory.clone()),
             cpu_s: stream.cpu_ms as f64 / 1000.0,
             clock: link.clock.map(|(offset_ms, within_ms)| crate::model::ClockReading { offset_ms, within_ms }),
+            clock_during: stream
+                .clock
+                .map(|(min_offset_ms, max_offset_ms)| crate::model::ClockRange { min_offset_ms, max_offset_ms }),
         });
     }
     // The merged histograms are the scenarios' (a few merges, not one per

@@ -30,6 +30,9 @@ pub struct AgentStream {
     pub cpu_ms: u64,
     /// Intervals received.
     pub intervals: u64,
+    /// The agent's clock offset from this process's over the run (least and
+    /// most, ms), each against the interval's arrival.
+    pub clock: Option<(f64, f64)>,
     /// The per-second series, and the last point still open to a short
     /// final interval (with its histogram).
     pub series: Vec<TimePoint>,
@@ -143,6 +146,11 @@ impl Live {
         a.in_flight = iv.in_flight;
         a.cpu_ms += iv.cpu_ms;
         a.intervals += 1;
+        if iv.unix_micros != 0 {
+            let offset_ms = (iv.unix_micros - chrono::Utc::now().timestamp_micros()) as f64 / 1000.0;
+            let (lo, hi) = a.clock.unwrap_or((offset_ms, offset_ms));
+            a.clock = Some((lo.min(offset_ms), hi.max(offset_ms)));
+        }
         if iv.rss_bytes > 0 {
             a.memory.push(MemorySample { t_s, rss_mb: iv.rss_bytes as f64 / (1024.0 * 1024.0) });
         }

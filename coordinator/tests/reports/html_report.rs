@@ -148,6 +148,10 @@ fn agent(index: u32, hostname: &str) -> AgentReport {
         memory: Default::default(),
         cpu_s: 1.5,
         clock: Some(loadgen_coordinator::model::ClockReading { offset_ms: index as f64 * 0.5, within_ms: 0.2 }),
+        clock_during: Some(loadgen_coordinator::model::ClockRange {
+            min_offset_ms: -1.0,
+            max_offset_ms: index as f64 * 0.5 + 1.0,
+        }),
     }
 }
 

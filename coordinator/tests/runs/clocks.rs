@@ -58,12 +58,98 @@ async fn an_agent_whose_clock_is_off_is_measured_and_named() {
     assert!(ok.offset_ms.abs() < 500.0, "{ok:?}");
     assert!((off.offset_ms - 15_000.0).abs() < 1_000.0 && off.within_ms < 1_000.0, "{off:?}");
     let text = String::from_utf8_lossy(&out.stdout);
-    let named = |i: u32| format!("agent {i}'s clock is");
-    assert!(text.contains(&format!("agent {}'s clock is 15.0 s ahead of the coordinator's", skewed.index)), "{text}");
+    let named = |i: u32| format!("agent {i}'s clock was");
+    assert!(text.contains(&format!("agent {}'s clock was 15.0 s ahead of the coordinator's;", skewed.index)), "{text}");
     assert!(!text.contains(&named(on_time.index)), "{text}");
     assert!(gate.value.contains(&format!("agent {} ", skewed.index)), "{gate:?}");
     assert!(!gate.value.contains(&format!("agent {} ", on_time.index)), "{gate:?}");
-    assert!(text.contains("clocks against the coordinator's: largest offset agent"), "{text}");
+    assert!(text.contains("clocks against the coordinator's: at Hello, largest offset agent"), "{text}");
+    // During the run too: every progress message carries the agent's time.
+    let during = skewed.clock_during.expect("offsets during the run");
+    assert!((during.min_offset_ms - 15_000.0).abs() < 1_000.0, "{during:?}");
+    assert!(on_time.clock_during.expect("offsets during the run").largest().abs() < 1_000.0, "{on_time:?}");
     let page = std::fs::read_to_string(&html).expect("html");
     assert!(page.contains(&format!("{:+.1} ms", off.offset_ms)), "the HTML agents table shows the offset");
+}
+
+/// The clock-skew fault: agent 1's wall clock jumps 20 s ahead mid-run
+/// (libfaketime, driven through the agent's control file) and back; the
+/// offsets measured during the run show it, the summary names it, and no
+/// control file is left.
+#[test]
+fn a_clock_skew_fault_moves_one_agents_clock_mid_run_and_is_measured() {
+    libfaketime();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let faults = tmp.path().join("skew.toml");
+    std::fs::write(
+        &faults,
+        "[[fault]]\nkind = \"clock-skew\"\nat = \"1s\"\nduration = \"3s\"\nagent = 1\noffset = \"+20s\"\n",
+    )
+    .expect("faults file");
+    let leftovers = || -> usize {
+        std::fs::read_dir(std::env::temp_dir())
+            .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("loadgen-clock-")).count())
+            .unwrap_or(0)
+    };
+    let before = leftovers();
+    let json = tmp.path().join("r.json");
+    let out = coordinator(tmp.path())
+        .args(["--local", "2", "--profile", "light", "--duration", "6s", "--faults"])
+        .arg(&faults)
+        .args(["--json".as_ref(), json.as_os_str()])
+        .output()
+        .expect("run coordinator");
+    assert!(out.status.success(), "{}", show(&out));
+    let r = read_report(&json);
+    let fault = r.faults.first().expect("the fault in the report");
+    assert!(fault.event.error.is_none() && fault.event.detail.contains("wall clock +20.000000 s for 3s"), "{fault:?}");
+    let (steady, skewed) = (&r.agents[0], &r.agents[1]);
+    assert!(skewed.clock.expect("read at Hello").offset_ms.abs() < 1_000.0, "true at Hello: {skewed:?}");
+    let during = skewed.clock_during.expect("offsets during the run");
+    assert!((during.max_offset_ms - 20_000.0).abs() < 1_500.0, "20 s ahead mid-run: {during:?}");
+    assert!(during.min_offset_ms.abs() < 1_500.0, "and true before and after: {during:?}");
+    assert!(steady.clock_during.expect("offsets during the run").largest().abs() < 1_000.0, "{steady:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("[warn] agent 1's clock was 20.0 s ahead of the coordinator's during the run"), "{text}");
+    assert!(!text.contains("agent 0's clock was"), "{text}");
+    assert!(leftovers() <= before, "a control file was left in {}", std::env::temp_dir().display());
+}
+
+/// A clock-skew fault on an agent that cannot shift its clock, or with an
+/// offset that is not one, is bad input: one line, exit 2, before any load.
+#[test]
+fn a_clock_skew_the_run_cannot_carry_out_is_refused() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let write = |name: &str, offset: &str| {
+        let f = tmp.path().join(name);
+        let text = format!("[[fault]]\nkind = \"clock-skew\"\nat = \"1s\"\nagent = 0\noffset = \"{offset}\"\n");
+        std::fs::write(&f, text).expect("faults file");
+        f
+    };
+    let bad_offset = write("soon.toml", "soon");
+    let out = coordinator(tmp.path())
+        .args(["--local", "1", "--profile", "light", "--duration", "3s", "--faults"])
+        .arg(&bad_offset)
+        .output()
+        .expect("run coordinator");
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("offset \"soon\" is not a signed duration such as +15s"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let pg = rt.block_on(EmbeddedPostgres::start()).expect("throwaway postgres for the test");
+    let plain = support::spawn_agent(pg.url(), &[]);
+    let skew = write("skew.toml", "+5s");
+    let out = coordinator(tmp.path())
+        .args(["--agents", &plain.address, "--database-url", pg.url(), "--profile", "light", "--duration", "3s"])
+        .arg("--faults")
+        .arg(&skew)
+        .output()
+        .expect("run coordinator");
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot shift its clock: start it with --clock-control"), "{err}");
+    drop(plain);
+    drop(pg);
 }

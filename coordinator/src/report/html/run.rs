@@ -184,7 +184,8 @@ fn render_agents(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
         "concurrency",
         "pool",
         "state",
-        "clock",
+        "clock at Hello",
+        "clock during the run",
         "RSS start→end",
         "RSS peak",
         "RSS growth",
@@ -199,11 +200,12 @@ fn render_agents(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
             a.pool_max.to_string(),
             if a.lost { "LOST" } else { "ok" }.to_string(),
             a.clock.map_or("-".into(), |c| format!("{:+.1} ms (±{:.1})", c.offset_ms, c.within_ms)),
+            a.clock_during.map_or("-".into(), |c| format!("{:+.1} to {:+.1} ms", c.min_offset_ms, c.max_offset_ms)),
             if m.samples.is_empty() { "-".into() } else { format!("{:.1} → {:.1} MB", m.start_mb, m.end_mb) },
             if m.samples.is_empty() { "-".into() } else { format!("{:.1} MB", m.peak_mb) },
             m.growth_mb_per_min.map_or("n/a".into(), |g| format!("{g:+.2} MB/min")),
         ];
-        let skewed = a.clock.is_some_and(|c| c.offset_ms.abs() >= crate::model::ClockReading::NAMED_MS);
+        let skewed = a.largest_clock_offset_ms().is_some_and(|o| o.abs() >= crate::model::ClockReading::NAMED_MS);
         (if a.lost || skewed { Some("bad") } else { None }, cells)
     });
     table(w, "Agents", &head, 3, rows)

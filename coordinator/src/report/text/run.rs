@@ -120,27 +120,41 @@ pub fn render(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     Ok(())
 }
 
-/// The agents' clocks against the coordinator's, from their Hellos: the
-/// largest offset, and each agent a second or more off by name (duroxide-pg's
-/// leases compare the runtimes' clocks).
+/// The agents' clocks against the coordinator's, from their Hellos and
+/// their progress messages: the largest offset of each kind, and each agent
+/// a second or more off by name (duroxide-pg's leases compare the runtimes'
+/// clocks).
 fn render_clocks(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     let read: Vec<(u32, ClockReading)> = r.agents.iter().filter_map(|a| a.clock.map(|c| (a.index, c))).collect();
     let Some((index, largest)) = read.iter().max_by(|a, b| a.1.offset_ms.abs().total_cmp(&b.1.offset_ms.abs())) else {
         return Ok(());
     };
+    let during = r
+        .agents
+        .iter()
+        .filter_map(|a| a.clock_during.map(|c| (a.index, c)))
+        .max_by(|a, b| a.1.largest().abs().total_cmp(&b.1.largest().abs()))
+        .map(|(i, c)| format!("; during the run agent {i} {:+.1} to {:+.1} ms", c.min_offset_ms, c.max_offset_ms))
+        .unwrap_or_default();
     writeln!(
         w,
-        "  clocks against the coordinator's: largest offset agent {index} {:+.1} ms (within {:.1} ms){}",
+        "  clocks against the coordinator's: at Hello, largest offset agent {index} {:+.1} ms (within {:.1} ms){during}{}",
         largest.offset_ms,
         largest.within_ms,
         if read.len() < r.agents.len() { "; some agents did not send their time" } else { "" }
     )?;
-    for (index, c) in read.iter().filter(|(_, c)| c.offset_ms.abs() >= ClockReading::NAMED_MS) {
+    for a in &r.agents {
+        let Some(o) = a.largest_clock_offset_ms().filter(|o| o.abs() >= ClockReading::NAMED_MS) else { continue };
+        let when = match a.clock {
+            Some(c) if c.offset_ms.abs() >= ClockReading::NAMED_MS => "",
+            _ => " during the run",
+        };
         writeln!(
             w,
-            "  [warn] agent {index}'s clock is {:.1} s {} the coordinator's; duroxide-pg's leases compare the runtimes' clocks",
-            c.offset_ms.abs() / 1000.0,
-            if c.offset_ms > 0.0 { "ahead of" } else { "behind" }
+            "  [warn] agent {}'s clock was {:.1} s {} the coordinator's{when}; duroxide-pg's leases compare the runtimes' clocks",
+            a.index,
+            o.abs() / 1000.0,
+            if o > 0.0 { "ahead of" } else { "behind" }
         )?;
     }
     Ok(())
