@@ -31,6 +31,7 @@ pub fn execute(cli: Cli) -> u8 {
         Some(Command::Sweep { sweep, run }) => sweep_command(&sweep, &run),
         Some(Command::Ab { ab, run }) => ab_command(&ab, &run),
         Some(Command::Compare { compare, run }) => compare_command(&compare, &run),
+        Some(Command::Hunt { hunt, run }) => hunt_command(&hunt, &run),
         None => run_command(&cli.run),
     }
 }
@@ -156,6 +157,44 @@ fn run_command(args: &crate::Args) -> u8 {
         return code;
     }
     runs_code(&outcome.runs)
+}
+
+fn hunt_command(h: &crate::cli::HuntArgs, args: &crate::Args) -> u8 {
+    let argv: Vec<String> = std::env::args().collect();
+    let mut plan = match crate::cli::comparisons::hunt_plan(h, args, &argv) {
+        Ok(p) => p,
+        Err(e) => return usage(e),
+    };
+    let empty = RunReport::default();
+    if let Err(e) = report::check_targets(&plan.run.outputs, &Document::Run(&empty)) {
+        return usage(e);
+    }
+    if let Err(code) = built_agent(args, &mut plan.run.agents) {
+        return code;
+    }
+    let console = Console::new(plan.run.outputs.live.table());
+    let outcome = match on_runtime(&plan.run.log, |shutdown| crate::hunt::hunt(&plan, &console, shutdown)) {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => return failed(&e),
+    };
+    // The run that broke (or the last), as any run is shown and written.
+    if let Err(code) = write(&Document::Run(&outcome.shown), &plan.run.outputs, &outcome.logs, &console) {
+        return code;
+    }
+    for line in outcome.conclusion(&plan.replay) {
+        println!("{line}");
+    }
+    if outcome.found() > 0 {
+        EXIT_GATES_FAILED
+    } else if outcome.shown.degraded() {
+        EXIT_DEGRADED
+    } else {
+        EXIT_OK
+    }
 }
 
 fn sweep_command(s: &crate::cli::SweepArgs, args: &crate::Args) -> u8 {

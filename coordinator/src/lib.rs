@@ -9,7 +9,7 @@
 //! - [`cli`]: the command line, resolved into plans ([`cli::resolve`]);
 //! - [`report`]: the output pipeline (renderers, console progress);
 //! - [`track`]: results over time and regression checks;
-//! - [`sweep`], [`bench`], [`ab`], [`compare`]: multi-run commands built on [`run`];
+//! - [`sweep`], [`bench`], [`ab`], [`compare`], [`hunt`]: multi-run commands built on [`run`];
 //! - [`run`]: a run's life, phase by phase (session, prepare, stream, settle, assemble);
 //! - [`agents`]: reaching, discovering and spawning agents;
 //! - [`builds`]: agent binaries of a duroxide-pg release or checkout, built on demand;
@@ -33,6 +33,7 @@ pub mod db;
 pub mod error;
 pub mod faults;
 pub mod gates;
+pub mod hunt;
 pub mod injector;
 pub mod model;
 pub mod notice;

@@ -14,7 +14,8 @@ pub enum Notice<'a> {
     WaitingForAgents { elapsed_s: f64, timeout: &'a str, status: &'a str },
     /// The agents that will take part.
     AgentsReady { elapsed_s: f64, addresses: Vec<&'a str> },
-    /// A run starts (one of `of` in a suite or sweep).
+    /// A run starts (one of `of` in a suite or sweep; `of` 0: one of an
+    /// open-ended series, a hunt, named by `label`).
     RunStarting { run_id: &'a str, schema: &'a str, agents: usize, load: String, n: usize, of: usize, label: &'a str },
     /// The live view, once a second.
     Live(&'a Frame<'a>),

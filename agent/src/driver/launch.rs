@@ -76,12 +76,28 @@ where
     }
 }
 
+/// Test knob: every event is raised twice with the same data, so the audit's
+/// exactly-once check (and `coordinator hunt`) can be shown to catch a
+/// duplicate without a provider defect.
+const RAISE_TWICE_KNOB: &str = "LOADGEN_TEST_RAISE_TWICE";
+
+fn raise_twice() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os(RAISE_TWICE_KNOB).is_some())
+}
+
 async fn act_once(client: &Client, instance: &str, action: &Action) -> Result<(), String> {
     let call = async {
         match action {
             Action::Enqueue { queue, data } => {
                 let ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis());
-                client.enqueue_event(instance, *queue, format!("{ms}|{data}")).await
+                let data = format!("{ms}|{data}");
+                if raise_twice() {
+                    // Test knob: one message delivered twice, as a provider
+                    // that loses an acknowledgement's deletes delivers it.
+                    client.enqueue_event(instance, *queue, data.clone()).await?;
+                }
+                client.enqueue_event(instance, *queue, data).await
             }
             Action::Cancel { reason } => client.cancel_instance(instance, reason.as_str()).await,
         }

@@ -185,3 +185,21 @@ pub struct CompareArgs {
     #[arg(long, env = "LOADGEN_COMPARE_REPEAT", default_value_t = 3, help_heading = "Compare")]
     pub repeat: u32,
 }
+
+/// What `coordinator hunt` adds to a run's flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HuntArgs {
+    /// Start no try that would likely end after this much time (each try
+    /// takes about as long as the longest so far).
+    #[arg(long, env = "LOADGEN_HUNT_BUDGET", value_parser = duration, default_value = "10m", help_heading = "Hunt")]
+    pub budget: Duration,
+
+    /// At most this many tries.
+    #[arg(long, env = "LOADGEN_HUNT_TRIES", value_name = "N", help_heading = "Hunt")]
+    pub tries: Option<u32>,
+
+    /// Keep trying after an invariant broke, until the budget (or --tries)
+    /// ends: the detection rate over every try.
+    #[arg(long, env = "LOADGEN_HUNT_WHOLE_BUDGET", help_heading = "Hunt")]
+    pub whole_budget: bool,
+}

@@ -109,3 +109,28 @@ pub fn ab_plan(a: &super::AbArgs, args: &Args) -> Result<crate::ab::AbPlan, Plan
     let run = plan_for(args, profile, agents)?;
     Ok(crate::ab::AbPlan { run, baseline, candidate, repeat: a.repeat, min_effect: a.min_effect_pct / 100.0 })
 }
+
+/// A hunt's plan: the run it repeats (one run: a suite is refused), its
+/// budget, and the command that replays a try.
+pub fn hunt_plan(h: &super::HuntArgs, args: &Args, argv: &[String]) -> Result<crate::hunt::HuntPlan, PlanError> {
+    if args.suite.is_some() || args.track || args.track_cloud {
+        return Err(PlanError::Invalid("hunt repeats one run: drop --suite and --track".into()));
+    }
+    if h.budget.is_zero() {
+        return Err(PlanError::Invalid("--budget must be positive".into()));
+    }
+    if h.tries == Some(0) {
+        return Err(PlanError::Invalid("--tries must be at least 1".into()));
+    }
+    let run = super::resolve::run_plan(args)?;
+    if run.runs.len() > 1 {
+        return Err(PlanError::Invalid("hunt repeats one run: the profile is a suite; pick one combination".into()));
+    }
+    Ok(crate::hunt::HuntPlan {
+        run,
+        budget: h.budget,
+        tries: h.tries,
+        whole_budget: h.whole_budget,
+        replay: crate::hunt::replay_command(argv),
+    })
+}

@@ -19,7 +19,7 @@ pub mod comparisons;
 pub mod resolve;
 
 pub use args::Args;
-pub use commands::{AbArgs, AuditArgs, BenchArgs, CleanupArgs, CompareArgs, SweepArgs};
+pub use commands::{AbArgs, AuditArgs, BenchArgs, CleanupArgs, CompareArgs, HuntArgs, SweepArgs};
 
 fn rate(text: &str) -> Result<f64, String> {
     units::parse_rate(text).map_err(|e| e.to_string())
@@ -110,6 +110,19 @@ pub enum Command {
     Compare {
         #[command(flatten)]
         compare: CompareArgs,
+        #[command(flatten)]
+        run: Box<Args>,
+    },
+    /// Hunt a race: repeat the same run (each on a fresh schema, each with its
+    /// own seed unless --seed fixes one) until its audit breaks an invariant
+    /// (a message processed twice, work lost or left queued) or the time
+    /// budget ends; show the run that broke, the command that replays its
+    /// workload, and how many of the tries found it.
+    ///
+    /// Example: coordinator hunt --budget 10m --local 2 --build 0.1.37 --profile mixed --duration 30s --faults skew.toml
+    Hunt {
+        #[command(flatten)]
+        hunt: HuntArgs,
         #[command(flatten)]
         run: Box<Args>,
     },

@@ -64,6 +64,9 @@ impl Observer for Console {
             Notice::RunStarting { run_id, schema, agents, load, n, of, label } => {
                 if *of > 1 {
                     self.print(&format!("\n=== {label} ({n} of {of}) ==="));
+                } else if *of == 0 && !label.is_empty() {
+                    // Open-ended (a hunt): the label says which.
+                    self.print(&format!("\n=== {label} ==="));
                 }
                 self.print(&format!("run {run_id} on {schema}: {agents} agent(s), {load}"));
             }
