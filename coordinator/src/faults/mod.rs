@@ -151,6 +151,9 @@ pub trait Targets: Send {
     /// The run's database, when it is on Postgres.
     fn database(&self) -> Option<&sqlx::PgPool>;
 
+    /// The run's schema in that database.
+    fn schema(&self) -> Option<&str>;
+
     /// The throwaway server, when this coordinator started it.
     fn server(&mut self) -> Option<&mut dyn Server>;
 

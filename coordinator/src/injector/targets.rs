@@ -43,6 +43,10 @@ impl Targets for RunTargets<'_> {
         self.provider.as_deref().map(RunDb::pool)
     }
 
+    fn schema(&self) -> Option<&str> {
+        self.provider.as_deref().map(RunDb::schema_name)
+    }
+
     fn server(&mut self) -> Option<&mut dyn Server> {
         match &mut self.server {
             Some(s) => Some(&mut **s),

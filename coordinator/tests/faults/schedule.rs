@@ -290,3 +290,41 @@ fn impossible_schedules_are_refused_with_one_line() {
         assert!(stderr.contains(needle), "{args:?}: {}", show(&out));
     }
 }
+
+/// stall-writes on `history`: every acknowledgement waits mid-call (after
+/// its lock-token check) while the fault lasts; the fault counts the
+/// statements it stalled, a stall shorter than the lock timeout costs no
+/// correctness, and its trigger, function and counter are gone afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_acknowledgements_wait_mid_call_and_the_stall_is_removed() {
+    use sqlx::Connection;
+    let pg = loadgen_coordinator::db::embedded::EmbeddedPostgres::start().await.expect("throwaway postgres");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let faults =
+        "[[fault]]\nkind = \"stall-writes\"\nat = \"2s\"\nduration = \"3s\"\ntable = \"history\"\ndelay = \"300ms\"\n";
+    let url = pg.url().to_string();
+    let dir = tmp.path().to_path_buf();
+    let (code, r) = tokio::task::spawn_blocking(move || {
+        run_with_args(&dir, "stall", "1", "8s", faults, &["--database-url", &url, "--keep-schema"])
+    })
+    .await
+    .expect("the run");
+    check_faults(&r, &["stall-writes"]);
+    let detail = &r.faults[0].event.detail;
+    let stalled: u64 = detail.split_whitespace().next().and_then(|n| n.parse().ok()).expect(detail);
+    assert!(stalled > 0 && detail.contains("writing history waited 300ms first, over 3s"), "{detail}");
+    assert_eq!(code, Some(0), "a stall under the lock timeout costs nothing: {:?} {:?}", r.gates, r.audit.problems);
+    assert!(r.audit.exactly_once_checked && r.audit.processed_twice == 0, "{:?}", r.audit);
+    let mut conn = sqlx::PgConnection::connect(pg.url()).await.expect("connect");
+    let left: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM pg_proc WHERE proname LIKE 'loadgen_stall%') \
+              + (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'loadgen_stall%') \
+              + (SELECT count(*) FROM pg_class WHERE relname LIKE 'loadgen_stall%')",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("look for the stall's objects");
+    assert_eq!(left, 0, "the stall's trigger, function or counter was left in {}", r.schema);
+    sqlx::query(&format!("DROP SCHEMA {} CASCADE", r.schema)).execute(&mut conn).await.expect("drop kept schema");
+    conn.close().await.expect("close");
+}

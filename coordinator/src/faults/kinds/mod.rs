@@ -14,6 +14,7 @@ mod pause_db;
 mod relay;
 mod restart_db;
 mod restart_runtime;
+mod stall_writes;
 mod terminate_backends;
 
 /// Every fault kind, in the order help and docs list them.
@@ -28,6 +29,7 @@ pub const KINDS: &[&FaultDef] = &[
     &restart_runtime::DEF,
     &cancel_queries::DEF,
     &clock_skew::DEF,
+    &stall_writes::DEF,
 ];
 
 /// The kind called `name`.
