@@ -65,9 +65,10 @@ impl HuntOutcome {
         let n = self.tries.len();
         let mut lines = vec![format!("Hunt: {} ({n} tr{} in all).", self.stopped, if n == 1 { "y" } else { "ies" })];
         for (i, t) in self.tries.iter().enumerate() {
+            // The problem without its examples (the run shown names them).
             let verdict = match t.broken.first() {
                 None => "audit passed".to_string(),
-                Some(p) => format!("BROKE: {p}"),
+                Some(p) => format!("BROKE: {}", p.split(", e.g. ").next().unwrap_or(p)),
             };
             lines.push(format!("  try {} (run {}, seed {}, {:.0} s): {verdict}", i + 1, t.run_id, t.seed, t.seconds));
         }

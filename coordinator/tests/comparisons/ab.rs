@@ -136,6 +136,19 @@ fn builds_that_cannot_be_had_are_one_line_and_exit_2() {
         let lines: Vec<&str> = err.trim().lines().filter(|l| !l.starts_with("build-agent: building")).collect();
         assert!(err.contains(needle) && lines.len() == 1, "{build}: {}", show(&out));
     }
+    // A run's --build refuses the same way, before anything starts; and
+    // with an agent binary, or in ab, it is a mistake named in one line.
+    for (args, needle) in [
+        (&["--local", "1", "--build", "0.1.999"][..], "duroxide-pg 0.1.999 cannot be used"),
+        (&["--local", "1", "--build", "0.1.37", "--agent-bin", bin][..], "cannot be used with"),
+        (&["ab", "--baseline-agent", bin, "--candidate-agent", bin, "--build", "0.1.37"][..], "drop --build"),
+    ] {
+        let out = coordinator(tmp.path()).args(args).args(["--profile", "light"]).output().expect("run coordinator");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", show(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = err.trim().lines().filter(|l| !l.starts_with("build-agent: building")).collect();
+        assert!(err.contains(needle) && lines.len() == 1, "{args:?}: {}", show(&out));
+    }
     let builds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/builds");
     let copies: Vec<_> = std::fs::read_dir(&builds)
         .into_iter()

@@ -3,9 +3,10 @@
 //! `share`), through a statement-level trigger the fault adds and removes.
 //! A stored procedure that writes the table stalls mid-call, after whatever
 //! it checked before: on `history`, each orchestration acknowledgement
-//! stalls after its lock-token check and before its deletes, so a lease can
-//! expire mid-acknowledgement and another worker take the instance over,
-//! which duroxide-pg 0.1.37 lets commit twice (#29, fixed in 0.1.38).
+//! stalls after its lock-token check, so its lease can expire part way
+//! through. (On duroxide-pg 0.1.37 that alone did not process a message
+//! twice in our runs: the acknowledgement has updated the instance's row by
+//! then. A clock running ahead did; see docs/findings.md.)
 
 use std::time::Duration;
 
