@@ -1,7 +1,8 @@
 //! The database timeline: once a second, on the coordinator's clock (the same
 //! one the per-second series use), sample commits and rollbacks, deadlocks,
 //! connections by state, lock waits (advisory ones apart: duroxide-pg's fetch
-//! takes advisory locks) and the provider's queue depths. Sampling runs as
+//! takes advisory locks), the provider's queue depths, and the messages its
+//! queues have handed out many times (a livelock's trace). Sampling runs as
 //! its own task with one connection of the coordinator's pool and never
 //! delays the run; a failed sample is skipped.
 
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 use super::procedures::FetchProbe;
 use crate::db::{RunDb, XactCounters};
 use crate::model::DbSample;
+use crate::model::audit::Redelivered;
 use sqlx::Row;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -22,8 +24,11 @@ const EVERY: Duration = Duration::from_secs(1);
 /// Bound on one sample's queries.
 const SAMPLE_TIMEOUT: Duration = Duration::from_millis(900);
 
-/// Queries of one sample (database counters, connections, queue depths).
-pub const QUERIES_PER_SAMPLE: u64 = 3;
+/// Queries of one sample (database counters, connections, queue depths,
+/// messages delivered many times).
+pub const QUERIES_PER_SAMPLE: u64 = 4;
+/// Most messages delivered many times read per sample.
+const REDELIVERED_PER_SAMPLE: i64 = 50;
 
 /// What a sampler saw, and what it cost.
 #[derive(Debug, Default)]
@@ -34,6 +39,9 @@ pub struct Sampled {
     pub counters: Vec<XactCounters>,
     /// Queries the sampler made (part of the generator's own load).
     pub queries: u64,
+    /// Messages seen delivered [`Redelivered::MANY`] times or more (their
+    /// `processed` is settled after the run).
+    pub redelivered: Vec<Redelivered>,
 }
 
 /// A running sampler.
@@ -59,6 +67,7 @@ impl DbWatch {
             let mut prev: Option<(Instant, XactCounters)> = None;
             let mut seen = Vec::new();
             let mut prev_fetches: Option<[u64; 4]> = None;
+            let mut redelivered: BTreeMap<(String, u64), Redelivered> = BTreeMap::new();
             let schema = provider.schema_name().to_string();
             let mut tick = tokio::time::interval(EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -69,12 +78,20 @@ impl DbWatch {
                 }
                 let at = Instant::now();
                 queries += QUERIES_PER_SAMPLE;
-                let Ok(Ok((counters, mut sample))) = tokio::time::timeout(SAMPLE_TIMEOUT, take(&provider)).await else {
+                let Ok(Ok((counters, mut sample, many))) = tokio::time::timeout(SAMPLE_TIMEOUT, take(&provider)).await
+                else {
                     continue;
                 };
                 let t_s =
                     if at >= t0 { at.duration_since(t0).as_secs_f64() } else { -t0.duration_since(at).as_secs_f64() };
                 sample.t_s = t_s;
+                for m in many {
+                    let seen = redelivered
+                        .entry((m.queue.clone(), m.message_id))
+                        .or_insert(Redelivered { first_seen_s: t_s, ..m.clone() });
+                    seen.attempts = seen.attempts.max(m.attempts);
+                    seen.last_seen_s = t_s;
+                }
                 if let Some(p) = &probe {
                     queries += 1;
                     let now = tokio::time::timeout(SAMPLE_TIMEOUT, p.read(&provider, &schema))
@@ -100,7 +117,7 @@ impl DbWatch {
                 }
                 prev = Some((at, counters));
             }
-            Sampled { samples, counters: seen, queries }
+            Sampled { samples, counters: seen, queries, redelivered: redelivered.into_values().collect() }
         });
         DbWatch { stop, handle, latest }
     }
@@ -113,7 +130,7 @@ impl DbWatch {
 }
 
 /// One sample's queries.
-async fn take(provider: &RunDb) -> Result<(XactCounters, DbSample), sqlx::Error> {
+async fn take(provider: &RunDb) -> Result<(XactCounters, DbSample, Vec<Redelivered>), sqlx::Error> {
     let pool = provider.pool();
     let row = sqlx::query(
         "SELECT xact_commit, xact_rollback, deadlocks FROM pg_stat_database WHERE datname = current_database()",
@@ -148,7 +165,35 @@ async fn take(provider: &RunDb) -> Result<(XactCounters, DbSample), sqlx::Error>
         sample.orchestrator_queue = orchestrator;
         sample.worker_queue = worker;
     }
-    Ok((counters, sample))
+    // A schema without attempt counts costs this part only, not the sample.
+    Ok((counters, sample, many_deliveries(provider).await.unwrap_or_default()))
+}
+
+/// The messages the provider's queues have handed out many times.
+async fn many_deliveries(provider: &RunDb) -> Result<Vec<Redelivered>, sqlx::Error> {
+    let s = provider.schema_name();
+    let sql = format!(
+        "{mark} SELECT 'orchestrator', instance_id, id, attempt_count FROM {s}.orchestrator_queue WHERE attempt_count >= $1 \
+         UNION ALL SELECT 'worker', coalesce(instance_id, ''), id, attempt_count FROM {s}.worker_queue WHERE attempt_count >= $1 \
+         ORDER BY 4 DESC LIMIT $2",
+        mark = loadgen_common::schema::GENERATOR_SQL_MARK
+    );
+    let rows = sqlx::query(&sql)
+        .bind(Redelivered::MANY as i32)
+        .bind(REDELIVERED_PER_SAMPLE)
+        .fetch_all(provider.pool())
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        out.push(Redelivered {
+            queue: r.try_get(0)?,
+            instance: r.try_get(1)?,
+            message_id: r.try_get::<i64, _>(2)?.max(0) as u64,
+            attempts: r.try_get::<i32, _>(3)?.max(0) as u64,
+            ..Redelivered::default()
+        });
+    }
+    Ok(out)
 }
 
 /// Postgres settings that shape a result, as `name -> value[unit]`.

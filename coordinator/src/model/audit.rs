@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// The correctness audit: what the schema itself says about a run, instance
 /// by instance.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Audit {
     /// Instances of the run found in the schema (with children).
     pub instances: u64,
@@ -61,6 +61,16 @@ pub struct Audit {
     /// The first of them, each named.
     #[serde(default)]
     pub duplicates: Vec<Duplicate>,
+    /// Whether the queues' delivery counts were watched during the run.
+    #[serde(default)]
+    pub livelock_checked: bool,
+    /// Messages delivered [`Redelivered::MANY`] times or more during the
+    /// run (by their queue's attempt count), processed in the end or not.
+    #[serde(default)]
+    pub redelivered_messages: Vec<Redelivered>,
+    /// Of those, the ones never processed (still queued after the run).
+    #[serde(default)]
+    pub livelocked: u64,
     /// The first instances that differ, each with what differs.
     #[serde(default)]
     pub mismatches: Vec<InstanceMismatch>,
@@ -130,6 +140,43 @@ impl Duplicate {
             self.message,
             self.times,
             ids.join(", ")
+        )
+    }
+}
+
+/// A message its queue handed out many times during the run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Redelivered {
+    /// "orchestrator" or "worker".
+    pub queue: String,
+    pub instance: String,
+    pub message_id: u64,
+    /// The most deliveries seen (the queue's attempt count).
+    pub attempts: u64,
+    /// When it was first and last seen at [`Redelivered::MANY`] or more,
+    /// seconds after the common start.
+    pub first_seen_s: f64,
+    pub last_seen_s: f64,
+    /// It left its queue by the end of the run.
+    pub processed: bool,
+}
+
+impl Redelivered {
+    /// Deliveries from which a message is named (duroxide's default poison
+    /// threshold is higher: this names a message well before it is poisoned).
+    pub const MANY: u64 = 5;
+
+    /// "orchestrator message 812 of r-0-7: delivered 12 times (seen 4.0-9.1 s), never processed".
+    pub fn line(&self) -> String {
+        format!(
+            "{} message {} of {}: delivered {} times (seen {:.1}-{:.1} s){}",
+            self.queue,
+            self.message_id,
+            self.instance,
+            self.attempts,
+            self.first_seen_s,
+            self.last_seen_s,
+            if self.processed { ", then processed" } else { ", never processed" }
         )
     }
 }

@@ -301,10 +301,15 @@ async fn conclude(
     });
     let input = audit_input(b, &merged, &lost);
     b.store.record(&record_of(p, &input)).await?;
-    let outcome = match inspected {
+    let mut outcome = match inspected {
         Some(found) => audit::inspected::audit_inspected(found, &input),
         None => b.store.audit(&input).await?,
     };
+    if let Some(db) = b.store.db() {
+        let mut seen = std::mem::take(&mut ran.sampled.redelivered);
+        crate::db::audit::livelock::settle(db, &mut seen).await?;
+        crate::db::audit::livelock::record(&mut outcome.audit, seen);
+    }
     assemble::add_audit(&mut merged.scenarios, &outcome);
     Ok(Concluded { lost, merged, outcome, counters, stats_resets, procedures_after, db_timeline, logs })
 }

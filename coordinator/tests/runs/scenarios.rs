@@ -286,3 +286,71 @@ async fn the_audit_catches_and_names_real_defects_in_a_kept_schema() {
     sqlx::query(&format!("DROP SCHEMA {s} CASCADE")).execute(&mut conn).await.expect("drop kept schema");
     conn.close().await.expect("close");
 }
+
+/// No livelock, end to end: a message its queue has handed out 7 times and
+/// that is still queued after the run (put there mid-run, as a provider that
+/// keeps failing one message's acknowledgement leaves it) is seen by the
+/// database sampler, named with its instance, and fails the audit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_delivered_again_and_again_and_never_processed_is_named() {
+    let pg = EmbeddedPostgres::start().await.expect("throwaway postgres for the test");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let json = tmp.path().join("livelock.json");
+    let child = coordinator(tmp.path())
+        .args(["--local", "1", "--profile", "light", "--duration", "6s", "--database-url", pg.url(), "--json"])
+        .arg(&json)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start coordinator");
+    let mut conn = sqlx::PgConnection::connect(pg.url()).await.expect("connect");
+    // The run's schema, once its queue exists.
+    let mut schema = None;
+    for _ in 0..100 {
+        schema = sqlx::query_scalar::<_, String>(
+            "SELECT table_schema::text FROM information_schema.columns WHERE table_schema LIKE 'loadgen_%' \
+             AND table_name = 'orchestrator_queue' AND column_name = 'attempt_count' LIMIT 1",
+        )
+        .fetch_optional(&mut conn)
+        .await
+        .expect("look for the run's schema");
+        if schema.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let s = schema.expect("the run's schema within 10 s");
+    let instance = format!("{}-livelocked", s.trim_start_matches("loadgen_"));
+    sqlx::query(&format!(
+        "INSERT INTO {s}.orchestrator_queue (instance_id, work_item, visible_at, created_at, attempt_count) \
+         VALUES ($1, '{{}}', now() + interval '1 hour', now(), 7)"
+    ))
+    .bind(&instance)
+    .execute(&mut conn)
+    .await
+    .expect("a message delivered 7 times");
+    conn.close().await.expect("close");
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await.expect("join").expect("wait");
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let r = read_report(&json);
+    let a = &r.audit;
+    assert!(a.livelock_checked && a.livelocked == 1, "{a:?}");
+    let m = &a.redelivered_messages[0];
+    assert_eq!(
+        (m.queue.as_str(), m.instance.as_str(), m.attempts, m.processed),
+        ("orchestrator", instance.as_str(), 7, false)
+    );
+    assert!(
+        a.problems
+            .iter()
+            .any(|p| p.starts_with("no livelock: 1 message(s) delivered 5 times or more and never processed")),
+        "{:?}",
+        a.problems
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("orchestrator message {} of {instance}: delivered 7 times", m.message_id)),
+        "{text}"
+    );
+    assert!(text.contains("never processed"), "{text}");
+}

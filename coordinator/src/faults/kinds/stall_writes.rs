@@ -200,7 +200,7 @@ mod tests {
             ("delay = \"6s\"", "needs the table"),
             ("table = \"pg_class\"\ndelay = \"6s\"", "is not one of history"),
             ("table = \"history\"", "needs a delay"),
-            ("table = \"history\"\ndelay = \"2m\"", "between 1ms and 1m"),
+            ("table = \"history\"\ndelay = \"2m\"", "between 1ms and 60s"),
             ("table = \"history\"\ndelay = \"1s\"\nshare = 0", "share 0 must be > 0"),
         ] {
             let e = read(extra).expect_err(extra);

@@ -116,6 +116,27 @@ pub fn render_mismatches(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
             rows,
         )?;
     }
+    if !a.redelivered_messages.is_empty() {
+        let rows = a.redelivered_messages.iter().map(|m| {
+            let class = if m.processed { None } else { Some("bad") };
+            let cells = vec![
+                m.queue.clone(),
+                m.instance.clone(),
+                m.message_id.to_string(),
+                m.attempts.to_string(),
+                format!("{:.1}-{:.1} s", m.first_seen_s, m.last_seen_s),
+                if m.processed { "processed" } else { "never" }.to_string(),
+            ];
+            (class, cells)
+        });
+        table(
+            w,
+            &format!("Messages delivered {} times or more", crate::model::audit::Redelivered::MANY),
+            &["queue", "instance", "message", "deliveries", "seen", "processed"],
+            2,
+            rows,
+        )?;
+    }
     if a.mismatches.is_empty() {
         return Ok(());
     }

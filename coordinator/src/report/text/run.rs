@@ -512,6 +512,23 @@ fn render_audit_findings(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
             }
         }
     }
+    if a.livelock_checked {
+        let many = crate::model::audit::Redelivered::MANY;
+        match a.redelivered_messages.len() {
+            0 => writeln!(w, "  no livelock: no message delivered {many} times or more")?,
+            n => {
+                let verdict = if a.livelocked > 0 { "VIOLATED, " } else { "" };
+                writeln!(
+                    w,
+                    "  no livelock: {verdict}{n} message(s) delivered {many} times or more, {} never processed:",
+                    a.livelocked
+                )?;
+                for m in a.redelivered_messages.iter().take(5) {
+                    writeln!(w, "    {}", m.line())?;
+                }
+            }
+        }
+    }
     for n in &a.notes {
         writeln!(w, "  [note] {n}")?;
     }
