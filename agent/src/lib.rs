@@ -15,6 +15,8 @@
 //! - [`metrics`]: provider errors counted from duroxide's metrics;
 //! - [`runtimes`]: starting and stopping the duroxide runtimes;
 //! - [`relay`]: the TCP relay that adds an artificial database latency;
+//! - [`clock`]: `--clock-control`, the wall clock a clock-skew fault shifts;
+//! - [`upgrade`]: a rolling upgrade, the runtimes handed to a successor of another build;
 //! - [`scenario`]: the scenario library (one file each, one registry line);
 //! - [`synthetic`]: database-free agents for measuring the coordinator's fan-in;
 //! - [`error`]: the agent's errors and their gRPC mapping.
@@ -42,6 +44,7 @@ pub mod service;
 pub mod session;
 pub mod synthetic;
 pub mod tracker;
+pub mod upgrade;
 pub mod wire;
 
 pub use session::Agent;

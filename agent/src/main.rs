@@ -72,6 +72,13 @@ struct Args {
     #[arg(long, env = "AGENT_CLOCK_CONTROL")]
     clock_control: bool,
 
+    /// Run only duroxide runtimes on the schema named in LOADGEN_RUNTIMES_SPEC
+    /// (after applying this build's migrations), until SIGTERM: how an agent
+    /// hands its runtimes to this build in a rolling upgrade (the
+    /// coordinator's upgrade-agent fault). Not for direct use.
+    #[arg(long)]
+    runtimes_only: bool,
+
     /// Log filter (tracing EnvFilter syntax), e.g. "info" or "loadgen_agent=debug,warn".
     #[arg(long, env = "AGENT_LOG", default_value = "info")]
     log: String,
@@ -157,6 +164,9 @@ async fn run(args: Args, clock: Option<std::sync::Arc<loadgen_agent::clock::Cloc
     let Some(database_url) = args.database_url.clone() else {
         anyhow::bail!("--database-url (or DATABASE_URL) is required");
     };
+    if args.runtimes_only {
+        return loadgen_agent::upgrade::serve_runtimes_only(database_url).await;
+    }
     let Some(token) = args.token.clone() else {
         anyhow::bail!(
             "the agent API requires a shared token: set LOADGEN_TOKEN (or pass --token) here and on the coordinator"

@@ -139,6 +139,34 @@ impl Fleet {
         Ok(Runtime::start_with_options(provider, activities, orchestrations, options).await)
     }
 
+    /// The Postgres URL and schema the runtimes use (none on SQLite).
+    pub fn postgres(&self) -> Option<(&str, &str)> {
+        match &self.recipe.backend {
+            Backend::Postgres { url, schema, .. } => Some((url, schema)),
+            Backend::Sqlite(_) => None,
+        }
+    }
+
+    /// The settings every runtime starts with.
+    pub fn settings(&self) -> &RuntimeSpec {
+        &self.recipe.settings
+    }
+
+    /// Shut every runtime down (a second's grace each) and start no more:
+    /// their work goes to whoever runs next (a successor process).
+    pub async fn stop_all(&self) -> usize {
+        let all: Vec<Arc<Runtime>> = {
+            let mut s = self.lock();
+            s.closed = true;
+            s.slots.iter_mut().filter_map(Option::take).collect()
+        };
+        let n = all.len();
+        for rt in all {
+            bounded_shutdown(rt, RESTART_GRACE).await;
+        }
+        n
+    }
+
     /// Shut runtime `index` (modulo the count) down, leave it down for
     /// `downtime`, and start a fresh one with a new worker id in its place.
     /// Returns what happened, for the fault's log line.

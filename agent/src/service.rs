@@ -142,6 +142,17 @@ impl AgentRpc for Agent {
                                     let _ = tokio::time::timeout(SEND_TIMEOUT, events.send(Ok(event))).await;
                                 });
                             }
+                            Ok(proto::AgentFaultKind::UpgradeRuntimes) => {
+                                let (agent, events) = (agent.clone(), events.clone());
+                                tokio::spawn(async move {
+                                    let done = match agent.upgrade_runtimes(std::path::Path::new(&f.binary)).await {
+                                        Ok(detail) => proto::FaultDone { id: f.id, detail, error: String::new() },
+                                        Err(error) => proto::FaultDone { id: f.id, detail: String::new(), error },
+                                    };
+                                    let event = RunEvent { event: Some(run_event::Event::FaultDone(done)) };
+                                    let _ = tokio::time::timeout(SEND_TIMEOUT, events.send(Ok(event))).await;
+                                });
+                            }
                             _ => tracing::warn!(kind = f.kind, "unknown agent fault; ignored"),
                         }
                     }

@@ -125,7 +125,7 @@ fn run_command(args: &crate::Args) -> u8 {
         Ok(p) => p,
         Err(e) => return usage(e),
     };
-    if let Err(code) = built_agent(args, &mut plan.agents) {
+    if let Err(code) = built_agent(args, &mut plan) {
         return code;
     }
     let empty = RunReport::default();
@@ -169,7 +169,7 @@ fn hunt_command(h: &crate::cli::HuntArgs, args: &crate::Args) -> u8 {
     if let Err(e) = report::check_targets(&plan.run.outputs, &Document::Run(&empty)) {
         return usage(e);
     }
-    if let Err(code) = built_agent(args, &mut plan.run.agents) {
+    if let Err(code) = built_agent(args, &mut plan.run) {
         return code;
     }
     let console = Console::new(plan.run.outputs.live.table());
@@ -202,7 +202,7 @@ fn sweep_command(s: &crate::cli::SweepArgs, args: &crate::Args) -> u8 {
         Ok(p) => p,
         Err(e) => return usage(e),
     };
-    if let Err(code) = built_agent(args, &mut plan.run.agents) {
+    if let Err(code) = built_agent(args, &mut plan.run) {
         return code;
     }
     let empty = crate::model::SweepReport::default();
@@ -297,10 +297,15 @@ fn built_agents(a: &crate::cli::AbArgs) -> Result<crate::cli::AbArgs, u8> {
 }
 
 /// `--build VERSION|DIR` with `--local`: the local agents run that build's
-/// agent (built, or found in the cache, once the rest of the plan checked).
-fn built_agent(args: &crate::Args, agents: &mut crate::plan::AgentSource) -> Result<(), u8> {
-    if let (Some(what), crate::plan::AgentSource::Local { bin, .. }) = (&args.build, agents) {
+/// agent; and the builds the faults need (an upgrade): each built, or found
+/// in the cache, once the rest of the plan checked.
+fn built_agent(args: &crate::Args, plan: &mut crate::plan::RunPlan) -> Result<(), u8> {
+    if let (Some(what), crate::plan::AgentSource::Local { bin, .. }) = (&args.build, &mut plan.agents) {
         *bin = build(what)?;
+    }
+    for what in plan.faults.agent_builds() {
+        let path = build(&what)?;
+        plan.agent_builds.insert(what, path);
     }
     Ok(())
 }

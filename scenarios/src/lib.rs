@@ -206,6 +206,14 @@ impl ActivityCounters {
         }
     }
 
+    /// Count `n` executions of `scenario` that ran elsewhere (the runtimes
+    /// of a successor process this agent handed its work to).
+    pub fn add(&self, scenario: &str, n: u64) {
+        if let Some(c) = self.counters.get(scenario) {
+            c.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
     /// Executions so far, per scenario.
     pub fn snapshot(&self) -> BTreeMap<&'static str, u64> {
         self.counters.iter().map(|(k, v)| (*k, v.load(Ordering::Relaxed))).collect()

@@ -88,6 +88,8 @@ struct Slot {
     relay: Option<Relay>,
     /// The coordinator's heartbeat lease, once running.
     lease: Option<Lease>,
+    /// The process its runtimes were handed to (a rolling upgrade).
+    successor: Option<crate::upgrade::Successor>,
 }
 
 /// The agent: configuration plus the run it currently serves.
@@ -154,6 +156,7 @@ impl Agent {
                 counters: Arc::clone(&counters),
                 relay: None,
                 lease: None,
+                successor: None,
             });
         }
         match self.build(&spec, counters).await {
@@ -337,6 +340,9 @@ impl Agent {
         if let Some(runtimes) = s.runtimes.take() {
             runtimes.shutdown().await;
         }
+        if let Some(successor) = s.successor.take() {
+            successor.stop().await;
+        }
         if let Some(relay) = s.relay.take() {
             relay.stop();
         }
@@ -425,6 +431,42 @@ impl Agent {
             });
         }
         Ok(format!("wall clock {text} s"))
+    }
+
+    /// Hand this agent's runtimes to `binary` (another build) started with
+    /// `--runtimes-only`, then stop its own; the driver and client go on.
+    pub async fn upgrade_runtimes(&self, binary: &std::path::Path) -> Result<String, String> {
+        let found = self.lock().as_ref().and_then(|s| {
+            let fleet = s.runtimes.as_ref().map(Runtimes::fleet)?;
+            let node = format!("{}-a{}-up", s.run_id, s.plan.as_ref().map_or(0, |p| p.agent_index));
+            Some((fleet, node, Arc::clone(&s.counters), s.successor.is_some()))
+        });
+        let Some((fleet, node, counters, already)) = found else {
+            return Err("no run with runtimes on this agent".into());
+        };
+        if already {
+            return Err("this agent's runtimes were already handed over".into());
+        }
+        let Some((url, schema)) = fleet.postgres().map(|(u, s)| (u.to_string(), s.to_string())) else {
+            return Err("a rolling upgrade needs Postgres (the store must outlive the process)".into());
+        };
+        let handover = crate::upgrade::Handover { schema, node_prefix: node, settings: fleet.settings().clone() };
+        let (successor, build) = crate::upgrade::Successor::start(binary, &url, &handover, counters).await?;
+        let stopped = fleet.stop_all().await;
+        // Kept by the run, or handed back when the run was released meanwhile.
+        let refused = match self.lock().as_mut() {
+            Some(s) => {
+                s.successor = Some(successor);
+                None
+            }
+            None => Some(successor),
+        };
+        if let Some(successor) = refused {
+            successor.stop().await;
+            return Err("the run was released during the upgrade".into());
+        }
+        tracing::info!(%build, stopped, "runtimes handed over");
+        Ok(format!("{stopped} runtime(s) handed over to {} (duroxide-pg {build})", binary.display()))
     }
 
     pub async fn restart_runtime(&self, index: u32, downtime: Duration) -> Result<String, String> {

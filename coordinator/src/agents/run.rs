@@ -66,6 +66,12 @@ impl Route {
                 id,
                 ..Default::default()
             },
+            AgentAction::UpgradeRuntimes { binary, id } => proto::AgentFault {
+                kind: proto::AgentFaultKind::UpgradeRuntimes as i32,
+                binary: binary.display().to_string(),
+                id,
+                ..Default::default()
+            },
             AgentAction::RestartRuntime { runtime, downtime, id } => proto::AgentFault {
                 kind: proto::AgentFaultKind::RestartRuntime as i32,
                 duration_ms: millis(downtime),

@@ -182,6 +182,7 @@ fn our_plan(url: Option<&str>, plan: &BenchPlan, combo: &str) -> Result<RunPlan,
         keep_schema: false,
         agents_migrate: false,
         expect_build: None,
+        agent_builds: Default::default(),
         provider: plan.provider,
         // duroxide's own retries (SQLite's table-lock conflicts) stay out of
         // the bench's console, as the stress module's child keeps its own.

@@ -258,6 +258,7 @@ pub(super) fn plan_for(args: &Args, profile: Profile, agents: AgentSource) -> Re
         keep_schema: args.keep_schema,
         agents_migrate: args.build.is_some(),
         expect_build: args.build.clone().filter(|b| crate::builds::is_release(b)),
+        agent_builds: Default::default(),
         provider: args.provider,
         log: args.log.clone(),
     })

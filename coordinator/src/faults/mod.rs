@@ -87,6 +87,12 @@ pub trait Fault: Send + Sync + fmt::Debug {
         false
     }
 
+    /// The agent build (a duroxide-pg release) it needs on this machine,
+    /// made (or found in the cache) before the run starts.
+    fn agent_build(&self) -> Option<&str> {
+        None
+    }
+
     /// The agent whose wall clock it shifts (that agent must run with
     /// `--clock-control`; the local launcher starts it so).
     fn clock_agent(&self) -> Option<u32> {
@@ -157,6 +163,10 @@ pub trait Targets: Send {
     /// The throwaway server, when this coordinator started it.
     fn server(&mut self) -> Option<&mut dyn Server>;
 
+    /// The agent binary of duroxide-pg release `build`, made before the run
+    /// (for the faults whose [`Fault::agent_build`] names it).
+    fn agent_binary(&self, build: &str) -> Option<std::path::PathBuf>;
+
     /// Local agent `agent`'s process id.
     fn agent_pid(&self, agent: u32) -> Option<u32>;
 
@@ -184,7 +194,7 @@ pub trait Server: Send {
 }
 
 /// What an agent applies itself when told (it undoes it after `duration`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AgentAction {
     /// Add `delay` each way to its database traffic, through its relay.
     RelayLatency { delay: Duration, duration: Duration },
@@ -196,6 +206,9 @@ pub enum AgentAction {
     /// Shift its wall clock by `offset_us` for `duration` (until the run's
     /// release when zero); the agent reports back under `id`.
     ClockSkew { offset_us: i64, duration: Duration, id: u32 },
+    /// Hand its runtimes to `binary` (another build) started as their
+    /// successor; the agent reports back under `id`.
+    UpgradeRuntimes { binary: std::path::PathBuf, id: u32 },
 }
 
 /// Read a kind's fields into its own struct (`deny_unknown_fields` there

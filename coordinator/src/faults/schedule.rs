@@ -143,6 +143,14 @@ impl Schedule {
         self.faults.iter().any(|f| f.fault.needs_relay())
     }
 
+    /// The agent builds faults need on this machine (made before the run).
+    pub fn agent_builds(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.faults.iter().filter_map(|f| f.fault.agent_build().map(str::to_string)).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
     /// The agents whose wall clocks faults shift (they run with `--clock-control`).
     pub fn clock_agents(&self) -> Vec<u32> {
         let mut v: Vec<u32> = self.faults.iter().filter_map(|f| f.fault.clock_agent()).collect();

@@ -26,6 +26,8 @@ pub struct RunTargets<'a> {
     pub load_shares: Vec<f64>,
     /// Agents' reports of the faults they applied (runtime restarts).
     pub fault_done: UnboundedReceiver<FaultReport>,
+    /// Agent binaries of the builds the faults need, by release.
+    pub builds: std::collections::BTreeMap<String, std::path::PathBuf>,
 }
 
 impl RunTargets<'_> {
@@ -41,6 +43,10 @@ impl RunTargets<'_> {
 impl Targets for RunTargets<'_> {
     fn database(&self) -> Option<&sqlx::PgPool> {
         self.provider.as_deref().map(RunDb::pool)
+    }
+
+    fn agent_binary(&self, build: &str) -> Option<std::path::PathBuf> {
+        self.builds.get(build).cloned()
     }
 
     fn schema(&self) -> Option<&str> {

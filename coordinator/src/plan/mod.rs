@@ -51,6 +51,9 @@ pub struct RunPlan {
     pub agents_migrate: bool,
     /// The duroxide-pg release every agent must report (`--build`).
     pub expect_build: Option<String>,
+    /// Agent binaries of the releases the faults need (an upgrade), made
+    /// before the run.
+    pub agent_builds: std::collections::BTreeMap<String, std::path::PathBuf>,
     /// Which duroxide provider the runtimes use.
     pub provider: ProviderKind,
     /// Tracing filter (also handed to local agents).

@@ -206,6 +206,7 @@ async fn start_and_follow(
             routes: controls.routes(),
             load_shares: load_shares(&b.slices),
             fault_done,
+            builds: plan.agent_builds.clone(),
         };
         crate::injector::run(&plan.faults, started, targets, obs).await
     };

@@ -328,3 +328,28 @@ async fn stalled_acknowledgements_wait_mid_call_and_the_stall_is_removed() {
     sqlx::query(&format!("DROP SCHEMA {} CASCADE", r.schema)).execute(&mut conn).await.expect("drop kept schema");
     conn.close().await.expect("close");
 }
+
+/// upgrade-agent: agent 0 hands its runtimes to a successor process (here
+/// the same build, started with --runtimes-only) while the load goes on; the
+/// successor's activity executions count as the agent's, the audit passes,
+/// and no successor is left running.
+#[test]
+fn an_agent_hands_its_runtimes_to_a_successor_under_load() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let bin = support::agent_bin();
+    let faults = format!(
+        "[[fault]]\nkind = \"upgrade-agent\"\nat = \"3s\"\nagent = 0\nbinary = {:?}\n",
+        bin.display().to_string()
+    );
+    let (code, r) = run_with(tmp.path(), "upgrade", "2", "10s", &faults);
+    check_faults(&r, &["upgrade-agent"]);
+    let detail = &r.faults[0].event.detail;
+    assert!(detail.starts_with("agent 0: 1 runtime(s) handed over to") && detail.contains("(duroxide-pg "), "{detail}");
+    assert_eq!(code, Some(0), "{:?} {:?}", r.gates, r.audit.problems);
+    // Agent 0 kept starting orchestrations after the handover, and they ended.
+    let series = &r.timeline.agents[0];
+    let after: u64 = series.iter().filter(|p| p.t_s > 5.0).map(|p| p.completed).sum();
+    assert!(after > 0, "{series:?}");
+    assert!(r.audit.activities_executed >= r.audit.activity_completions, "{:?}", r.audit);
+    assert!(support::processes_mentioning("--runtimes-only").is_empty(), "a successor was left running");
+}

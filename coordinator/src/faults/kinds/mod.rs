@@ -16,6 +16,7 @@ mod restart_db;
 mod restart_runtime;
 mod stall_writes;
 mod terminate_backends;
+mod upgrade_agent;
 
 /// Every fault kind, in the order help and docs list them.
 pub const KINDS: &[&FaultDef] = &[
@@ -30,6 +31,7 @@ pub const KINDS: &[&FaultDef] = &[
     &cancel_queries::DEF,
     &clock_skew::DEF,
     &stall_writes::DEF,
+    &upgrade_agent::DEF,
 ];
 
 /// The kind called `name`.

@@ -20,7 +20,7 @@ pub(super) fn tell(cx: &Apply<'_>, agent: Option<u32>, action: AgentAction) -> R
         Some(i) => vec![i],
         None => (0..cx.targets.agent_count()).collect(),
     };
-    let sent = targets.into_iter().filter(|&i| cx.targets.tell_agent(i, action)).count();
+    let sent = targets.into_iter().filter(|&i| cx.targets.tell_agent(i, action.clone())).count();
     if sent == 0 {
         return Err("no agent took the fault (its stream is closed)".into());
     }
