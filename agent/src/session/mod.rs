@@ -466,7 +466,7 @@ impl Agent {
             return Err("the run was released during the upgrade".into());
         }
         tracing::info!(%build, stopped, "runtimes handed over");
-        Ok(format!("{stopped} runtime(s) handed over to {} (duroxide-pg {build})", binary.display()))
+        Ok(format!("{stopped} runtime(s) handed over to {} ({build})", binary.display()))
     }
 
     pub async fn restart_runtime(&self, index: u32, downtime: Duration) -> Result<String, String> {
