@@ -71,6 +71,16 @@ pub struct Audit {
     /// Of those, the ones never processed (still queued after the run).
     #[serde(default)]
     pub livelocked: u64,
+    /// Instances the generator saw end during the run whose final state was
+    /// compared (0: not checked, as when the agents track completions).
+    #[serde(default)]
+    pub acknowledged_checked: u64,
+    /// Of those, the ones not so at the end (must be 0).
+    #[serde(default)]
+    pub lost_acknowledged: u64,
+    /// The first of them.
+    #[serde(default)]
+    pub lost_work: Vec<LostWork>,
     /// The first instances that differ, each with what differs.
     #[serde(default)]
     pub mismatches: Vec<InstanceMismatch>,
@@ -178,5 +188,21 @@ impl Redelivered {
             self.last_seen_s,
             if self.processed { ", then processed" } else { ", never processed" }
         )
+    }
+}
+
+/// An instance seen ending during the run that is not so at the end.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LostWork {
+    pub instance: String,
+    /// "Completed" or "Failed", as the completion query read it.
+    pub seen: String,
+    /// Its status after the run ("Running", "no instance row", ...).
+    pub finally: String,
+}
+
+impl LostWork {
+    pub fn line(&self) -> String {
+        format!("{}: seen {} during the run, now {}", self.instance, self.seen, self.finally)
     }
 }

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::db::RunDb;
-use loadgen_common::tracker::{Finished, Tracker};
+use loadgen_common::tracker::{Finished, Terminal, Tracker};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -58,7 +58,7 @@ enum Command {
 #[derive(Debug)]
 pub struct ClusterTracker {
     tx: mpsc::UnboundedSender<Command>,
-    handle: JoinHandle<TrackerStats>,
+    handle: JoinHandle<(TrackerStats, Vec<(String, bool)>)>,
 }
 
 impl std::fmt::Debug for Command {
@@ -93,8 +93,9 @@ impl ClusterTracker {
         let _ = self.tx.send(Command::Forget(agent));
     }
 
-    /// Stop and say what it did.
-    pub async fn finish(self) -> TrackerStats {
+    /// Stop and say what it did, with every instance it saw end (id, and
+    /// whether it completed rather than failed).
+    pub async fn finish(self) -> (TrackerStats, Vec<(String, bool)>) {
         drop(self.tx);
         self.handle.await.unwrap_or_default()
     }
@@ -169,8 +170,9 @@ async fn track(
     routes: Vec<Route>,
     ceiling: Duration,
     mut rx: mpsc::UnboundedReceiver<Command>,
-) -> TrackerStats {
+) -> (TrackerStats, Vec<(String, bool)>) {
     let mut stats = TrackerStats::default();
+    let mut seen: Vec<(String, bool)> = Vec::new();
     let mut followed = Followed::default();
     let mut pace = Pace::default();
     let mut next = Instant::now() + ceiling;
@@ -198,6 +200,7 @@ async fn track(
                 match tracker.poll(provider.pool(), &ids).await {
                     Ok(rows) => {
                         stats.found += rows.len() as u64;
+                        seen.extend(rows.iter().map(|f| (f.instance_id.clone(), f.state == Terminal::Completed)));
                         pace.record(began, rows.len() as u64);
                         next = began + pace.tick(began, ceiling);
                         for (agent, rows) in followed.route(rows) {
@@ -219,7 +222,7 @@ async fn track(
             }
         }
     }
-    stats
+    (stats, seen)
 }
 
 #[cfg(test)]

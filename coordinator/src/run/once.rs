@@ -153,6 +153,8 @@ struct Ran {
     tracking: CompletionSource,
     sampled: crate::db::watch::Sampled,
     tracked: TrackerStats,
+    /// Every instance the cluster tracker saw end (id, completed), when it ran.
+    seen_ended: Option<Vec<(String, bool)>>,
     coordinator: CoordinatorCost,
     stages: Option<StagesReport>,
     faults: Vec<FaultReport>,
@@ -211,7 +213,7 @@ async fn start_and_follow(
         crate::injector::run(&plan.faults, started, targets, obs).await
     };
     let (followed, fault_events) = tokio::join!(stream::follow(follow, streams, &controls, &mut live), injected);
-    let (sampled, tracked) = watchers.finish().await;
+    let (sampled, tracked, seen_ended) = watchers.finish().await;
     let coordinator = CoordinatorCost {
         cpu_s: loadgen_common::process::cpu_time().saturating_sub(cpu0).as_secs_f64(),
         wall_s: wall0.elapsed().as_secs_f64(),
@@ -229,6 +231,7 @@ async fn start_and_follow(
         tracking,
         sampled,
         tracked,
+        seen_ended,
         coordinator,
         stages,
         faults,
@@ -310,6 +313,10 @@ async fn conclude(
         let mut seen = std::mem::take(&mut ran.sampled.redelivered);
         crate::db::audit::livelock::settle(db, &mut seen).await?;
         crate::db::audit::livelock::record(&mut outcome.audit, seen);
+        if let Some(ended) = ran.seen_ended.take() {
+            let lost = crate::db::audit::acknowledged::check(db, &ended).await?;
+            crate::db::audit::acknowledged::record(&mut outcome.audit, ended.len() as u64, lost);
+        }
     }
     assemble::add_audit(&mut merged.scenarios, &outcome);
     Ok(Concluded { lost, merged, outcome, counters, stats_resets, procedures_after, db_timeline, logs })

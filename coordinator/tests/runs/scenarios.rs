@@ -354,3 +354,57 @@ async fn a_message_delivered_again_and_again_and_never_processed_is_named() {
     );
     assert!(text.contains("never processed"), "{text}");
 }
+
+/// No lost acknowledged work, end to end: an instance the generator saw
+/// complete during the run, set back to Running in the store mid-run (as a
+/// failover that lost the acknowledged transaction leaves it), is named
+/// after the run and fails the audit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_seen_complete_and_later_undone_is_named() {
+    let pg = EmbeddedPostgres::start().await.expect("throwaway postgres for the test");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let json = tmp.path().join("lost.json");
+    let child = coordinator(tmp.path())
+        .args(["--local", "1", "--profile", "light", "--duration", "8s", "--database-url", pg.url(), "--json"])
+        .arg(&json)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start coordinator");
+    let mut conn = sqlx::PgConnection::connect(pg.url()).await.expect("connect");
+    // An instance completed at least 2 s ago: the completion query has read it.
+    let mut undone = None;
+    for _ in 0..100 {
+        let schema = sqlx::query_scalar::<_, String>(
+            "SELECT table_schema::text FROM information_schema.columns WHERE table_schema LIKE 'loadgen_%' \
+             AND table_name = 'executions' AND column_name = 'completed_at' LIMIT 1",
+        )
+        .fetch_optional(&mut conn)
+        .await
+        .expect("look for the run's schema");
+        if let Some(s) = schema {
+            undone = sqlx::query_scalar::<_, String>(&format!(
+                "UPDATE {s}.executions SET status = 'Running' WHERE (instance_id, execution_id) = \
+                 (SELECT instance_id, execution_id FROM {s}.executions WHERE status = 'Completed' \
+                  AND completed_at < now() - interval '2 seconds' ORDER BY completed_at LIMIT 1) RETURNING instance_id"
+            ))
+            .fetch_optional(&mut conn)
+            .await
+            .expect("set a completed instance back");
+            if undone.is_some() {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let instance = undone.expect("an instance completed within 10 s");
+    conn.close().await.expect("close");
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await.expect("join").expect("wait");
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let a = read_report(&json).audit;
+    assert!(a.acknowledged_checked > 1 && a.lost_acknowledged == 1, "{a:?}");
+    let l = &a.lost_work[0];
+    assert_eq!((l.instance.as_str(), l.seen.as_str(), l.finally.as_str()), (instance.as_str(), "Completed", "Running"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("{instance}: seen Completed during the run, now Running")), "{text}");
+}

@@ -22,6 +22,7 @@ use loadgen_scenarios::{At, Count, Expect, Facts, Outcome, Scenario};
 use crate::error::CoordinatorError;
 use crate::model::{Audit, InstanceMismatch};
 
+pub mod acknowledged;
 pub mod inspected;
 pub mod livelock;
 pub mod query;

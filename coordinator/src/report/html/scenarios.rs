@@ -137,6 +137,17 @@ pub fn render_mismatches(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
             rows,
         )?;
     }
+    if !a.lost_work.is_empty() {
+        let rows =
+            a.lost_work.iter().map(|l| (Some("bad"), vec![l.instance.clone(), l.seen.clone(), l.finally.clone()]));
+        table(
+            w,
+            "Acknowledged work lost: seen ending during the run, not so now",
+            &["instance", "seen", "now"],
+            3,
+            rows,
+        )?;
+    }
     if a.mismatches.is_empty() {
         return Ok(());
     }

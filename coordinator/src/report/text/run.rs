@@ -529,6 +529,24 @@ fn render_audit_findings(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
             }
         }
     }
+    if a.acknowledged_checked > 0 {
+        if a.lost_acknowledged == 0 {
+            writeln!(
+                w,
+                "  no lost acknowledged work: all {} instance(s) seen ending during the run ended so",
+                a.acknowledged_checked
+            )?;
+        } else {
+            writeln!(
+                w,
+                "  no lost acknowledged work: VIOLATED, {} of {} instance(s) seen ending during the run are not so now:",
+                a.lost_acknowledged, a.acknowledged_checked
+            )?;
+            for l in a.lost_work.iter().take(5) {
+                writeln!(w, "    {}", l.line())?;
+            }
+        }
+    }
     for n in &a.notes {
         writeln!(w, "  [note] {n}")?;
     }

@@ -130,16 +130,19 @@ impl Watchers {
         self.watch.as_ref().map(|w| w.latest.clone())
     }
 
-    /// Stop both; what they saw.
-    pub async fn finish(self) -> (Sampled, TrackerStats) {
+    /// Stop both; what they saw (with every instance the tracker saw end).
+    pub async fn finish(self) -> (Sampled, TrackerStats, Option<Vec<(String, bool)>>) {
         let sampled = match self.watch {
             Some(w) => w.finish().await,
             None => Sampled::default(),
         };
-        let tracked = match self.tracker {
-            Some(t) => t.finish().await,
-            None => TrackerStats::default(),
+        let (tracked, seen) = match self.tracker {
+            Some(t) => {
+                let (stats, seen) = t.finish().await;
+                (stats, Some(seen))
+            }
+            None => (TrackerStats::default(), None),
         };
-        (sampled, tracked)
+        (sampled, tracked, seen)
     }
 }
