@@ -296,30 +296,9 @@ async fn a_message_delivered_again_and_again_and_never_processed_is_named() {
     let pg = EmbeddedPostgres::start().await.expect("throwaway postgres for the test");
     let tmp = tempfile::tempdir().expect("tmp");
     let json = tmp.path().join("livelock.json");
-    let child = coordinator(tmp.path())
-        .args(["--local", "1", "--profile", "light", "--duration", "6s", "--database-url", pg.url(), "--json"])
-        .arg(&json)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start coordinator");
+    let child = spawn_run(tmp.path(), pg.url(), "6s", &json);
     let mut conn = sqlx::PgConnection::connect(pg.url()).await.expect("connect");
-    // The run's schema, once its queue exists.
-    let mut schema = None;
-    for _ in 0..100 {
-        schema = sqlx::query_scalar::<_, String>(
-            "SELECT table_schema::text FROM information_schema.columns WHERE table_schema LIKE 'loadgen_%' \
-             AND table_name = 'orchestrator_queue' AND column_name = 'attempt_count' LIMIT 1",
-        )
-        .fetch_optional(&mut conn)
-        .await
-        .expect("look for the run's schema");
-        if schema.is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let s = schema.expect("the run's schema within 10 s");
+    let s = run_schema(&mut conn, "orchestrator_queue", "attempt_count").await;
     let instance = format!("{}-livelocked", s.trim_start_matches("loadgen_"));
     sqlx::query(&format!(
         "INSERT INTO {s}.orchestrator_queue (instance_id, work_item, visible_at, created_at, attempt_count) \
@@ -364,36 +343,22 @@ async fn an_instance_seen_complete_and_later_undone_is_named() {
     let pg = EmbeddedPostgres::start().await.expect("throwaway postgres for the test");
     let tmp = tempfile::tempdir().expect("tmp");
     let json = tmp.path().join("lost.json");
-    let child = coordinator(tmp.path())
-        .args(["--local", "1", "--profile", "light", "--duration", "8s", "--database-url", pg.url(), "--json"])
-        .arg(&json)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start coordinator");
+    let child = spawn_run(tmp.path(), pg.url(), "8s", &json);
     let mut conn = sqlx::PgConnection::connect(pg.url()).await.expect("connect");
+    let s = run_schema(&mut conn, "executions", "completed_at").await;
     // An instance completed at least 2 s ago: the completion query has read it.
     let mut undone = None;
     for _ in 0..100 {
-        let schema = sqlx::query_scalar::<_, String>(
-            "SELECT table_schema::text FROM information_schema.columns WHERE table_schema LIKE 'loadgen_%' \
-             AND table_name = 'executions' AND column_name = 'completed_at' LIMIT 1",
-        )
+        undone = sqlx::query_scalar::<_, String>(&format!(
+            "UPDATE {s}.executions SET status = 'Running' WHERE (instance_id, execution_id) = \
+             (SELECT instance_id, execution_id FROM {s}.executions WHERE status = 'Completed' \
+              AND completed_at < now() - interval '2 seconds' ORDER BY completed_at LIMIT 1) RETURNING instance_id"
+        ))
         .fetch_optional(&mut conn)
         .await
-        .expect("look for the run's schema");
-        if let Some(s) = schema {
-            undone = sqlx::query_scalar::<_, String>(&format!(
-                "UPDATE {s}.executions SET status = 'Running' WHERE (instance_id, execution_id) = \
-                 (SELECT instance_id, execution_id FROM {s}.executions WHERE status = 'Completed' \
-                  AND completed_at < now() - interval '2 seconds' ORDER BY completed_at LIMIT 1) RETURNING instance_id"
-            ))
-            .fetch_optional(&mut conn)
-            .await
-            .expect("set a completed instance back");
-            if undone.is_some() {
-                break;
-            }
+        .expect("set a completed instance back");
+        if undone.is_some() {
+            break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
@@ -407,4 +372,36 @@ async fn an_instance_seen_complete_and_later_undone_is_named() {
     assert_eq!((l.instance.as_str(), l.seen.as_str(), l.finally.as_str()), (instance.as_str(), "Completed", "Running"));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(&format!("{instance}: seen Completed during the run, now Running")), "{text}");
+}
+
+/// A light run of one local agent on `url`, writing `json`, left running.
+fn spawn_run(dir: &Path, url: &str, duration: &str, json: &Path) -> std::process::Child {
+    coordinator(dir)
+        .args(["--local", "1", "--profile", "light", "--duration", duration, "--database-url", url, "--json"])
+        .arg(json)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start coordinator")
+}
+
+/// The running run's schema, once its `table` has `column` (its migrations
+/// got that far); within 10 s.
+async fn run_schema(conn: &mut sqlx::PgConnection, table: &str, column: &str) -> String {
+    for _ in 0..100 {
+        let found = sqlx::query_scalar::<_, String>(
+            "SELECT table_schema::text FROM information_schema.columns WHERE table_schema LIKE 'loadgen_%' \
+             AND table_name = $1 AND column_name = $2 LIMIT 1",
+        )
+        .bind(table)
+        .bind(column)
+        .fetch_optional(&mut *conn)
+        .await
+        .expect("look for the run's schema");
+        if let Some(s) = found {
+            return s;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("no run schema with {table}.{column} within 10 s")
 }
