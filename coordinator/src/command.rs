@@ -352,7 +352,7 @@ fn compare_command(c: &crate::cli::CompareArgs, args: &crate::Args) -> u8 {
 }
 
 fn bench(b: &crate::cli::BenchArgs) -> u8 {
-    let plan = match resolve::bench_plan(b) {
+    let plan = match crate::cli::comparisons::bench_plan(b) {
         Ok(p) => p,
         Err(e) => return usage(e),
     };

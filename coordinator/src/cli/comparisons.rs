@@ -1,7 +1,9 @@
-//! The plans of the commands that compare: `compare` (providers) and `ab`
-//! (builds), each a run plan per side with local agents.
+//! The plans of the multi-run commands besides the sweep: `compare`
+//! (providers) and `ab` (builds), each a run plan per side with local
+//! agents; `hunt` (one run repeated); and `bench` (duroxide's stress module
+//! beside this tool).
 
-use crate::plan::{AgentSource, CompletionSource, Database, PlanError};
+use crate::plan::{AgentSource, CompletionSource, Database, Outputs, PlanError};
 
 use super::Args;
 use super::resolve::{plan_for, profile, profile_or, refuse_faults, sqlite_is_local};
@@ -132,5 +134,67 @@ pub fn hunt_plan(h: &super::HuntArgs, args: &Args, argv: &[String]) -> Result<cr
         tries: h.tries,
         whole_budget: h.whole_budget,
         replay: crate::hunt::replay_command(argv),
+    })
+}
+
+/// The bench's plan.
+pub fn bench_plan(b: &super::BenchArgs) -> Result<crate::bench::BenchPlan, PlanError> {
+    for c in &b.combos {
+        crate::plan::profile::parse_dispatchers(c)?;
+    }
+    if b.repeat == 0 {
+        return Err(PlanError::Invalid("--repeat must be at least 1".into()));
+    }
+    if let Some(r) = b.min_throughput_ratio
+        && !(r.is_finite() && r > 0.0)
+    {
+        return Err(PlanError::Invalid(format!("--min-throughput-ratio {r} must be a positive number")));
+    }
+    if b.provider == crate::plan::ProviderKind::SqliteFile {
+        return Err(PlanError::Invalid(
+            "bench runs on postgres or sqlite-memory (a file store measures the disk, not the generator)".into(),
+        ));
+    }
+    if b.provider.is_sqlite() && b.database_url.is_some() {
+        return Err(PlanError::Invalid(format!(
+            "--provider {} keeps its store in the agent's memory: drop --database-url (or unset DATABASE_URL)",
+            b.provider.as_str()
+        )));
+    }
+    if b.provider == crate::plan::ProviderKind::SqliteMemory
+        && !b.ceiling_step.is_zero()
+        && b.ceiling_step < std::time::Duration::from_secs(3)
+    {
+        return Err(PlanError::Invalid(
+            "--ceiling-step must be at least 3s (a step's pace is read over its last two thirds), or 0 to skip the search"
+                .into(),
+        ));
+    }
+    if b.duration.is_zero() || b.max_concurrent == 0 || b.tasks == 0 {
+        return Err(PlanError::Invalid("--duration, --max-concurrent and --tasks must be positive".into()));
+    }
+    if let Some(path) = &b.json {
+        let outputs = Outputs {
+            targets: vec![crate::plan::outputs::Target { format: "json".into(), path: path.clone(), flag: "--json" }],
+            ..Default::default()
+        };
+        outputs.check()?;
+    }
+    Ok(crate::bench::BenchPlan {
+        combos: b.combos.clone(),
+        repeat: b.repeat,
+        duration: b.duration,
+        max_concurrent: b.max_concurrent,
+        tasks: b.tasks,
+        activity_delay: b.activity_delay,
+        database_url: b.database_url.clone(),
+        completion_poll: b.completion_poll,
+        agent_bin: crate::agents::local::find_agent_binary(b.agent_bin.as_deref())?,
+        stress_bin: std::env::current_exe()
+            .map_err(|e| PlanError::Invalid(format!("cannot find this executable: {e}")))?,
+        provider: b.provider,
+        min_throughput_ratio: b.min_throughput_ratio,
+        ceiling_step: (b.provider == crate::plan::ProviderKind::SqliteMemory && !b.ceiling_step.is_zero())
+            .then_some(b.ceiling_step),
     })
 }

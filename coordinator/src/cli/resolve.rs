@@ -358,68 +358,6 @@ pub fn sweep_plan(s: &super::SweepArgs, args: &Args) -> Result<crate::sweep::Swe
     Ok(crate::sweep::SweepPlan { run, mode: s.mode, steps, slo_p99: s.slo_p99, min_gain_pct: s.min_gain_pct })
 }
 
-/// The bench's plan.
-pub fn bench_plan(b: &super::BenchArgs) -> Result<crate::bench::BenchPlan, PlanError> {
-    for c in &b.combos {
-        crate::plan::profile::parse_dispatchers(c)?;
-    }
-    if b.repeat == 0 {
-        return Err(PlanError::Invalid("--repeat must be at least 1".into()));
-    }
-    if let Some(r) = b.min_throughput_ratio
-        && !(r.is_finite() && r > 0.0)
-    {
-        return Err(PlanError::Invalid(format!("--min-throughput-ratio {r} must be a positive number")));
-    }
-    if b.provider == crate::plan::ProviderKind::SqliteFile {
-        return Err(PlanError::Invalid(
-            "bench runs on postgres or sqlite-memory (a file store measures the disk, not the generator)".into(),
-        ));
-    }
-    if b.provider.is_sqlite() && b.database_url.is_some() {
-        return Err(PlanError::Invalid(format!(
-            "--provider {} keeps its store in the agent's memory: drop --database-url (or unset DATABASE_URL)",
-            b.provider.as_str()
-        )));
-    }
-    if b.provider == crate::plan::ProviderKind::SqliteMemory
-        && !b.ceiling_step.is_zero()
-        && b.ceiling_step < std::time::Duration::from_secs(3)
-    {
-        return Err(PlanError::Invalid(
-            "--ceiling-step must be at least 3s (a step's pace is read over its last two thirds), or 0 to skip the search"
-                .into(),
-        ));
-    }
-    if b.duration.is_zero() || b.max_concurrent == 0 || b.tasks == 0 {
-        return Err(PlanError::Invalid("--duration, --max-concurrent and --tasks must be positive".into()));
-    }
-    if let Some(path) = &b.json {
-        let outputs = Outputs {
-            targets: vec![crate::plan::outputs::Target { format: "json".into(), path: path.clone(), flag: "--json" }],
-            ..Default::default()
-        };
-        outputs.check()?;
-    }
-    Ok(crate::bench::BenchPlan {
-        combos: b.combos.clone(),
-        repeat: b.repeat,
-        duration: b.duration,
-        max_concurrent: b.max_concurrent,
-        tasks: b.tasks,
-        activity_delay: b.activity_delay,
-        database_url: b.database_url.clone(),
-        completion_poll: b.completion_poll,
-        agent_bin: crate::agents::local::find_agent_binary(b.agent_bin.as_deref())?,
-        stress_bin: std::env::current_exe()
-            .map_err(|e| PlanError::Invalid(format!("cannot find this executable: {e}")))?,
-        provider: b.provider,
-        min_throughput_ratio: b.min_throughput_ratio,
-        ceiling_step: (b.provider == crate::plan::ProviderKind::SqliteMemory && !b.ceiling_step.is_zero())
-            .then_some(b.ceiling_step),
-    })
-}
-
 /// The offered load of each sweep step, checked.
 pub fn offered_steps(s: &super::SweepArgs) -> Result<Vec<f64>, PlanError> {
     use crate::model::sweep::SweepMode;

@@ -13,6 +13,7 @@ use std::io::{self, Write};
 use super::{Document, Renderer};
 
 pub mod ab;
+pub mod audit;
 pub mod bench;
 pub mod compare;
 pub mod lists;

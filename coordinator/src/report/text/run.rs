@@ -4,7 +4,7 @@
 
 use std::io::{self, Write};
 
-use crate::model::{ClockReading, RunReport, Section};
+use crate::model::{RunReport, Section};
 use crate::report::view::{describe_config, fmt_ms, latency_cells, latency_line, latency_phrase};
 
 /// Agents shown by name in the table; past this, the slowest few and a summary row.
@@ -98,7 +98,7 @@ pub fn render(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
         )?;
     }
     row(w, "merged", &r.merged)?;
-    render_clocks(r, w)?;
+    super::audit::render_clocks(r, w)?;
     writeln!(w)?;
     render_scenarios(r, w)?;
     render_degraded(r, w)?;
@@ -108,7 +108,7 @@ pub fn render(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     render_database(r, w)?;
     render_memory(r, w)?;
     render_comparison(r, w)?;
-    render_audit_findings(r, w)?;
+    super::audit::render_audit_findings(r, w)?;
     writeln!(w)?;
     writeln!(w, "Gates: {}", if r.passed { "PASSED" } else { "FAILED" })?;
     for g in &r.gates {
@@ -116,46 +116,6 @@ pub fn render(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     }
     for warning in &r.warnings {
         writeln!(w, "  [warn] {warning}")?;
-    }
-    Ok(())
-}
-
-/// The agents' clocks against the coordinator's, from their Hellos and
-/// their progress messages: the largest offset of each kind, and each agent
-/// a second or more off by name (duroxide-pg's leases compare the runtimes'
-/// clocks).
-fn render_clocks(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
-    let read: Vec<(u32, ClockReading)> = r.agents.iter().filter_map(|a| a.clock.map(|c| (a.index, c))).collect();
-    let Some((index, largest)) = read.iter().max_by(|a, b| a.1.offset_ms.abs().total_cmp(&b.1.offset_ms.abs())) else {
-        return Ok(());
-    };
-    let during = r
-        .agents
-        .iter()
-        .filter_map(|a| a.clock_during.map(|c| (a.index, c)))
-        .max_by(|a, b| a.1.largest().abs().total_cmp(&b.1.largest().abs()))
-        .map(|(i, c)| format!("; during the run agent {i} {:+.1} to {:+.1} ms", c.min_offset_ms, c.max_offset_ms))
-        .unwrap_or_default();
-    writeln!(
-        w,
-        "  clocks against the coordinator's: at Hello, largest offset agent {index} {:+.1} ms (within {:.1} ms){during}{}",
-        largest.offset_ms,
-        largest.within_ms,
-        if read.len() < r.agents.len() { "; some agents did not send their time" } else { "" }
-    )?;
-    for a in &r.agents {
-        let Some(o) = a.largest_clock_offset_ms().filter(|o| o.abs() >= ClockReading::NAMED_MS) else { continue };
-        let when = match a.clock {
-            Some(c) if c.offset_ms.abs() >= ClockReading::NAMED_MS => "",
-            _ => " during the run",
-        };
-        writeln!(
-            w,
-            "  [warn] agent {}'s clock was {:.1} s {} the coordinator's{when}; duroxide-pg's leases compare the runtimes' clocks",
-            a.index,
-            o.abs() / 1000.0,
-            if o > 0.0 { "ahead of" } else { "behind" }
-        )?;
     }
     Ok(())
 }
@@ -482,73 +442,6 @@ fn render_comparison(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     )?;
     if !c.config_differences.is_empty() {
         writeln!(w, "  (configuration differs from that run: {})", c.config_differences.join(", "))?;
-    }
-    Ok(())
-}
-
-fn render_audit_findings(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
-    let a = &r.audit;
-    writeln!(
-        w,
-        "Audit: {} instance(s) read in {} ms; {} as their scenario expects, {} differ, {} failed unexpectedly; {} queued message(s); {} redelivered activity execution(s).",
-        a.instances, a.duration_ms, a.as_expected, a.anomalies, a.unexpected_failures, a.queued, a.redeliveries
-    )?;
-    for m in a.mismatches.iter().take(5) {
-        writeln!(w, "  {} ({}): {}", m.instance, m.scenario, m.problems.join("; "))?;
-    }
-    if a.mismatches.len() > 5 {
-        writeln!(w, "  ... and more in --json")?;
-    }
-    if a.exactly_once_checked {
-        if a.processed_twice == 0 {
-            writeln!(w, "  exactly once: no message processed twice (events, completions and starts, per execution)")?;
-        } else {
-            writeln!(w, "  exactly once: VIOLATED, {} message(s) processed again:", a.processed_twice)?;
-            for d in a.duplicates.iter().take(5) {
-                writeln!(w, "    {}", d.line())?;
-            }
-            if a.duplicates.len() > 5 {
-                writeln!(w, "    ... and more in --json")?;
-            }
-        }
-    }
-    if a.livelock_checked {
-        let many = crate::model::audit::Redelivered::MANY;
-        match a.redelivered_messages.len() {
-            0 => writeln!(w, "  no livelock: no message delivered {many} times or more")?,
-            n => {
-                let verdict = if a.livelocked > 0 { "VIOLATED, " } else { "" };
-                writeln!(
-                    w,
-                    "  no livelock: {verdict}{n} message(s) delivered {many} times or more, {} never processed:",
-                    a.livelocked
-                )?;
-                for m in a.redelivered_messages.iter().take(5) {
-                    writeln!(w, "    {}", m.line())?;
-                }
-            }
-        }
-    }
-    if a.acknowledged_checked > 0 {
-        if a.lost_acknowledged == 0 {
-            writeln!(
-                w,
-                "  no lost acknowledged work: all {} instance(s) seen ending during the run ended so",
-                a.acknowledged_checked
-            )?;
-        } else {
-            writeln!(
-                w,
-                "  no lost acknowledged work: VIOLATED, {} of {} instance(s) seen ending during the run are not so now:",
-                a.lost_acknowledged, a.acknowledged_checked
-            )?;
-            for l in a.lost_work.iter().take(5) {
-                writeln!(w, "    {}", l.line())?;
-            }
-        }
-    }
-    for n in &a.notes {
-        writeln!(w, "  [note] {n}")?;
     }
     Ok(())
 }
