@@ -197,7 +197,7 @@ pub struct LostWork {
     pub instance: String,
     /// "Completed" or "Failed", as the completion query read it.
     pub seen: String,
-    /// Its status after the run ("Running", "no instance row", ...).
+    /// Its status after the run of its latest execution ("Running", or "no execution").
     pub finally: String,
 }
 

@@ -20,13 +20,14 @@ const KEPT: usize = 50;
 /// Instances read per query.
 const BATCH: usize = 5000;
 
-/// The instances of `ended` (id, completed) whose final state differs.
+/// The instances of `ended` (id, completed) whose final state differs, read
+/// as the completion query reads it: the latest execution (an execution
+/// without an instance row is the orphan check's to name, not lost).
 pub async fn check(provider: &RunDb, ended: &[(String, bool)]) -> Result<Vec<LostWork>, CoordinatorError> {
     let s = provider.schema_name();
     let sql = format!(
-        "{GENERATOR_SQL_MARK} SELECT i.instance_id, coalesce(e.status, '') FROM {s}.instances i \
-         LEFT JOIN {s}.executions e ON e.instance_id = i.instance_id AND e.execution_id = i.current_execution_id \
-         WHERE i.instance_id = ANY($1)"
+        "{GENERATOR_SQL_MARK} SELECT DISTINCT ON (instance_id) instance_id, status FROM {s}.executions \
+         WHERE instance_id = ANY($1) ORDER BY instance_id, execution_id DESC"
     );
     let mut lost = Vec::new();
     for chunk in ended.chunks(BATCH) {
@@ -44,7 +45,7 @@ pub async fn check(provider: &RunDb, ended: &[(String, bool)]) -> Result<Vec<Los
         }
         for (id, completed) in chunk {
             let seen = if *completed { "Completed" } else { "Failed" };
-            let finally = now.get(id).map_or("no instance row", String::as_str);
+            let finally = now.get(id).map_or("no execution", String::as_str);
             if finally != seen {
                 lost.push(LostWork { instance: id.clone(), seen: seen.into(), finally: finally.to_string() });
             }
