@@ -125,13 +125,13 @@ fn run_command(args: &crate::Args) -> u8 {
         Ok(p) => p,
         Err(e) => return usage(e),
     };
-    if let Err(code) = built_agent(args, &mut plan) {
-        return code;
-    }
     let empty = RunReport::default();
     let doc_kind = if plan.runs.len() > 1 { Document::Suite { profile: "", runs: &[] } } else { Document::Run(&empty) };
     if let Err(e) = report::check_targets(&plan.outputs, &doc_kind) {
         return usage(e);
+    }
+    if let Err(code) = built_agent(args, &mut plan) {
+        return code;
     }
     let console = Console::new(plan.outputs.live.table());
     let outcome = match on_runtime(&plan.log, |shutdown| crate::run::run(&plan, &console, shutdown)) {
@@ -188,9 +188,11 @@ fn hunt_command(h: &crate::cli::HuntArgs, args: &crate::Args) -> u8 {
     for line in outcome.conclusion(&plan.replay) {
         println!("{line}");
     }
+    // Every try counts: a degraded one (a lost agent) is said even when a
+    // later try is the one shown.
     if outcome.found() > 0 {
         EXIT_GATES_FAILED
-    } else if outcome.shown.degraded() {
+    } else if outcome.tries.iter().any(|t| t.degraded) {
         EXIT_DEGRADED
     } else {
         EXIT_OK
@@ -202,12 +204,12 @@ fn sweep_command(s: &crate::cli::SweepArgs, args: &crate::Args) -> u8 {
         Ok(p) => p,
         Err(e) => return usage(e),
     };
-    if let Err(code) = built_agent(args, &mut plan.run) {
-        return code;
-    }
     let empty = crate::model::SweepReport::default();
     if let Err(e) = report::check_targets(&plan.run.outputs, &Document::Sweep { sweep: &empty, runs: &[] }) {
         return usage(e);
+    }
+    if let Err(code) = built_agent(args, &mut plan.run) {
+        return code;
     }
     let console = Console::new(plan.run.outputs.live.table());
     let outcome = match on_runtime(&plan.run.log, |shutdown| crate::sweep::sweep(&plan, &console, shutdown)) {

@@ -41,6 +41,8 @@ pub struct Try {
     pub seconds: f64,
     /// What its audit found broken (empty: nothing).
     pub broken: Vec<String>,
+    /// It lost an agent.
+    pub degraded: bool,
 }
 
 /// What a hunt found.
@@ -134,6 +136,7 @@ async fn tries(plan: &HuntPlan, session: &mut Session, obs: &dyn Observer) -> Re
             seed: report.workload.seed,
             seconds: started.elapsed().as_secs_f64(),
             broken,
+            degraded: report.degraded(),
         };
         obs.notice(&Notice::Note(match t.broken.first() {
             None => format!("hunt try {}: audit passed ({} instances)", i + 1, report.audit.instances),
@@ -241,6 +244,7 @@ mod tests {
             seed,
             seconds: 40.0,
             broken: broken.iter().map(|s| s.to_string()).collect(),
+            degraded: false,
         };
         let o = HuntOutcome {
             tries: vec![t(1, &[]), t(2, &["exactly once: 3 message(s) processed again"]), t(3, &["x"])],

@@ -23,11 +23,13 @@ pub async fn settle(provider: &RunDb, seen: &mut [Redelivered]) -> Result<(), Co
             continue;
         }
         let sql = format!("{GENERATOR_SQL_MARK} SELECT id FROM {s}.{queue}_queue WHERE id = ANY($1)");
-        let left: Vec<i64> = sqlx::query_scalar(&sql)
+        let left: std::collections::HashSet<i64> = sqlx::query_scalar::<_, i64>(&sql)
             .bind(&ids)
             .fetch_all(provider.pool())
             .await
-            .map_err(|e| db_err("reading which redelivered messages are still queued", e))?;
+            .map_err(|e| db_err("reading which redelivered messages are still queued", e))?
+            .into_iter()
+            .collect();
         for m in seen.iter_mut().filter(|m| m.queue == queue) {
             m.processed = !left.contains(&(m.message_id as i64));
         }
