@@ -14,6 +14,7 @@ mod pause_db;
 mod relay;
 mod restart_db;
 mod restart_runtime;
+mod sqlstate;
 mod stall_writes;
 mod terminate_backends;
 mod upgrade_agent;
@@ -31,6 +32,7 @@ pub const KINDS: &[&FaultDef] = &[
     &cancel_queries::DEF,
     &clock_skew::DEF,
     &stall_writes::DEF,
+    &sqlstate::DEF,
     &upgrade_agent::DEF,
 ];
 
