@@ -32,6 +32,7 @@ pub fn execute(cli: Cli) -> u8 {
         Some(Command::Ab { ab, run }) => ab_command(&ab, &run),
         Some(Command::Compare { compare, run }) => compare_command(&compare, &run),
         Some(Command::Hunt { hunt, run }) => hunt_command(&hunt, &run),
+        Some(Command::Matrix { matrix, run }) => matrix_command(&matrix, &run),
         None => run_command(&cli.run),
     }
 }
@@ -196,6 +197,41 @@ fn hunt_command(h: &crate::cli::HuntArgs, args: &crate::Args) -> u8 {
         EXIT_DEGRADED
     } else {
         EXIT_OK
+    }
+}
+
+fn matrix_command(m: &crate::cli::MatrixArgs, args: &crate::Args) -> u8 {
+    let mut plan = match crate::cli::matrix::matrix_plan(m, args) {
+        Ok(p) => p,
+        Err(e) => return usage(e),
+    };
+    let empty = crate::model::matrix::MatrixReport::default();
+    if let Err(e) = report::check_targets(&plan.run.outputs, &Document::Matrix { matrix: &empty, runs: &[] }) {
+        return usage(e);
+    }
+    for b in plan.builds.iter_mut().filter(|_| !m.builds.is_empty()) {
+        match build(&b.label) {
+            Ok(path) => b.bin = Some(path),
+            Err(code) => return code,
+        }
+    }
+    let console = Console::new(plan.run.outputs.live.table());
+    let outcome = match on_runtime(&plan.run.log, |shutdown| crate::matrix::matrix(&plan, &console, shutdown)) {
+        Ok(Ok(o)) => o,
+        Ok(Err(e)) => return failed(&e),
+        Err(code) => return code,
+    };
+    let doc = Document::Matrix { matrix: &outcome.matrix, runs: &outcome.runs };
+    if let Err(code) = write(&doc, &plan.run.outputs, &outcome.logs, &console) {
+        return code;
+    }
+    // Every cell counts: a lost agent anywhere, then any unexpected verdict.
+    if outcome.runs.iter().any(RunReport::degraded) {
+        EXIT_DEGRADED
+    } else if outcome.matrix.passed {
+        EXIT_OK
+    } else {
+        EXIT_GATES_FAILED
     }
 }
 

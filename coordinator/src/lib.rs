@@ -35,6 +35,7 @@ pub mod faults;
 pub mod gates;
 pub mod hunt;
 pub mod injector;
+pub mod matrix;
 pub mod model;
 pub mod notice;
 pub mod plan;

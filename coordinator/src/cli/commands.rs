@@ -203,3 +203,46 @@ pub struct HuntArgs {
     #[arg(long, env = "LOADGEN_HUNT_WHOLE_BUDGET", help_heading = "Hunt")]
     pub whole_budget: bool,
 }
+
+/// What `coordinator matrix` adds to a run's flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MatrixArgs {
+    /// The SQLSTATEs (or condition names), a row each: the server answers
+    /// the procedures' calls with a genuine error of that code ("none": no
+    /// such rows).
+    #[arg(long, value_delimiter = ',', default_value = crate::matrix::plan::DEFAULT_CODES, help_heading = "Matrix")]
+    pub codes: Vec<String>,
+
+    /// The provider's stored procedures the codes hit (a row per code and procedure).
+    #[arg(long, value_delimiter = ',', default_value = "ack_orchestration_item", help_heading = "Matrix")]
+    pub procedures: Vec<String>,
+
+    /// A code answers every N-th call of the procedure while its fault lasts.
+    #[arg(long, value_name = "N", default_value_t = 5, help_heading = "Matrix")]
+    pub every: u64,
+
+    /// The timing faults, a row each ("none": no such rows). Default:
+    /// terminate-backends, cancel-queries, stall-writes, and on the
+    /// throwaway Postgres pause-db and restart-db.
+    #[arg(long, value_delimiter = ',', help_heading = "Matrix")]
+    pub timing: Option<Vec<String>>,
+
+    /// When each row's fault starts, after the run's start.
+    #[arg(long, value_parser = duration, default_value = "3s", help_heading = "Matrix")]
+    pub fault_at: Duration,
+
+    /// How long each row's fault lasts (restart-db: the downtime).
+    #[arg(long, value_parser = duration, default_value = "4s", help_heading = "Matrix")]
+    pub fault_for: Duration,
+
+    /// Builds of the agent, a column each: duroxide-pg releases or
+    /// checkouts, built as --build builds them (default: this tool's own).
+    #[arg(long, value_delimiter = ',', help_heading = "Matrix")]
+    pub builds: Vec<String>,
+
+    /// The verdicts known (a TOML file: "FAULT" = "VERDICT", and a
+    /// ["BUILD"] table for one build's own): a cell as it says passes;
+    /// any other cell fails unless it is tolerated.
+    #[arg(long, value_name = "FILE", help_heading = "Matrix")]
+    pub expect: Option<std::path::PathBuf>,
+}

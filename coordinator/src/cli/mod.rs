@@ -6,6 +6,7 @@
 //! - [`args`]: the flags of a run;
 //! - [`commands`]: the subcommands' own flags;
 //! - [`comparisons`]: the plans of `compare` and `ab`;
+//! - [`matrix`]: the plan of `matrix`;
 //! - [`resolve`]: flags + profile -> plans, checked.
 
 use std::time::Duration;
@@ -16,10 +17,11 @@ use loadgen_common::units;
 pub mod args;
 pub mod commands;
 pub mod comparisons;
+pub mod matrix;
 pub mod resolve;
 
 pub use args::Args;
-pub use commands::{AbArgs, AuditArgs, BenchArgs, CleanupArgs, CompareArgs, HuntArgs, SweepArgs};
+pub use commands::{AbArgs, AuditArgs, BenchArgs, CleanupArgs, CompareArgs, HuntArgs, MatrixArgs, SweepArgs};
 
 fn rate(text: &str) -> Result<f64, String> {
     units::parse_rate(text).map_err(|e| e.to_string())
@@ -123,6 +125,22 @@ pub enum Command {
     Hunt {
         #[command(flatten)]
         hunt: HuntArgs,
+        #[command(flatten)]
+        run: Box<Args>,
+    },
+    /// How the provider meets each error class the server can answer, and each
+    /// timing fault: one short run per fault (the mixed workload, 12 s, the
+    /// fault at 3 s for 4 s), and per fault the calls hit, the provider's
+    /// own retries, orchestrations failed by category, messages processed
+    /// twice, work lost, the recovery time and a verdict (tolerated, fails
+    /// work, duplicates work, loses work). With --builds, a column per build
+    /// with the faults whose verdicts differ marked. Exit 0 only when every
+    /// verdict is tolerated, or as --expect FILE says.
+    ///
+    /// Example: coordinator matrix --builds 0.1.37,0.1.38 --report matrix.html --json matrix.json
+    Matrix {
+        #[command(flatten)]
+        matrix: MatrixArgs,
         #[command(flatten)]
         run: Box<Args>,
     },

@@ -19,6 +19,7 @@ pub mod audit;
 pub mod compare;
 pub mod figures;
 pub mod live;
+pub mod matrix;
 pub mod procedures;
 pub mod run;
 pub mod section;

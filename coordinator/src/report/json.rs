@@ -31,6 +31,13 @@ struct CompareDoc<'a> {
     runs: &'a [RunReport],
 }
 
+/// A matrix's document: the table, then every run in full.
+#[derive(Serialize)]
+struct MatrixDoc<'a> {
+    matrix: &'a crate::model::matrix::MatrixReport,
+    runs: &'a [RunReport],
+}
+
 /// A sweep's document (fields in this order).
 #[derive(Serialize)]
 struct SweepDoc<'a> {
@@ -62,6 +69,7 @@ impl Renderer for Json {
             Document::Bench(b) => write(b, w),
             Document::Ab { ab, runs } => write(&AbDoc { ab, runs }, w),
             Document::Compare { compare, runs } => write(&CompareDoc { compare, runs }, w),
+            Document::Matrix { matrix, runs } => write(&MatrixDoc { matrix, runs }, w),
             Document::Audit { audit, .. } => write(audit, w),
             Document::Cleanup(c) => write(c, w),
             Document::Profiles(_) | Document::Scenarios | Document::Faults => Err(io::Error::other("not a result")),

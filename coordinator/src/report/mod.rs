@@ -42,6 +42,7 @@ pub enum Document<'a> {
     Bench(&'a BenchReport),
     Ab { ab: &'a crate::model::ab::AbReport, runs: &'a [RunReport] },
     Compare { compare: &'a crate::model::compare::CompareReport, runs: &'a [RunReport] },
+    Matrix { matrix: &'a crate::model::matrix::MatrixReport, runs: &'a [RunReport] },
     Audit { schema: &'a str, audit: &'a Audit },
     Cleanup(&'a crate::db::cleanup::CleanupReport),
     Profiles(&'a [Profile]),

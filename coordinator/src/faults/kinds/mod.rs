@@ -14,7 +14,7 @@ mod pause_db;
 mod relay;
 mod restart_db;
 mod restart_runtime;
-mod sqlstate;
+pub mod sqlstate;
 mod stall_writes;
 mod terminate_backends;
 mod upgrade_agent;

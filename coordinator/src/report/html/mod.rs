@@ -31,6 +31,7 @@ mod axis;
 mod charts;
 mod compare;
 pub mod escape;
+mod matrix;
 mod procedures;
 mod run;
 mod scenarios;
@@ -59,6 +60,7 @@ impl Renderer for Html {
                 | Document::Sweep { .. }
                 | Document::Ab { .. }
                 | Document::Compare { .. }
+                | Document::Matrix { .. }
         )
     }
 
@@ -67,6 +69,7 @@ impl Renderer for Html {
             Document::Run(r) => render_run(r, w),
             Document::Ab { ab: report, runs } => ab::render_ab(report, runs, w),
             Document::Compare { compare: c, runs } => compare::render_compare(c, runs, w),
+            Document::Matrix { matrix, runs } => matrix::render_matrix(matrix, runs, w),
             // To one file a suite is its runs' pages in a row; to files, one each.
             Document::Suite { runs, .. } => runs.iter().try_for_each(|r| render_run(r, w)),
             Document::Sweep { sweep, runs } => render_sweep(sweep, runs, w),

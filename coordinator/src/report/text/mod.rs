@@ -6,7 +6,8 @@
 //! - [`sweep`]: a capacity sweep;
 //! - [`bench`]: the side-by-side benchmark;
 //! - [`ab`]: an A/B comparison of two builds;
-//! - [`compare`]: providers side by side.
+//! - [`compare`]: providers side by side;
+//! - [`matrix`]: a robustness matrix.
 
 use std::io::{self, Write};
 
@@ -17,6 +18,7 @@ pub mod audit;
 pub mod bench;
 pub mod compare;
 pub mod lists;
+pub mod matrix;
 pub mod procedures;
 pub mod run;
 pub mod sweep;
@@ -47,6 +49,7 @@ impl Renderer for Text {
             Document::Bench(b) => bench::render(b, w)?,
             Document::Ab { ab, .. } => ab::render(ab, w)?,
             Document::Compare { compare: c, .. } => compare::render(c, w)?,
+            Document::Matrix { matrix, .. } => matrix::render(matrix, w)?,
             Document::Audit { schema, audit } => lists::audit(schema, audit, w)?,
             Document::Cleanup(c) => lists::cleanup(c, w)?,
             Document::Profiles(p) => lists::profiles(p, w)?,
