@@ -153,6 +153,20 @@ impl AgentRpc for Agent {
                                     let _ = tokio::time::timeout(SEND_TIMEOUT, events.send(Ok(event))).await;
                                 });
                             }
+                            Ok(proto::AgentFaultKind::RefuseConnect) => {
+                                let (agent, events) = (agent.clone(), events.clone());
+                                let share = (f.share > 0.0).then_some(f.share);
+                                let refusal =
+                                    crate::relay::Refusal { code: f.sqlstate.clone(), every: f.every.max(1), share };
+                                tokio::spawn(async move {
+                                    let done = match agent.refuse_connect(refusal, duration).await {
+                                        Ok(detail) => proto::FaultDone { id: f.id, detail, error: String::new() },
+                                        Err(error) => proto::FaultDone { id: f.id, detail: String::new(), error },
+                                    };
+                                    let event = RunEvent { event: Some(run_event::Event::FaultDone(done)) };
+                                    let _ = tokio::time::timeout(SEND_TIMEOUT, events.send(Ok(event))).await;
+                                });
+                            }
                             _ => tracing::warn!(kind = f.kind, "unknown agent fault; ignored"),
                         }
                     }

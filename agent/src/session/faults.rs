@@ -32,6 +32,23 @@ impl Agent {
         });
     }
 
+    /// Refuse new database connections through this run's relay as
+    /// `refusal` says, for `duration`: how many were refused.
+    pub async fn refuse_connect(&self, refusal: crate::relay::Refusal, duration: Duration) -> Result<String, String> {
+        let knobs = self.lock().as_ref().and_then(|s| s.relay.as_ref().map(Relay::knobs));
+        let Some(knobs) = knobs else {
+            return Err("this agent's run has no relay to refuse connections at".into());
+        };
+        let code = refusal.code.clone();
+        let (attempts0, refused0) = knobs.connections();
+        tracing::info!(%code, duration_ms = duration.as_millis() as u64, "refusing new database connections");
+        knobs.set_refusal(Some(refusal));
+        tokio::time::sleep(duration).await;
+        knobs.set_refusal(None);
+        let (attempts, refused) = knobs.connections();
+        Ok(format!("{} of {} connection(s) refused with {code}", refused - refused0, attempts - attempts0))
+    }
+
     /// A runtime restart from the coordinator's schedule: shut runtime
     /// `index` of this run down, leave it down for `downtime`, start a fresh
     /// one. Returns what happened, or why it could not.

@@ -72,6 +72,15 @@ impl Route {
                 id,
                 ..Default::default()
             },
+            AgentAction::RefuseConnect { code, every, share, duration, id } => proto::AgentFault {
+                kind: proto::AgentFaultKind::RefuseConnect as i32,
+                duration_ms: millis(duration),
+                sqlstate: code,
+                every,
+                share: share.unwrap_or(0.0),
+                id,
+                ..Default::default()
+            },
             AgentAction::RestartRuntime { runtime, downtime, id } => proto::AgentFault {
                 kind: proto::AgentFaultKind::RestartRuntime as i32,
                 duration_ms: millis(downtime),

@@ -213,7 +213,9 @@ pub struct MatrixArgs {
     #[arg(long, value_delimiter = ',', default_value = crate::matrix::plan::DEFAULT_CODES, help_heading = "Matrix")]
     pub codes: Vec<String>,
 
-    /// The provider's stored procedures the codes hit (a row per code and procedure).
+    /// The provider's stored procedures the codes hit, a row per code and
+    /// procedure; "connect" hits new database connections instead (through
+    /// the agents' relays).
     #[arg(long, value_delimiter = ',', default_value = "ack_orchestration_item", help_heading = "Matrix")]
     pub procedures: Vec<String>,
 

@@ -194,7 +194,7 @@ pub trait Server: Send {
 }
 
 /// What an agent applies itself when told (it undoes it after `duration`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum AgentAction {
     /// Add `delay` each way to its database traffic, through its relay.
     RelayLatency { delay: Duration, duration: Duration },
@@ -209,6 +209,10 @@ pub enum AgentAction {
     /// Hand its runtimes to `binary` (another build) started as their
     /// successor; the agent reports back under `id`.
     UpgradeRuntimes { binary: std::path::PathBuf, id: u32 },
+    /// Answer new database connections through its relay with an error of
+    /// SQLSTATE `code` (every `every`-th, or a `share` of them) for
+    /// `duration`; the agent reports back under `id`.
+    RefuseConnect { code: String, every: u64, share: Option<f64>, duration: Duration, id: u32 },
 }
 
 /// Read a kind's fields into its own struct (`deny_unknown_fields` there

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::error::CoordinatorError;
+use crate::faults::kinds::sqlstate::hits_of;
 use crate::faults::{FaultSpec, Schedule};
 use crate::model::matrix::{MatrixCell, MatrixReport, MatrixRow, Verdict};
 use crate::model::timeline::Failures;
@@ -205,19 +206,6 @@ pub fn cell_of(build: &str, r: &RunReport, expected: Verdict) -> MatrixCell {
         verdict,
         expected,
         degraded: r.degraded(),
-    }
-}
-
-/// "17 of 230 call(s) of ..." (what the sqlstate fault reports): the hits
-/// and the calls.
-fn hits_of(detail: &str) -> (Option<u64>, Option<u64>) {
-    let mut words = detail.split(' ');
-    match (words.next(), words.next(), words.next()) {
-        (Some(h), Some("of"), Some(c)) => match (h.parse().ok(), c.parse().ok()) {
-            (Some(h), Some(c)) => (Some(h), Some(c)),
-            _ => (None, None),
-        },
-        _ => (None, None),
     }
 }
 

@@ -56,10 +56,17 @@ pub fn rows(spec: &RowsSpec, reach: &Reach) -> Result<Vec<Row>, String> {
         for p in &spec.procedures {
             let mut fields = toml::Table::new();
             fields.insert("code".into(), code.into());
-            fields.insert("procedure".into(), p.as_str().into());
+            // "connect": new connections fail, not a procedure's calls.
+            let what = if p == "connect" {
+                fields.insert("connect".into(), true.into());
+                "the new connections"
+            } else {
+                fields.insert("procedure".into(), p.as_str().into());
+                "the calls"
+            };
             fields.insert("every".into(), toml::Value::Integer(spec.every.min(i64::MAX as u64) as i64));
-            let every = if spec.every == 1 { "every call".to_string() } else { format!("every {}th call", spec.every) };
-            let about = format!("{condition}, {every} of {p}");
+            let every = if spec.every == 1 { "every one".to_string() } else { format!("every {}th", spec.every) };
+            let about = format!("{condition}, {every} of {what} of {p}");
             rows.push(row(format!("{code} on {p}"), about, "sqlstate", fields, spec, reach)?);
         }
     }
@@ -220,7 +227,7 @@ mod tests {
                 "restart-db"
             ]
         );
-        assert_eq!(r[1].about, "admin_shutdown, every 5th call of ack_orchestration_item");
+        assert_eq!(r[1].about, "admin_shutdown, every 5th of the calls of ack_orchestration_item");
         // On a user's database the server-holding faults are left out by default...
         let r = rows(&spec("none", None), &reach(false)).expect("rows");
         assert_eq!(r.len(), 3);

@@ -129,6 +129,34 @@ async fn a_retried_deadlock_is_tolerated_and_a_shutdown_error_fails_work_counted
     conn.close().await.expect("close");
 }
 
+/// At connect: the agents' relays answer new connections with a FATAL 53300
+/// (too_many_connections); the run's idle connections end as the fault
+/// starts, so the pools must reconnect and meet the refusals. Every attempt
+/// is counted as refused, and the verdict and exit code follow the counts.
+#[test]
+fn new_connections_are_refused_with_the_code_through_the_relays() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let json = tmp.path().join("connect.json");
+    let out = coordinator(tmp.path())
+        .args(["matrix", "--local", "1", "--profile", "light", "--duration", "9s", "--codes", "53300"])
+        .args(["--procedures", "connect", "--every", "1", "--timing", "none", "--json"])
+        .arg(&json)
+        .output()
+        .expect("run coordinator");
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("parses");
+    let c = cell(&doc, "53300 on connect");
+    let refused = c.hits.expect("refusals counted");
+    assert!(refused > 0 && c.calls == Some(refused), "every attempt refused: {c:?} {}", show(&out));
+    assert!(c.detail.contains("refused with 53300") && c.detail.contains("idle connection(s) ended"), "{c:?}");
+    let run = &doc["runs"][0];
+    let (before, during) =
+        (run["faults"][0]["before_orch_per_sec"].as_f64(), run["faults"][0]["during_orch_per_sec"].as_f64());
+    assert!(during < before, "the refusals held the work up: {}", run["faults"][0]);
+    let code = out.status.code();
+    assert_eq!(code, Some(if c.verdict == Verdict::Tolerated { 0 } else { 1 }), "{c:?}: {}", show(&out));
+    assert_nothing_left(tmp.path(), &["connect.json"]);
+}
+
 /// Bad input: one line, exit 2, before anything starts (nothing left).
 #[test]
 fn bad_matrices_and_sqlstate_faults_are_refused_with_one_line() {

@@ -14,14 +14,26 @@
 //! `pg_get_functiondef` gave it, is put back) and everything lives in the
 //! run schema, so `coordinator cleanup` drops what a crashed run left.
 //!
+//! With `connect = true` the agents' relays answer new database connections
+//! instead (the client's startup message gets a FATAL ErrorResponse of the
+//! code, as from a server that cannot take it), and the run's idle
+//! connections are ended when the fault starts, so the pools must open new
+//! ones (calls in progress are left alone).
+//!
 //! What it needs on a user's database: to own the run schema's functions and
 //! tables, as the role that migrated them does.
 
 use async_trait::async_trait;
 use serde::Deserialize;
-use sqlx::Row;
 
-use crate::faults::{Apply, Failure, Fault, FaultDef, Lasting, fmt_duration, read_fields};
+mod codes;
+mod server;
+
+use codes::PROCEDURES;
+pub use codes::{CODES, code_of, hits_of};
+use server::{Undo, add_trigger, in_one_transaction, missing_privilege, wrap_procedure};
+
+use crate::faults::{AgentAction, Apply, Failure, Fault, FaultDef, Lasting, fmt_duration, read_fields};
 
 pub const DEF: FaultDef = FaultDef {
     name: "sqlstate",
@@ -40,6 +52,10 @@ pub const DEF: FaultDef = FaultDef {
             "the run schema's table whose writing statements fail: history, orchestrator_queue, worker_queue, instance_locks, executions, instances (this or procedure)",
         ),
         ("statement", "with table: which writes fail: insert, update, delete or write (all three; the default)"),
+        (
+            "connect",
+            "true: new database connections fail instead (answered by the agents' relays; the run's idle connections are ended as the fault starts, so the pools reconnect)",
+        ),
         ("share", "the share of the calls that fail, 0 < share <= 1 (this or every; default every call)"),
         ("every", "every n-th call fails, n >= 1 (this or share)"),
     ],
@@ -47,86 +63,10 @@ pub const DEF: FaultDef = FaultDef {
     parse: |fields| Ok(Box::new(read_fields::<Sqlstate>(fields)?)),
 };
 
-/// The SQLSTATEs the fault raises, with their condition names: the classes
-/// production answers a provider with (and a few it must never retry).
-/// Classes 00 to 02 are not errors and are not here.
-pub const CODES: &[(&str, &str)] = &[
-    ("40001", "serialization_failure"),
-    ("40P01", "deadlock_detected"),
-    ("40003", "statement_completion_unknown"),
-    ("57P01", "admin_shutdown"),
-    ("57P02", "crash_shutdown"),
-    ("57P03", "cannot_connect_now"),
-    ("57P04", "database_dropped"),
-    ("57014", "query_canceled"),
-    ("53300", "too_many_connections"),
-    ("53200", "out_of_memory"),
-    ("53100", "disk_full"),
-    ("53400", "configuration_limit_exceeded"),
-    ("55P03", "lock_not_available"),
-    ("55006", "object_in_use"),
-    ("55000", "object_not_in_prerequisite_state"),
-    ("25006", "read_only_sql_transaction"),
-    ("25P02", "in_failed_sql_transaction"),
-    ("08000", "connection_exception"),
-    ("08003", "connection_does_not_exist"),
-    ("08006", "connection_failure"),
-    ("0A000", "feature_not_supported"),
-    ("23505", "unique_violation"),
-    ("23503", "foreign_key_violation"),
-    ("42P01", "undefined_table"),
-    ("42883", "undefined_function"),
-    ("42501", "insufficient_privilege"),
-    ("54000", "program_limit_exceeded"),
-    ("58000", "system_error"),
-    ("58030", "io_error"),
-    ("XX000", "internal_error"),
-    ("XX001", "data_corrupted"),
-];
-
-/// duroxide-pg's stored procedures (0.1.36 to 0.1.38) that its provider
-/// calls under load; a procedure a build's schema lacks fails the fault
-/// when it is applied.
-const PROCEDURES: &[&str] = &[
-    "abandon_orchestration_item",
-    "abandon_work_item",
-    "ack_orchestration_item",
-    "ack_worker",
-    "append_history",
-    "delete_instances_atomic",
-    "enqueue_completion",
-    "enqueue_message",
-    "enqueue_orchestrator_work",
-    "enqueue_worker_work",
-    "fetch_history",
-    "fetch_history_with_execution",
-    "fetch_orchestration_item",
-    "fetch_work_item",
-    "get_custom_status",
-    "get_execution_info",
-    "get_instance_info",
-    "get_kv_all_values",
-    "get_kv_value",
-    "get_queue_depths",
-    "latest_execution_id",
-    "list_executions",
-    "list_instances",
-    "renew_orchestration_item_lock",
-    "renew_session_lock",
-    "renew_work_item_lock",
-];
-
 /// The tables whose writers may fail.
 const TABLES: [&str; 6] =
     ["history", "orchestrator_queue", "worker_queue", "instance_locks", "executions", "instances"];
 const STATEMENTS: [&str; 4] = ["insert", "update", "delete", "write"];
-/// Bound on changing a procedure or a table (it waits for their users).
-const DDL_TIMEOUT: &str = "10s";
-
-/// The code `name` (a SQLSTATE or a condition name), with its condition name.
-pub fn code_of(name: &str) -> Option<(&'static str, &'static str)> {
-    CODES.iter().copied().find(|(code, cond)| code.eq_ignore_ascii_case(name) || *cond == name)
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -135,6 +75,8 @@ struct Sqlstate {
     procedure: Option<String>,
     table: Option<String>,
     statement: Option<String>,
+    #[serde(default)]
+    connect: bool,
     share: Option<f64>,
     every: Option<u64>,
 }
@@ -173,6 +115,7 @@ impl Fault for Sqlstate {
         match (&self.procedure, &self.table) {
             (Some(p), _) => format!("{p} answers {code}"),
             (None, Some(t)) => format!("{} on {t} answers {code}", self.statement.as_deref().unwrap_or("write")),
+            (None, None) if self.connect => format!("connect answers {code}"),
             (None, None) => "?".into(),
         }
     }
@@ -188,9 +131,15 @@ impl Fault for Sqlstate {
             }
             Some(_) => {}
         }
+        let targets =
+            usize::from(self.procedure.is_some()) + usize::from(self.table.is_some()) + usize::from(self.connect);
+        if targets > 1 {
+            return Err(format!("{name}: give one of procedure, table and connect"));
+        }
         match (&self.procedure, &self.table) {
-            (None, None) => return Err(format!("{name} needs a procedure or a table whose calls fail")),
-            (Some(_), Some(_)) => return Err(format!("{name}: give a procedure or a table, not both")),
+            (None, None) if !self.connect => {
+                return Err(format!("{name} needs a procedure or a table whose calls fail (or connect = true)"));
+            }
             (Some(p), None) if !PROCEDURES.contains(&p.as_str()) => {
                 return Err(format!(
                     "{name}: {p:?} is not one of duroxide-pg's procedures ({})",
@@ -217,7 +166,14 @@ impl Fault for Sqlstate {
         }
     }
 
+    fn needs_relay(&self) -> bool {
+        self.connect
+    }
+
     async fn apply(&self, cx: Apply<'_>) -> Result<String, Failure> {
+        if self.connect {
+            return self.refuse_connections(cx).await;
+        }
         let pool = cx.targets.database().ok_or("no Postgres to answer with errors")?.clone();
         let schema = cx.targets.schema().ok_or("no run schema to answer with errors")?.to_string();
         let name = format!("loadgen_sqlstate_{}", cx.id);
@@ -254,157 +210,67 @@ impl Fault for Sqlstate {
     }
 }
 
-/// A failed change, with the privilege it needs named when that is why.
-fn missing_privilege(what: &str, e: &sqlx::Error) -> Failure {
-    let code = e.as_database_error().and_then(|d| d.code()).map(|c| c.to_string());
-    match code.as_deref() {
-        Some("42501") => Failure::NotApplied(format!(
-            "the sqlstate fault could not {what}: the database role must own the run schema's functions and tables (it does when it migrated them): {e}"
-        )),
-        _ => Failure::NotApplied(format!("the sqlstate fault could not {what}: {e}")),
-    }
-}
-
-/// Wrap every overload of `schema.procedure` in place; the statements that
-/// put the originals back.
-async fn wrap_procedure(
-    pool: &sqlx::PgPool,
-    schema: &str,
-    procedure: &str,
-    name: &str,
-    hit: &str,
-    raise: &str,
-) -> Result<Vec<String>, Failure> {
-    let rows = sqlx::query(
-        "SELECT pg_get_functiondef(p.oid) AS def, p.prosrc, l.lanname FROM pg_proc p \
-         JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang \
-         WHERE n.nspname = $1 AND p.proname = $2 AND p.prokind = 'f'",
-    )
-    .bind(schema)
-    .bind(procedure)
-    .fetch_all(pool)
-    .await
-    .map_err(|e| missing_privilege("read the procedure", &e))?;
-    if rows.is_empty() {
-        return Err(Failure::NotApplied(format!(
-            "the run schema has no procedure {procedure} (the agents' build does not define it)"
-        )));
-    }
-    let (mut wrap, mut restore) = (vec![format!("SET LOCAL lock_timeout = '{DDL_TIMEOUT}'")], Vec::new());
-    for row in rows {
-        let (def, src, lang): (String, String, String) = (row.get("def"), row.get("prosrc"), row.get("lanname"));
-        let body = src.trim().trim_end_matches(';');
-        if lang != "plpgsql" || body.starts_with('#') || !def.contains(&src) {
-            return Err(Failure::NotApplied(format!(
-                "{schema}.{procedure} is not a plain plpgsql body this fault can wrap ({lang})"
-            )));
+impl Sqlstate {
+    /// `connect = true`: every agent's relay refuses new connections; the
+    /// run's idle connections end so the pools must open new ones.
+    async fn refuse_connections(&self, cx: Apply<'_>) -> Result<String, Failure> {
+        let (code, condition) = self.code();
+        let agents = cx.targets.agent_count();
+        let mut told = Vec::new();
+        for i in 0..agents {
+            let action = AgentAction::RefuseConnect {
+                code: code.to_string(),
+                every: self.every.unwrap_or(1),
+                share: self.share,
+                duration: cx.length,
+                id: cx.id,
+            };
+            if cx.targets.tell_agent(i, action) {
+                told.push(i);
+            }
         }
-        // The original body runs unchanged as a nested block.
-        let wrapped = format!(
-            "\nDECLARE loadgen_call_n bigint := nextval('{schema}.{name}_calls');\nBEGIN\nIF {hit} THEN {raise}; END IF;\n{body};\nEND\n"
-        );
-        wrap.push(def.replacen(&src, &wrapped, 1));
-        restore.push(def);
-    }
-    in_one_transaction(pool, &wrap).await.map_err(|e| missing_privilege(&format!("wrap {procedure}"), &e))?;
-    Ok(restore)
-}
-
-/// A statement trigger on `schema.table` that raises on hit writes; the
-/// statements that remove it.
-async fn add_trigger(
-    pool: &sqlx::PgPool,
-    schema: &str,
-    table: &str,
-    statement: &str,
-    name: &str,
-    hit: &str,
-    raise: &str,
-) -> Result<Vec<String>, Failure> {
-    let events = match statement {
-        "write" => "INSERT OR UPDATE OR DELETE".to_string(),
-        s => s.to_uppercase(),
-    };
-    let add = [
-        format!("SET LOCAL lock_timeout = '{DDL_TIMEOUT}'"),
-        format!(
-            "CREATE FUNCTION {schema}.{name}() RETURNS trigger LANGUAGE plpgsql AS $raise$ \
-             DECLARE loadgen_call_n bigint := nextval('{schema}.{name}_calls'); \
-             BEGIN IF {hit} THEN {raise}; END IF; RETURN NULL; END $raise$"
-        ),
-        format!(
-            "CREATE TRIGGER {name} BEFORE {events} ON {schema}.{table} FOR EACH STATEMENT EXECUTE FUNCTION {schema}.{name}()"
-        ),
-    ];
-    in_one_transaction(pool, &add).await.map_err(|e| missing_privilege(&format!("add a trigger on {table}"), &e))?;
-    Ok(vec![
-        format!("DROP TRIGGER IF EXISTS {name} ON {schema}.{table}"),
-        format!("DROP FUNCTION IF EXISTS {schema}.{name}()"),
-    ])
-}
-
-async fn in_one_transaction(pool: &sqlx::PgPool, statements: &[String]) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    for s in statements {
-        sqlx::query(s).execute(&mut *tx).await?;
-    }
-    tx.commit().await
-}
-
-/// What the fault changed, undone when it ends, or in the background when
-/// it is dropped (an interrupted run); the schema's removal takes it all too.
-struct Undo {
-    pool: sqlx::PgPool,
-    schema: String,
-    name: String,
-    /// The statements that put the procedures back (or drop the trigger).
-    restore: Vec<String>,
-}
-
-impl Undo {
-    fn statements(&self) -> Vec<String> {
-        let (schema, name) = (&self.schema, &self.name);
-        let mut all = vec![format!("SET LOCAL lock_timeout = '{DDL_TIMEOUT}'")];
-        all.extend(self.restore.iter().cloned());
-        all.push(format!("DROP SEQUENCE IF EXISTS {schema}.{name}_calls"));
-        all.push(format!("DROP SEQUENCE IF EXISTS {schema}.{name}_hits"));
-        all
-    }
-
-    /// Undo it; the calls seen and the calls hit.
-    async fn now(&mut self) -> Result<(i64, i64), sqlx::Error> {
-        let (schema, name) = (&self.schema, &self.name);
-        let count =
-            |seq: &str| format!("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM {schema}.{name}_{seq}");
-        // Put the procedures back first, then read the counters: no call
-        // counts after the fault.
-        let mut tx = self.pool.begin().await?;
-        for s in self.statements().iter().filter(|s| !s.starts_with("DROP SEQUENCE")) {
-            sqlx::query(s).execute(&mut *tx).await?;
+        if told.is_empty() {
+            return Err("no agent took the fault (its stream is closed)".into());
         }
-        tx.commit().await?;
-        let calls: i64 = sqlx::query_scalar(&count("calls")).fetch_one(&self.pool).await?;
-        let hits: i64 = sqlx::query_scalar(&count("hits")).fetch_one(&self.pool).await?;
-        in_one_transaction(&self.pool, &self.statements()).await?;
-        self.restore.clear();
-        self.name.clear();
-        Ok((calls, hits))
+        let ended = match cx.targets.database() {
+            Some(pool) => sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND backend_type = 'client backend' \
+                 AND state = 'idle' AND pid <> pg_backend_pid()",
+            )
+            .fetch_one(pool)
+            .await
+            .unwrap_or(0),
+            None => 0,
+        };
+        let (mut refused, mut attempts, mut problems) = (0u64, 0u64, Vec::new());
+        for i in told {
+            let answer = tokio::time::timeout(cx.length + ANSWER_GRACE, cx.targets.agent_report(i, cx.id)).await;
+            match answer {
+                Ok(Some(Ok(detail))) => {
+                    let (r, a) = hits_of(&detail);
+                    refused += r.unwrap_or(0);
+                    attempts += a.unwrap_or(0);
+                }
+                Ok(Some(Err(e))) => problems.push(format!("agent {i}: {e}")),
+                Ok(None) => problems.push(format!("agent {i} ended before it answered")),
+                Err(_) => problems.push(format!("agent {i} did not answer")),
+            }
+        }
+        if !problems.is_empty() && refused == 0 {
+            return Err(Failure::NotApplied(problems.join("; ")));
+        }
+        Ok(format!(
+            "{refused} of {attempts} connection(s) refused with {code} ({condition}; {}), over {}; {ended} idle connection(s) ended at the start{}",
+            self.how_often().replace("call", "attempt"),
+            fmt_duration(cx.length),
+            if problems.is_empty() { String::new() } else { format!(" ({})", problems.join("; ")) }
+        ))
     }
 }
 
-impl Drop for Undo {
-    fn drop(&mut self) {
-        if self.name.is_empty() {
-            return;
-        }
-        let (pool, statements) = (self.pool.clone(), self.statements());
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                let _ = in_one_transaction(&pool, &statements).await;
-            });
-        }
-    }
-}
+/// How long past its duration an agent may take to say what it refused.
+const ANSWER_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {
@@ -425,14 +291,21 @@ mod tests {
         let ok = read("code = \"serialization_failure\"\ntable = \"history\"\nstatement = \"insert\"\nshare = 0.5")
             .expect("by condition name");
         assert_eq!(ok.faults[0].target(), "insert on history answers 40001");
+        let ok = read("code = \"53300\"\nconnect = true").expect("at connect");
+        assert_eq!(ok.faults[0].target(), "connect answers 53300");
+        assert!(ok.needs_relay());
         for (extra, said) in [
             ("procedure = \"ack_worker\"", "needs a code"),
             ("code = \"4000X\"\nprocedure = \"ack_worker\"", "unknown SQLSTATE \"4000X\""),
             ("code = \"00000\"\nprocedure = \"ack_worker\"", "unknown SQLSTATE"),
             ("code = \"40001\"", "needs a procedure or a table"),
+            ("code = \"40001\"\nprocedure = \"ack_worker\"\nconnect = true", "one of procedure, table and connect"),
             ("code = \"40001\"\nprocedure = \"drop_everything\"", "is not one of duroxide-pg's procedures"),
             ("code = \"40001\"\ntable = \"pg_class\"", "is not one of history"),
-            ("code = \"40001\"\nprocedure = \"ack_worker\"\ntable = \"history\"", "not both"),
+            (
+                "code = \"40001\"\nprocedure = \"ack_worker\"\ntable = \"history\"",
+                "one of procedure, table and connect",
+            ),
             ("code = \"40001\"\nprocedure = \"ack_worker\"\nstatement = \"insert\"", "statement goes with table"),
             ("code = \"40001\"\ntable = \"history\"\nstatement = \"select\"", "is not one of insert"),
             ("code = \"40001\"\nprocedure = \"ack_worker\"\nshare = 1.5", "share 1.5 must be > 0"),
