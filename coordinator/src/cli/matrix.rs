@@ -14,6 +14,11 @@ use super::resolve::{agents, plan_for, profile_or, refuse_faults};
 /// A matrix cell's run, when `--duration` does not say: the fault at 3 s for
 /// 4 s, then time to see the recovery.
 const DEFAULT_DURATION: Duration = Duration::from_secs(12);
+/// How long a cell's run waits for its last instances, when `--drain-timeout`
+/// does not say: past duroxide's worker lock timeout (30 s), so work a fault
+/// left locked is redelivered; what is still not terminal then is stuck (a
+/// parent waiting on a child that never answers waits forever).
+const DEFAULT_DRAIN: Duration = Duration::from_secs(35);
 
 pub fn matrix_plan(m: &super::MatrixArgs, args: &Args) -> Result<MatrixPlan, PlanError> {
     let invalid = |s: &str| Err(PlanError::Invalid(s.to_string()));
@@ -44,6 +49,9 @@ pub fn matrix_plan(m: &super::MatrixArgs, args: &Args) -> Result<MatrixPlan, Pla
     refuse_faults(args, &profile, "matrix runs its own faults, so its profile runs")?;
     if args.duration.is_none() {
         profile.duration = DEFAULT_DURATION;
+    }
+    if args.drain_timeout.is_none() {
+        profile.drain_timeout = DEFAULT_DRAIN;
     }
     let agents = agents(args)?;
     let local_agents = match &agents {

@@ -130,7 +130,8 @@ pub enum Command {
     },
     /// How the provider meets each error class the server can answer, and each
     /// timing fault: one short run per fault (the mixed workload, 12 s, the
-    /// fault at 3 s for 4 s), and per fault the calls hit, the provider's
+    /// fault at 3 s for 4 s, at most 35 s for the last instances), and per
+    /// fault the calls hit, the provider's
     /// own retries, orchestrations failed by category, messages processed
     /// twice, work lost, the recovery time and a verdict (tolerated, fails
     /// work, duplicates work, loses work). With --builds, a column per build

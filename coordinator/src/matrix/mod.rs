@@ -85,21 +85,20 @@ pub async fn matrix(
             database = s.database.clone();
             let mut out = Vec::new();
             for (i, row) in plan.rows.iter().enumerate() {
-                out.push(one_row(s, &run, row, (i, plan.rows.len()), build, obs).await?);
+                let (report, log) = one_row(s, &run, row, (i, plan.rows.len()), build, obs).await?;
+                let cell = cell_of(&build.label, &report, plan.expect.verdict(&build.label, &row.fault));
+                obs.notice(&Notice::Note(format!(
+                    "matrix {}: {}: {}",
+                    build.label,
+                    row.fault,
+                    cell.verdict_text()
+                )));
+                out.push((cell, report, log));
             }
             Ok(out)
         })
         .await?;
-        for (i, (report, log)) in done.into_iter().enumerate() {
-            let expected = plan.expect.verdict(&build.label, &plan.rows[i].fault);
-            let cell = cell_of(&build.label, &report, expected);
-            obs.notice(&Notice::Note(format!(
-                "matrix {}: {}: {}{}",
-                build.label,
-                plan.rows[i].fault,
-                cell.verdict,
-                if cell.as_expected() { String::new() } else { format!(" (expected {})", cell.expected) }
-            )));
+        for (i, (cell, report, log)) in done.into_iter().enumerate() {
             cells[i].push(cell);
             runs.push(report);
             logs.extend(log);
