@@ -87,12 +87,7 @@ pub async fn matrix(
             for (i, row) in plan.rows.iter().enumerate() {
                 let (report, log) = one_row(s, &run, row, (i, plan.rows.len()), build, obs).await?;
                 let cell = cell_of(&build.label, &report, plan.expect.verdict(&build.label, &row.fault));
-                obs.notice(&Notice::Note(format!(
-                    "matrix {}: {}: {}",
-                    build.label,
-                    row.fault,
-                    cell.verdict_text()
-                )));
+                obs.notice(&Notice::Note(format!("matrix {}: {}: {}", build.label, row.fault, cell.verdict_text())));
                 out.push((cell, report, log));
             }
             Ok(out)

@@ -249,6 +249,8 @@ struct Concluded {
     procedures_after: Option<Snapshot>,
     db_timeline: Vec<DbSample>,
     logs: Option<IntervalLogs>,
+    /// The schema checked again after a rolling upgrade changed its build.
+    schema_after: Option<SchemaCheck>,
 }
 
 /// Phases 4 and 5: what lost agents left, the agents released, the counters after, the
@@ -319,7 +321,11 @@ async fn conclude(
         }
     }
     assemble::add_audit(&mut merged.scenarios, &outcome);
-    Ok(Concluded { lost, merged, outcome, counters, stats_resets, procedures_after, db_timeline, logs })
+    // An upgrade mid-run migrated the schema again: what was said of it at
+    // the start may no longer hold.
+    let upgraded = !plan.faults.agent_builds().is_empty() && !p.check.notes.is_empty();
+    let schema_after = if upgraded { Some(b.store.check(plan).await) } else { None };
+    Ok(Concluded { lost, merged, outcome, counters, stats_resets, procedures_after, db_timeline, logs, schema_after })
 }
 
 /// What the audit holds the run to.
@@ -376,7 +382,7 @@ fn report(
     }
     gates.extend(gates::clock_gate(profile, &m.agents));
     let mut warnings = gates::memory_warnings(profile, &m.agents);
-    warnings.extend(p.check.notes);
+    warnings.extend(schema_notes(p.check.notes, c.schema_after));
     let hello = session.links.first().map(|l| l.hello.clone()).unwrap_or_default();
     let procedures = match (&p.procedures_before, &c.procedures_after) {
         (Some(before), Some(after)) => b.store.procedure_report(before, after, &c.db_timeline),
@@ -432,4 +438,41 @@ fn report(
         provider: plan.provider,
     };
     (report, c.logs)
+}
+
+/// What to say of the schema the agents migrated: at the start, or, when an
+/// upgrade migrated it again and this build now verifies it, that instead.
+fn schema_notes(start: Vec<String>, after: Option<SchemaCheck>) -> Vec<String> {
+    const UNVERIFIED: &str = "does not verify";
+    match after {
+        Some(after)
+            if start.iter().any(|n| n.contains(UNVERIFIED)) && !after.notes.iter().any(|n| n.contains(UNVERIFIED)) =>
+        {
+            let mut notes: Vec<String> = start.into_iter().filter(|n| !n.contains(UNVERIFIED)).collect();
+            notes.push(format!(
+                "the agents' first build migrated the schema to a version this coordinator's duroxide-pg {} does not verify; after the upgrade during the run, it verifies",
+                loadgen_common::DUROXIDE_PG_VERSION
+            ));
+            notes
+        }
+        _ => start,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_schema_note_the_upgrade_made_stale_is_replaced() {
+        let start =
+            vec!["the agents' build migrated the schema to a version ... does not verify (older ...)".to_string()];
+        let verified = SchemaCheck { notes: Vec::new(), readable: true };
+        let notes = schema_notes(start.clone(), Some(verified));
+        assert_eq!(notes.len(), 1);
+        assert!(notes[0].contains("after the upgrade during the run, it verifies"), "{notes:?}");
+        let still = SchemaCheck { notes: start.clone(), readable: true };
+        assert_eq!(schema_notes(start.clone(), Some(still)), start);
+        assert_eq!(schema_notes(start.clone(), None), start);
+    }
 }
