@@ -22,7 +22,7 @@ use duroxide::runtime::observability::ObservabilityConfig;
 use duroxide::{Client, RuntimeOptions};
 use duroxide_pg::{MigrationPolicy, PostgresProvider, ProviderConfig};
 use loadgen_common::dburl::DbUrl;
-use loadgen_common::schema::agent_application_name;
+use loadgen_common::schema::{agent_application_name, agent_connection_name};
 use loadgen_common::secret;
 
 use crate::error::AgentError;
@@ -86,12 +86,13 @@ pub struct Fleet {
     state: Mutex<Slots>,
 }
 
-async fn connect(url: &str, schema: &str, migrate: bool) -> Result<PostgresProvider, AgentError> {
-    // Named for the run, so operators and the coordinator tell its
-    // connections apart (a URL the relay rewrote parses like any other).
-    let named = DbUrl::parse(url)
-        .map(|u| u.with_param_default("application_name", &agent_application_name(schema)))
-        .unwrap_or_else(|_| url.to_string());
+async fn connect(url: &str, schema: &str, migrate: bool, node: &str) -> Result<PostgresProvider, AgentError> {
+    // Named for the run and this agent, so operators, the coordinator and
+    // one agent's faults tell its connections apart (a URL the relay
+    // rewrote parses like any other).
+    let name = agent_connection_name(schema, node).unwrap_or_else(|| agent_application_name(schema));
+    let named =
+        DbUrl::parse(url).map(|u| u.with_param_default("application_name", &name)).unwrap_or_else(|_| url.to_string());
     let mut config = ProviderConfig::url(&named);
     config.schema_name = Some(schema.to_string());
     config.migration_policy = if migrate { MigrationPolicy::ApplyAll } else { MigrationPolicy::VerifyOnly };
@@ -115,7 +116,9 @@ impl Fleet {
     async fn start_one(&self, node: String) -> Result<Arc<Runtime>, AgentError> {
         let r = &self.recipe;
         let provider: Arc<dyn duroxide::providers::Provider> = match &r.backend {
-            Backend::Postgres { url, schema, .. } => Arc::new(connect(url, schema, false).await?),
+            Backend::Postgres { url, schema, .. } => {
+                Arc::new(connect(url, schema, false, &self.recipe.node_prefix).await?)
+            }
             Backend::Sqlite(p) => Arc::clone(p) as Arc<dyn duroxide::providers::Provider>,
         };
         let (activities, orchestrations) = crate::scenario::registries(Arc::clone(&r.counters));
@@ -237,7 +240,7 @@ impl Runtimes {
     ) -> Result<Self, AgentError> {
         let (client, client_provider) = match &backend {
             Backend::Postgres { url, schema, migrate } => {
-                let p = Arc::new(connect(url, schema, *migrate).await?);
+                let p = Arc::new(connect(url, schema, *migrate, node_prefix).await?);
                 (Arc::new(Client::new(p.clone())), Some(p))
             }
             Backend::Sqlite(p) => (Arc::new(Client::new(p.clone())), None),

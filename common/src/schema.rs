@@ -27,6 +27,23 @@ pub fn agent_application_name(schema: &str) -> String {
     name.chars().take(63).collect()
 }
 
+/// The `application_name` of one agent's connections: the run's
+/// [`agent_application_name`] and the agent's worker node (`<run>-a<i>`, a
+/// rolling upgrade's successor `<run>-a<i>-up`), so one agent's connections
+/// can be told apart ([`agent_connection_regex`]). `None` when it would not
+/// fit in the 63 bytes Postgres keeps (a very long schema name).
+pub fn agent_connection_name(schema: &str, node: &str) -> Option<String> {
+    let name = format!("{} {node}", agent_application_name(schema));
+    (name.len() <= MAX_IDENTIFIER_LEN).then_some(name)
+}
+
+/// A POSIX regular expression (Postgres `~`) that matches the
+/// `application_name` of agent `index`'s connections on `schema`, its
+/// successor's included. Schema names are identifiers: nothing to escape.
+pub fn agent_connection_regex(schema: &str, index: u32) -> String {
+    format!("^{} [0-9a-z]+-a{index}(-up)?$", agent_application_name(schema))
+}
+
 /// A schema name that is not a plain identifier.
 #[derive(Debug, Error, PartialEq, Eq)]
 #[error("invalid schema name {name:?}: {reason} (allowed: [A-Za-z_][A-Za-z0-9_]*, at most 63 bytes)")]
@@ -79,6 +96,17 @@ pub fn instance_id(run_id: &str, agent_index: u32, seq: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_agents_connections_are_told_apart_by_their_name() {
+        let name = agent_connection_name("loadgen_ab12cd34", "ab12cd34-a1").expect("fits");
+        assert_eq!(name, "loadgen-agent loadgen_ab12cd34 ab12cd34-a1");
+        let re = agent_connection_regex("loadgen_ab12cd34", 1);
+        assert_eq!(re, "^loadgen-agent loadgen_ab12cd34 [0-9a-z]+-a1(-up)?$");
+        // The coordinator's wait for the run's connections sees it too.
+        assert!(name.starts_with(&format!("{} ", agent_application_name("loadgen_ab12cd34"))));
+        assert_eq!(agent_connection_name(&"s".repeat(50), "ab12cd34-a1"), None, "too long to keep");
+    }
 
     #[test]
     fn run_schemas_are_valid_and_distinct() {

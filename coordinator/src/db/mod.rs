@@ -257,7 +257,8 @@ pub async fn agents_disconnected(provider: &RunDb, bound: std::time::Duration) -
     let deadline = std::time::Instant::now() + bound;
     loop {
         let open = sqlx::query_scalar::<_, i64>(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1",
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND (application_name = $1 OR starts_with(application_name, $1 || ' '))",
         )
         .bind(&name)
         .fetch_one(provider.pool())

@@ -329,6 +329,29 @@ async fn stalled_acknowledgements_wait_mid_call_and_the_stall_is_removed() {
     conn.close().await.expect("close");
 }
 
+/// stall-writes on one agent: only agent 1's acknowledgements wait, 1 s
+/// each (its connections are told apart by their application_name). Its
+/// runtime then acknowledges at most a couple of turns a second while agent
+/// 0's runs free, so the run keeps most of its throughput; a stall of every
+/// agent's acknowledgements would take it to a few orchestrations a second.
+#[test]
+fn a_stall_of_one_agent_holds_that_agent_alone() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let faults = "[[fault]]\nkind = \"stall-writes\"\nat = \"3s\"\nduration = \"4s\"\ntable = \"history\"\ndelay = \"1s\"\nagent = 1\n";
+    let (_, r) = run_with(tmp.path(), "one", "2", "10s", faults);
+    check_faults(&r, &["stall-writes"]);
+    let f = &r.faults[0];
+    let detail = &f.event.detail;
+    let stalled: u64 = detail.split_whitespace().next().and_then(|n| n.parse().ok()).expect(detail);
+    assert!(stalled > 0 && detail.contains("by agent 1"), "{detail}");
+    assert!(
+        f.during_orch_per_sec > 0.3 * f.before_orch_per_sec,
+        "agent 0 kept the run going: {:.1} orch/s during against {:.1} before ({detail})",
+        f.during_orch_per_sec,
+        f.before_orch_per_sec
+    );
+}
+
 /// upgrade-agent: agent 0 hands its runtimes to a successor process (here
 /// the same build, started with --runtimes-only) while the load goes on; the
 /// successor's activity executions count as the agent's, the audit passes,

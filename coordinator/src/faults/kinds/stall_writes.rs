@@ -26,6 +26,10 @@ pub const DEF: FaultDef = FaultDef {
         ),
         ("delay", "how long each stalled statement waits, 1ms to 60s (required)"),
         ("share", "the share of the writing statements that stall, 0 < share <= 1 (default all)"),
+        (
+            "agent",
+            "only agent i's writes stall (its runtimes' connections, by their application_name; default every agent's)",
+        ),
     ],
     lasting: Lasting::Required,
     parse: |fields| Ok(Box::new(read_fields::<StallWrites>(fields)?)),
@@ -46,6 +50,7 @@ struct StallWrites {
     #[serde(default, with = "opt_duration_text")]
     delay: Option<Duration>,
     share: Option<f64>,
+    agent: Option<u32>,
 }
 
 #[async_trait]
@@ -55,10 +60,14 @@ impl Fault for StallWrites {
     }
 
     fn target(&self) -> String {
-        format!("writes to {}", self.table.as_deref().unwrap_or("?"))
+        let by = self.agent.map_or(String::new(), |i| format!(" by agent {i}"));
+        format!("writes to {}{by}", self.table.as_deref().unwrap_or("?"))
     }
 
-    fn check(&self, name: &str, _reach: &Reach) -> Result<(), String> {
+    fn check(&self, name: &str, reach: &Reach) -> Result<(), String> {
+        if let Some(i) = self.agent {
+            crate::faults::check_agent_index(name, i, reach)?;
+        }
         match self.table.as_deref() {
             None => return Err(format!("{name} needs the table whose writers stall (table = \"history\")")),
             Some(t) if !TABLES.contains(&t) => {
@@ -86,6 +95,15 @@ impl Fault for StallWrites {
         let delay = self.delay.unwrap_or_default();
         let share = self.share.unwrap_or(1.0);
         let name = format!("loadgen_stall_{}", cx.id);
+        // One agent's statements: its connections carry its node in their
+        // application_name (loadgen_common::schema::agent_connection_name).
+        let whose = match self.agent {
+            Some(i) => format!(
+                " AND current_setting('application_name') ~ '{}'",
+                loadgen_common::schema::agent_connection_regex(&schema, i)
+            ),
+            None => String::new(),
+        };
         // The names are ours and the schema's (validated identifiers); the
         // figures are numbers: nothing here comes from outside unchecked.
         let add = [
@@ -94,7 +112,7 @@ impl Fault for StallWrites {
             format!("CREATE SEQUENCE {schema}.{name}_n"),
             format!(
                 "CREATE FUNCTION {schema}.{name}() RETURNS trigger LANGUAGE plpgsql AS $stall$ \
-                 BEGIN IF random() < {share} THEN PERFORM nextval('{schema}.{name}_n'); PERFORM pg_sleep({secs}); END IF; \
+                 BEGIN IF random() < {share}{whose} THEN PERFORM nextval('{schema}.{name}_n'); PERFORM pg_sleep({secs}); END IF; \
                  RETURN NULL; END $stall$",
                 secs = delay.as_secs_f64()
             ),
@@ -116,7 +134,10 @@ impl Fault for StallWrites {
             .now()
             .await
             .map_err(|e| Failure::NotUndone(format!("the stall's trigger {schema}.{name} was not removed: {e}")))?;
-        let which = if share < 1.0 { format!(" ({:.0}% of them)", share * 100.0) } else { String::new() };
+        let mut which = if share < 1.0 { format!(" ({:.0}% of them)", share * 100.0) } else { String::new() };
+        if let Some(i) = self.agent {
+            which.push_str(&format!(" by agent {i}"));
+        }
         Ok(format!(
             "{stalled} statement(s) writing {table}{which} waited {} first, over {}",
             fmt_duration(delay),
@@ -196,6 +217,8 @@ mod tests {
         };
         let ok = read("table = \"history\"\ndelay = \"6s\"\nshare = 0.3").expect("a stall of the acks");
         assert_eq!(ok.faults[0].target(), "writes to history");
+        let ok = read("table = \"history\"\ndelay = \"6s\"\nagent = 1").expect("one agent's acks");
+        assert_eq!(ok.faults[0].target(), "writes to history by agent 1");
         for (extra, said) in [
             ("delay = \"6s\"", "needs the table"),
             ("table = \"pg_class\"\ndelay = \"6s\"", "is not one of history"),
