@@ -243,8 +243,8 @@ pub struct MatrixArgs {
     pub builds: Vec<String>,
 
     /// The verdicts known (a TOML file: "FAULT" = "VERDICT", and a
-    /// ["BUILD"] table for one build's own): a cell as it says passes;
-    /// any other cell fails unless it is tolerated.
+    /// ["BUILD"] table for one build's own): a listed fault's cell passes
+    /// when its verdict is the one named, any other cell when it is tolerated.
     #[arg(long, value_name = "FILE", help_heading = "Matrix")]
     pub expect: Option<std::path::PathBuf>,
 }

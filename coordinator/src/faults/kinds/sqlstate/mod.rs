@@ -37,7 +37,7 @@ use crate::faults::{AgentAction, Apply, Failure, Fault, FaultDef, Lasting, fmt_d
 
 pub const DEF: FaultDef = FaultDef {
     name: "sqlstate",
-    about: "the server answers a share (or every n-th) of the calls of one provider procedure, or of the writes to one table, with a genuine error of one SQLSTATE, for the duration",
+    about: "the server answers a share (or every n-th) of the calls of one provider procedure, or of the writes to one table, with a genuine error of one SQLSTATE, for the duration (connect = true: new connections, answered by the agents' relays)",
     fields: &[
         (
             "code",
