@@ -54,8 +54,8 @@ fn cell(doc: &serde_json::Value, fault: &str) -> MatrixCell {
 
 /// A retried 40P01 against a permanent 57P01, on every 5th call of the
 /// orchestration acknowledgement: the provider retries each deadlock and
-/// nothing fails; each 57P01 fails exactly one orchestration (the light
-/// workload has no sub-orchestrations), none is retried, and the only work
+/// nothing fails; each 57P01 reaches the runtime and fails one orchestration
+/// (the light workload has no sub-orchestrations), none is retried, and the only work
 /// lost is executions left without an instance row (finding 3). The
 /// procedure is put back as it was, and no counter is left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,8 +76,13 @@ async fn a_retried_deadlock_is_tolerated_and_a_shutdown_error_fails_work_counted
     let hits = shutdown.hits.expect("hits counted");
     assert!(hits > 0, "{shutdown:?}");
     assert_eq!(shutdown.retried, 0, "57P01 is permanent to duroxide-pg: {shutdown:?}");
-    assert_eq!(shutdown.failed.infrastructure, hits, "one failed orchestration per failed ack: {shutdown:?}");
-    assert_eq!(shutdown.failed_total, hits, "{shutdown:?}");
+    assert_eq!(shutdown.surfaced, hits, "every hit reached the runtime as an error: {shutdown:?}");
+    // Each failed ack fails its orchestration, unless the runtime's commit
+    // of that failure (another ack call) is hit too: then the turn is
+    // abandoned and tried again, and one orchestration took two hits.
+    let failed = shutdown.failed.infrastructure;
+    assert!(failed <= hits && failed * 10 >= hits * 8, "about one failed orchestration per failed ack: {shutdown:?}");
+    assert_eq!(shutdown.failed_total, failed, "{shutdown:?}");
     assert_eq!((shutdown.stuck, shutdown.lost_acknowledged, shutdown.processed_twice), (0, 0, 0), "{shutdown:?}");
     let want = if shutdown.invisible > 0 { Verdict::LosesWork } else { Verdict::FailsWork };
     assert_eq!(shutdown.verdict, want, "{shutdown:?}");
