@@ -40,3 +40,13 @@ pub const KINDS: &[&FaultDef] = &[
 pub fn find(name: &str) -> Option<&'static FaultDef> {
     KINDS.iter().copied().find(|k| k.name == name)
 }
+
+/// Run `statements` in one transaction (the kinds that change the run's
+/// schema for a while, and undo it).
+async fn in_one_transaction(pool: &sqlx::PgPool, statements: &[String]) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    for s in statements {
+        sqlx::query(s).execute(&mut *tx).await?;
+    }
+    tx.commit().await
+}

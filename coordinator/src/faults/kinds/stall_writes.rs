@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use loadgen_common::units::opt_duration_text;
 use serde::Deserialize;
 
+use super::in_one_transaction;
 use crate::faults::{Apply, Failure, Fault, FaultDef, Lasting, Reach, fmt_duration, read_fields};
 
 pub const DEF: FaultDef = FaultDef {
@@ -144,14 +145,6 @@ impl Fault for StallWrites {
             fmt_duration(cx.length)
         ))
     }
-}
-
-async fn in_one_transaction(pool: &sqlx::PgPool, statements: &[String]) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    for s in statements {
-        sqlx::query(s).execute(&mut *tx).await?;
-    }
-    tx.commit().await
 }
 
 /// The trigger and its function, removed when the fault ends, or in the

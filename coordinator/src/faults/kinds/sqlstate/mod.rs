@@ -29,9 +29,10 @@ use serde::Deserialize;
 mod codes;
 mod server;
 
+use super::in_one_transaction;
 use codes::PROCEDURES;
 pub use codes::{CODES, code_of, hits_of};
-use server::{Undo, add_trigger, in_one_transaction, missing_privilege, wrap_procedure};
+use server::{Undo, add_trigger, missing_privilege, wrap_procedure};
 
 use crate::faults::{AgentAction, Apply, Failure, Fault, FaultDef, Lasting, fmt_duration, read_fields};
 

@@ -3,6 +3,7 @@
 
 use sqlx::Row;
 
+use super::super::in_one_transaction;
 use crate::faults::Failure;
 
 /// Bound on changing a procedure or a table (it waits for their users).
@@ -97,14 +98,6 @@ pub(super) async fn add_trigger(
     ])
 }
 
-pub(super) async fn in_one_transaction(pool: &sqlx::PgPool, statements: &[String]) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    for s in statements {
-        sqlx::query(s).execute(&mut *tx).await?;
-    }
-    tx.commit().await
-}
-
 /// What the fault changed, undone when it ends, or in the background when
 /// it is dropped (an interrupted run); the schema's removal takes it all too.
 pub(super) struct Undo {
@@ -116,13 +109,19 @@ pub(super) struct Undo {
 }
 
 impl Undo {
-    fn statements(&self) -> Vec<String> {
-        let (schema, name) = (&self.schema, &self.name);
+    /// The procedures put back (or the trigger dropped).
+    fn put_back(&self) -> Vec<String> {
         let mut all = vec![format!("SET LOCAL lock_timeout = '{DDL_TIMEOUT}'")];
         all.extend(self.restore.iter().cloned());
-        all.push(format!("DROP SEQUENCE IF EXISTS {schema}.{name}_calls"));
-        all.push(format!("DROP SEQUENCE IF EXISTS {schema}.{name}_hits"));
         all
+    }
+
+    fn drop_counters(&self) -> [String; 2] {
+        let (schema, name) = (&self.schema, &self.name);
+        [
+            format!("DROP SEQUENCE IF EXISTS {schema}.{name}_calls"),
+            format!("DROP SEQUENCE IF EXISTS {schema}.{name}_hits"),
+        ]
     }
 
     /// Undo it; the calls seen and the calls hit.
@@ -132,14 +131,10 @@ impl Undo {
             |seq: &str| format!("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM {schema}.{name}_{seq}");
         // Put the procedures back first, then read the counters: no call
         // counts after the fault.
-        let mut tx = self.pool.begin().await?;
-        for s in self.statements().iter().filter(|s| !s.starts_with("DROP SEQUENCE")) {
-            sqlx::query(s).execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
+        in_one_transaction(&self.pool, &self.put_back()).await?;
         let calls: i64 = sqlx::query_scalar(&count("calls")).fetch_one(&self.pool).await?;
         let hits: i64 = sqlx::query_scalar(&count("hits")).fetch_one(&self.pool).await?;
-        in_one_transaction(&self.pool, &self.statements()).await?;
+        in_one_transaction(&self.pool, &self.drop_counters()).await?;
         self.restore.clear();
         self.name.clear();
         Ok((calls, hits))
@@ -151,7 +146,9 @@ impl Drop for Undo {
         if self.name.is_empty() {
             return;
         }
-        let (pool, statements) = (self.pool.clone(), self.statements());
+        let mut statements = self.put_back();
+        statements.extend(self.drop_counters());
+        let pool = self.pool.clone();
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
                 let _ = in_one_transaction(&pool, &statements).await;
