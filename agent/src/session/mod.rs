@@ -329,10 +329,10 @@ impl Agent {
         };
         let Some(mut s) = slot else { return Ok(0) };
         s.cancel.cancel();
-        let mut late = 0;
+        let mut mark = None;
         if let Some(handle) = s.driver.take() {
             match tokio::time::timeout(DRIVER_STOP_TIMEOUT, handle).await {
-                Ok(Ok(outcome)) => late = s.counters.total().saturating_sub(outcome.activities_mark),
+                Ok(Ok(outcome)) => mark = Some(outcome.activities_mark),
                 Ok(Err(e)) => tracing::error!(run = %s.run_id, error = %e, "driver task failed"),
                 Err(_) => tracing::warn!(run = %s.run_id, "driver did not stop within {DRIVER_STOP_TIMEOUT:?}"),
             }
@@ -343,6 +343,9 @@ impl Agent {
         if let Some(successor) = s.successor.take() {
             successor.stop().await;
         }
+        // Counted only now: executions that ended while the runtimes shut
+        // down, and the successor's last report, arrive after the finish.
+        let late = mark.map_or(0, |m| s.counters.total().saturating_sub(m));
         if let Some(relay) = s.relay.take() {
             relay.stop();
         }
