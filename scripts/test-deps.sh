@@ -5,7 +5,8 @@
 # and kubernetes-validate (deployment checks), check-jsonschema (the GitHub
 # workflow's schema), HdrHistogram_py (reading .hlog files back), iproute2
 # (network namespaces), buildah and debootstrap (building the image),
-# libfaketime (an agent with its clock off), and cargo-nextest. Runs apt-get and pip as root, or through sudo.
+# libfaketime (an agent with its clock off), prometheus (a real scraper for
+# the metrics endpoint; its service is not started), and cargo-nextest. Runs apt-get and pip as root, or through sudo.
 set -euo pipefail
 
 log() { printf '== %s\n' "$*" >&2; }
@@ -32,12 +33,24 @@ command -v debootstrap >/dev/null || need_apt debootstrap
 command -v strip >/dev/null || need_apt binutils
 # libfaketime: an agent whose clock is off (the clock-offset test).
 ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || need_apt libfaketime
+# prometheus: the metrics tests start their own server on loopback.
+command -v prometheus >/dev/null || need_apt prometheus
 python3 -m pip --version >/dev/null 2>&1 || need_apt python3-pip
 if [ "${#apt_missing[@]}" -gt 0 ]; then
   log "installing ${apt_missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   sudo_if apt-get update -qq
-  sudo_if apt-get install -y -qq "${apt_missing[@]}" >/dev/null
+  # Packages with a service (prometheus) must not start it: a policy that
+  # refuses every service start, for the install only.
+  policy=/usr/sbin/policy-rc.d
+  own_policy=
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | sudo_if tee "$policy" >/dev/null && sudo_if chmod +x "$policy" && own_policy=1
+  fi
+  status=0
+  sudo_if apt-get install -y -qq "${apt_missing[@]}" >/dev/null || status=$?
+  [ -n "$own_policy" ] && sudo_if rm -f "$policy"
+  [ "$status" = 0 ] || { echo "test-deps: apt-get install ${apt_missing[*]} failed" >&2; exit 1; }
 fi
 
 pip_missing=()

@@ -10,6 +10,7 @@ use loadgen_common::startup;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Cli, Command, resolve};
+use crate::exporter::{Exporter, Watch};
 use crate::error::{EXIT_DEGRADED, EXIT_GATES_FAILED, EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE};
 use crate::model::RunReport;
 use crate::notice::Observer;
@@ -111,6 +112,20 @@ fn runs_code(runs: &[RunReport]) -> u8 {
     }
 }
 
+/// The console, and the metrics endpoint when --metrics-listen asks for it
+/// (a port that cannot be had is a usage error, before anything starts).
+fn watch<'a>(console: &'a Console, outputs: &Outputs) -> Result<Watch<'a>, u8> {
+    let exporter = match outputs.metrics {
+        Some(address) => {
+            let x = Exporter::listen(address).map_err(usage)?;
+            console.notice(&crate::notice::Notice::Note(format!("metrics: http://{}/metrics", x.address())));
+            Some(x)
+        }
+        None => None,
+    };
+    Ok(Watch { console, exporter })
+}
+
 /// Write `doc` through the pipeline; an exit code when that fails.
 fn write(
     doc: &Document<'_>,
@@ -134,7 +149,11 @@ fn run_command(args: &crate::Args) -> u8 {
     if let Err(code) = built_agent(args, &mut plan) {
         return code;
     }
-    let console = Console::new(plan.outputs.live.table());
+    let screen = Console::new(plan.outputs.live.table());
+    let console = match watch(&screen, &plan.outputs) {
+        Ok(w) => w,
+        Err(code) => return code,
+    };
     let outcome = match on_runtime(&plan.log, |shutdown| crate::run::run(&plan, &console, shutdown)) {
         Ok(o) => o,
         Err(code) => return code,
@@ -157,6 +176,7 @@ fn run_command(args: &crate::Args) -> u8 {
     if let Err(code) = write(&doc, &plan.outputs, &outcome.logs, &console) {
         return code;
     }
+    console.close(plan.outputs.linger);
     runs_code(&outcome.runs)
 }
 
@@ -173,7 +193,11 @@ fn hunt_command(h: &crate::cli::HuntArgs, args: &crate::Args) -> u8 {
     if let Err(code) = built_agent(args, &mut plan.run) {
         return code;
     }
-    let console = Console::new(plan.run.outputs.live.table());
+    let screen = Console::new(plan.run.outputs.live.table());
+    let console = match watch(&screen, &plan.run.outputs) {
+        Ok(w) => w,
+        Err(code) => return code,
+    };
     let outcome = match on_runtime(&plan.run.log, |shutdown| crate::hunt::hunt(&plan, &console, shutdown)) {
         Ok(o) => o,
         Err(code) => return code,
@@ -186,6 +210,7 @@ fn hunt_command(h: &crate::cli::HuntArgs, args: &crate::Args) -> u8 {
     if let Err(code) = write(&Document::Run(&outcome.shown), &plan.run.outputs, &outcome.logs, &console) {
         return code;
     }
+    console.close(plan.run.outputs.linger);
     for line in outcome.conclusion(&plan.replay) {
         println!("{line}");
     }
@@ -215,7 +240,11 @@ fn matrix_command(m: &crate::cli::MatrixArgs, args: &crate::Args) -> u8 {
             Err(code) => return code,
         }
     }
-    let console = Console::new(plan.run.outputs.live.table());
+    let screen = Console::new(plan.run.outputs.live.table());
+    let console = match watch(&screen, &plan.run.outputs) {
+        Ok(w) => w,
+        Err(code) => return code,
+    };
     let outcome = match on_runtime(&plan.run.log, |shutdown| crate::matrix::matrix(&plan, &console, shutdown)) {
         Ok(Ok(o)) => o,
         Ok(Err(e)) => return failed(&e),
@@ -225,6 +254,7 @@ fn matrix_command(m: &crate::cli::MatrixArgs, args: &crate::Args) -> u8 {
     if let Err(code) = write(&doc, &plan.run.outputs, &outcome.logs, &console) {
         return code;
     }
+    console.close(plan.run.outputs.linger);
     // Every cell counts: a lost agent anywhere, then any unexpected verdict.
     if outcome.runs.iter().any(RunReport::degraded) {
         EXIT_DEGRADED
@@ -247,7 +277,11 @@ fn sweep_command(s: &crate::cli::SweepArgs, args: &crate::Args) -> u8 {
     if let Err(code) = built_agent(args, &mut plan.run) {
         return code;
     }
-    let console = Console::new(plan.run.outputs.live.table());
+    let screen = Console::new(plan.run.outputs.live.table());
+    let console = match watch(&screen, &plan.run.outputs) {
+        Ok(w) => w,
+        Err(code) => return code,
+    };
     let outcome = match on_runtime(&plan.run.log, |shutdown| crate::sweep::sweep(&plan, &console, shutdown)) {
         Ok(o) => o,
         Err(code) => return code,
@@ -260,6 +294,7 @@ fn sweep_command(s: &crate::cli::SweepArgs, args: &crate::Args) -> u8 {
     if let Err(code) = write(&doc, &plan.run.outputs, &outcome.logs, &console) {
         return code;
     }
+    console.close(plan.run.outputs.linger);
     if outcome.runs.iter().any(RunReport::degraded) {
         EXIT_DEGRADED
     } else if outcome.sweep.passed {
@@ -295,7 +330,11 @@ fn ab_command(a: &crate::cli::AbArgs, args: &crate::Args) -> u8 {
     if let Err(e) = report::check_targets(&plan.run.outputs, &Document::Ab { ab: &empty, runs: &[] }) {
         return usage(e);
     }
-    let console = Console::new(plan.run.outputs.live.table());
+    let screen = Console::new(plan.run.outputs.live.table());
+    let console = match watch(&screen, &plan.run.outputs) {
+        Ok(w) => w,
+        Err(code) => return code,
+    };
     let outcome = match on_runtime(&plan.run.log, |shutdown| crate::ab::ab(&plan, &console, shutdown)) {
         Ok(o) => o,
         Err(code) => return code,
@@ -308,6 +347,7 @@ fn ab_command(a: &crate::cli::AbArgs, args: &crate::Args) -> u8 {
     if let Err(code) = write(&doc, &plan.run.outputs, &outcome.logs, &console) {
         return code;
     }
+    console.close(plan.run.outputs.linger);
     let slower =
         ["orch/s", "p99 ms"].iter().any(|m| outcome.ab.metric(m).is_some_and(|m| m.verdict == Verdict::Slower));
     if outcome.runs.iter().any(RunReport::degraded) {
@@ -373,7 +413,11 @@ fn compare_command(c: &crate::cli::CompareArgs, args: &crate::Args) -> u8 {
     if let Err(e) = report::check_targets(&outputs, &Document::Compare { compare: &empty, runs: &[] }) {
         return usage(e);
     }
-    let console = Console::new(outputs.live.table());
+    let screen = Console::new(outputs.live.table());
+    let console = match watch(&screen, &outputs) {
+        Ok(w) => w,
+        Err(code) => return code,
+    };
     let outcome = match on_runtime(&log, |shutdown| crate::compare::compare(&plan, &console, shutdown)) {
         Ok(o) => o,
         Err(code) => return code,
@@ -386,6 +430,7 @@ fn compare_command(c: &crate::cli::CompareArgs, args: &crate::Args) -> u8 {
     if let Err(code) = write(&doc, &outputs, &outcome.logs, &console) {
         return code;
     }
+    console.close(outputs.linger);
     runs_code(&outcome.runs)
 }
 

@@ -31,6 +31,7 @@ pub mod command;
 pub mod compare;
 pub mod db;
 pub mod error;
+pub mod exporter;
 pub mod faults;
 pub mod gates;
 pub mod hunt;

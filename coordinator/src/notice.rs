@@ -3,6 +3,7 @@
 //! how it is shown (the console renderer prints to stderr; tests listen or
 //! stay silent). Library code never prints.
 
+use crate::model::RunReport;
 use crate::model::live::Frame;
 
 /// One thing worth telling, as it happens.
@@ -16,7 +17,19 @@ pub enum Notice<'a> {
     AgentsReady { elapsed_s: f64, addresses: Vec<&'a str> },
     /// A run starts (one of `of` in a suite or sweep; `of` 0: one of an
     /// open-ended series, a hunt, named by `label`).
-    RunStarting { run_id: &'a str, schema: &'a str, agents: usize, load: String, n: usize, of: usize, label: &'a str },
+    RunStarting {
+        run_id: &'a str,
+        schema: &'a str,
+        agents: usize,
+        load: String,
+        n: usize,
+        of: usize,
+        label: &'a str,
+        profile: &'a str,
+        scenario: &'a str,
+        /// The duroxide-pg builds the agents run ("0.1.38", or several).
+        builds: String,
+    },
     /// The live view, once a second.
     Live(&'a Frame<'a>),
     /// An agent was lost mid-run.
@@ -29,6 +42,12 @@ pub enum Notice<'a> {
     Warning(String),
     /// Something the user should know (a kept schema, a step's result).
     Note(String),
+    /// A fault of the schedule is being applied (seconds since the start).
+    FaultBegan { kind: &'a str, target: &'a str, at_s: f64 },
+    /// It was undone (or failed to apply: `failed`).
+    FaultEnded { kind: &'a str, at_s: f64, end_s: f64, failed: bool },
+    /// A run's result is assembled (not yet written).
+    RunEnded(&'a RunReport),
 }
 
 /// Receives notices.

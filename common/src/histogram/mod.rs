@@ -14,6 +14,7 @@ use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+mod buckets;
 mod sparse;
 use sparse::{decode_sparse, merge_entries};
 

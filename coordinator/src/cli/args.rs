@@ -283,6 +283,21 @@ pub struct Args {
     #[arg(long, env = "LOADGEN_LIVE", value_enum, default_value = "auto", help_heading = "Results")]
     pub live: LiveMode,
 
+    /// Serve the run's live figures for Prometheus at http://ADDR/metrics
+    /// (OpenMetrics text): orchestrations by scenario and failure category,
+    /// in flight against offered, the merged latency histogram and its exact
+    /// p50/p99/p999, database commits, deadlocks and lock waits, agents,
+    /// active faults. ADDR is host:port (port 0: any free one, printed) or
+    /// :port for every interface. A port already taken is refused before
+    /// anything starts. Scrape config and dashboard: deploy/grafana/.
+    #[arg(long, env = "LOADGEN_METRICS_LISTEN", value_name = "ADDR", help_heading = "Results")]
+    pub metrics_listen: Option<String>,
+
+    /// Keep --metrics-listen serving this long after the result is written,
+    /// so a scrape after the end sees the final totals (they equal the JSON).
+    #[arg(long, env = "LOADGEN_LINGER", value_name = "DURATION", value_parser = duration, default_value = "0s", requires = "metrics_listen", help_heading = "Results")]
+    pub linger: Duration,
+
     /// Append the run to the per-database-host results file and history under
     /// --results-dir, after comparing it with the previous comparable run.
     #[arg(long, env = "LOADGEN_TRACK", help_heading = "Results")]

@@ -184,7 +184,10 @@ pub fn outputs(args: &Args) -> Result<Outputs, PlanError> {
         }
         targets.push(Target { format: format.clone(), path: path.into(), flag: "--output" });
     }
-    let outputs = Outputs { targets, hlog_dir: args.hlog_dir.clone(), live: args.live };
+    let metrics =
+        args.metrics_listen.as_deref().map(crate::exporter::parse_address).transpose().map_err(PlanError::Invalid)?;
+    let outputs =
+        Outputs { targets, hlog_dir: args.hlog_dir.clone(), live: args.live, metrics, linger: args.linger };
     outputs.check()?;
     Ok(outputs)
 }

@@ -25,7 +25,8 @@ pub async fn run(schedule: &Schedule, started: Instant, mut t: RunTargets<'_>, o
         tokio::time::sleep_until(tokio::time::Instant::from_std(started + f.at())).await;
         let at_s = started.elapsed().as_secs_f64();
         let kind = f.kind();
-        obs.notice(&Notice::Note(format!("fault: {kind} on {} at {at_s:.1}s", f.target())));
+        let target = f.target();
+        obs.notice(&Notice::FaultBegan { kind, target: &target, at_s });
         let cx = Apply { id: u32::try_from(id).unwrap_or(u32::MAX), length: f.length(), targets: &mut t };
         let result = f.fault.apply(cx).await;
         // An agent killed for good takes its share of the load with it:
@@ -48,8 +49,9 @@ pub async fn run(schedule: &Schedule, started: Instant, mut t: RunTargets<'_>, o
                 (String::new(), Some(e))
             }
         };
+        obs.notice(&Notice::FaultEnded { kind, at_s, end_s, failed: error.is_some() });
         tracing::info!(kind, at_s, end_s, detail, "fault applied");
-        events.push(FaultEvent { kind: kind.into(), target: f.target(), at_s, end_s, detail, error, load_kept });
+        events.push(FaultEvent { kind: kind.into(), target, at_s, end_s, detail, error, load_kept });
         if stuck {
             // Load against a broken system measures nothing: every agent
             // stops starting and drains; the faults gate fails with the reason.

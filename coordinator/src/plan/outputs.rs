@@ -56,6 +56,10 @@ pub struct Outputs {
     /// HdrHistogram interval logs go here.
     pub hlog_dir: Option<PathBuf>,
     pub live: LiveMode,
+    /// Serve live figures for Prometheus here (--metrics-listen).
+    pub metrics: Option<std::net::SocketAddr>,
+    /// ... and for this long after the result is written (--linger).
+    pub linger: std::time::Duration,
 }
 
 impl Outputs {

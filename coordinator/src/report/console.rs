@@ -61,7 +61,7 @@ impl Observer for Console {
                 addresses.len(),
                 addresses.join(", ")
             )),
-            Notice::RunStarting { run_id, schema, agents, load, n, of, label } => {
+            Notice::RunStarting { run_id, schema, agents, load, n, of, label, .. } => {
                 if *of > 1 {
                     self.print(&format!("\n=== {label} ({n} of {of}) ==="));
                 } else if *of == 0 && !label.is_empty() {
@@ -83,6 +83,8 @@ impl Observer for Console {
             Notice::Wrote { what, path } => self.print(&format!("{what}: {path}")),
             Notice::Warning(text) => self.print(&format!("warning: {text}")),
             Notice::Note(text) => self.print(text),
+            Notice::FaultBegan { kind, target, at_s } => self.print(&format!("fault: {kind} on {target} at {at_s:.1}s")),
+            Notice::FaultEnded { .. } | Notice::RunEnded(_) => {}
         }
     }
 }
@@ -220,6 +222,7 @@ fn db_line(db: Option<&DbSample>) -> String {
 mod tests {
     use super::*;
     use crate::model::Counts;
+    use loadgen_common::histogram::LatencyHistogram;
 
     #[test]
     fn the_live_view_renders_a_line_and_a_table() {
@@ -230,15 +233,20 @@ mod tests {
             FrameRow { index: 1, alive: false, counts: counts.clone(), last: None, in_flight: 2 },
         ];
         let db = DbSample { commits_per_sec: 512.0, deadlocks: 2, lock_waits: 3, ..Default::default() };
+        let empty = LatencyHistogram::new();
         let f = Frame {
             elapsed_s: 1.0,
             rows,
             total: Counts { completed: 2, ..Default::default() },
             in_flight: 4,
             p99_us: 250_000,
+            headline: &empty,
+            observation: &empty,
+            scenarios: Default::default(),
             merged_last: Some(point),
             db: Some(&db),
             offered: Some((60.0, true)),
+            offered_now: Some((60.0, true)),
         };
         let l = line(&f);
         assert!(l.contains("completed      2") && l.contains("in flight    4") && l.contains("agents 1/2"), "{l}");
@@ -263,15 +271,20 @@ mod tests {
                 in_flight: 1,
             })
             .collect();
+        let empty = LatencyHistogram::new();
         let f = Frame {
             elapsed_s: 1.0,
             rows,
             total: Counts { completed: 10_000, ..Default::default() },
             in_flight: 1000,
             p99_us: 1,
+            headline: &empty,
+            observation: &empty,
+            scenarios: Default::default(),
             merged_last: None,
             db: None,
             offered: None,
+            offered_now: None,
         };
         let t = table(&f);
         let lines: Vec<&str> = t.lines().collect();

@@ -79,6 +79,8 @@ pub struct Live {
     pub agents: Vec<AgentStream>,
     /// Headline latency of the whole run so far (the line's p99).
     headline: LatencyHistogram,
+    /// Completion-observation delay of the whole run so far.
+    observation: LatencyHistogram,
     open_seconds: BTreeMap<u64, Second>,
     /// Merged per-second points, finished.
     pub merged: Vec<TimePoint>,
@@ -119,6 +121,7 @@ impl Live {
             started,
             agents: (0..agents).map(|_| AgentStream { alive: true, ..Default::default() }).collect(),
             headline: LatencyHistogram::new(),
+            observation: LatencyHistogram::new(),
             open_seconds: BTreeMap::new(),
             merged: Vec::new(),
             merged_hlog: Vec::new(),
@@ -134,6 +137,7 @@ impl Live {
         let mut h = LatencyHistogram::new();
         for t in iv.scenarios.values() {
             h.merge(headline_histogram(&t.hist))?;
+            self.observation.merge(&t.hist.observation)?;
         }
         self.headline.merge(&h)?;
         let keep_hlog = self.keep_hlog;
@@ -236,6 +240,12 @@ impl Live {
     /// What the live view shows now.
     pub fn frame<'a>(&'a self, db: Option<&'a DbSample>) -> Frame<'a> {
         let mut total = Counts::default();
+        let mut scenarios: BTreeMap<&str, Counts> = BTreeMap::new();
+        for a in &self.agents {
+            for (name, t) in &a.scenarios {
+                scenarios.entry(name.as_str()).or_default().add(&t.counts);
+            }
+        }
         let rows = self
             .agents
             .iter()
@@ -252,9 +262,13 @@ impl Live {
             total,
             in_flight: self.agents.iter().map(|a| a.in_flight).sum(),
             p99_us: self.headline.quantile_us(0.99),
+            headline: &self.headline,
+            observation: &self.observation,
+            scenarios,
             merged_last: self.merged.last().cloned(),
             db,
             offered: None,
+            offered_now: None,
         }
     }
 }

@@ -49,7 +49,21 @@ pub(crate) async fn run_once(
     let prepared = prepare(session, plan, profile, &begun).await?;
     let mut ran = start_and_follow(session, plan, profile, &begun, &prepared, obs).await?;
     let concluded = conclude(session, plan, profile, &begun, &prepared, &mut ran, obs).await?;
-    Ok(report(session, plan, profile, begun, prepared, ran, concluded))
+    let (report, logs) = report(session, plan, profile, begun, prepared, ran, concluded);
+    obs.notice(&Notice::RunEnded(&report));
+    Ok((report, logs))
+}
+
+/// The duroxide-pg builds the agents said they run, distinct, in order.
+fn builds(session: &Session) -> String {
+    let mut seen: Vec<&str> = Vec::new();
+    for l in &session.links {
+        let v = l.hello.duroxide_pg_version.as_str();
+        if !seen.contains(&v) {
+            seen.push(v);
+        }
+    }
+    seen.join(",")
 }
 
 /// What a run begins with.
@@ -88,6 +102,9 @@ async fn begin(
         n: nth.0,
         of: nth.1,
         label: nth.2,
+        profile: &profile.name,
+        scenario: &plan.workload.scenario,
+        builds: builds(session),
     });
     Ok(Begun { run_id: run_id.to_string(), schema, store, server, seed, slices, workload })
 }

@@ -77,8 +77,8 @@ pub async fn follow(
         let mut frame = live.frame(sample.as_ref());
         // While the plan lasts (the drain after it offers nothing).
         let now = std::time::Duration::from_secs_f64(frame.elapsed_s.max(0.0));
-        frame.offered =
-            f.load.filter(|l| l.staged && now <= l.plan.duration()).map(|l| (l.plan.value_at(now), l.is_open()));
+        frame.offered_now = f.load.filter(|l| now <= l.plan.duration()).map(|l| (l.plan.value_at(now), l.is_open()));
+        frame.offered = frame.offered_now.filter(|_| f.load.is_some_and(|l| l.staged));
         f.obs.notice(&Notice::Live(&frame));
     };
     while outcome.iter().any(Option::is_none) {

@@ -1,0 +1,119 @@
+//! Live figures for Prometheus (`--metrics-listen ADDR`): the run's
+//! cluster-wide counters, rates, merged latency histograms with their exact
+//! quantiles, the database's figures, agents and faults, at
+//! `http://ADDR/metrics` while the run goes. The exporter listens to the
+//! run's notices (it is an [`Observer`]) and keeps serving until the result
+//! is written, plus `--linger`, so a last scrape sees the totals.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::registry::Registry;
+
+use crate::notice::{Notice, Observer};
+
+pub mod figures;
+pub mod http;
+
+use figures::Shared;
+
+/// A listening exporter.
+#[derive(Debug)]
+pub struct Exporter {
+    figures: Arc<Shared>,
+    server: http::Server,
+}
+
+/// `ADDR` as given: host:port, or :port for every interface.
+pub fn parse_address(text: &str) -> Result<SocketAddr, String> {
+    let bad = |why: String| format!("--metrics-listen {text:?}: {why}");
+    let full = if text.starts_with(':') { format!("0.0.0.0{text}") } else { text.to_string() };
+    full.to_socket_addrs()
+        .map_err(|e| bad(format!("{e} (give host:port, e.g. 127.0.0.1:9464, or :9464)")))?
+        .next()
+        .ok_or_else(|| bad("the name resolves to no address".into()))
+}
+
+impl Exporter {
+    /// Listen on `address` (port 0: any free one).
+    pub fn listen(address: SocketAddr) -> Result<Exporter, String> {
+        let figures = Arc::new(Shared::default());
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Arc::clone(&figures)));
+        let server = http::Server::start(address, move || {
+            let mut out = String::new();
+            if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
+                tracing::warn!(error = %e, "the metrics could not be encoded");
+            }
+            out
+        })
+        .map_err(|e| format!("--metrics-listen {address}: cannot listen: {e}"))?;
+        Ok(Exporter { figures, server })
+    }
+
+    /// Where it listens.
+    pub fn address(&self) -> SocketAddr {
+        self.server.address()
+    }
+
+    /// Keep serving for `linger` (the result is written), then stop.
+    pub fn close(self, linger: Duration, obs: &dyn Observer) {
+        if !linger.is_zero() {
+            obs.notice(&Notice::Note(format!(
+                "metrics: serving the final figures at http://{}/metrics for {}",
+                self.address(),
+                humantime(linger)
+            )));
+            std::thread::sleep(linger);
+        }
+    }
+
+    fn with(&self, f: impl FnOnce(&mut figures::Figures)) {
+        let mut figures = self.figures.0.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut figures);
+    }
+}
+
+fn humantime(d: Duration) -> String {
+    format!("{:.0}s", d.as_secs_f64())
+}
+
+impl Observer for Exporter {
+    fn notice(&self, n: &Notice<'_>) {
+        match n {
+            Notice::RunStarting { run_id, agents, profile, scenario, builds, .. } => {
+                self.with(|f| f.start(run_id, profile, scenario, builds, *agents))
+            }
+            Notice::Live(frame) => self.with(|f| f.frame(frame)),
+            Notice::FaultBegan { kind, .. } => self.with(|f| f.fault(kind, true)),
+            Notice::FaultEnded { kind, .. } => self.with(|f| f.fault(kind, false)),
+            Notice::RunEnded(report) => self.with(|f| f.result(report)),
+            _ => {}
+        }
+    }
+}
+
+/// The console and, when asked for, the exporter: every notice goes to both.
+pub struct Watch<'a> {
+    pub console: &'a dyn Observer,
+    pub exporter: Option<Exporter>,
+}
+
+impl Watch<'_> {
+    /// The result is written: linger if asked, then stop serving.
+    pub fn close(self, linger: Duration) {
+        if let Some(x) = self.exporter {
+            x.close(linger, self.console);
+        }
+    }
+}
+
+impl Observer for Watch<'_> {
+    fn notice(&self, n: &Notice<'_>) {
+        self.console.notice(n);
+        if let Some(x) = &self.exporter {
+            x.notice(n);
+        }
+    }
+}
