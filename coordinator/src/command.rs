@@ -10,8 +10,8 @@ use loadgen_common::startup;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Cli, Command, resolve};
-use crate::exporter::{Exporter, Watch};
 use crate::error::{EXIT_DEGRADED, EXIT_GATES_FAILED, EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE};
+use crate::exporter::{Exporter, Watch};
 use crate::model::RunReport;
 use crate::notice::Observer;
 use crate::plan::Outputs;

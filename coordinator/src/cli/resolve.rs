@@ -186,8 +186,7 @@ pub fn outputs(args: &Args) -> Result<Outputs, PlanError> {
     }
     let metrics =
         args.metrics_listen.as_deref().map(crate::exporter::parse_address).transpose().map_err(PlanError::Invalid)?;
-    let outputs =
-        Outputs { targets, hlog_dir: args.hlog_dir.clone(), live: args.live, metrics, linger: args.linger };
+    let outputs = Outputs { targets, hlog_dir: args.hlog_dir.clone(), live: args.live, metrics, linger: args.linger };
     outputs.check()?;
     Ok(outputs)
 }

@@ -18,8 +18,23 @@ use crate::model::{DbSample, RunReport};
 
 /// Latency bucket bounds, microseconds: 1 ms to 5 min.
 pub const BOUNDS_US: [u64; 17] = [
-    1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000,
-    10_000_000, 30_000_000, 60_000_000, 120_000_000, 300_000_000,
+    1_000,
+    2_500,
+    5_000,
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    30_000_000,
+    60_000_000,
+    120_000_000,
+    300_000_000,
 ];
 
 /// The failure categories, as labels, each with its count.
@@ -177,7 +192,9 @@ where
 {
     let kind = if counter { MetricType::Counter } else { MetricType::Gauge };
     let mut m = e.encode_descriptor(name, help, None, kind)?;
-    let put = |v: V, m: MetricEncoder<'_>| if counter { ConstCounter::new(v).encode(m) } else { ConstGauge::new(v).encode(m) };
+    let put = |v: V, m: MetricEncoder<'_>| {
+        if counter { ConstCounter::new(v).encode(m) } else { ConstGauge::new(v).encode(m) }
+    };
     if let [(labels, v)] = series
         && labels.is_empty()
     {
@@ -235,14 +252,32 @@ fn encode(f: &Figures, e: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Er
         .collect();
     family(e, "loadgen_orchestrations_failed", "Orchestrations failed, by failure category", true, &failed)?;
     let total = f.total();
-    family(e, "loadgen_activities_executed", "Activity executions, counted where they ran", true, &[(vec![], total.activities)])?;
+    family(
+        e,
+        "loadgen_activities_executed",
+        "Activity executions, counted where they ran",
+        true,
+        &[(vec![], total.activities)],
+    )?;
     family(e, "loadgen_in_flight", "Orchestrations in flight", false, &[(vec![], f.in_flight)])?;
     if let Some((v, rate)) = f.offered {
         let mode = if rate { "rate" } else { "in_flight" };
-        family(e, "loadgen_offered", "What the plan offers now: starts/s (rate) or in flight", false, &[(vec![("mode", mode.into())], v)])?;
+        family(
+            e,
+            "loadgen_offered",
+            "What the plan offers now: starts/s (rate) or in flight",
+            false,
+            &[(vec![("mode", mode.into())], v)],
+        )?;
     }
     family(e, "loadgen_starts_per_second", "Starts in the latest merged second", false, &[(vec![], f.starts_per_sec)])?;
-    family(e, "loadgen_completions_per_second", "Completions in the latest merged second", false, &[(vec![], f.completions_per_sec)])?;
+    family(
+        e,
+        "loadgen_completions_per_second",
+        "Completions in the latest merged second",
+        false,
+        &[(vec![], f.completions_per_sec)],
+    )?;
     histogram(e, "loadgen_latency_seconds", "Headline latency, merged over every agent", &f.latency)?;
     let q: Series<f64> = ["0.5", "0.99", "0.999"]
         .into_iter()
@@ -250,9 +285,15 @@ fn encode(f: &Figures, e: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Er
         .map(|(q, us)| (vec![("quantile", q.to_string())], us as f64 / 1e6))
         .collect();
     family(e, "loadgen_latency_quantile_seconds", "Exact quantiles of the merged HDR histogram", false, &q)?;
-    histogram(e, "loadgen_observation_delay_seconds", "From the terminal status until the agent saw it", &f.observation)?;
+    histogram(
+        e,
+        "loadgen_observation_delay_seconds",
+        "From the terminal status until the agent saw it",
+        &f.observation,
+    )?;
     encode_db(f, e)?;
-    let agents = vec![(vec![("state", "up".to_string())], f.agents_up), (vec![("state", "lost".to_string())], f.agents_lost)];
+    let agents =
+        vec![(vec![("state", "up".to_string())], f.agents_up), (vec![("state", "lost".to_string())], f.agents_lost)];
     family(e, "loadgen_agents", "Agents taking part, by state", false, &agents)?;
     let applied: Series<u64> = f.faults.iter().map(|(k, (n, _))| (vec![("kind", k.clone())], *n)).collect();
     let active: Series<u64> = f.faults.iter().map(|(k, (_, a))| (vec![("kind", k.clone())], *a)).collect();
@@ -262,8 +303,20 @@ fn encode(f: &Figures, e: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Er
 
 fn encode_db(f: &Figures, e: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
     if let Some(db) = &f.db {
-        family(e, "loadgen_db_commits_per_second", "Database commits per second", false, &[(vec![], db.commits_per_sec)])?;
-        family(e, "loadgen_db_rollbacks_per_second", "Database rollbacks per second", false, &[(vec![], db.rollbacks_per_sec)])?;
+        family(
+            e,
+            "loadgen_db_commits_per_second",
+            "Database commits per second",
+            false,
+            &[(vec![], db.commits_per_sec)],
+        )?;
+        family(
+            e,
+            "loadgen_db_rollbacks_per_second",
+            "Database rollbacks per second",
+            false,
+            &[(vec![], db.rollbacks_per_sec)],
+        )?;
         let waits = vec![
             (vec![("lock", "any".to_string())], db.lock_waits),
             (vec![("lock", "advisory".to_string())], db.advisory_lock_waits),
@@ -277,9 +330,14 @@ fn encode_db(f: &Figures, e: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt:
         family(e, "loadgen_db_queue_depth", "duroxide-pg's queue depths", false, &queues)?;
         family(e, "loadgen_db_deadlocks", "Deadlocks the database detected", true, &[(vec![], f.deadlocks)])?;
     }
-    let retries: Series<u64> =
-        f.provider_retries.iter().map(|(k, n)| (vec![("error", k.clone())], *n)).collect();
-    family(e, "loadgen_provider_retries", "Provider errors the runtimes met and retried (at the end of the run)", true, &retries)
+    let retries: Series<u64> = f.provider_retries.iter().map(|(k, n)| (vec![("error", k.clone())], *n)).collect();
+    family(
+        e,
+        "loadgen_provider_retries",
+        "Provider errors the runtimes met and retried (at the end of the run)",
+        true,
+        &retries,
+    )
 }
 
 #[cfg(test)]
@@ -303,7 +361,8 @@ mod tests {
         }
         let mut f = Figures::default();
         f.start("r1", "light", "mixed", "0.1.38", 2);
-        f.scenarios.insert("fanout".into(), Counts { launched: 5, completed: 4, failed_poison: 1, ..Default::default() });
+        f.scenarios
+            .insert("fanout".into(), Counts { launched: 5, completed: 4, failed_poison: 1, ..Default::default() });
         f.latency = Buckets::of(&h);
         f.quantiles_us = [40_000, 3_000_000, 3_000_000];
         f.fault("pause-db", true);

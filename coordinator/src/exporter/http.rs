@@ -27,10 +27,7 @@ pub struct Server {
 
 impl Server {
     /// Listen on `address` and serve `render()` at /metrics.
-    pub fn start(
-        address: SocketAddr,
-        render: impl Fn() -> String + Send + 'static,
-    ) -> std::io::Result<Server> {
+    pub fn start(address: SocketAddr, render: impl Fn() -> String + Send + 'static) -> std::io::Result<Server> {
         let listener = TcpListener::bind(address)?;
         let address = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -96,7 +93,9 @@ fn answer(mut stream: TcpStream, render: &impl Fn() -> String) -> std::io::Resul
     let path = path.split('?').next().unwrap_or("");
     let (status, content_type, body) = match (method, path) {
         ("GET" | "HEAD", "/metrics") => ("200 OK", CONTENT_TYPE, render()),
-        ("GET" | "HEAD", "/") => ("200 OK", "text/plain; charset=utf-8", "duroxide-pg load generator: see /metrics\n".into()),
+        ("GET" | "HEAD", "/") => {
+            ("200 OK", "text/plain; charset=utf-8", "duroxide-pg load generator: see /metrics\n".into())
+        }
         ("GET" | "HEAD", _) => ("404 Not Found", "text/plain; charset=utf-8", "not found; see /metrics\n".into()),
         _ => ("405 Method Not Allowed", "text/plain; charset=utf-8", "only GET\n".into()),
     };
@@ -125,8 +124,8 @@ mod tests {
 
     #[test]
     fn it_serves_metrics_and_stops_when_dropped() {
-        let server = Server::start("127.0.0.1:0".parse().expect("addr"), || "x_total 1\n# EOF\n".into())
-            .expect("listen");
+        let server =
+            Server::start("127.0.0.1:0".parse().expect("addr"), || "x_total 1\n# EOF\n".into()).expect("listen");
         let address = server.address();
         let got = get(address, "/metrics");
         assert!(got.starts_with("HTTP/1.1 200 OK") && got.contains(CONTENT_TYPE), "{got}");

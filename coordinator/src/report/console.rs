@@ -83,7 +83,9 @@ impl Observer for Console {
             Notice::Wrote { what, path } => self.print(&format!("{what}: {path}")),
             Notice::Warning(text) => self.print(&format!("warning: {text}")),
             Notice::Note(text) => self.print(text),
-            Notice::FaultBegan { kind, target, at_s } => self.print(&format!("fault: {kind} on {target} at {at_s:.1}s")),
+            Notice::FaultBegan { kind, target, at_s } => {
+                self.print(&format!("fault: {kind} on {target} at {at_s:.1}s"))
+            }
             Notice::FaultEnded { .. } | Notice::RunEnded(_) => {}
         }
     }
