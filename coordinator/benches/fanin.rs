@@ -73,6 +73,7 @@ async fn main() {
         tracker: None,
         load: None,
         fault_done: None,
+        judge: None,
         obs: &Silent,
     };
     let followed = follow(f, streams, &controls, &mut live).await.expect("follow");

@@ -13,6 +13,16 @@ use loadgen_common::units::format_latency_us as fmt_ms;
 use crate::model::{AgentReport, Audit, Gate, LostAgent, Section};
 use crate::plan::Profile;
 
+/// The gate `--abort-on-fail` lost while the run went (always failed).
+pub fn abort_gate(a: &crate::model::Aborted) -> Gate {
+    Gate {
+        name: "abort on fail".into(),
+        limit: "no gate lost while the run went".into(),
+        value: format!("the {} gate was lost at {:.1}s ({}); every agent was stopped", a.gate, a.at_s, a.detail),
+        passed: false,
+    }
+}
+
 /// Evaluate every must-pass gate.
 pub fn evaluate(profile: &Profile, merged: &Section, audit: &Audit) -> Vec<Gate> {
     evaluate_workload(profile, merged, audit, true)

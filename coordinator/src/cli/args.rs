@@ -231,6 +231,15 @@ pub struct Args {
     #[arg(long, env = "LOADGEN_MAX_FAILED", help_heading = "Gates")]
     pub max_failed: Option<u64>,
 
+    /// Judge the gates that can already be lost while the run goes (failures
+    /// beyond --max-failed, infrastructure/configuration/poison failures,
+    /// start errors, the p99 of the last 10 s above --p99-ms, a lost agent)
+    /// and, when one is, stop every agent at once and exit 1 naming the gate
+    /// and when it was lost. The result is still written in full, marked
+    /// aborted. In a profile: abort_on_fail = true.
+    #[arg(long, env = "LOADGEN_ABORT_ON_FAIL", help_heading = "Gates")]
+    pub abort_on_fail: bool,
+
     /// Gate: every agent's clock within this of the coordinator's (e.g. 1s),
     /// read at its Hello; the summary names any agent a second or more off.
     #[arg(long, env = "LOADGEN_MAX_CLOCK_OFFSET", value_name = "DURATION", value_parser = duration, allow_hyphen_values = true, help_heading = "Gates")]

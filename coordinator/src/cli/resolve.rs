@@ -56,6 +56,7 @@ fn apply_overrides(args: &Args, mut p: Profile) -> Profile {
         max_in_flight,
         iterations
     );
+    p.abort_on_fail |= args.abort_on_fail;
     p
 }
 

@@ -31,7 +31,7 @@ pub use figures::RunFigures;
 pub use loadgen_common::histogram::LatencySummary;
 pub use loadgen_common::tally::Counts;
 pub use run::{
-    AgentReport, ClockRange, ClockReading, Comparison, Contention, CoordinatorCost, DbLoad, Environment, Gate,
+    Aborted, AgentReport, ClockRange, ClockReading, Comparison, Contention, CoordinatorCost, DbLoad, Environment, Gate,
     HistoryLatency, LostAgent, MemorySample, MemorySummary, RunReport, ScenarioReport, Section, SuiteReport,
     WorkloadReport,
 };

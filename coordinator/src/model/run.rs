@@ -223,6 +223,21 @@ pub struct RunReport {
     /// Which duroxide provider the runtimes used.
     #[serde(default)]
     pub provider: crate::plan::ProviderKind,
+    /// `--abort-on-fail` stopped the run early: which gate was lost, when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aborted: Option<Aborted>,
+}
+
+/// A gate lost while the run went, which stopped every agent
+/// (`--abort-on-fail`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Aborted {
+    /// The gate, as the gates table names it.
+    pub gate: String,
+    /// Seconds since the common start.
+    pub at_s: f64,
+    /// What was seen.
+    pub detail: String,
 }
 
 /// The coordinator's own cost over a run: from the start of the agents' Run

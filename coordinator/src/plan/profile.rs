@@ -90,6 +90,10 @@ pub struct Profile {
     /// unfinished (default 0: 100% success).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_failed: Option<u64>,
+    /// Judge the gates that can already be lost while the run goes, and stop
+    /// every agent as soon as one is (`--abort-on-fail`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub abort_on_fail: bool,
     /// Gate: every agent's wall clock within this of the coordinator's (read
     /// at its Hello; duroxide-pg's leases compare the runtimes' clocks).
     #[serde(default, with = "opt_duration_text", skip_serializing_if = "Option::is_none")]

@@ -371,3 +371,53 @@ mod stage_tests {
         assert_eq!(crate::report::view::stage_span(b.from_s, b.to_s), "2.5-4s");
     }
 }
+
+/// The duroxide-pg builds the agents said they run, distinct, in order.
+pub fn builds(links: &[crate::agents::AgentLink]) -> String {
+    let mut seen: Vec<&str> = Vec::new();
+    for l in links {
+        let v = l.hello.duroxide_pg_version.as_str();
+        if !seen.contains(&v) {
+            seen.push(v);
+        }
+    }
+    seen.join(",")
+}
+
+/// What to say of the schema the agents migrated: at the start, or, when an
+/// upgrade migrated it again and this build now verifies it, that instead.
+pub fn schema_notes(start: Vec<String>, after: Option<crate::db::SchemaCheck>) -> Vec<String> {
+    const UNVERIFIED: &str = "does not verify";
+    match after {
+        Some(after)
+            if start.iter().any(|n| n.contains(UNVERIFIED)) && !after.notes.iter().any(|n| n.contains(UNVERIFIED)) =>
+        {
+            let mut notes: Vec<String> = start.into_iter().filter(|n| !n.contains(UNVERIFIED)).collect();
+            notes.push(format!(
+                "the agents' first build migrated the schema to a version this coordinator's duroxide-pg {} does not verify; after the upgrade during the run, it verifies",
+                loadgen_common::DUROXIDE_PG_VERSION
+            ));
+            notes
+        }
+        _ => start,
+    }
+}
+
+#[cfg(test)]
+mod schema_note_tests {
+    use super::*;
+    use crate::db::SchemaCheck;
+
+    #[test]
+    fn a_schema_note_the_upgrade_made_stale_is_replaced() {
+        let start =
+            vec!["the agents' build migrated the schema to a version ... does not verify (older ...)".to_string()];
+        let verified = SchemaCheck { notes: Vec::new(), readable: true };
+        let notes = schema_notes(start.clone(), Some(verified));
+        assert_eq!(notes.len(), 1);
+        assert!(notes[0].contains("after the upgrade during the run, it verifies"), "{notes:?}");
+        let still = SchemaCheck { notes: start.clone(), readable: true };
+        assert_eq!(schema_notes(start.clone(), Some(still)), start);
+        assert_eq!(schema_notes(start.clone(), None), start);
+    }
+}

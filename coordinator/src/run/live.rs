@@ -87,6 +87,9 @@ pub struct Live {
     /// Merged per-second histograms for the .hlog files (when asked for).
     pub merged_hlog: Vec<(f64, LatencyHistogram)>,
     keep_hlog: bool,
+    /// Headline histograms of the merged seconds closed since the last
+    /// [`Live::take_closed`] (kept only when asked for: a live judge).
+    closed: Option<Vec<LatencyHistogram>>,
 }
 
 /// A point from an interval's counts and histogram.
@@ -126,7 +129,27 @@ impl Live {
             merged: Vec::new(),
             merged_hlog: Vec::new(),
             keep_hlog,
+            closed: None,
         }
+    }
+
+    /// Keep each closed second's histogram for [`Live::take_closed`].
+    pub fn collect_closed(&mut self) {
+        self.closed.get_or_insert_with(Vec::new);
+    }
+
+    /// The histograms of the seconds closed since the last call.
+    pub fn take_closed(&mut self) -> Vec<LatencyHistogram> {
+        self.closed.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Counts over every agent so far.
+    pub fn total(&self) -> Counts {
+        let mut total = Counts::default();
+        for a in &self.agents {
+            total.add(&a.counts());
+        }
+        total
     }
 
     /// Fold one interval of agent `i`.
@@ -208,6 +231,9 @@ impl Live {
                 break;
             }
             if let Some((_, s)) = self.open_seconds.pop_first() {
+                if let Some(closed) = &mut self.closed {
+                    closed.push(s.hist.clone());
+                }
                 self.merged.push(point(s.t_s, s.len_s, &s.counts, s.in_flight, &s.hist));
                 if self.keep_hlog {
                     self.merged_hlog.push((s.t_s, s.hist));

@@ -27,6 +27,7 @@ use crate::model::{IntervalLogs, RunReport};
 use crate::notice::Observer;
 use crate::plan::{Profile, RunPlan};
 
+pub mod abort;
 pub mod assemble;
 pub mod completions;
 pub mod executor;

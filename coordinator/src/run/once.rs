@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use loadgen_common::schema::schema_for_run;
 
+use super::abort::Judge;
 use super::completions::TrackerStats;
 use super::live::Live;
 use super::session::Session;
@@ -25,7 +26,7 @@ use crate::db::{SchemaCheck, XactCounters};
 use crate::error::CoordinatorError;
 use crate::gates;
 use crate::model::{
-    CoordinatorCost, DbSample, Environment, FaultReport, IntervalLogs, LostAgent, RunReport, StagesReport,
+    Aborted, CoordinatorCost, DbSample, Environment, FaultReport, IntervalLogs, LostAgent, RunReport, StagesReport,
     WorkloadReport,
 };
 use crate::notice::{Notice, Observer};
@@ -52,18 +53,6 @@ pub(crate) async fn run_once(
     let (report, logs) = report(session, plan, profile, begun, prepared, ran, concluded);
     obs.notice(&Notice::RunEnded(&report));
     Ok((report, logs))
-}
-
-/// The duroxide-pg builds the agents said they run, distinct, in order.
-fn builds(session: &Session) -> String {
-    let mut seen: Vec<&str> = Vec::new();
-    for l in &session.links {
-        let v = l.hello.duroxide_pg_version.as_str();
-        if !seen.contains(&v) {
-            seen.push(v);
-        }
-    }
-    seen.join(",")
 }
 
 /// What a run begins with.
@@ -104,7 +93,7 @@ async fn begin(
         label: nth.2,
         profile: &profile.name,
         scenario: &plan.workload.scenario,
-        builds: builds(session),
+        builds: assemble::builds(&session.links),
     });
     Ok(Begun { run_id: run_id.to_string(), schema, store, server, seed, slices, workload })
 }
@@ -175,6 +164,8 @@ struct Ran {
     coordinator: CoordinatorCost,
     stages: Option<StagesReport>,
     faults: Vec<FaultReport>,
+    /// The gate `--abort-on-fail` saw lost.
+    aborted: Option<Aborted>,
 }
 
 /// Phase 3: start every agent at one instant and follow them to the end,
@@ -201,6 +192,10 @@ async fn start_and_follow(
     let load_plan = profile.load()?;
     let agents = session.links.len();
     let mut live = Live::new(agents, started, plan.outputs.hlog_dir.is_some());
+    let mut judge = Judge::of(profile);
+    if judge.is_some() {
+        live.collect_closed();
+    }
     let (fault_done_tx, fault_done) = tokio::sync::mpsc::unbounded_channel();
     let follow = Follow {
         links: &session.links,
@@ -211,6 +206,7 @@ async fn start_and_follow(
         tracker: watchers.tracker.as_ref(),
         load: Some(&load_plan),
         fault_done: Some(fault_done_tx),
+        judge: judge.as_mut(),
         obs,
     };
     let agent_pids = session.local.as_ref().map(|l| l.pids()).unwrap_or_default();
@@ -252,6 +248,7 @@ async fn start_and_follow(
         coordinator,
         stages,
         faults,
+        aborted: judge.and_then(|j| j.lost),
     })
 }
 
@@ -398,8 +395,9 @@ fn report(
         gates.push(gates::faults_gate(&ran.faults));
     }
     gates.extend(gates::clock_gate(profile, &m.agents));
+    gates.extend(ran.aborted.as_ref().map(gates::abort_gate));
     let mut warnings = gates::memory_warnings(profile, &m.agents);
-    warnings.extend(schema_notes(p.check.notes, c.schema_after));
+    warnings.extend(assemble::schema_notes(p.check.notes, c.schema_after));
     let hello = session.links.first().map(|l| l.hello.clone()).unwrap_or_default();
     let procedures = match (&p.procedures_before, &c.procedures_after) {
         (Some(before), Some(after)) => b.store.procedure_report(before, after, &c.db_timeline),
@@ -453,43 +451,7 @@ fn report(
         faults: ran.faults,
         procedures,
         provider: plan.provider,
+        aborted: ran.aborted,
     };
     (report, c.logs)
-}
-
-/// What to say of the schema the agents migrated: at the start, or, when an
-/// upgrade migrated it again and this build now verifies it, that instead.
-fn schema_notes(start: Vec<String>, after: Option<SchemaCheck>) -> Vec<String> {
-    const UNVERIFIED: &str = "does not verify";
-    match after {
-        Some(after)
-            if start.iter().any(|n| n.contains(UNVERIFIED)) && !after.notes.iter().any(|n| n.contains(UNVERIFIED)) =>
-        {
-            let mut notes: Vec<String> = start.into_iter().filter(|n| !n.contains(UNVERIFIED)).collect();
-            notes.push(format!(
-                "the agents' first build migrated the schema to a version this coordinator's duroxide-pg {} does not verify; after the upgrade during the run, it verifies",
-                loadgen_common::DUROXIDE_PG_VERSION
-            ));
-            notes
-        }
-        _ => start,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_schema_note_the_upgrade_made_stale_is_replaced() {
-        let start =
-            vec!["the agents' build migrated the schema to a version ... does not verify (older ...)".to_string()];
-        let verified = SchemaCheck { notes: Vec::new(), readable: true };
-        let notes = schema_notes(start.clone(), Some(verified));
-        assert_eq!(notes.len(), 1);
-        assert!(notes[0].contains("after the upgrade during the run, it verifies"), "{notes:?}");
-        let still = SchemaCheck { notes: start.clone(), readable: true };
-        assert_eq!(schema_notes(start.clone(), Some(still)), start);
-        assert_eq!(schema_notes(start.clone(), None), start);
-    }
 }

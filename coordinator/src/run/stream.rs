@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 use loadgen_common::tally::Finish;
 use tokio::sync::{mpsc, watch};
 
+use super::abort::Judge;
 use super::completions::ClusterTracker;
 use super::live::Live;
 use crate::agents::AgentLink;
 use crate::agents::run::{AgentEvent, Controls, Events, FaultReport};
 use crate::error::CoordinatorError;
-use crate::model::DbSample;
+use crate::model::{Aborted, DbSample};
 use crate::notice::{Notice, Observer};
 use crate::plan::OnAgentLoss;
 
@@ -52,13 +53,25 @@ pub struct Follow<'a> {
     pub load: Option<&'a loadgen_common::load::Load>,
     /// Where agents' reports of the faults they applied go (the injector).
     pub fault_done: Option<mpsc::UnboundedSender<FaultReport>>,
+    /// `--abort-on-fail`: the live judge of the gates.
+    pub judge: Option<&'a mut Judge>,
     pub obs: &'a dyn Observer,
+}
+
+/// A gate was lost: say so and stop every agent still running.
+fn abort(lost: &Aborted, open: impl Iterator<Item = usize>, controls: &Controls, obs: &dyn Observer) {
+    let why = format!("--abort-on-fail: the {} gate was lost at {:.1}s ({})", lost.gate, lost.at_s, lost.detail);
+    obs.notice(&Notice::Warning(format!("{why}; stopping every agent")));
+    tracing::info!(gate = %lost.gate, at_s = lost.at_s, "aborting the run");
+    for j in open {
+        controls.stop(j, &why);
+    }
 }
 
 /// Follow every agent until each has sent its finish or is lost, folding
 /// intervals into `live` and showing it once a second.
 pub async fn follow(
-    f: Follow<'_>,
+    mut f: Follow<'_>,
     mut rx: Events,
     controls: &Controls,
     live: &mut Live,
@@ -120,6 +133,14 @@ pub async fn follow(
             }
             _ = ticker.tick() => {
                 show(live);
+                if let Some(judge) = f.judge.as_deref_mut() {
+                    for h in live.take_closed() {
+                        judge.second(&h);
+                    }
+                    if let Some(lost) = judge.judge(&live.total(), f.started.elapsed().as_secs_f64()) {
+                        abort(lost, (0..n).filter(|&j| outcome[j].is_none()), controls, f.obs);
+                    }
+                }
                 let now = Instant::now();
                 if now > f.started {
                     newly_lost = (0..n).find(|&i| outcome[i].is_none() && now.duration_since(last_heard[i]) > SILENCE)
@@ -143,11 +164,14 @@ pub async fn follow(
             if let Some(t) = f.tracker {
                 t.forget(i);
             }
+            let judged = f.judge.as_deref_mut().and_then(|j| j.agent_lost(i, &reason, at.as_secs_f64())).cloned();
             outcome[i] = Some(Followed::Lost { at, reason });
             if stopping {
                 for j in (0..n).filter(|&j| outcome[j].is_none()) {
                     controls.stop(j, &format!("agent {} was lost", address(i)));
                 }
+            } else if let Some(lost) = judged {
+                abort(&lost, (0..n).filter(|&j| outcome[j].is_none()), controls, f.obs);
             }
         }
     }

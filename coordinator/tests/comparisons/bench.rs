@@ -182,6 +182,7 @@ async fn the_coordinator_follows_synthetic_agents_and_merges_their_figures() {
         tracker: None,
         load: None,
         fault_done: None,
+        judge: None,
         obs: &Silent,
     };
     let followed = follow(f, streams, &controls, &mut live).await.expect("follow");

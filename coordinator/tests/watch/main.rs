@@ -5,5 +5,6 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod abort;
 mod prometheus;
 mod scrape;
