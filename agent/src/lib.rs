@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 pub mod clock;
 pub mod driver;
 pub mod error;
+pub mod exposition;
 pub mod inspect;
 pub mod lease;
 pub mod metrics;
@@ -88,6 +89,7 @@ pub async fn serve(listener: TcpListener, config: AgentConfig, shutdown: Cancell
     if run_once {
         agent = agent.exit_after_run(shutdown.clone());
     }
+    exposition::attach(&agent);
     let local: SocketAddr = listener.local_addr()?;
     let mut builder = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(2)))

@@ -79,6 +79,14 @@ struct Args {
     #[arg(long)]
     runtimes_only: bool,
 
+    /// Serve this agent's Prometheus metrics at http://ADDR/metrics: duroxide's
+    /// own runtime and provider metrics, each runtime's counters, and the
+    /// agent's slice (run, phase, share, activities). ADDR is host:port or
+    /// :port (every interface); the coordinator's --metrics-listen has the
+    /// cluster-wide figures.
+    #[arg(long, env = "AGENT_METRICS_LISTEN", value_name = "ADDR", value_parser = loadgen_common::http::parse_address)]
+    metrics_listen: Option<SocketAddr>,
+
     /// Log filter (tracing EnvFilter syntax), e.g. "info" or "loadgen_agent=debug,warn".
     #[arg(long, env = "AGENT_LOG", default_value = "info")]
     log: String,
@@ -180,6 +188,14 @@ async fn run(args: Args, clock: Option<std::sync::Arc<loadgen_agent::clock::Cloc
             Some((read(c)?, read(k)?))
         }
         _ => None,
+    };
+    let _metrics = match args.metrics_listen {
+        Some(address) => {
+            let server = loadgen_agent::exposition::listen(address).map_err(anyhow::Error::msg)?;
+            tracing::info!(address = %server.address(), "serving metrics at /metrics");
+            Some(server)
+        }
+        None => None,
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

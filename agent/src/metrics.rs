@@ -30,19 +30,19 @@ impl Recorder for ProviderErrorRecorder {
 
     fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
         if key.name() != PROVIDER_ERRORS {
-            return Counter::noop();
+            return crate::exposition::counter(key);
         }
         let label = key.labels().map(|l| l.value().to_string()).collect::<Vec<_>>().join("/");
         let mut map = counters().lock().unwrap_or_else(|p| p.into_inner());
         Counter::from_arc(map.entry(label).or_default().clone())
     }
 
-    fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
-        Gauge::noop()
+    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+        crate::exposition::gauge(key)
     }
 
-    fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
-        Histogram::noop()
+    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+        crate::exposition::histogram(key)
     }
 }
 

@@ -142,6 +142,11 @@ impl Fleet {
         Ok(Runtime::start_with_options(provider, activities, orchestrations, options).await)
     }
 
+    /// Each running runtime's own counters (duroxide's snapshot).
+    pub fn snapshots(&self) -> Vec<duroxide::runtime::observability::MetricsSnapshot> {
+        self.lock().slots.iter().flatten().filter_map(|rt| rt.metrics_snapshot()).collect()
+    }
+
     /// The Postgres URL and schema the runtimes use (none on SQLite).
     pub fn postgres(&self) -> Option<(&str, &str)> {
         match &self.recipe.backend {

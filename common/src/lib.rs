@@ -28,6 +28,7 @@ pub mod clock;
 pub mod conninfo;
 pub mod dburl;
 pub mod histogram;
+pub mod http;
 pub mod limits;
 pub mod load;
 pub mod percent;

@@ -107,7 +107,43 @@ impl std::fmt::Debug for Agent {
     }
 }
 
+/// What the agent's metrics endpoint shows of it.
+#[derive(Debug, Default)]
+pub struct View {
+    pub run_id: String,
+    pub phase: &'static str,
+    /// Its index among the run's agents.
+    pub index: Option<u32>,
+    /// Its share of the load now: in flight (closed loop) or starts/s (open).
+    pub share: f64,
+    /// Activity executions of the run so far.
+    pub activities: u64,
+    pub runtimes: Vec<duroxide::runtime::observability::MetricsSnapshot>,
+}
+
 impl Agent {
+    /// What the agent is doing, for its metrics endpoint.
+    pub fn view(&self) -> View {
+        let slot = self.lock();
+        let Some(s) = slot.as_ref() else { return View { phase: Phase::Idle.name(), ..Default::default() } };
+        let share = s.plan.as_ref().map_or(0.0, |p| {
+            let at = if s.phase == Phase::Running { s.since.elapsed() } else { Duration::ZERO };
+            if p.load.is_open() {
+                p.load.plan.value_at(at)
+            } else {
+                p.load.target_at(at, p.agent_index, p.agent_count) as f64
+            }
+        });
+        View {
+            run_id: s.run_id.clone(),
+            phase: s.phase.name(),
+            index: s.plan.as_ref().map(|p| p.agent_index),
+            share,
+            activities: s.counters.total(),
+            runtimes: s.runtimes.as_ref().map(|r| r.fleet().snapshots()).unwrap_or_default(),
+        }
+    }
+
     /// A new idle agent.
     pub fn new(config: AgentConfig) -> Self {
         Agent { config: Arc::new(config), slot: Arc::new(Mutex::new(None)), exit_after_run: None }

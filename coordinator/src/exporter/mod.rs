@@ -5,7 +5,7 @@
 //! run's notices (it is an [`Observer`]) and keeps serving until the result
 //! is written, plus `--linger`, so a last scrape sees the totals.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +14,6 @@ use prometheus_client::registry::Registry;
 use crate::notice::{Notice, Observer};
 
 pub mod figures;
-pub mod http;
 
 use figures::Shared;
 
@@ -22,18 +21,10 @@ use figures::Shared;
 #[derive(Debug)]
 pub struct Exporter {
     figures: Arc<Shared>,
-    server: http::Server,
+    server: loadgen_common::http::Server,
 }
 
-/// `ADDR` as given: host:port, or :port for every interface.
-pub fn parse_address(text: &str) -> Result<SocketAddr, String> {
-    let bad = |why: String| format!("--metrics-listen {text:?}: {why}");
-    let full = if text.starts_with(':') { format!("0.0.0.0{text}") } else { text.to_string() };
-    full.to_socket_addrs()
-        .map_err(|e| bad(format!("{e} (give host:port, e.g. 127.0.0.1:9464, or :9464)")))?
-        .next()
-        .ok_or_else(|| bad("the name resolves to no address".into()))
-}
+pub use loadgen_common::http::parse_address;
 
 impl Exporter {
     /// Listen on `address` (port 0: any free one).
@@ -41,7 +32,7 @@ impl Exporter {
         let figures = Arc::new(Shared::default());
         let mut registry = Registry::default();
         registry.register_collector(Box::new(Arc::clone(&figures)));
-        let server = http::Server::start(address, move || {
+        let server = loadgen_common::http::Server::start(address, move || {
             let mut out = String::new();
             if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
                 tracing::warn!(error = %e, "the metrics could not be encoded");

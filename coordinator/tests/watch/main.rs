@@ -6,5 +6,6 @@
 mod support;
 
 mod abort;
+mod agent;
 mod prometheus;
 mod scrape;

@@ -4,7 +4,7 @@
 //! render function makes, one request per connection.
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -16,6 +16,16 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// A request's head must arrive within this, and be at most [`MAX_HEAD`].
 const READ_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_HEAD: usize = 8 * 1024;
+
+/// `ADDR` as given: host:port, or :port for every interface.
+pub fn parse_address(text: &str) -> Result<SocketAddr, String> {
+    let bad = |why: String| format!("--metrics-listen {text:?}: {why}");
+    let full = if text.starts_with(':') { format!("0.0.0.0{text}") } else { text.to_string() };
+    full.to_socket_addrs()
+        .map_err(|e| bad(format!("{e} (give host:port, e.g. 127.0.0.1:9464, or :9464)")))?
+        .next()
+        .ok_or_else(|| bad("the name resolves to no address".into()))
+}
 
 /// A listening server; dropped, it stops.
 #[derive(Debug)]
