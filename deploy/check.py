@@ -44,7 +44,7 @@ def run(cmd, env=None):
         p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     except FileNotFoundError:
         hint = {"kubectl": "install kubectl", "kubernetes-validate": "pip install kubernetes-validate==1.37.0",
-                "docker-compose": "apt-get install docker-compose"}.get(cmd[0], "install it")
+                "docker-compose": "apt-get install docker-compose", "promtool": "apt-get install prometheus"}.get(cmd[0], "install it")
         raise RuntimeError(f"{cmd[0]} is not installed ({hint}; .ci/run does)")
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}): {p.stderr.strip() or p.stdout.strip()}")
@@ -155,9 +155,47 @@ def check_rendered(where, objs):
     for target in run_cm["data"].get("LOADGEN_JSON", "").split(","):
         if target != "-" and not any(target.startswith(m.rstrip("/") + "/") for m in mounts):
             fail(f"{where}: LOADGEN_JSON target {target} is not on a mounted volume {mounts}")
+    check_metrics(where, objs, apod, agent, cpod, coordinator, run_cm)
     images = {c["image"] for o in (agents, coord) for c in o["spec"]["template"]["spec"]["containers"]}
     if len(images) != 1:
         fail(f"{where}: agents and coordinator must run the same image, found {images}")
+
+
+def check_metrics(where, objs, apod, agent, cpod, coordinator, run_cm):
+    """Both metrics endpoints listen on their declared port, the pods'
+    scrape annotations name it, a Service carries it, and a ServiceMonitor
+    (when there is one) selects those Services by that port's name."""
+    listens = {
+        "agent": (apod, agent, env_of(agent).get("AGENT_METRICS_LISTEN", {}).get("value", "")),
+        "coordinator": (cpod, coordinator, run_cm["data"].get("LOADGEN_METRICS_LISTEN", "")),
+    }
+    services = [o for o in objs if o["kind"] == "Service"]
+    for component, (pod, container, listen) in listens.items():
+        ports = {p.get("name"): p["containerPort"] for p in container.get("ports", [])}
+        if not listen.startswith("0.0.0.0:") or int(listen.rsplit(":", 1)[1]) != ports.get("metrics"):
+            fail(f"{where}: {component} metrics must listen on all interfaces on its 'metrics' port ({listen!r}, {ports})")
+            continue
+        notes = pod["metadata"].get("annotations", {})
+        if notes.get("prometheus.io/scrape") != "true" or notes.get("prometheus.io/port") != str(ports["metrics"]):
+            fail(f"{where}: {component} pod's prometheus.io annotations do not name its metrics port: {notes}")
+        labels = pod["metadata"].get("labels", {})
+        if not any(all(labels.get(k) == v for k, v in svc["spec"].get("selector", {}).items())
+                   and any(sp.get("name") == "metrics" for sp in svc["spec"]["ports"]) for svc in services):
+            fail(f"{where}: no Service selects the {component} pod with a 'metrics' port")
+    for mon in (o for o in objs if o["kind"] == "ServiceMonitor"):
+        sel = mon["spec"]["selector"].get("matchLabels", {})
+        chosen = [svc["metadata"]["name"] for svc in services
+                  if all(svc["metadata"].get("labels", {}).get(k) == v for k, v in sel.items())
+                  and any(sp.get("name") == "metrics" for sp in svc["spec"]["ports"])]
+        if sorted(chosen) != ["loadgen-agents", "loadgen-coordinator"]:
+            fail(f"{where}: ServiceMonitor {mon['metadata']['name']} selects {chosen}, not both metrics Services")
+        if [e.get("port") for e in mon["spec"].get("endpoints", [])] != ["metrics"]:
+            fail(f"{where}: ServiceMonitor must scrape the port named 'metrics'")
+
+
+# Custom resources (the Prometheus Operator's) are checked above, not by
+# the core Kubernetes schemas.
+CUSTOM_API_GROUPS = ("monitoring.coreos.com/",)
 
 
 def check_k8s(tmp):
@@ -169,11 +207,13 @@ def check_k8s(tmp):
         except RuntimeError as e:
             fail(f"{where}: {e}")
             continue
+        objs = [o for o in yaml.safe_load_all(out) if o]
+        core = [o for o in objs if not o.get("apiVersion", "").startswith(CUSTOM_API_GROUPS)]
         path = os.path.join(tmp, where.replace("/", "_") + ".yaml")
         with open(path, "w") as f:
-            f.write(out)
+            yaml.safe_dump_all(core, f)
         rendered.append(path)
-        check_rendered(where, [o for o in yaml.safe_load_all(out) if o])
+        check_rendered(where, objs)
     secret_path = os.path.join(K8S, "secret.example.yaml")
     with open(secret_path) as f:
         secret = yaml.safe_load(f)
@@ -314,6 +354,34 @@ def check_compose():
             fail(f"compose.yaml: {name} must build deploy/docker/Dockerfile from the repository root")
 
 
+# --- Grafana and Prometheus ---------------------------------------------------
+
+
+def check_grafana():
+    """The scrape config is one promtool accepts; the dashboard's panels
+    each query the Prometheus datasource variable, and the fault annotation
+    is there. (Whether each query returns data is tested against a real
+    Prometheus: coordinator/tests/watch.)"""
+    grafana = os.path.join(ROOT, "deploy", "grafana")
+    try:
+        run(["promtool", "check", "config", os.path.join(grafana, "prometheus.yml")])
+    except RuntimeError as e:
+        fail(f"deploy/grafana/prometheus.yml: {e}")
+    import json
+    with open(os.path.join(grafana, "loadgen-dashboard.json")) as f:
+        dash = json.load(f)
+    panels = dash.get("panels", [])
+    for p in panels:
+        targets = p.get("targets", [])
+        if not targets or any(not t.get("expr") for t in targets):
+            fail(f"dashboard panel {p.get('title')!r} has a target without a query")
+        if p.get("datasource", {}).get("uid") != "${datasource}":
+            fail(f"dashboard panel {p.get('title')!r} does not use the datasource variable")
+    if not any("loadgen_fault_active" in a.get("expr", "") for a in dash.get("annotations", {}).get("list", [])):
+        fail("the dashboard does not draw faults as annotations")
+    return len(panels)
+
+
 def main():
     import tempfile
 
@@ -321,12 +389,13 @@ def main():
         n = check_k8s(tmp)
     d = check_dockerfile()
     check_compose()
+    panels = check_grafana()
     for f in failures:
         print(f"FAIL {f}")
     if failures:
         return 1
     print(f"deploy checks passed: {n} kustomizations rendered and validated against Kubernetes "
-          f"{KUBERNETES_VERSION}, {d} Dockerfile instructions, compose.yaml")
+          f"{KUBERNETES_VERSION}, {d} Dockerfile instructions, compose.yaml, {panels} dashboard panels")
     return 0
 
 
