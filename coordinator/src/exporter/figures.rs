@@ -75,6 +75,8 @@ pub struct Figures {
     pub elapsed_s: f64,
     pub finished: bool,
     pub passed: Option<bool>,
+    /// `--abort-on-fail` stopped the run.
+    pub aborted: bool,
     /// Totals per scenario.
     pub scenarios: BTreeMap<String, Counts>,
     pub in_flight: u64,
@@ -163,6 +165,7 @@ impl Figures {
         self.agents_up = (r.agents.len() as u64).saturating_sub(self.agents_lost);
         self.finished = true;
         self.passed = Some(r.passed);
+        self.aborted = r.aborted.is_some();
     }
 
     /// Totals over every scenario.
@@ -241,6 +244,8 @@ fn encode(f: &Figures, e: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Er
     family(e, "loadgen_run_finished", "1 once the result is assembled", false, &[(vec![], u64::from(f.finished))])?;
     if let Some(passed) = f.passed {
         family(e, "loadgen_run_passed", "1 when every gate passed", false, &[(vec![], u64::from(passed))])?;
+        let help = "1 when --abort-on-fail stopped the run";
+        family(e, "loadgen_run_aborted", help, false, &[(vec![], u64::from(f.aborted))])?;
     }
     let s = "Orchestrations started (start call succeeded)";
     family(e, "loadgen_orchestrations_started", s, true, &per_scenario(f, |c| c.launched))?;
@@ -414,5 +419,70 @@ mod tests {
         let later = DbSample { t_s: 2.0, deadlocks: 1, ..Default::default() };
         f.frame(&frame(Some(&later)));
         assert_eq!(f.deadlocks, 3);
+    }
+}
+
+#[cfg(test)]
+mod documented {
+    use super::tests_support::*;
+
+    /// Every metric the endpoint serves is in docs/watching.md's table, and
+    /// the table names none it does not serve.
+    #[test]
+    fn every_metric_is_documented_and_every_documented_one_served() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/watching.md")).expect("doc");
+        let section = doc.split("## Each agent's endpoint").next().unwrap_or_default();
+        let served = served_names(&render(everything()));
+        for name in &served {
+            assert!(section.contains(&format!("`{name}")), "{name} is served but not in docs/watching.md");
+        }
+        for row in section.lines().filter(|l| l.starts_with("| `loadgen_")) {
+            for name in row.split('`').skip(1).step_by(2).filter(|n| n.starts_with("loadgen_")) {
+                let base = name.split('{').next().unwrap_or(name);
+                assert!(served.contains(base), "docs/watching.md names {base}, which is not served: {served:?}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests_support {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    pub fn render(f: Figures) -> String {
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(Shared(std::sync::Mutex::new(f))));
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &registry).expect("encode");
+        out
+    }
+
+    /// Figures with every optional part present.
+    pub fn everything() -> Figures {
+        let mut f = Figures::default();
+        f.start("r", "p", "s", "b", 1);
+        f.scenarios.insert("s".into(), Counts::default());
+        f.offered = Some((1.0, true));
+        f.db = Some(DbSample::default());
+        f.passed = Some(true);
+        f.provider_retries.insert("fetch/deadlock".into(), 1);
+        f.fault("pause-db", true);
+        f
+    }
+
+    /// The metric names of the sample lines (a histogram's series by its name).
+    pub fn served_names(text: &str) -> BTreeSet<String> {
+        text.lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .map(|l| {
+                let name = l.split(['{', ' ']).next().unwrap_or_default();
+                ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s).filter(|n| n.ends_with("_seconds")))
+                    .unwrap_or(name)
+                    .to_string()
+            })
+            .collect()
     }
 }

@@ -15,5 +15,5 @@ fn deployment_files_render_and_validate() {
         .expect("python3 runs (.ci/run installs the deploy checks' tools)");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "deploy/check.py failed:\n{text}");
-    assert!(text.contains("deploy checks passed: 2 kustomizations"), "{text}");
+    assert!(text.contains("deploy checks passed: 3 kustomizations") && text.contains("12 dashboard panels"), "{text}");
 }
