@@ -409,6 +409,35 @@ fn run_report_has_every_chart_and_section() {
     assert!(html.contains(r##"stroke="#111111""##), "the offered load line");
 }
 
+/// It reads like a dashboard: verdict and headline figures, then the
+/// charts, then the tables, configuration and environment last; one 30 s
+/// second does not flatten the latency chart, and says so.
+#[test]
+fn run_report_leads_with_the_verdict_and_charts_and_clips_an_outlier() {
+    let mut r = run_report("ab12cd34");
+    r.timeline.merged[12].max_ms = 30_000.0;
+    r.aborted = Some(loadgen_coordinator::model::Aborted {
+        gate: "p99 latency".into(),
+        at_s: 14.2,
+        detail: "p99 over the last 10 s was 900ms".into(),
+    });
+    let html = html_of_run(&r);
+    let at = |needle: &str| html.find(needle).unwrap_or_else(|| panic!("page lacks {needle:?}"));
+    let tiles = at("data-headline");
+    let verdict = at("data-verdict");
+    let first_chart = at(r#"<svg class="chart""#);
+    let first_table = at(r#"<table class="data">"#);
+    let configuration = at("Configuration and environment");
+    assert!(tiles < verdict && verdict < first_chart, "verdict and headline figures first");
+    assert!(first_chart < first_table, "a table comes before the first chart");
+    assert!(first_table < configuration && html[configuration..].contains("Postgres settings"), "configuration last");
+    assert!(html.contains("ABORTED") && html.contains("the p99 latency gate was lost at 14.2s"), "the abort");
+    let latency = &html[at(r#"data-chart="latency""#)..];
+    let latency = &latency[..latency.find("</svg>").expect("end")];
+    assert!(latency.contains("30000.0ms at") && latency.contains("off the axis"), "the outlier is named");
+    assert!(latency.contains("clipped at"), "the axis says it is clipped");
+}
+
 #[test]
 fn run_report_refers_to_nothing_outside_itself() {
     assert_self_contained(&html_of_run(&run_report("ab12cd34")));

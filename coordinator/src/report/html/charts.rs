@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use crate::model::{DbSample, RunReport, SweepReport, TimePoint};
 
 use super::svg::{Chart, Mark, Rule, Series};
+use crate::report::view::fmt_ms;
 
 use super::*;
 
@@ -83,8 +84,49 @@ pub(super) fn latency_chart(r: &RunReport) -> Chart {
         let label = format!("{} p99", agent_label(r, i));
         c.series.push(Series::line(label, PALETTE[i % PALETTE.len()], latency_series(points, |p| p.p99_ms)).dashed());
     }
+    clip_outliers(&mut c);
     c
 }
+
+/// One 30 s sample must not flatten every other line: when the largest
+/// value is more than [`CLIP_FACTOR`] times the 95th percentile of what is
+/// drawn, the axis stops there, the points above sit on its top edge, and
+/// a mark names the largest (its value and second).
+fn clip_outliers(c: &mut Chart) {
+    let mut ys: Vec<f64> =
+        c.series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).filter(|y| y.is_finite()).collect();
+    if ys.len() < 10 {
+        return;
+    }
+    ys.sort_by(f64::total_cmp);
+    let q95 = ys[(ys.len() - 1) * 95 / 100];
+    let ceiling = (q95 * CLIP_FACTOR).max(1.0);
+    let Some(&max) = ys.last().filter(|&&m| m > ceiling) else { return };
+    let above = ys.iter().filter(|&&y| y > ceiling).count();
+    let mut at = (f64::NAN, String::new());
+    for s in &mut c.series {
+        for p in &mut s.points {
+            if p.1 == max && at.0.is_nan() {
+                at = (p.0, s.label.clone());
+            }
+            if p.1 > ceiling {
+                p.1 = ceiling;
+            }
+        }
+    }
+    let more = if above > 1 { format!(", {} more above", above - 1) } else { String::new() };
+    c.marks.push(Mark {
+        x: at.0,
+        y: ceiling,
+        color: COLOR_MAX.into(),
+        label: format!("{} {} at {:.0}s (off the axis{more})", at.1, fmt_ms((max * 1000.0) as u64), at.0),
+        vline: false,
+    });
+    c.y_label = format!("{} (clipped at {})", c.y_label, fmt_ms((ceiling * 1000.0) as u64));
+}
+
+/// How far above the 95th percentile a latency chart's axis reaches.
+const CLIP_FACTOR: f64 = 4.0;
 
 /// Closed loop in stages: the in-flight target against the orchestrations in flight.
 pub(super) fn in_flight_chart(r: &RunReport) -> Chart {
@@ -192,4 +234,28 @@ pub(super) fn sweep_offered(s: &SweepReport) -> Chart {
     }
     c.marks.extend(knee_mark(s, |k| s.steps[k].offered, |k| s.steps[k].achieved_orch_per_sec));
     c
+}
+
+#[cfg(test)]
+mod clip_tests {
+    use super::*;
+
+    #[test]
+    fn one_thirty_second_sample_is_marked_and_does_not_flatten_the_rest() {
+        let mut c = Chart::new("latency", "t", "x", "latency (ms)");
+        let mut points: Vec<(f64, f64)> = (0..30).map(|i| (i as f64, 100.0 + i as f64)).collect();
+        points[12].1 = 30_000.0;
+        c.series.push(Series::line("merged max", COLOR_MAX, points));
+        clip_outliers(&mut c);
+        let top = c.series[0].points.iter().map(|p| p.1).fold(0.0, f64::max);
+        assert!(top < 1_000.0, "the axis still reaches {top}");
+        assert_eq!(c.marks.len(), 1);
+        assert!(c.marks[0].label.contains("30000.0ms at 12s"), "{}", c.marks[0].label);
+        assert!(c.y_label.contains("clipped at"), "{}", c.y_label);
+        // An even series is left alone.
+        let mut even = Chart::new("latency", "t", "x", "latency (ms)");
+        even.series.push(Series::line("p99", COLOR_MAX, (0..30).map(|i| (i as f64, 100.0 + i as f64)).collect()));
+        clip_outliers(&mut even);
+        assert!(even.marks.is_empty() && even.y_label == "latency (ms)");
+    }
 }

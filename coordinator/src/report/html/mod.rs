@@ -37,6 +37,7 @@ mod run;
 mod scenarios;
 pub mod svg;
 mod sweep;
+mod verdict;
 
 pub use escape::Esc;
 pub use run::render_run;
@@ -128,6 +129,10 @@ svg.chart .rule{font-weight:600}svg.chart .point-label{font-size:11px;fill:#4a52
 svg.chart .rule,svg.chart .mark-label,svg.chart .point-label{paint-order:stroke;stroke:#fff;stroke-width:3px;stroke-linejoin:round}
 .nodata{color:#5a6372;font-style:italic;margin:6px 0}
 ul{margin:4px 0 10px}li.bad{color:#c62828}
+.tiles{display:flex;gap:10px;flex-wrap:wrap;margin:10px 0 4px}
+.tile{background:#fff;border:1px solid #dde1e7;border-radius:6px;padding:6px 14px;min-width:96px}
+.tile b{display:block;font-size:20px;font-variant-numeric:tabular-nums}.tile span{color:#5a6372;font-size:12px}
+.tile.bad{border-color:#c62828}.tile.bad b{color:#c62828}p.bad{color:#c62828;font-weight:600}
 ";
 
 fn page_start(w: &mut dyn Write, title: &str) -> io::Result<()> {

@@ -9,8 +9,9 @@ use crate::report::view::fmt_ms;
 use super::charts::*;
 use super::*;
 
-/// One run as an HTML page: verdict, configuration, environment, results,
-/// gates, audit, database load, and the charts over time.
+/// One run as an HTML page, read like a dashboard: the verdict and the
+/// headline figures, then the charts over time (with the fault bands), then
+/// the tables; configuration and environment last.
 pub fn render_run(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     let p = &r.profile;
     page_start(w, &format!("Run {} · {}", r.run_id, p.name))?;
@@ -20,15 +21,44 @@ pub fn render_run(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     if r.degraded() {
         write!(w, r#"<span class="badge degraded">DEGRADED</span>"#)?;
     }
+    if r.aborted.is_some() {
+        write!(w, r#"<span class="badge fail">ABORTED</span>"#)?;
+    }
     writeln!(w, "</h1>")?;
     writeln!(
         w,
-        r#"<p class="sub">Started {} · schema {} · {} agent(s) · {}</p>"#,
+        r#"<p class="sub">Started {} · schema {} · {} agent(s) · {} · duroxide-pg {}</p>"#,
         Esc(&r.started_at),
         Esc(&r.schema),
         r.agents.len(),
-        if r.open_loop() { "open loop" } else { "closed loop" }
+        if r.open_loop() { "open loop" } else { "closed loop" },
+        Esc(&r.duroxide_pg_version)
     )?;
+    if let Some(a) = &r.aborted {
+        writeln!(
+            w,
+            r#"<p class="bad">Stopped early (--abort-on-fail): the {} gate was lost at {:.1}s ({}); every agent was stopped.</p>"#,
+            Esc(&a.gate),
+            a.at_s,
+            Esc(&a.detail)
+        )?;
+    }
+    super::verdict::render_headline(r, w)?;
+    super::verdict::render_verdict(r, w)?;
+    writeln!(w, "<h2>Over time</h2>")?;
+    render_charts(r, w)?;
+
+    writeln!(w, "<h2>Results in detail</h2>")?;
+    render_verdicts(r, w)?;
+    render_summary(r, w)?;
+    super::scenarios::render_scenarios(r, w)?;
+    render_latencies(r, w)?;
+    render_stages(r, w)?;
+    render_faults(r, w)?;
+    if let Some(p) = &r.procedures {
+        super::procedures::render(p, w)?;
+    }
+    super::scenarios::render_mismatches(r, w)?;
 
     writeln!(w, r#"<h2>Configuration and environment</h2><div class="cols">"#)?;
     kv_table(w, "Profile", &profile_rows(p))?;
@@ -47,23 +77,13 @@ pub fn render_run(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     }
     writeln!(w, "</div>")?;
     render_agents(r, w)?;
+    page_end(w)
+}
 
-    writeln!(w, "<h2>Results</h2>")?;
-    render_summary(r, w)?;
-    super::scenarios::render_scenarios(r, w)?;
-    render_latencies(r, w)?;
-    render_verdicts(r, w)?;
-    render_stages(r, w)?;
-    render_faults(r, w)?;
-    if let Some(p) = &r.procedures {
-        super::procedures::render(p, w)?;
-    }
-    super::scenarios::render_mismatches(r, w)?;
-
-    writeln!(w, "<h2>Over time</h2>")?;
+/// Every chart over time, the faults as bands on each.
+fn render_charts(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     let definition = if r.merged.intended_latency.is_some() { "from intended start" } else { "from start call" };
     let span = time_span(r);
-    // Every chart over time shows the faults as bands.
     let spanning = |c: Chart, span| with_faults(spanning(c, span), r);
     figure(
         w,
@@ -78,12 +98,11 @@ pub fn render_run(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     figure(w, "Latency percentile spectrum", &format!("whole run, merged, {definition}"), &spectrum_chart(r))?;
     let db = &r.db_timeline;
     if r.provider.is_sqlite() {
-        writeln!(
+        return writeln!(
             w,
             r#"<p class="sub">Database charts: not applicable ({} has no server statistics).</p>"#,
             r.provider.as_str()
-        )?;
-        return page_end(w);
+        );
     }
     figure(
         w,
@@ -93,8 +112,7 @@ pub fn render_run(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     )?;
     figure(w, "Database connections", "by state (pg_stat_activity)", &spanning(db_connections_chart(db), span))?;
     figure(w, "Lock waits", "backends waiting on a lock at each sample", &spanning(db_locks_chart(db), span))?;
-    figure(w, "Queue depths", "duroxide-pg queues at each sample", &spanning(db_queues_chart(db), span))?;
-    page_end(w)
+    figure(w, "Queue depths", "duroxide-pg queues at each sample", &spanning(db_queues_chart(db), span))
 }
 
 /// Each load stage: what the plan offered and what was achieved.
@@ -300,7 +318,7 @@ fn render_latencies(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     table(w, "Latency definitions", &head, 2, rows.into_iter())
 }
 
-/// Gates, warnings, lost agents, audit, database load and comparison.
+/// Gates, lost agents, audit, database load and comparison.
 fn render_verdicts(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     let rows = r.gates.iter().map(|g| {
         let cells =
@@ -308,13 +326,6 @@ fn render_verdicts(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
         ((!g.passed).then_some("bad"), cells)
     });
     table(w, "Gates", &["gate", "limit", "value", "result"], 4, rows)?;
-    if !r.warnings.is_empty() {
-        writeln!(w, "<p><b>Warnings</b></p><ul>")?;
-        for warning in &r.warnings {
-            writeln!(w, r#"<li class="bad">{}</li>"#, Esc(warning))?;
-        }
-        writeln!(w, "</ul>")?;
-    }
     render_lost_agents(r, w)?;
     render_audit_and_load(r, w)?;
     if let Some(c) = &r.comparison {
