@@ -6,7 +6,7 @@
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -32,6 +32,8 @@ pub fn parse_address(text: &str) -> Result<SocketAddr, String> {
 pub struct Server {
     address: SocketAddr,
     stop: Arc<AtomicBool>,
+    /// CPU time its thread has used (ns), as of the last request.
+    cpu: Arc<AtomicU64>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -42,6 +44,8 @@ impl Server {
         let address = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = Arc::clone(&stop);
+        let cpu = Arc::new(AtomicU64::new(0));
+        let used = Arc::clone(&cpu);
         let thread = std::thread::Builder::new().name("metrics".into()).spawn(move || {
             for conn in listener.incoming() {
                 if stopping.load(Ordering::Acquire) {
@@ -55,9 +59,16 @@ impl Server {
                     }
                     Err(e) => tracing::debug!(error = %e, "accepting a metrics connection failed"),
                 }
+                let spent = crate::process::thread_cpu_time().as_nanos();
+                used.store(u64::try_from(spent).unwrap_or(u64::MAX), Ordering::Relaxed);
             }
         })?;
-        Ok(Server { address, stop, thread: Some(thread) })
+        Ok(Server { address, stop, cpu, thread: Some(thread) })
+    }
+
+    /// CPU time its thread has used answering requests so far.
+    pub fn cpu_time(&self) -> Duration {
+        Duration::from_nanos(self.cpu.load(Ordering::Relaxed))
     }
 
     /// Where it listens (the port chosen when 0 was asked for).

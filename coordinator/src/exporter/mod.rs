@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
@@ -22,6 +23,17 @@ use figures::Shared;
 pub struct Exporter {
     figures: Arc<Shared>,
     server: loadgen_common::http::Server,
+    /// CPU time spent keeping the figures up to date (ns).
+    cost: Arc<AtomicU64>,
+}
+
+/// Run `f`, adding the CPU time this thread spent in it to `cost`.
+fn costed<T>(cost: &AtomicU64, f: impl FnOnce() -> T) -> T {
+    let t0 = loadgen_common::process::thread_cpu_time();
+    let out = f();
+    let spent = loadgen_common::process::thread_cpu_time().saturating_sub(t0);
+    cost.fetch_add(u64::try_from(spent.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    out
 }
 
 pub use loadgen_common::http::parse_address;
@@ -32,6 +44,7 @@ impl Exporter {
         let figures = Arc::new(Shared::default());
         let mut registry = Registry::default();
         registry.register_collector(Box::new(Arc::clone(&figures)));
+        let cost = Arc::new(AtomicU64::new(0));
         let server = loadgen_common::http::Server::start(address, move || {
             let mut out = String::new();
             if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
@@ -40,7 +53,13 @@ impl Exporter {
             out
         })
         .map_err(|e| format!("--metrics-listen {address}: cannot listen: {e}"))?;
-        Ok(Exporter { figures, server })
+        Ok(Exporter { figures, server, cost })
+    }
+
+    /// CPU time spent so far keeping the figures and answering scrapes
+    /// (the server's thread, and the live view's updates).
+    pub fn cpu_time(&self) -> Duration {
+        Duration::from_nanos(self.cost.load(Ordering::Relaxed)) + self.server.cpu_time()
     }
 
     /// Where it listens.
@@ -61,8 +80,10 @@ impl Exporter {
     }
 
     fn with(&self, f: impl FnOnce(&mut figures::Figures)) {
-        let mut figures = self.figures.0.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut figures);
+        costed(&self.cost, || {
+            let mut figures = self.figures.0.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut figures);
+        });
     }
 }
 
