@@ -19,8 +19,10 @@ use tonic::{Request, Response, Status, Streaming};
 const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 /// Completions each synthetic agent reports per second.
 const COMPLETIONS_PER_SECOND: u64 = 50;
-/// Start reports (cluster tracking) each synthetic agent sends per second,
-/// unless `LOADGEN_SYNTHETIC_START_REPORTS` says otherwise (0: none).
+/// Start reports (cluster tracking) each synthetic agent sends per second at
+/// most (fewer in a large cluster, as a real agent batches them: see
+/// `loadgen_common::tracker::start_report_interval`), unless
+/// `LOADGEN_SYNTHETIC_START_REPORTS` says otherwise (0: none).
 const STARTED_BATCHES: u64 = 10;
 
 fn start_reports_per_second() -> u64 {
@@ -95,19 +97,21 @@ impl AgentRpc for Synthetic {
         };
         // Keep reading heartbeats so the stream stays healthy.
         tokio::spawn(async move { while let Ok(Some(_)) = control.message().await {} });
-        let duration = self
+        let (duration, agents) = self
             .prepared
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-            .map_or(DEFAULT_DURATION, |p| Duration::from_millis(p.duration_ms));
+            .map_or((DEFAULT_DURATION, 1), |p| (Duration::from_millis(p.duration_ms), p.agent_count));
         let (tx, rx) = mpsc::channel(16);
         let index = u64::from(self.index);
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(start.start_delay_ms)).await;
             let seconds = duration.as_secs().max(1);
             let mut seq = 0u64;
-            let batches = start_reports_per_second();
+            // As a real agent batches them in a cluster this size.
+            let interval = loadgen_common::tracker::start_report_interval(agents).as_millis() as u64;
+            let batches = start_reports_per_second().min(1000 / interval.max(1));
             for second in 1..=seconds {
                 // Cluster tracking: report the second's starts in ten batches,
                 // as a real agent reports what it started every 20 ms.

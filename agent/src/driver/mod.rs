@@ -13,7 +13,7 @@
 //!
 //! Completions come from this agent's own query ([`Tracking::Agent`]) or,
 //! with [`Tracking::Cluster`], from the coordinator: the driver then reports
-//! the ids it started every [`STARTED_EVERY`] and is fed the terminal ones.
+//! the ids it started every `loadgen_common::tracker::start_report_interval` and is fed the terminal ones.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -42,11 +42,6 @@ use tallies::Tallies;
 
 /// Progress interval.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
-/// Cluster tracking: how often the ids started since the last report go to
-/// the coordinator. An instance that completes sooner waits at most this
-/// long (plus the coordinator's tick) to be seen; batching keeps the message
-/// rate per agent bounded whatever its start rate.
-pub const STARTED_EVERY: Duration = Duration::from_millis(20);
 /// A closed loop whose target changes over time looks at it this often (as
 /// well as on every completion).
 const STAGE_TICK: Duration = Duration::from_millis(50);

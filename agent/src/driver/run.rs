@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use super::{Deps, Driver, Feed, PROGRESS_EVERY, RunOutcome, STAGE_TICK, STARTED_EVERY, Sink, launch, poll};
+use super::{Deps, Driver, Feed, PROGRESS_EVERY, RunOutcome, STAGE_TICK, Sink, launch, poll};
 use crate::lease::Lease;
 use crate::plan::{RunSpec, Tracking};
 use loadgen_common::stages::Arrivals;
@@ -60,7 +60,7 @@ struct Ticks {
 }
 
 impl Ticks {
-    fn new(t0: Instant, completion_poll: Duration) -> Self {
+    fn new(t0: Instant, completion_poll: Duration, agents: u32) -> Self {
         let every = |period: Duration| {
             let mut i = tokio::time::interval_at(t0 + period, period);
             i.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -68,7 +68,8 @@ impl Ticks {
         };
         Ticks {
             poll: every(completion_poll),
-            report_started: every(STARTED_EVERY),
+            // Batched: the coordinator's message rate stays bounded as agents are added.
+            report_started: every(loadgen_common::tracker::start_report_interval(agents)),
             stage: every(STAGE_TICK),
             progress: every(PROGRESS_EVERY),
         }
@@ -124,7 +125,7 @@ impl<S: Sink> Driver<S> {
         // A closed loop whose target changes is refilled on a tick as well as on
         // every completion.
         let staged = self.plan.load.follows_a_changing_target();
-        let mut ticks = Ticks::new(t0, self.plan.completion_poll);
+        let mut ticks = Ticks::new(t0, self.plan.completion_poll, self.plan.agent_count);
         let message_gap = self
             .background
             .as_ref()
