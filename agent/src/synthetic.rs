@@ -114,7 +114,7 @@ impl AgentRpc for Synthetic {
             let batches = start_reports_per_second().min(1000 / interval.max(1));
             for second in 1..=seconds {
                 // Cluster tracking: report the second's starts in ten batches,
-                // as a real agent reports what it started every 20 ms.
+                // as a real agent reports what it started (batched).
                 if batches == 0 {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }

@@ -114,7 +114,13 @@ async fn main() {
         if !ok && judged {
             missed.push(what.to_string());
         }
-        if !judged { "" } else if ok { "met" } else { "MISSED" }
+        if !judged {
+            ""
+        } else if ok {
+            "met"
+        } else {
+            "MISSED"
+        }
     };
     let share = cpu * 100.0 / wall;
     let v = verdict(share < 25.0, "fan-in CPU");

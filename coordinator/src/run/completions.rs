@@ -14,7 +14,7 @@
 //! has anything in flight, so many lightly loaded agents still multiply the
 //! queries. The price of one tracker: every id crosses the wire twice (the
 //! agent's start report and the answer) and an instance is seen up to one
-//! start report interval (20 ms) later.
+//! start report interval (20 ms; more in clusters of over 100 agents) later.
 //!
 //! The tick follows the work: it is long enough for each query to find about
 //! [`PER_QUERY`] completions at the rate lately seen, but never longer than
