@@ -431,6 +431,9 @@ mod tests {
         // The only profile of the file is picked when no name is given.
         let p = select_profile(None, Some((file, "mine.toml"))).expect("mine");
         assert_eq!((p.name.as_str(), p.max_concurrent, p.p99_ms), ("mine", 3, Some(900.0)));
+        assert!(!p.abort_on_fail, "off unless asked for");
+        let aborting = file.replace("p99_ms=900.0", "p99_ms=900.0\nabort_on_fail=true");
+        assert!(select_profile(None, Some((&aborting, "mine.toml"))).expect("mine").abort_on_fail);
         assert_eq!(p.scenario_name(), "timers");
         assert_eq!(p.options.get("timers").map(String::as_str), Some("2"));
         assert_eq!(select_profile(Some("standard"), Some((file, "f"))).expect("builtin").name, "standard");
