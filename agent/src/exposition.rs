@@ -22,6 +22,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
 use crate::Agent;
+use crate::session::View;
 
 /// Bucket bounds for duroxide's histograms (seconds, milliseconds, turns
 /// and history sizes alike: one log scale covers them).
@@ -123,10 +124,9 @@ struct Exposition;
 impl Collector for Exposition {
     fn encode(&self, mut e: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         encode_facade(&mut e)?;
-        if let Some(agent) = AGENT.get() {
-            encode_agent(agent, &mut e)?;
-        }
-        Ok(())
+        // Before the agent serves (a scrape right after it started) it is idle.
+        let view = AGENT.get().map(Agent::view).unwrap_or_else(|| View { phase: "idle", ..Default::default() });
+        encode_agent(&view, &mut e)
     }
 }
 
@@ -168,8 +168,7 @@ fn encode_facade(e: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
     Ok(())
 }
 
-fn encode_agent(agent: &Agent, e: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-    let v = agent.view();
+fn encode_agent(v: &View, e: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
     let info = vec![
         ("run_id", v.run_id.clone()),
         ("phase", v.phase.to_string()),

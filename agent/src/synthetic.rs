@@ -150,6 +150,7 @@ impl AgentRpc for Synthetic {
                     status_queries: 0,
                     status_query_errors: 0,
                     unix_micros: chrono::Utc::now().timestamp_micros(),
+                    provider_errors: Default::default(),
                 };
                 let p = loadgen_common::wire::encode_interval(&interval);
                 if tx.send(Ok(RunEvent { event: Some(run_event::Event::Progress(p)) })).await.is_err() {

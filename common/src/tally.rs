@@ -215,6 +215,9 @@ pub struct Interval {
     /// The agent's wall clock as it sent the interval (microseconds since
     /// the Unix epoch; 0 when unknown).
     pub unix_micros: i64,
+    /// Provider errors met and retried so far in the run (cumulative),
+    /// "operation/error_type".
+    pub provider_errors: BTreeMap<String, u64>,
 }
 
 impl Interval {

@@ -97,6 +97,7 @@ pub fn encode_interval(i: &Interval) -> proto::Progress {
         status_queries: i.status_queries,
         status_query_errors: i.status_query_errors,
         unix_micros: i.unix_micros,
+        provider_errors: i.provider_errors.iter().map(|(k, v)| (k.clone(), *v)).collect(),
     }
 }
 
@@ -139,6 +140,7 @@ impl TryFrom<&proto::Progress> for Interval {
             status_queries: p.status_queries,
             status_query_errors: p.status_query_errors,
             unix_micros: p.unix_micros,
+            provider_errors: p.provider_errors.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         })
     }
 }
@@ -253,11 +255,13 @@ mod tests {
             status_queries: 20,
             status_query_errors: 1,
             unix_micros: 1_796_000_000_000_000,
+            provider_errors: BTreeMap::from([("ack_worker/deadlock".to_string(), 2)]),
         };
         let wire = encode_interval(&i);
         assert!(wire.scenarios[0].intended_latency.is_empty(), "closed loop sends no intended histogram");
         assert!(wire.scenarios[0].start_lateness.is_empty(), "closed loop sends no lateness histogram");
         let back = Interval::try_from(&wire).expect("decode");
+        assert_eq!(back.provider_errors, i.provider_errors);
         let b = &back.scenarios["fanout"];
         assert_eq!(b.counts, i.scenarios["fanout"].counts);
         assert_eq!((b.hist.e2e.count(), b.hist.start.count(), b.hist.intended.count()), (1, 1, 0));

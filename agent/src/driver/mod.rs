@@ -161,6 +161,8 @@ struct Driver<S> {
     messages_pending: u64,
     /// The background's final messages were sent.
     background_done: bool,
+    /// Provider errors counted before the run (each report sends those since).
+    errors_before: std::collections::BTreeMap<String, u64>,
 }
 
 impl<S: Sink> Driver<S> {
@@ -168,7 +170,8 @@ impl<S: Sink> Driver<S> {
     /// nobody listens any more.
     async fn send_interval(&mut self) -> bool {
         let elapsed = u64::try_from(self.t0.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let interval = self.tallies.take(elapsed, self.occupied());
+        let mut interval = self.tallies.take(elapsed, self.occupied());
+        interval.provider_errors = crate::metrics::since(&self.errors_before);
         self.sink.interval(interval).await
     }
 }

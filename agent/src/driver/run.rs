@@ -36,8 +36,8 @@ pub async fn drive<S: Sink>(
         _ = cancel.cancelled() => return RunOutcome::default(),
         _ = lease.lost.cancelled() => return RunOutcome::default(),
     }
-    let errors_before = crate::metrics::provider_errors();
     let (mut d, inbox) = Driver::new(plan, deps, sink);
+    let errors_before = d.errors_before.clone();
     tracing::info!(load = ?d.plan.load, scenario = d.deps.workload.name(), "load started");
     d.setup_background().await;
     let delivered = d.run(inbox, feed, &cancel, &lease).await;
@@ -110,6 +110,7 @@ impl<S: Sink> Driver<S> {
             started: Vec::new(),
             hooks: JoinSet::new(),
             background_done: background.is_none(),
+            errors_before: crate::metrics::provider_errors(),
             background,
             messages_pending: 0,
         };

@@ -98,6 +98,8 @@ impl Tallies {
             status_queries: self.status_queries,
             status_query_errors: self.status_query_errors,
             unix_micros: chrono::Utc::now().timestamp_micros(),
+            // The driver adds the run's provider errors.
+            provider_errors: Default::default(),
         };
         self.status_queries = 0;
         self.status_query_errors = 0;

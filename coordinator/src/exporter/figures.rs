@@ -133,6 +133,7 @@ impl Figures {
             }
             self.db = Some(db.clone());
         }
+        self.provider_retries = f.provider_errors.iter().map(|(k, n)| (k.to_string(), *n)).collect();
         self.agents_up = f.rows.iter().filter(|r| r.alive).count() as u64;
         self.agents_lost = f.rows.len() as u64 - self.agents_up;
     }
@@ -336,13 +337,7 @@ fn encode_db(f: &Figures, e: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt:
         family(e, "loadgen_db_deadlocks", "Deadlocks the database detected", true, &[(vec![], f.deadlocks)])?;
     }
     let retries: Series<u64> = f.provider_retries.iter().map(|(k, n)| (vec![("error", k.clone())], *n)).collect();
-    family(
-        e,
-        "loadgen_provider_retries",
-        "Provider errors the runtimes met and retried (at the end of the run)",
-        true,
-        &retries,
-    )
+    family(e, "loadgen_provider_retries", "Provider errors the runtimes met and retried", true, &retries)
 }
 
 #[cfg(test)]
@@ -409,6 +404,7 @@ mod tests {
             headline: &empty,
             observation: &empty,
             scenarios: BTreeMap::new(),
+            provider_errors: BTreeMap::new(),
             merged_last: None,
             db,
             offered: None,

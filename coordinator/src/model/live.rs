@@ -35,6 +35,8 @@ pub struct Frame<'a> {
     pub observation: &'a LatencyHistogram,
     /// Totals so far per scenario, over every agent.
     pub scenarios: BTreeMap<&'a str, Counts>,
+    /// Provider errors retried so far, summed over the agents.
+    pub provider_errors: BTreeMap<&'a str, u64>,
     /// The latest second merged over every agent (exactly).
     pub merged_last: Option<TimePoint>,
     /// The database's latest sample.

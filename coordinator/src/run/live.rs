@@ -30,6 +30,8 @@ pub struct AgentStream {
     pub cpu_ms: u64,
     /// Intervals received.
     pub intervals: u64,
+    /// Provider errors retried so far (the latest cumulative report).
+    pub provider_errors: BTreeMap<String, u64>,
     /// The agent's clock offset from this process's over the run (least and
     /// most, ms), each against the interval's arrival.
     pub clock: Option<(f64, f64)>,
@@ -173,6 +175,9 @@ impl Live {
         a.in_flight = iv.in_flight;
         a.cpu_ms += iv.cpu_ms;
         a.intervals += 1;
+        if !iv.provider_errors.is_empty() {
+            a.provider_errors = iv.provider_errors;
+        }
         if iv.unix_micros != 0 {
             let offset_ms = (iv.unix_micros - chrono::Utc::now().timestamp_micros()) as f64 / 1000.0;
             let (lo, hi) = a.clock.unwrap_or((offset_ms, offset_ms));
@@ -267,9 +272,13 @@ impl Live {
     pub fn frame<'a>(&'a self, db: Option<&'a DbSample>) -> Frame<'a> {
         let mut total = Counts::default();
         let mut scenarios: BTreeMap<&str, Counts> = BTreeMap::new();
+        let mut provider_errors: BTreeMap<&str, u64> = BTreeMap::new();
         for a in &self.agents {
             for (name, t) in &a.scenarios {
                 scenarios.entry(name.as_str()).or_default().add(&t.counts);
+            }
+            for (k, n) in &a.provider_errors {
+                *provider_errors.entry(k.as_str()).or_default() += n;
             }
         }
         let rows = self
@@ -291,6 +300,7 @@ impl Live {
             headline: &self.headline,
             observation: &self.observation,
             scenarios,
+            provider_errors,
             merged_last: self.merged.last().cloned(),
             db,
             offered: None,

@@ -69,7 +69,12 @@ async fn a_retried_deadlock_is_tolerated_and_a_shutdown_error_fails_work_counted
     let deadlock = cell(&doc, "40P01 on ack_orchestration_item");
     let hits = deadlock.hits.expect("hits counted");
     assert!(hits > 0 && deadlock.calls.is_some_and(|c| c >= hits * 4), "{deadlock:?}");
-    assert_eq!(deadlock.retried, hits, "each deadlock retried once by the provider: {deadlock:?}");
+    // Each deadlock is retried by the provider; a retry can be every-5th
+    // call itself (the count is shared by every caller), and a deadlock on
+    // the retry reaches the runtime, which acknowledges again: every hit is
+    // one or the other, nearly all retried (CI saw 84 retried, 1 surfaced of 85).
+    assert_eq!(deadlock.retried + deadlock.surfaced, hits, "every deadlock retried or surfaced: {deadlock:?}");
+    assert!(deadlock.retried * 10 >= hits * 9, "nearly every deadlock retried by the provider: {deadlock:?}");
     assert_eq!((deadlock.failed_total, deadlock.lost, deadlock.processed_twice), (0, 0, 0), "{deadlock:?}");
     assert_eq!(deadlock.verdict, Verdict::Tolerated);
     let shutdown = cell(&doc, "57P01 on ack_orchestration_item");

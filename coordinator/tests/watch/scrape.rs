@@ -45,7 +45,10 @@ fn a_real_prometheus_sees_every_panel_the_fault_and_the_final_totals() {
     let port = support::free_port();
     let prom = Prometheus::scraping(&format!("127.0.0.1:{port}"));
     let faults = tmp.path().join("faults.toml");
-    std::fs::write(&faults, "[[fault]]\nkind = \"pause-db\"\nat = \"6s\"\nduration = \"3s\"\n").expect("faults");
+    // Deadlocks answered to every 5th acknowledgement: the provider retries
+    // them, and the retries must show while the run goes.
+    let schedule = "[[fault]]\nkind = \"sqlstate\"\ncode = \"40P01\"\nprocedure = \"ack_orchestration_item\"\nevery = 5\nat = \"6s\"\nduration = \"3s\"\n";
+    std::fs::write(&faults, schedule).expect("faults");
     let json = tmp.path().join("run.json");
     let mut child = coordinator(tmp.path())
         .args(["--local", "2", "--profile", "light", "--duration", "20s", "--live", "line", "--linger", "4s"])
@@ -73,9 +76,11 @@ fn a_real_prometheus_sees_every_panel_the_fault_and_the_final_totals() {
         .collect();
     assert!(empty.is_empty(), "dashboard queries without data during the run: {empty:#?}");
     // The fault was in effect while it lasted, and is over now.
-    assert_eq!(prom.value("max_over_time(loadgen_fault_active{kind=\"pause-db\"}[1m])"), 1.0);
-    assert_eq!(prom.value("loadgen_fault_active{kind=\"pause-db\"}"), 0.0);
-    assert_eq!(prom.value("loadgen_faults_applied_total{kind=\"pause-db\"}"), 1.0);
+    assert_eq!(prom.value("max_over_time(loadgen_fault_active{kind=\"sqlstate\"}[1m])"), 1.0);
+    assert_eq!(prom.value("loadgen_fault_active{kind=\"sqlstate\"}"), 0.0);
+    assert_eq!(prom.value("loadgen_faults_applied_total{kind=\"sqlstate\"}"), 1.0);
+    let retried = prom.query("loadgen_provider_retries_total{error=~\"ack_orchestration_item/retried.*\"} > 0");
+    assert!(!retried.is_empty(), "the provider's retries of the deadlocks are not live");
     let live_completed = prom.value("sum(loadgen_orchestrations_completed_total)");
     assert!(live_completed > 0.0);
 
