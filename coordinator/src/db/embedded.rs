@@ -361,7 +361,7 @@ pub fn find_bindir() -> Option<PathBuf> {
 }
 
 /// uid and gid of the `postgres` user, from /etc/passwd.
-fn postgres_user() -> Option<(u32, u32)> {
+pub(crate) fn postgres_user() -> Option<(u32, u32)> {
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
     passwd.lines().find_map(|line| {
         let mut f = line.split(':');

@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod cleanup;
 pub mod embedded;
+pub mod ha;
 pub mod procedures;
 pub mod watch;
 

@@ -1,0 +1,146 @@
+//! Changing the leader on purpose (a planned switchover through Patroni) or
+//! by force (the leader's Patroni and Postgres killed), and taking the
+//! whole cluster down with nothing left behind.
+
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use loadgen_common::process;
+
+use super::HaCluster;
+use super::config::Layout;
+use super::rest;
+
+/// How long each process may take to stop before it is killed.
+const STOP_BOUND: Duration = Duration::from_secs(15);
+
+/// The postmaster's pid of the data directory `data`, while it runs.
+fn postmaster_pid(data: &std::path::Path) -> Option<u32> {
+    std::fs::read_to_string(data.join("postmaster.pid")).ok()?.lines().next()?.trim().parse().ok()
+}
+
+/// SIGTERM (or `signal`) then wait, bounded; SIGKILL when it does not end.
+fn stop_child(child: &mut Child, signal: i32) {
+    process::signal(child.id(), signal);
+    let deadline = Instant::now() + STOP_BOUND;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Every process whose command line names `scope` (the cluster's unique
+/// directory name), other than this one.
+fn processes_of(scope: &str) -> Vec<u32> {
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(scope))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+impl HaCluster {
+    /// A planned switchover to another node (Patroni's REST API): the old
+    /// and the new leader, once the new one leads.
+    pub async fn switchover(&self) -> Result<(String, String), String> {
+        let old = self.leader().await.ok_or("switchover: the cluster has no leader")?;
+        let candidate = (0..self.layout.nodes.len())
+            .map(Layout::node_name)
+            .find(|n| *n != old)
+            .ok_or("switchover: the cluster has no other node")?;
+        let body = format!(r#"{{"leader": "{old}", "candidate": "{candidate}"}}"#);
+        let port = self.layout.nodes.iter().map(|n| n.rest).next().ok_or("no node")?;
+        let (status, answer) = rest::request(port, "POST", "/switchover", Some(&body)).await?;
+        if status != 200 {
+            return Err(format!("switchover {old} -> {candidate}: Patroni answered {status}: {}", answer.trim()));
+        }
+        Ok((old, candidate))
+    }
+
+    /// A failover: the leader's Patroni and Postgres killed (SIGKILL), as a
+    /// machine that dies; another node takes over once the leader key
+    /// expires. The node stays down until [`HaCluster::restart_node`].
+    pub async fn kill_leader(&mut self) -> Result<String, String> {
+        let old = self.leader().await.ok_or("failover: the cluster has no leader")?;
+        let i = (0..self.layout.nodes.len()).find(|&i| Layout::node_name(i) == old).ok_or("unknown leader")?;
+        let data = self.layout.data_dir(i);
+        if let Some(mut child) = self.nodes.get_mut(i).and_then(Option::take) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(pid) = postmaster_pid(&data) {
+            process::signal(pid, process::SIGKILL);
+        }
+        Ok(old)
+    }
+
+    /// Start a killed node's Patroni again (it rejoins as a standby).
+    pub fn restart_node(&mut self, name: &str) -> Result<(), String> {
+        let i = (0..self.layout.nodes.len()).find(|&i| Layout::node_name(i) == name).ok_or("unknown node")?;
+        if self.nodes.get(i).is_some_and(Option::is_some) {
+            return Ok(());
+        }
+        let yaml = vec![self.layout.yaml_path(i).display().to_string()];
+        let child = self.spawn(1, &yaml, &self.layout.node_dir(i).join("patroni-restart.log"))?;
+        if let Some(slot) = self.nodes.get_mut(i) {
+            *slot = Some(child);
+        }
+        Ok(())
+    }
+
+    /// Take everything down: the Patroni nodes (each stops its Postgres),
+    /// any postmaster left, HAProxy, etcd; then whatever still names this
+    /// cluster; then its directory.
+    pub fn stop(&mut self) {
+        for child in self.nodes.iter_mut().filter_map(Option::take).collect::<Vec<_>>().iter_mut() {
+            stop_child(child, process::SIGTERM);
+        }
+        for i in 0..self.layout.nodes.len() {
+            if let Some(pid) = postmaster_pid(&self.layout.data_dir(i)) {
+                process::signal(pid, process::SIGQUIT);
+            }
+        }
+        for child in [self.proxy.take(), self.etcd.take()].iter_mut().flatten() {
+            stop_child(child, process::SIGTERM);
+        }
+        let deadline = Instant::now() + STOP_BOUND;
+        loop {
+            let left = processes_of(&self.layout.scope);
+            if left.is_empty() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                for pid in left {
+                    process::signal(pid, process::SIGKILL);
+                }
+                std::thread::sleep(Duration::from_millis(200));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if let Some(dir) = self.dir.take()
+            && let Err(e) = dir.close()
+        {
+            tracing::warn!(error = %e, "the HA cluster's directory could not be removed");
+        }
+    }
+}
+
+impl Drop for HaCluster {
+    fn drop(&mut self) {
+        if self.dir.is_some() {
+            self.stop();
+        }
+    }
+}
