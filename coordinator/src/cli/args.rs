@@ -68,6 +68,26 @@ pub struct Args {
     #[arg(long, value_enum, env = "LOADGEN_ON_AGENT_LOSS", default_value = "continue", help_heading = "Agents")]
     pub on_agent_loss: OnAgentLoss,
 
+    /// Run against a throwaway high-availability Postgres on loopback, as
+    /// production runs it: one etcd, two Postgres nodes under Patroni and
+    /// HAProxy routing the write endpoint to the leader (Debian's patroni,
+    /// etcd-server and haproxy packages). The switchover and failover faults
+    /// act on it. Removed at exit.
+    #[arg(long, env = "LOADGEN_HA", conflicts_with = "database_url", help_heading = "Database")]
+    pub ha: bool,
+
+    /// Replication between the HA cluster's nodes: sync (a commit waits for
+    /// the standby; nothing acknowledged is lost in a failover) or async.
+    #[arg(
+        long,
+        env = "LOADGEN_REPLICATION",
+        value_enum,
+        default_value = "async",
+        requires = "ha",
+        help_heading = "Database"
+    )]
+    pub replication: crate::db::ha::Replication,
+
     /// Named load profile (see `coordinator profiles`); default light, or the
     /// only profile of --profile-file.
     #[arg(long, env = "LOADGEN_PROFILE", help_heading = "Workload")]

@@ -59,8 +59,12 @@ pub fn matrix_plan(m: &super::MatrixArgs, args: &Args) -> Result<MatrixPlan, Pla
         AgentSource::Remote { .. } => None,
     };
     let run = plan_for(args, profile, agents)?;
-    let reach =
-        crate::faults::Reach { embedded_db: args.database_url.is_none(), local_agents, duration: run.profile.duration };
+    let reach = crate::faults::Reach {
+        embedded_db: args.database_url.is_none(),
+        local_agents,
+        duration: run.profile.duration,
+        ha: false,
+    };
     let spec = plan::RowsSpec {
         codes: m.codes.clone(),
         procedures: m.procedures.clone(),

@@ -242,6 +242,8 @@ pub(super) fn plan_for(args: &Args, profile: Profile, agents: AgentSource) -> Re
         agents,
         database: if sqlite {
             Database::InAgent
+        } else if args.ha {
+            Database::Ha(args.replication)
         } else {
             args.database_url.clone().map_or(Database::Embedded, Database::Url)
         },
@@ -286,12 +288,13 @@ fn fault_schedule(args: &Args, profile: &Profile, agents: &AgentSource) -> Resul
         return Err(PlanError::Invalid("faults apply to one run: drop --suite or the faults".into()));
     }
     let reach = Reach {
-        embedded_db: args.database_url.is_none(),
+        embedded_db: args.database_url.is_none() && !args.ha,
         local_agents: match agents {
             AgentSource::Local { count, .. } => Some(*count),
             AgentSource::Remote { .. } => None,
         },
         duration: profile.duration,
+        ha: args.ha,
     };
     Schedule::resolve(&specs, &reach).map_err(PlanError::Invalid)
 }

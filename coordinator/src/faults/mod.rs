@@ -191,6 +191,17 @@ pub trait Server: Send {
     /// Crash it (every backend at once), keep it down for `down`, start it
     /// again on the same data.
     async fn crash_and_restart(&mut self, down: Duration) -> Result<(), String>;
+
+    /// An HA cluster's planned switchover to another node: what happened.
+    async fn switchover(&mut self) -> Result<String, String> {
+        Err("a switchover needs --ha (a high-availability cluster)".into())
+    }
+
+    /// An HA cluster's failover: the leader's node killed, started again
+    /// after `down` as a standby: what happened.
+    async fn fail_leader(&mut self, _down: Duration) -> Result<String, String> {
+        Err("a failover needs --ha (a high-availability cluster)".into())
+    }
 }
 
 /// What an agent applies itself when told (it undoes it after `duration`).

@@ -94,6 +94,8 @@ pub struct Reach {
     pub local_agents: Option<u32>,
     /// The load's duration (faults must start within it).
     pub duration: Duration,
+    /// The database is the HA cluster this coordinator starts (`--ha`).
+    pub ha: bool,
 }
 
 /// The longest a fault may last: a run holds its agents' leases and the
@@ -244,7 +246,7 @@ mod tests {
     use super::*;
 
     fn reach() -> Reach {
-        Reach { embedded_db: true, local_agents: Some(3), duration: Duration::from_secs(60) }
+        Reach { embedded_db: true, local_agents: Some(3), duration: Duration::from_secs(60), ha: false }
     }
 
     fn resolve(text: &str, reach: &Reach) -> Result<Schedule, String> {

@@ -116,6 +116,9 @@ pub enum Database {
     Embedded,
     /// No server: the store lives in the agent (SQLite).
     InAgent,
+    /// A throwaway high-availability cluster (etcd, Patroni, HAProxy) with
+    /// this replication between its nodes.
+    Ha(crate::db::ha::Replication),
 }
 
 impl std::fmt::Debug for Database {
@@ -124,6 +127,7 @@ impl std::fmt::Debug for Database {
             Database::Url(u) => write!(f, "Url({})", loadgen_common::secret::mask_url(u)),
             Database::Embedded => write!(f, "Embedded"),
             Database::InAgent => write!(f, "InAgent"),
+            Database::Ha(r) => write!(f, "Ha({})", r.as_str()),
         }
     }
 }

@@ -420,7 +420,8 @@ mod tests {
         assert!(get("chaos-backends").faults.iter().all(|f| f.kind == "terminate-backends"));
         // Every built-in profile's faults are kinds the registry reads.
         for p in builtin_profiles() {
-            let reach = crate::faults::Reach { embedded_db: true, local_agents: Some(3), duration: p.duration };
+            let reach =
+                crate::faults::Reach { embedded_db: true, local_agents: Some(3), duration: p.duration, ha: false };
             crate::faults::Schedule::resolve(&p.faults, &reach).unwrap_or_else(|e| panic!("{}: {e}", p.name));
         }
     }

@@ -116,7 +116,12 @@ impl HaCluster {
             replication,
             ttl_s: TTL_S,
         };
-        let url = format!("postgres://postgres:{}@127.0.0.1:{}/postgres", layout.superuser_password, layout.proxy);
+        // Loopback: no TLS (HAProxy with no leader closes the connection, which
+        // an SSLRequest would misread).
+        let url = format!(
+            "postgres://postgres:{}@127.0.0.1:{}/postgres?sslmode=disable",
+            layout.superuser_password, layout.proxy
+        );
         let mut c =
             HaCluster { dir: Some(dir), layout, programs, run_as, etcd: None, proxy: None, nodes: Vec::new(), url };
         c.write_files()?;

@@ -73,7 +73,7 @@ mod tests {
 
     #[test]
     fn it_lasts_and_takes_no_fields() {
-        let reach = Reach { embedded_db: false, local_agents: None, duration: Duration::from_secs(30) };
+        let reach = Reach { embedded_db: false, local_agents: None, duration: Duration::from_secs(30), ha: false };
         let read = |text: &str| Schedule::resolve(&schedule::parse(text, "f")?, &reach);
         let ok = read("[[fault]]\nkind = \"cancel-queries\"\nat = \"5s\"\nduration = \"2s\"").expect("any database");
         assert_eq!(ok.faults[0].target(), "every running statement on the run's database");

@@ -8,6 +8,7 @@ mod cancel_queries;
 mod clock_skew;
 mod db_latency;
 mod db_partition;
+mod failover;
 mod freeze_agent;
 mod kill_agent;
 mod pause_db;
@@ -16,6 +17,7 @@ mod restart_db;
 mod restart_runtime;
 pub mod sqlstate;
 mod stall_writes;
+mod switchover;
 mod terminate_backends;
 mod upgrade_agent;
 
@@ -34,6 +36,8 @@ pub const KINDS: &[&FaultDef] = &[
     &stall_writes::DEF,
     &sqlstate::DEF,
     &upgrade_agent::DEF,
+    &switchover::DEF,
+    &failover::DEF,
 ];
 
 /// The kind called `name`.

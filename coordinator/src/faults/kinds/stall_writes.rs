@@ -203,7 +203,7 @@ mod tests {
 
     #[test]
     fn its_fields_are_checked() {
-        let reach = Reach { embedded_db: false, local_agents: None, duration: Duration::from_secs(30) };
+        let reach = Reach { embedded_db: false, local_agents: None, duration: Duration::from_secs(30), ha: false };
         let read = |extra: &str| {
             let text = format!("[[fault]]\nkind = \"stall-writes\"\nat = \"5s\"\nduration = \"10s\"\n{extra}");
             Schedule::resolve(&schedule::parse(&text, "f")?, &reach)

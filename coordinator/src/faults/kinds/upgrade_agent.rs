@@ -106,7 +106,7 @@ mod tests {
 
     #[test]
     fn it_names_a_release_for_a_local_agent() {
-        let local = Reach { embedded_db: true, local_agents: Some(2), duration: Duration::from_secs(30) };
+        let local = Reach { embedded_db: true, local_agents: Some(2), duration: Duration::from_secs(30), ha: false };
         let read = |extra: &str, reach: &Reach| {
             let text = format!("[[fault]]\nkind = \"upgrade-agent\"\nat = \"5s\"\n{extra}");
             Schedule::resolve(&schedule::parse(&text, "f")?, reach)

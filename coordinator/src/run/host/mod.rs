@@ -15,6 +15,7 @@ use crate::faults::Server;
 use crate::notice::Observer;
 use crate::plan::{Database, RunPlan};
 
+pub mod ha;
 pub mod in_agent;
 pub mod throwaway;
 pub mod url;
@@ -63,5 +64,6 @@ pub async fn open(plan: &RunPlan, obs: &dyn Observer) -> Result<Box<dyn Database
         Database::Url(u) => Box::new(url::UserUrl::new(u)?),
         Database::Embedded => Box::new(throwaway::Throwaway::start(obs).await?),
         Database::InAgent => Box::new(in_agent::InAgent::new(plan.provider)?),
+        Database::Ha(replication) => Box::new(ha::Ha::start(*replication, obs).await?),
     })
 }

@@ -280,7 +280,7 @@ mod tests {
     use std::time::Duration;
 
     fn read(extra: &str) -> Result<Schedule, String> {
-        let reach = Reach { embedded_db: false, local_agents: None, duration: Duration::from_secs(30) };
+        let reach = Reach { embedded_db: false, local_agents: None, duration: Duration::from_secs(30), ha: false };
         let text = format!("[[fault]]\nkind = \"sqlstate\"\nat = \"5s\"\nduration = \"10s\"\n{extra}");
         Schedule::resolve(&schedule::parse(&text, "f")?, &reach)
     }
