@@ -208,7 +208,7 @@ mod tests {
     }
 
     fn reach(embedded_db: bool) -> Reach {
-        Reach { embedded_db, local_agents: Some(1), duration: Duration::from_secs(12) }
+        Reach { embedded_db, local_agents: Some(1), duration: Duration::from_secs(12), ha: false }
     }
 
     #[test]
