@@ -6,7 +6,8 @@
 # workflow's schema), HdrHistogram_py (reading .hlog files back), iproute2
 # (network namespaces), buildah and debootstrap (building the image),
 # libfaketime (an agent with its clock off), prometheus (a real scraper for
-# the metrics endpoint; its service is not started), and cargo-nextest. Runs apt-get and pip as root, or through sudo.
+# the metrics endpoint), patroni, etcd-server and haproxy (the --ha cluster;
+# no service of theirs is started), and cargo-nextest. Runs apt-get and pip as root, or through sudo.
 set -euo pipefail
 
 log() { printf '== %s\n' "$*" >&2; }
@@ -35,6 +36,10 @@ command -v strip >/dev/null || need_apt binutils
 ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || need_apt libfaketime
 # prometheus: the metrics tests start their own server on loopback.
 command -v prometheus >/dev/null || need_apt prometheus
+# The --ha cluster: etcd, Patroni and HAProxy (their services are not started).
+command -v patroni >/dev/null || need_apt patroni
+command -v etcd >/dev/null || need_apt etcd-server
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need_apt haproxy
 python3 -m pip --version >/dev/null 2>&1 || need_apt python3-pip
 if [ "${#apt_missing[@]}" -gt 0 ]; then
   log "installing ${apt_missing[*]}"
