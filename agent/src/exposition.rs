@@ -21,9 +21,6 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-use crate::Agent;
-use crate::session::View;
-
 /// Bucket bounds for duroxide's histograms (seconds, milliseconds, turns
 /// and history sizes alike: one log scale covers them).
 const BOUNDS: [f64; 22] = [
@@ -33,8 +30,9 @@ const BOUNDS: [f64; 22] = [
 
 /// Whether the facade's metrics are kept (only with an endpoint to show them).
 static CAPTURE: AtomicBool = AtomicBool::new(false);
-/// The agent whose slice and runtimes the endpoint shows.
-static AGENT: OnceLock<Agent> = OnceLock::new();
+/// What the agent says of itself (its slice and runtimes), once it serves.
+type Viewer = Box<dyn Fn() -> View + Send + Sync>;
+static AGENT: OnceLock<Viewer> = OnceLock::new();
 
 type Labels = Vec<(String, String)>;
 
@@ -113,9 +111,23 @@ pub fn listen(address: SocketAddr) -> Result<loadgen_common::http::Server, Strin
     .map_err(|e| format!("--metrics-listen {address}: cannot listen: {e}"))
 }
 
-/// Show `agent`'s slice and runtimes (once; the process has one agent).
-pub fn attach(agent: &Agent) {
-    let _ = AGENT.set(agent.clone());
+/// What the agent's metrics endpoint shows of it.
+#[derive(Debug, Default)]
+pub struct View {
+    pub run_id: String,
+    pub phase: &'static str,
+    /// Its index among the run's agents.
+    pub index: Option<u32>,
+    /// Its share of the load now: in flight (closed loop) or starts/s (open).
+    pub share: f64,
+    /// Activity executions of the run so far.
+    pub activities: u64,
+    pub runtimes: Vec<duroxide::runtime::observability::MetricsSnapshot>,
+}
+
+/// Show what `view` says of the agent (once; the process has one agent).
+pub fn attach(view: impl Fn() -> View + Send + Sync + 'static) {
+    let _ = AGENT.set(Box::new(view));
 }
 
 #[derive(Debug)]
@@ -125,7 +137,7 @@ impl Collector for Exposition {
     fn encode(&self, mut e: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         encode_facade(&mut e)?;
         // Before the agent serves (a scrape right after it started) it is idle.
-        let view = AGENT.get().map(Agent::view).unwrap_or_else(|| View { phase: "idle", ..Default::default() });
+        let view = AGENT.get().map(|v| v()).unwrap_or_else(|| View { phase: "idle", ..Default::default() });
         encode_agent(&view, &mut e)
     }
 }

@@ -89,7 +89,8 @@ pub async fn serve(listener: TcpListener, config: AgentConfig, shutdown: Cancell
     if run_once {
         agent = agent.exit_after_run(shutdown.clone());
     }
-    exposition::attach(&agent);
+    let viewed = agent.clone();
+    exposition::attach(move || viewed.view());
     let local: SocketAddr = listener.local_addr()?;
     let mut builder = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(2)))

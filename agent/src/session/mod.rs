@@ -107,19 +107,7 @@ impl std::fmt::Debug for Agent {
     }
 }
 
-/// What the agent's metrics endpoint shows of it.
-#[derive(Debug, Default)]
-pub struct View {
-    pub run_id: String,
-    pub phase: &'static str,
-    /// Its index among the run's agents.
-    pub index: Option<u32>,
-    /// Its share of the load now: in flight (closed loop) or starts/s (open).
-    pub share: f64,
-    /// Activity executions of the run so far.
-    pub activities: u64,
-    pub runtimes: Vec<duroxide::runtime::observability::MetricsSnapshot>,
-}
+use crate::exposition::View;
 
 impl Agent {
     /// What the agent is doing, for its metrics endpoint.

@@ -86,7 +86,7 @@ pub struct Args {
         requires = "ha",
         help_heading = "Database"
     )]
-    pub replication: crate::db::ha::Replication,
+    pub replication: crate::plan::Replication,
 
     /// Named load profile (see `coordinator profiles`); default light, or the
     /// only profile of --profile-file.

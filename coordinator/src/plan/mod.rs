@@ -118,7 +118,7 @@ pub enum Database {
     InAgent,
     /// A throwaway high-availability cluster (etcd, Patroni, HAProxy) with
     /// this replication between its nodes.
-    Ha(crate::db::ha::Replication),
+    Ha(Replication),
 }
 
 impl std::fmt::Debug for Database {
@@ -220,4 +220,25 @@ pub enum PlanError {
     Output { flag: &'static str, path: String, detail: String },
     #[error("{0}")]
     Invalid(String),
+}
+
+/// Replication between the leader and its standbys.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Replication {
+    /// Patroni's synchronous mode: a commit waits for one standby.
+    Sync,
+    /// Streaming replication without waiting: a failover may lose what the
+    /// leader acknowledged last.
+    #[default]
+    Async,
+}
+
+impl Replication {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Replication::Sync => "sync",
+            Replication::Async => "async",
+        }
+    }
 }

@@ -4,26 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-/// Replication between the leader and its standbys.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Replication {
-    /// Patroni's synchronous mode: a commit waits for one standby.
-    Sync,
-    /// Streaming replication without waiting: a failover may lose what the
-    /// leader acknowledged last.
-    #[default]
-    Async,
-}
-
-impl Replication {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Replication::Sync => "sync",
-            Replication::Async => "async",
-        }
-    }
-}
+pub use crate::plan::Replication;
 
 /// One Patroni node's ports: its REST API and its Postgres.
 #[derive(Clone, Copy, Debug)]
