@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Cli, Command, resolve};
 use crate::error::{EXIT_DEGRADED, EXIT_GATES_FAILED, EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE};
-use crate::exporter::{Exporter, Watch};
+use crate::exporter::Watch;
 use crate::model::RunReport;
 use crate::notice::Observer;
 use crate::plan::Outputs;
@@ -112,20 +112,6 @@ fn runs_code(runs: &[RunReport]) -> u8 {
     }
 }
 
-/// The console, and the metrics endpoint when --metrics-listen asks for it
-/// (a port that cannot be had is a usage error, before anything starts).
-fn watch<'a>(console: &'a Console, outputs: &Outputs) -> Result<Watch<'a>, u8> {
-    let exporter = match outputs.metrics {
-        Some(address) => {
-            let x = Exporter::listen(address).map_err(usage)?;
-            console.notice(&crate::notice::Notice::Note(format!("metrics: http://{}/metrics", x.address())));
-            Some(x)
-        }
-        None => None,
-    };
-    Ok(Watch { console, exporter })
-}
-
 /// Write `doc` through the pipeline; an exit code when that fails.
 fn write(
     doc: &Document<'_>,
@@ -150,10 +136,7 @@ fn run_command(args: &crate::Args) -> u8 {
         return code;
     }
     let screen = Console::new(plan.outputs.live.table());
-    let console = match watch(&screen, &plan.outputs) {
-        Ok(w) => w,
-        Err(code) => return code,
-    };
+    let Ok(console) = Watch::open(&screen, &plan.outputs).map_err(usage) else { return EXIT_USAGE };
     let outcome = match on_runtime(&plan.log, |shutdown| crate::run::run(&plan, &console, shutdown)) {
         Ok(o) => o,
         Err(code) => return code,
@@ -194,10 +177,7 @@ fn hunt_command(h: &crate::cli::HuntArgs, args: &crate::Args) -> u8 {
         return code;
     }
     let screen = Console::new(plan.run.outputs.live.table());
-    let console = match watch(&screen, &plan.run.outputs) {
-        Ok(w) => w,
-        Err(code) => return code,
-    };
+    let Ok(console) = Watch::open(&screen, &plan.run.outputs).map_err(usage) else { return EXIT_USAGE };
     let outcome = match on_runtime(&plan.run.log, |shutdown| crate::hunt::hunt(&plan, &console, shutdown)) {
         Ok(o) => o,
         Err(code) => return code,
@@ -241,10 +221,7 @@ fn matrix_command(m: &crate::cli::MatrixArgs, args: &crate::Args) -> u8 {
         }
     }
     let screen = Console::new(plan.run.outputs.live.table());
-    let console = match watch(&screen, &plan.run.outputs) {
-        Ok(w) => w,
-        Err(code) => return code,
-    };
+    let Ok(console) = Watch::open(&screen, &plan.run.outputs).map_err(usage) else { return EXIT_USAGE };
     let outcome = match on_runtime(&plan.run.log, |shutdown| crate::matrix::matrix(&plan, &console, shutdown)) {
         Ok(Ok(o)) => o,
         Ok(Err(e)) => return failed(&e),
@@ -278,10 +255,7 @@ fn sweep_command(s: &crate::cli::SweepArgs, args: &crate::Args) -> u8 {
         return code;
     }
     let screen = Console::new(plan.run.outputs.live.table());
-    let console = match watch(&screen, &plan.run.outputs) {
-        Ok(w) => w,
-        Err(code) => return code,
-    };
+    let Ok(console) = Watch::open(&screen, &plan.run.outputs).map_err(usage) else { return EXIT_USAGE };
     let outcome = match on_runtime(&plan.run.log, |shutdown| crate::sweep::sweep(&plan, &console, shutdown)) {
         Ok(o) => o,
         Err(code) => return code,
@@ -331,10 +305,7 @@ fn ab_command(a: &crate::cli::AbArgs, args: &crate::Args) -> u8 {
         return usage(e);
     }
     let screen = Console::new(plan.run.outputs.live.table());
-    let console = match watch(&screen, &plan.run.outputs) {
-        Ok(w) => w,
-        Err(code) => return code,
-    };
+    let Ok(console) = Watch::open(&screen, &plan.run.outputs).map_err(usage) else { return EXIT_USAGE };
     let outcome = match on_runtime(&plan.run.log, |shutdown| crate::ab::ab(&plan, &console, shutdown)) {
         Ok(o) => o,
         Err(code) => return code,
@@ -414,10 +385,7 @@ fn compare_command(c: &crate::cli::CompareArgs, args: &crate::Args) -> u8 {
         return usage(e);
     }
     let screen = Console::new(outputs.live.table());
-    let console = match watch(&screen, &outputs) {
-        Ok(w) => w,
-        Err(code) => return code,
-    };
+    let Ok(console) = Watch::open(&screen, &outputs).map_err(usage) else { return EXIT_USAGE };
     let outcome = match on_runtime(&log, |shutdown| crate::compare::compare(&plan, &console, shutdown)) {
         Ok(o) => o,
         Err(code) => return code,
@@ -448,7 +416,7 @@ fn bench(b: &crate::cli::BenchArgs) -> u8 {
         Ok(r) => r,
         Err(e) => return failed(&e),
     };
-    let outputs = json_outputs(b.json.as_ref());
+    let outputs = Outputs::json(b.json.as_ref());
     if let Err(code) = write(&Document::Bench(&report), &outputs, &[], &console) {
         return code;
     }
@@ -478,7 +446,7 @@ fn stress_module(job: &str) -> u8 {
 }
 
 fn audit(a: &crate::cli::AuditArgs) -> u8 {
-    let outputs = json_outputs(a.json.as_ref());
+    let outputs = Outputs::json(a.json.as_ref());
     if let Err(e) = outputs.check() {
         return usage(e);
     }
@@ -508,7 +476,7 @@ fn cleanup(c: &crate::cli::CleanupArgs) -> u8 {
     if c.yes && selection == Selection::None {
         return usage("--yes drops the chosen schemas: choose them with --older-than, --run or --all");
     }
-    let outputs = json_outputs(c.json.as_ref());
+    let outputs = Outputs::json(c.json.as_ref());
     if let Err(e) = outputs.check() {
         return usage(e);
     }
@@ -521,15 +489,4 @@ fn cleanup(c: &crate::cli::CleanupArgs) -> u8 {
         return code;
     }
     if report.problems.is_empty() { EXIT_OK } else { EXIT_GATES_FAILED }
-}
-
-/// A `--json FILE` option as the pipeline's outputs.
-fn json_outputs(json: Option<&std::path::PathBuf>) -> Outputs {
-    Outputs {
-        targets: json
-            .iter()
-            .map(|p| crate::plan::outputs::Target { format: "json".into(), path: (*p).clone(), flag: "--json" })
-            .collect(),
-        ..Default::default()
-    }
 }

@@ -342,16 +342,8 @@ fn encode_db(f: &Figures, e: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt:
 
 #[cfg(test)]
 mod tests {
+    use super::tests_support::render;
     use super::*;
-    use prometheus_client::registry::Registry;
-
-    fn render(f: Figures) -> String {
-        let mut registry = Registry::default();
-        registry.register_collector(Box::new(Shared(std::sync::Mutex::new(f))));
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &registry).expect("encode");
-        out
-    }
 
     #[test]
     fn the_figures_encode_as_openmetrics_with_cumulative_buckets() {

@@ -112,7 +112,21 @@ pub struct Watch<'a> {
     pub exporter: Option<Exporter>,
 }
 
-impl Watch<'_> {
+impl<'a> Watch<'a> {
+    /// The console, and the metrics endpoint when `outputs` ask for one (a
+    /// port that cannot be had is an error, before anything starts).
+    pub fn open(console: &'a dyn Observer, outputs: &crate::plan::Outputs) -> Result<Self, String> {
+        let exporter = match outputs.metrics {
+            Some(address) => {
+                let x = Exporter::listen(address)?;
+                console.notice(&Notice::Note(format!("metrics: http://{}/metrics", x.address())));
+                Some(x)
+            }
+            None => None,
+        };
+        Ok(Watch { console, exporter })
+    }
+
     /// The result is written: linger if asked, then stop serving.
     pub fn close(self, linger: Duration) {
         if let Some(x) = self.exporter {

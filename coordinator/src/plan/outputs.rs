@@ -63,6 +63,17 @@ pub struct Outputs {
 }
 
 impl Outputs {
+    /// A `--json FILE` option as the pipeline's outputs.
+    pub fn json(json: Option<&PathBuf>) -> Outputs {
+        Outputs {
+            targets: json
+                .iter()
+                .map(|p| Target { format: "json".into(), path: (*p).clone(), flag: "--json" })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
     /// True when a target writes to standard output (the text summary then
     /// goes to standard error).
     pub fn stdout_taken(&self) -> bool {
