@@ -464,26 +464,26 @@ fn audit(a: &crate::cli::AuditArgs) -> u8 {
 
 fn cleanup(c: &crate::cli::CleanupArgs) -> u8 {
     use crate::db::cleanup::{self, Selection};
-    let selection = if c.all {
-        Selection::All
-    } else if let Some(d) = c.older_than {
-        Selection::OlderThan(d)
-    } else if !c.run.is_empty() {
-        Selection::Runs(c.run.clone())
-    } else {
-        Selection::None
-    };
-    if c.yes && selection == Selection::None {
-        return usage("--yes drops the chosen schemas: choose them with --older-than, --run or --all");
-    }
+    let selection = Selection::chosen(c.all, c.older_than, &c.run);
     let outputs = Outputs::json(c.json.as_ref());
     if let Err(e) = outputs.check() {
         return usage(e);
     }
-    let report = match on_runtime("warn", |_| cleanup::cleanup(&c.database_url, &selection, c.yes, c.force)) {
-        Err(code) => return code,
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => return failed(&e),
+    let url = match (&c.database_url, c.servers) {
+        (_, true) => None,
+        (Some(url), false) => Some(url),
+        (None, false) => return usage("cleanup needs --database-url (or --servers)"),
+    };
+    if c.yes && selection == Selection::None && url.is_some() {
+        return usage("--yes drops the chosen schemas: choose them with --older-than, --run or --all");
+    }
+    let report = match url {
+        None => cleanup::servers(c.yes),
+        Some(url) => match on_runtime("warn", |_| cleanup::cleanup(url, &selection, c.yes, c.force)) {
+            Err(code) => return code,
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return failed(&e),
+        },
     };
     if let Err(code) = write(&Document::Cleanup(&report), &outputs, &[], &Console::new(false)) {
         return code;

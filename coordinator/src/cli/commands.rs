@@ -111,8 +111,14 @@ pub struct AuditArgs {
 #[derive(Debug, clap::Args)]
 pub struct CleanupArgs {
     /// PostgreSQL URL of the database to look in.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_parser = loadgen_common::dburl::normalize)]
-    pub database_url: String,
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_parser = loadgen_common::dburl::normalize,
+          required_unless_present = "servers")]
+    pub database_url: Option<String>,
+    /// Instead of schemas: the throwaway servers (--ha clusters, throwaway
+    /// Postgres) a killed coordinator left on this machine; --yes stops and
+    /// removes every one whose coordinator is gone.
+    #[arg(long, conflicts_with_all = ["older_than", "run", "all", "force"])]
+    pub servers: bool,
     /// Choose the schemas older than this (e.g. 1h, 2d is not a unit: use 48h).
     #[arg(long, value_parser = duration, value_name = "DURATION", conflicts_with_all = ["run", "all"])]
     pub older_than: Option<Duration>,
@@ -122,7 +128,8 @@ pub struct CleanupArgs {
     /// Choose every loadgen_* schema.
     #[arg(long)]
     pub all: bool,
-    /// Drop the chosen schemas (without it, only list what would be dropped).
+    /// Drop the chosen schemas, or remove the left servers (without it, only
+    /// list what would be dropped).
     #[arg(long)]
     pub yes: bool,
     /// Drop chosen schemas even when their instances changed within the last

@@ -171,8 +171,11 @@ pub enum Command {
     /// List the loadgen_* schemas left in a database (by a coordinator that
     /// was killed, or --keep-schema) with their run, age, instances and
     /// size; drop the chosen ones (--older-than, --run, --all) with --yes.
+    /// With --servers: the throwaway servers (--ha clusters, throwaway
+    /// Postgres) a killed coordinator left on this machine.
     ///
     /// Example: coordinator cleanup --database-url postgres://... --older-than 1h --yes
+    /// Example: coordinator cleanup --servers --yes
     Cleanup(CleanupArgs),
     /// Internal: run duroxide's stress module once in this process and print
     /// its outcome as one JSON line (`bench` starts it as a child, so the

@@ -29,6 +29,18 @@ pub enum Selection {
     Runs(Vec<String>),
 }
 
+impl Selection {
+    /// The selection the command line makes (`--all`, `--older-than`, `--run`).
+    pub fn chosen(all: bool, older_than: Option<Duration>, runs: &[String]) -> Self {
+        match (all, older_than) {
+            (true, _) => Selection::All,
+            (false, Some(d)) => Selection::OlderThan(d),
+            (false, None) if !runs.is_empty() => Selection::Runs(runs.to_vec()),
+            _ => Selection::None,
+        }
+    }
+}
+
 /// One schema the tool left behind.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LeftSchema {
@@ -53,8 +65,12 @@ pub struct LeftSchema {
 /// What `coordinator cleanup` found and did.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CleanupReport {
+    /// The database looked in (empty with `--servers`).
     pub database: String,
     pub schemas: Vec<LeftSchema>,
+    /// With `--servers`: the throwaway servers found on this machine.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<super::leftover::LeftServer>,
     /// True when the selection was dropped (`--yes`).
     pub applied: bool,
     pub problems: Vec<String>,
@@ -156,6 +172,13 @@ pub fn selects(selection: &Selection, s: &LeftSchema) -> bool {
     }
 }
 
+/// The throwaway servers left on this machine (in the temp directory);
+/// with `apply`, every one whose coordinator is gone stopped and removed.
+pub fn servers(apply: bool) -> CleanupReport {
+    let (servers, problems) = super::leftover::sweep(&std::env::temp_dir(), apply);
+    CleanupReport { servers, applied: apply, problems, ..Default::default() }
+}
+
 /// List the schemas, mark the selected ones, and drop them when `apply`.
 pub async fn cleanup(
     url: &str,
@@ -197,7 +220,13 @@ pub async fn cleanup(
     if let Some(c) = conn {
         let _ = c.close().await;
     }
-    Ok(CleanupReport { database: loadgen_common::secret::mask_url(url), schemas, applied: apply, problems })
+    Ok(CleanupReport {
+        database: loadgen_common::secret::mask_url(url),
+        schemas,
+        applied: apply,
+        problems,
+        servers: Vec::new(),
+    })
 }
 
 #[cfg(test)]

@@ -91,6 +91,7 @@ impl EmbeddedPostgres {
         let run_as =
             if process::is_root() { Some(postgres_user().ok_or(EmbeddedPgError::NoPostgresUser)?) } else { None };
         let dir = tempfile::Builder::new().prefix("loadgen-pg-").tempdir().map_err(step("creating the temp dir"))?;
+        crate::db::leftover::mark_owner(dir.path()).map_err(step("naming the temp dir's owner"))?;
         if let Some((uid, gid)) = run_as {
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).map_err(step("chown of the temp dir"))?;
         }

@@ -5,12 +5,14 @@
 //! - [`watch`]: the database timeline, sampled once a second;
 //! - [`procedures`]: the run's database time by stored procedure and statement;
 //! - [`audit`]: the per-instance correctness audit;
-//! - [`cleanup`]: schemas left behind, listed and dropped on request.
+//! - [`cleanup`]: schemas left behind, listed and dropped on request;
+//! - [`leftover`]: throwaway servers a killed coordinator left on this machine.
 
 pub mod audit;
 pub mod cleanup;
 pub mod embedded;
 pub mod ha;
+pub mod leftover;
 pub mod procedures;
 pub mod watch;
 

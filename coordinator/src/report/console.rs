@@ -51,7 +51,12 @@ impl Observer for Console {
     fn notice(&self, n: &Notice<'_>) {
         match n {
             Notice::DatabaseStarted { description } => {
-                self.print(&format!("no --database-url given: started a {description} (removed at exit)"))
+                // "--ha: started an HA cluster on ...", or the embedded default's line.
+                let text = match description.strip_prefix("HA ") {
+                    Some(rest) => format!("--ha: started an HA {rest} (removed at exit)"),
+                    None => format!("no --database-url given: started a {description} (removed at exit)"),
+                };
+                self.print(&text)
             }
             Notice::WaitingForAgents { elapsed_s, timeout, status } => {
                 self.print(&format!("waiting for agents ({elapsed_s:.0}s of {timeout}): {status}"))

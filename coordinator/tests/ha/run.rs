@@ -48,8 +48,8 @@ fn a_switchover_and_a_failover_under_load_lose_nothing_acknowledged_and_leave_no
         "{failed:?}: {text}"
     );
     assert_eq!(out.status.code() == Some(0), failed.is_empty(), "{text}");
+    // Processes naming the TMPDIR (every one of the cluster's) are checked too.
     support::assert_nothing_left(tmp.path(), &["ha.toml", "ha.json"]);
-    assert!(support::processes_mentioning("loadgen-ha-").is_empty(), "an HA cluster was left running");
 }
 
 #[test]

@@ -36,18 +36,7 @@ fn stop_child(child: &mut Child, signal: i32) {
 /// Every process whose command line names `scope` (the cluster's unique
 /// directory name), other than this one.
 fn processes_of(scope: &str) -> Vec<u32> {
-    let me = std::process::id();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| pid != me)
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).contains(scope))
-                .unwrap_or(false)
-        })
-        .collect()
+    crate::db::leftover::processes_naming(scope)
 }
 
 impl HaCluster {

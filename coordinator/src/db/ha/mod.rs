@@ -100,6 +100,7 @@ impl HaCluster {
             None
         };
         let dir = tempfile::Builder::new().prefix("loadgen-ha-").tempdir().map_err(|e| format!("temp dir: {e}"))?;
+        crate::db::leftover::mark_owner(dir.path()).map_err(|e| format!("temp dir: {e}"))?;
         let scope = dir.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let ports = free_ports(4 + 2 * nodes)?;
         let layout = Layout {

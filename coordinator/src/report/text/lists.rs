@@ -206,6 +206,9 @@ pub fn audit(schema: &str, a: &Audit, w: &mut dyn Write) -> io::Result<()> {
 
 /// What `coordinator cleanup` found, and dropped.
 pub fn cleanup(c: &crate::db::cleanup::CleanupReport, w: &mut dyn Write) -> io::Result<()> {
+    if c.database.is_empty() {
+        return servers(c, w);
+    }
     writeln!(w, "loadgen schemas in {}: {}", c.database, c.schemas.len())?;
     if !c.schemas.is_empty() {
         writeln!(
@@ -250,6 +253,40 @@ pub fn cleanup(c: &crate::db::cleanup::CleanupReport, w: &mut dyn Write) -> io::
         writeln!(w, "{chosen} schema(s) chosen; nothing dropped without --yes.")
     } else {
         writeln!(w, "Choose schemas to drop with --older-than D, --run ID or --all, then add --yes.")
+    }
+}
+
+/// What `coordinator cleanup --servers` found, and removed.
+fn servers(c: &crate::db::cleanup::CleanupReport, w: &mut dyn Write) -> io::Result<()> {
+    writeln!(w, "throwaway servers on this machine: {}", c.servers.len())?;
+    for s in &c.servers {
+        let owner = s.owner_pid.map_or("coordinator unknown".to_string(), |p| format!("coordinator {p}"));
+        let state = match (s.removed, s.in_use) {
+            (true, _) => "stopped and removed",
+            (false, true) => "in use (its coordinator runs): kept",
+            (false, false) if c.applied => "left, not removed",
+            (false, false) => "left by a coordinator that is gone: would be removed (add --yes)",
+        };
+        writeln!(
+            w,
+            "  {} ({}, {owner}, {} process(es), {}): {state}",
+            s.dir,
+            s.kind,
+            s.processes,
+            loadgen_common::units::format_bytes(s.bytes)
+        )?;
+    }
+    for p in &c.problems {
+        writeln!(w, "  [FAIL] {p}")?;
+    }
+    let left = c.servers.iter().filter(|s| !s.in_use).count();
+    let removed = c.servers.iter().filter(|s| s.removed).count();
+    if c.applied {
+        writeln!(w, "Removed {removed} of {left} left server(s).")
+    } else if left > 0 {
+        writeln!(w, "{left} left server(s); nothing removed without --yes.")
+    } else {
+        writeln!(w, "Nothing left behind.")
     }
 }
 
