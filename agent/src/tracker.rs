@@ -29,7 +29,7 @@ pub async fn poll_client(client: &duroxide::Client, ids: &[String]) -> Result<Ve
             .map_err(|e| e.to_string())?
             .completed_at
             .and_then(|ms| chrono::DateTime::from_timestamp_millis(i64::try_from(ms).ok()?));
-        out.push(Finished { instance_id: id.clone(), state, completed_at });
+        out.push(Finished { instance_id: id.clone(), state, completed_at, fingerprint: None });
     }
     Ok(out)
 }
@@ -68,7 +68,7 @@ pub async fn poll_sqlite(pool: &sqlx::SqlitePool, ids: &[String]) -> Result<Vec<
                 .try_get::<Option<i64>, _>("completed_at")
                 .map_err(|e| e.to_string())?
                 .and_then(chrono::DateTime::from_timestamp_millis);
-            out.push(Finished { instance_id, state, completed_at });
+            out.push(Finished { instance_id, state, completed_at, fingerprint: None });
         }
     }
     Ok(out)

@@ -226,11 +226,12 @@ mod tests {
     fn completions_cross_the_wire_unchanged() {
         let at = chrono::DateTime::from_timestamp_micros(1_700_000_000_123_456);
         let rows = vec![
-            Finished { instance_id: "r-0-1".into(), state: Terminal::Completed, completed_at: at },
+            Finished { instance_id: "r-0-1".into(), state: Terminal::Completed, completed_at: at, fingerprint: None },
             Finished {
                 instance_id: "r-0-2".into(),
                 state: Terminal::Failed { output: "boom".into() },
                 completed_at: None,
+                fingerprint: None,
             },
         ];
         assert_eq!(finished(completions(rows.clone())), rows);

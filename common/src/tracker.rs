@@ -24,6 +24,18 @@ pub struct Finished {
     pub state: Terminal,
     /// When the runtime recorded the terminal status (its own clock, ms precision).
     pub completed_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// What the final read compares it with (the Postgres query reads it).
+    pub fingerprint: Option<Fingerprint>,
+}
+
+/// What an instance looked like when it was seen ending: the md5 of its
+/// output and its execution's history length. The end of the run reads
+/// both again: work acknowledged and then lost shows as a different output
+/// or a shorter history even where the status came back the same.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Fingerprint {
+    pub output_md5: Option<String>,
+    pub events: i64,
 }
 
 /// Terminal state of an instance as the tracker sees it.
@@ -62,7 +74,10 @@ impl Tracker {
     pub fn new(schema: &str) -> Self {
         let mark = crate::schema::GENERATOR_SQL_MARK;
         let sql = format!(
-            "{mark} SELECT e.instance_id, e.status, CASE WHEN e.status = 'Failed' THEN e.output END AS output, e.completed_at \
+            "{mark} SELECT e.instance_id, e.status, CASE WHEN e.status = 'Failed' THEN e.output END AS output, e.completed_at, \
+                    md5(e.output) AS output_md5, \
+                    (SELECT count(*) FROM {schema}.history h \
+                      WHERE h.instance_id = e.instance_id AND h.execution_id = e.execution_id) AS events \
              FROM {schema}.executions e \
              LEFT JOIN {schema}.instances i ON i.instance_id = e.instance_id \
              WHERE e.instance_id = ANY($1) AND e.status IN ('Completed', 'Failed') \
@@ -91,7 +106,10 @@ impl Tracker {
             } else {
                 Terminal::Failed { output: output.unwrap_or_default() }
             };
-            out.push(Finished { instance_id: id, state, completed_at });
+            let output_md5: Option<String> = row.try_get(4).map_err(|e| e.to_string())?;
+            let events: i64 = row.try_get(5).map_err(|e| e.to_string())?;
+            let fingerprint = Some(Fingerprint { output_md5, events });
+            out.push(Finished { instance_id: id, state, completed_at, fingerprint });
         }
         Ok(out)
     }
@@ -112,5 +130,6 @@ mod tests {
         let t = Tracker::new("loadgen_ab12");
         assert!(t.sql.contains("FROM loadgen_ab12.executions"));
         assert!(t.sql.contains("JOIN loadgen_ab12.instances"));
+        assert!(t.sql.contains("FROM loadgen_ab12.history h"));
     }
 }

@@ -177,6 +177,7 @@ pub fn finished(c: proto::Completions) -> Vec<crate::tracker::Finished> {
                 crate::tracker::Terminal::Completed
             },
             completed_at: i.completed_at_us.and_then(chrono::DateTime::from_timestamp_micros),
+            fingerprint: None,
         })
         .collect()
 }

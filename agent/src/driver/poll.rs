@@ -101,7 +101,7 @@ impl<S> Driver<S> {
     /// Account for instances found terminal (by this agent's query or the
     /// coordinator's), learned of at `observed`.
     pub(super) fn on_finished(&mut self, rows: Vec<Finished>, observed: Instant) {
-        for Finished { instance_id: id, state, completed_at } in rows {
+        for Finished { instance_id: id, state, completed_at, .. } in rows {
             let Some(Flight { scenario, outcome, issued, intended, timed }) = self.in_flight.remove(&id) else {
                 continue;
             };

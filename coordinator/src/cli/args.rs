@@ -77,12 +77,14 @@ pub struct Args {
     pub ha: bool,
 
     /// Replication between the HA cluster's nodes: sync (a commit waits for
-    /// the standby; nothing acknowledged is lost in a failover) or async.
+    /// the standby; nothing acknowledged is lost in a failover) or async
+    /// (commits do not wait: a failover can lose what the old leader
+    /// acknowledged, which the audit names instance by instance).
     #[arg(
         long,
         env = "LOADGEN_REPLICATION",
         value_enum,
-        default_value = "async",
+        default_value = "sync",
         requires = "ha",
         help_heading = "Database"
     )]

@@ -126,6 +126,8 @@ pub struct Apply<'a> {
     /// Its duration (zero for instantaneous faults).
     pub length: Duration,
     pub targets: &'a mut dyn Targets,
+    /// What writes saw while it went, for a kind that measured it.
+    pub writes: &'a mut Option<crate::model::WriteOutage>,
 }
 
 /// Why a fault failed.
@@ -192,16 +194,24 @@ pub trait Server: Send {
     /// again on the same data.
     async fn crash_and_restart(&mut self, down: Duration) -> Result<(), String>;
 
-    /// An HA cluster's planned switchover to another node: what happened.
-    async fn switchover(&mut self) -> Result<String, String> {
+    /// An HA cluster's planned switchover to another node.
+    async fn switchover(&mut self) -> Result<LeaderChange, String> {
         Err("a switchover needs --ha (a high-availability cluster)".into())
     }
 
     /// An HA cluster's failover: the leader's node killed, started again
-    /// after `down` as a standby: what happened.
-    async fn fail_leader(&mut self, _down: Duration) -> Result<String, String> {
+    /// after `down` as a standby.
+    async fn fail_leader(&mut self, _down: Duration) -> Result<LeaderChange, String> {
         Err("a failover needs --ha (a high-availability cluster)".into())
     }
+}
+
+/// A change of leader: what happened, and what writes through the write
+/// endpoint saw while it went.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LeaderChange {
+    pub detail: String,
+    pub writes: crate::model::WriteOutage,
 }
 
 /// What an agent applies itself when told (it undoes it after `duration`).

@@ -27,7 +27,13 @@ pub async fn run(schedule: &Schedule, started: Instant, mut t: RunTargets<'_>, o
         let kind = f.kind();
         let target = f.target();
         obs.notice(&Notice::FaultBegan { kind, target: &target, at_s });
-        let cx = Apply { id: u32::try_from(id).unwrap_or(u32::MAX), length: f.length(), targets: &mut t };
+        let mut writes = None;
+        let cx = Apply {
+            id: u32::try_from(id).unwrap_or(u32::MAX),
+            length: f.length(),
+            targets: &mut t,
+            writes: &mut writes,
+        };
         let result = f.fault.apply(cx).await;
         // An agent killed for good takes its share of the load with it:
         // recovery is judged against what the others offer.
@@ -51,7 +57,7 @@ pub async fn run(schedule: &Schedule, started: Instant, mut t: RunTargets<'_>, o
         };
         obs.notice(&Notice::FaultEnded { kind, at_s, end_s, failed: error.is_some() });
         tracing::info!(kind, at_s, end_s, detail, "fault applied");
-        events.push(FaultEvent { kind: kind.into(), target, at_s, end_s, detail, error, load_kept });
+        events.push(FaultEvent { kind: kind.into(), target, at_s, end_s, detail, error, load_kept, writes });
         if stuck {
             // Load against a broken system measures nothing: every agent
             // stops starting and drains; the faults gate fails with the reason.

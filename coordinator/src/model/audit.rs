@@ -75,9 +75,15 @@ pub struct Audit {
     /// compared (0: not checked, as when the agents track completions).
     #[serde(default)]
     pub acknowledged_checked: u64,
-    /// Of those, the ones not so at the end (must be 0).
+    /// Of those, the ones not so at the end: not terminal, or gone (must be 0).
     #[serde(default)]
     pub lost_acknowledged: u64,
+    /// Of those, terminal at the end with another output than was seen (must be 0).
+    #[serde(default)]
+    pub changed_output: u64,
+    /// Of those, with a shorter history at the end than was seen (must be 0).
+    #[serde(default)]
+    pub shortened_history: u64,
     /// The first of them.
     #[serde(default)]
     pub lost_work: Vec<LostWork>,
@@ -195,10 +201,14 @@ impl Redelivered {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LostWork {
     pub instance: String,
-    /// "Completed" or "Failed", as the completion query read it.
+    /// "Completed" or "Failed", as the completion query read it (with its
+    /// output's md5 or its history length where those differ).
     pub seen: String,
     /// Its status after the run of its latest execution ("Running", or "no execution").
     pub finally: String,
+    /// What differs: "status", "output" or "history".
+    #[serde(default)]
+    pub differs: String,
 }
 
 impl LostWork {

@@ -38,5 +38,5 @@ pub use run::{
 pub use sweep::{SweepReport, SweepStep};
 pub use timeline::{
     DbSample, Failures, FaultEvent, FaultReport, FetchSample, IntervalLogs, SpectrumPoint, StageRow, StagesReport,
-    TimePoint, Timeline,
+    TimePoint, Timeline, WriteOutage,
 };

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::db::RunDb;
-use loadgen_common::tracker::{Finished, Terminal, Tracker};
+use loadgen_common::tracker::{Finished, Tracker};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -58,7 +58,7 @@ enum Command {
 #[derive(Debug)]
 pub struct ClusterTracker {
     tx: mpsc::UnboundedSender<Command>,
-    handle: JoinHandle<(TrackerStats, Vec<(String, bool)>)>,
+    handle: JoinHandle<(TrackerStats, Vec<crate::db::audit::acknowledged::Seen>)>,
 }
 
 impl std::fmt::Debug for Command {
@@ -95,7 +95,7 @@ impl ClusterTracker {
 
     /// Stop and say what it did, with every instance it saw end (id, and
     /// whether it completed rather than failed).
-    pub async fn finish(self) -> (TrackerStats, Vec<(String, bool)>) {
+    pub async fn finish(self) -> (TrackerStats, Vec<crate::db::audit::acknowledged::Seen>) {
         drop(self.tx);
         self.handle.await.unwrap_or_default()
     }
@@ -170,9 +170,9 @@ async fn track(
     routes: Vec<Route>,
     ceiling: Duration,
     mut rx: mpsc::UnboundedReceiver<Command>,
-) -> (TrackerStats, Vec<(String, bool)>) {
+) -> (TrackerStats, Vec<crate::db::audit::acknowledged::Seen>) {
     let mut stats = TrackerStats::default();
-    let mut seen: Vec<(String, bool)> = Vec::new();
+    let mut seen: Vec<crate::db::audit::acknowledged::Seen> = Vec::new();
     let mut followed = Followed::default();
     let mut pace = Pace::default();
     let mut next = Instant::now() + ceiling;
@@ -200,7 +200,7 @@ async fn track(
                 match tracker.poll(provider.pool(), &ids).await {
                     Ok(rows) => {
                         stats.found += rows.len() as u64;
-                        seen.extend(rows.iter().map(|f| (f.instance_id.clone(), f.state == Terminal::Completed)));
+                        seen.extend(rows.iter().map(crate::db::audit::acknowledged::Seen::of));
                         pace.record(began, rows.len() as u64);
                         next = began + pace.tick(began, ceiling);
                         for (agent, rows) in followed.route(rows) {
@@ -231,7 +231,7 @@ mod tests {
     use loadgen_common::tracker::Terminal;
 
     fn done(id: &str) -> Finished {
-        Finished { instance_id: id.into(), state: Terminal::Completed, completed_at: None }
+        Finished { instance_id: id.into(), state: Terminal::Completed, completed_at: None, fingerprint: None }
     }
 
     #[test]

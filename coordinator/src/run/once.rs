@@ -160,7 +160,7 @@ struct Ran {
     sampled: crate::db::watch::Sampled,
     tracked: TrackerStats,
     /// Every instance the cluster tracker saw end (id, completed), when it ran.
-    seen_ended: Option<Vec<(String, bool)>>,
+    seen_ended: Option<Vec<crate::db::audit::acknowledged::Seen>>,
     coordinator: CoordinatorCost,
     stages: Option<StagesReport>,
     faults: Vec<FaultReport>,

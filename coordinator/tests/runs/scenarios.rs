@@ -334,44 +334,62 @@ async fn a_message_delivered_again_and_again_and_never_processed_is_named() {
     assert!(text.contains("never processed"), "{text}");
 }
 
-/// No lost acknowledged work, end to end: an instance the generator saw
-/// complete during the run, set back to Running in the store mid-run (as a
-/// failover that lost the acknowledged transaction leaves it), is named
-/// after the run and fails the audit.
+/// No lost acknowledged work, end to end: instances the generator saw
+/// complete during the run, then changed in the store mid-run as a failover
+/// that lost acknowledged transactions leaves them (one set back to Running,
+/// one with another output, one with its last history event gone), are
+/// each named after the run and fail the audit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_instance_seen_complete_and_later_undone_is_named() {
+async fn instances_seen_complete_and_later_undone_are_named() {
     let pg = EmbeddedPostgres::start().await.expect("throwaway postgres for the test");
     let tmp = tempfile::tempdir().expect("tmp");
     let json = tmp.path().join("lost.json");
     let child = spawn_run(tmp.path(), pg.url(), "8s", &json);
     let mut conn = sqlx::PgConnection::connect(pg.url()).await.expect("connect");
     let s = run_schema(&mut conn, "executions", "completed_at").await;
-    // An instance completed at least 2 s ago: the completion query has read it.
-    let mut undone = None;
+    // Three instances completed at least 2 s ago: the completion query has read them.
+    let mut done: Vec<String> = Vec::new();
     for _ in 0..100 {
-        undone = sqlx::query_scalar::<_, String>(&format!(
-            "UPDATE {s}.executions SET status = 'Running' WHERE (instance_id, execution_id) = \
-             (SELECT instance_id, execution_id FROM {s}.executions WHERE status = 'Completed' \
-              AND completed_at < now() - interval '2 seconds' ORDER BY completed_at LIMIT 1) RETURNING instance_id"
+        done = sqlx::query_scalar(&format!(
+            "SELECT instance_id FROM {s}.executions WHERE status = 'Completed' \
+             AND completed_at < now() - interval '2 seconds' ORDER BY completed_at LIMIT 3"
         ))
-        .fetch_optional(&mut conn)
+        .fetch_all(&mut conn)
         .await
-        .expect("set a completed instance back");
-        if undone.is_some() {
+        .expect("completed instances");
+        if done.len() == 3 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let instance = undone.expect("an instance completed within 10 s");
+    assert_eq!(done.len(), 3, "three instances completed within 10 s");
+    let changes = [
+        format!("UPDATE {s}.executions SET status = 'Running' WHERE instance_id = $1"),
+        format!("UPDATE {s}.executions SET output = coalesce(output, '') || ' (rewritten)' WHERE instance_id = $1"),
+        format!(
+            "DELETE FROM {s}.history WHERE (instance_id, execution_id, event_id) = \
+             (SELECT instance_id, execution_id, event_id FROM {s}.history WHERE instance_id = $1 \
+              ORDER BY execution_id DESC, event_id DESC LIMIT 1)"
+        ),
+    ];
+    for (sql, id) in changes.iter().zip(&done) {
+        let n = sqlx::query(sql).bind(id).execute(&mut conn).await.expect("change an instance").rows_affected();
+        assert_eq!(n, 1, "{sql}");
+    }
     conn.close().await.expect("close");
     let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await.expect("join").expect("wait");
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let a = read_report(&json).audit;
-    assert!(a.acknowledged_checked > 1 && a.lost_acknowledged == 1, "{a:?}");
-    let l = &a.lost_work[0];
-    assert_eq!((l.instance.as_str(), l.seen.as_str(), l.finally.as_str()), (instance.as_str(), "Completed", "Running"));
+    assert!(a.acknowledged_checked > 3, "{a:?}");
+    assert_eq!((a.lost_acknowledged, a.changed_output, a.shortened_history), (1, 1, 1), "{:?}", a.lost_work);
+    let named = |id: &str| a.lost_work.iter().find(|l| l.instance == id).cloned().expect("named");
+    let (undone, rewritten, shortened) = (named(&done[0]), named(&done[1]), named(&done[2]));
+    assert_eq!((undone.seen.as_str(), undone.finally.as_str()), ("Completed", "Running"));
+    assert_eq!((rewritten.differs.as_str(), shortened.differs.as_str()), ("output", "history"));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains(&format!("{instance}: seen Completed during the run, now Running")), "{text}");
+    assert!(text.contains(&format!("{}: seen Completed during the run, now Running", done[0])), "{text}");
+    assert!(text.contains(&format!("{}: seen Completed (output md5 ", done[1])), "{text}");
+    assert!(text.contains("have a shorter history now"), "{text}");
 }
 
 /// A light run of one local agent on `url`, writing `json`, left running.

@@ -74,6 +74,20 @@ impl HaCluster {
         Ok(old)
     }
 
+    /// Wait (at most `bound`) until a node other than `old` leads: its name.
+    pub async fn wait_for_leader_other_than(&self, old: &str, bound: Duration) -> Result<String, String> {
+        let deadline = Instant::now() + bound;
+        loop {
+            if let Some(new) = self.leader().await.filter(|l| l != old) {
+                return Ok(new);
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("no node took over from {old} within {bound:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Start a killed node's Patroni again (it rejoins as a standby).
     pub fn restart_node(&mut self, name: &str) -> Result<(), String> {
         let i = (0..self.layout.nodes.len()).find(|&i| Layout::node_name(i) == name).ok_or("unknown node")?;

@@ -18,6 +18,7 @@ use loadgen_common::process;
 
 pub mod config;
 mod control;
+pub mod probe;
 pub mod rest;
 
 pub use config::Replication;

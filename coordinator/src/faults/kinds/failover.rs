@@ -1,7 +1,8 @@
 //! `failover`: the `--ha` cluster's leader dies (its Patroni and Postgres
 //! killed with SIGKILL, as a machine that fails); once its leader key
-//! expires a standby is promoted and HAProxy routes to it. After the
-//! fault's duration the old node is started again and follows.
+//! expires a standby is promoted and HAProxy routes to it. Once another
+//! node leads (and the fault's duration has passed) the old node is started
+//! again and follows.
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -10,7 +11,7 @@ use crate::faults::{Apply, Failure, Fault, FaultDef, Lasting, Reach, read_fields
 
 pub const DEF: FaultDef = FaultDef {
     name: "failover",
-    about: "kill the --ha cluster's leader (Patroni and Postgres); a standby takes over; the node is restarted after the duration",
+    about: "kill the --ha cluster's leader (Patroni and Postgres); a standby takes over; the node is restarted once it has and the duration has passed",
     fields: &[],
     lasting: Lasting::Required,
     parse: |fields| Ok(Box::new(read_fields::<Failover>(fields)?)),
@@ -36,6 +37,8 @@ impl Fault for Failover {
 
     async fn apply(&self, cx: Apply<'_>) -> Result<String, Failure> {
         let server = cx.targets.server().ok_or("no HA cluster")?;
-        server.fail_leader(cx.length).await.map_err(|e| Failure::NotUndone(format!("the failover failed: {e}")))
+        let change = server.fail_leader(cx.length).await.map_err(|e| Failure::NotUndone(format!("the failover failed: {e}")))?;
+        *cx.writes = Some(change.writes);
+        Ok(change.detail)
     }
 }

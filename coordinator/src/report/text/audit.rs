@@ -91,17 +91,17 @@ pub(super) fn render_audit_findings(r: &RunReport, w: &mut dyn Write) -> io::Res
         }
     }
     if a.acknowledged_checked > 0 {
-        if a.lost_acknowledged == 0 {
+        if a.lost_work.is_empty() {
             writeln!(
                 w,
-                "  no lost acknowledged work: all {} instance(s) seen ending during the run ended so",
+                "  no lost acknowledged work: all {} instance(s) seen ending during the run ended so (same status, output and history)",
                 a.acknowledged_checked
             )?;
         } else {
             writeln!(
                 w,
-                "  no lost acknowledged work: VIOLATED, {} of {} instance(s) seen ending during the run are not so now:",
-                a.lost_acknowledged, a.acknowledged_checked
+                "  no lost acknowledged work: VIOLATED, of {} instance(s) seen ending during the run {} are not so now, {} have another output, {} a shorter history:",
+                a.acknowledged_checked, a.lost_acknowledged, a.changed_output, a.shortened_history
             )?;
             for l in a.lost_work.iter().take(5) {
                 writeln!(w, "    {}", l.line())?;

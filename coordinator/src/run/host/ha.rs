@@ -9,13 +9,17 @@ use async_trait::async_trait;
 use super::DatabaseHost;
 use crate::db::ha::{HaCluster, Replication};
 use crate::error::CoordinatorError;
-use crate::faults::Server;
+use crate::db::ha::probe::WriteProbe;
+use crate::faults::{LeaderChange, Server};
 use crate::notice::{Notice, Observer};
 
 /// Postgres nodes in the cluster: a leader and one standby.
 const NODES: usize = 2;
 /// How long the cluster may take to follow again after a change of leader.
 const HEALTHY_BOUND: Duration = Duration::from_secs(60);
+/// How long a standby may take to take over from a killed leader (Patroni's
+/// leader key lives 10 s).
+const TAKEOVER_BOUND: Duration = Duration::from_secs(60);
 
 pub struct Ha {
     cluster: HaCluster,
@@ -69,18 +73,31 @@ impl Server for Ha {
         Err("on --ha, the failover fault crashes the leader".into())
     }
 
-    async fn switchover(&mut self) -> Result<String, String> {
+    async fn switchover(&mut self) -> Result<LeaderChange, String> {
+        let probe = WriteProbe::start(&self.url);
         let (old, new) = self.cluster.switchover().await?;
         self.cluster.wait_healthy(HEALTHY_BOUND).await?;
-        Ok(format!("planned switchover from {old} to {new} (Patroni); {old} follows again"))
+        let writes = probe.finish().await;
+        let detail = format!("planned switchover from {old} to {new} (Patroni); {old} follows again; {}", writes.line());
+        Ok(LeaderChange { detail, writes })
     }
 
-    async fn fail_leader(&mut self, down: Duration) -> Result<String, String> {
+    async fn fail_leader(&mut self, down: Duration) -> Result<LeaderChange, String> {
+        let probe = WriteProbe::start(&self.url);
+        let began = std::time::Instant::now();
         let old = self.cluster.kill_leader().await?;
         tokio::time::sleep(down).await;
-        let new = self.cluster.leader().await.unwrap_or_else(|| "no node".into());
+        // A failover, not a restart: the old node stays down until another leads.
+        let new = self.cluster.wait_for_leader_other_than(&old, TAKEOVER_BOUND).await?;
+        let took = began.elapsed();
         self.cluster.restart_node(&old)?;
         self.cluster.wait_healthy(HEALTHY_BOUND).await?;
-        Ok(format!("{old}'s Patroni and Postgres killed; {new} led after {down:?}; {old} restarted and follows"))
+        let writes = probe.finish().await;
+        let detail = format!(
+            "{old}'s Patroni and Postgres killed; {new} led {:.1}s later; {old} restarted then and follows; {}",
+            took.as_secs_f64(),
+            writes.line()
+        );
+        Ok(LeaderChange { detail, writes })
     }
 }

@@ -131,7 +131,7 @@ impl Watchers {
     }
 
     /// Stop both; what they saw (with every instance the tracker saw end).
-    pub async fn finish(self) -> (Sampled, TrackerStats, Option<Vec<(String, bool)>>) {
+    pub async fn finish(self) -> (Sampled, TrackerStats, Option<Vec<crate::db::audit::acknowledged::Seen>>) {
         let sampled = match self.watch {
             Some(w) => w.finish().await,
             None => Sampled::default(),
