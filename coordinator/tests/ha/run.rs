@@ -14,7 +14,7 @@ fn a_switchover_and_a_failover_under_load_lose_nothing_acknowledged_and_leave_no
     .expect("faults");
     let json = tmp.path().join("ha.json");
     let out = coordinator(tmp.path())
-        .args(["--local", "2", "--ha", "--replication", "sync", "--profile", "light", "--duration", "25s"])
+        .args(["--local", "2", "--ha", "--replication", "sync", "--profile", "light", "--duration", "30s"])
         .args(["--live", "line", "--faults"])
         .arg(&faults)
         .arg("--json")
@@ -35,6 +35,13 @@ fn a_switchover_and_a_failover_under_load_lose_nothing_acknowledged_and_leave_no
     assert!(r.faults.iter().all(|f| f.event.error.is_none()), "{:?}", r.faults);
     assert!(r.faults[0].event.detail.starts_with("planned switchover from n"), "{}", r.faults[0].event.detail);
     assert!(r.faults[1].event.detail.contains("Patroni and Postgres killed"), "{}", r.faults[1].event.detail);
+    // Each change of leader says how long writes through the endpoint were
+    // unavailable: a failover at least until the leader key expired.
+    let writes = |i: usize| r.faults[i].event.writes.clone().expect("writes probed");
+    assert!(writes(0).probe_ms == 50 && writes(0).first_failed_s.is_none_or(|_| writes(0).unavailable_s.is_some()));
+    let failover = writes(1);
+    assert!(failover.unavailable_s.is_some_and(|s| s > 1.0) && failover.failed_writes > 1, "{failover:?}");
+    assert!(r.faults[1].event.detail.contains("writes unavailable"), "{}", r.faults[1].event.detail);
     // Synchronous replication: nothing acknowledged was lost; every failure
     // is the known 57P01 one, and the gates failed only over it.
     let c = &r.merged.counts;
@@ -50,6 +57,44 @@ fn a_switchover_and_a_failover_under_load_lose_nothing_acknowledged_and_leave_no
     assert_eq!(out.status.code() == Some(0), failed.is_empty(), "{text}");
     // Processes naming the TMPDIR (every one of the cluster's) are checked too.
     support::assert_nothing_left(tmp.path(), &["ha.toml", "ha.json"]);
+}
+
+/// Asynchronous replication: a failover may lose what the old leader
+/// acknowledged; whatever the run finds, its counts and its exit code agree
+/// with what it names.
+#[test]
+fn an_asynchronous_failover_reports_what_it_lost_consistently() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let faults = tmp.path().join("fo.toml");
+    std::fs::write(&faults, "[[fault]]\nkind = \"failover\"\nat = \"5s\"\nduration = \"1s\"\n").expect("faults");
+    let json = tmp.path().join("fo.json");
+    let out = coordinator(tmp.path())
+        .args(["--local", "1", "--ha", "--replication", "async", "--profile", "light", "--duration", "25s"])
+        .arg("--faults")
+        .arg(&faults)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("coordinator");
+    let text = support::show(&out);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{text}");
+    let r = read_report(&json);
+    assert!(r.database.contains("async replication"), "{}", r.database);
+    let fo = &r.faults[0].event;
+    assert!(fo.error.is_none() && fo.writes.as_ref().is_some_and(|w| w.unavailable_s.is_some()), "{fo:?}");
+    let a = &r.audit;
+    assert!(a.acknowledged_checked > 0, "{a:?}");
+    let named = |what: &str| a.lost_work.iter().filter(|l| l.differs == what).count() as u64;
+    if a.lost_work.len() < 50 {
+        assert_eq!(
+            (a.lost_acknowledged, a.changed_output, a.shortened_history),
+            (named("status"), named("output"), named("history"))
+        );
+    }
+    let lost = a.lost_acknowledged + a.changed_output + a.shortened_history;
+    assert_eq!(lost > 0, a.problems.iter().any(|p| p.starts_with("no lost acknowledged work")), "{:?}", a.problems);
+    assert!(lost == 0 || out.status.code() == Some(1), "{text}");
+    support::assert_nothing_left(tmp.path(), &["fo.toml", "fo.json"]);
 }
 
 #[test]

@@ -230,6 +230,7 @@ pub(crate) fn run_report(run_id: &str) -> RunReport {
                 detail: "34 server processes stopped for 2s".into(),
                 error: None,
                 load_kept: None,
+                writes: None,
             },
             before_orch_per_sec: 50.0,
             before_p99_ms: 300.0,

@@ -56,7 +56,12 @@ pub struct Now {
 pub fn compare(seen: &Seen, now: Option<&Now>) -> Option<LostWork> {
     let (status, instance) = (seen.status(), seen.instance.clone());
     let Some(now) = now else {
-        return Some(LostWork { instance, seen: status.into(), finally: "no execution".into(), differs: "status".into() });
+        return Some(LostWork {
+            instance,
+            seen: status.into(),
+            finally: "no execution".into(),
+            differs: "status".into(),
+        });
     };
     if now.status != status {
         return Some(LostWork { instance, seen: status.into(), finally: now.status.clone(), differs: "status".into() });
@@ -182,7 +187,10 @@ mod tests {
         let gone = compare(&s, None).expect("gone");
         assert_eq!((gone.finally.as_str(), gone.differs.as_str()), ("no execution", "status"));
         let other = compare(&s, Some(&now("Completed", "fedcba9876543210", 9))).expect("output");
-        assert_eq!(other.line(), "r-1-4: seen Completed (output md5 01234567) during the run, now Completed (output md5 fedcba98)");
+        assert_eq!(
+            other.line(),
+            "r-1-4: seen Completed (output md5 01234567) during the run, now Completed (output md5 fedcba98)"
+        );
         let short = compare(&s, Some(&now("Completed", "0123456789abcdef", 5))).expect("history");
         assert_eq!(short.differs, "history");
         let mut a = Audit::default();

@@ -37,7 +37,8 @@ impl Fault for Failover {
 
     async fn apply(&self, cx: Apply<'_>) -> Result<String, Failure> {
         let server = cx.targets.server().ok_or("no HA cluster")?;
-        let change = server.fail_leader(cx.length).await.map_err(|e| Failure::NotUndone(format!("the failover failed: {e}")))?;
+        let change =
+            server.fail_leader(cx.length).await.map_err(|e| Failure::NotUndone(format!("the failover failed: {e}")))?;
         *cx.writes = Some(change.writes);
         Ok(change.detail)
     }

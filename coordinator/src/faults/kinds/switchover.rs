@@ -36,7 +36,8 @@ impl Fault for Switchover {
 
     async fn apply(&self, cx: Apply<'_>) -> Result<String, Failure> {
         let server = cx.targets.server().ok_or("no HA cluster")?;
-        let change = server.switchover().await.map_err(|e| Failure::NotUndone(format!("the switchover failed: {e}")))?;
+        let change =
+            server.switchover().await.map_err(|e| Failure::NotUndone(format!("the switchover failed: {e}")))?;
         *cx.writes = Some(change.writes);
         Ok(change.detail)
     }

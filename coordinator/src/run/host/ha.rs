@@ -7,9 +7,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::DatabaseHost;
+use crate::db::ha::probe::WriteProbe;
 use crate::db::ha::{HaCluster, Replication};
 use crate::error::CoordinatorError;
-use crate::db::ha::probe::WriteProbe;
 use crate::faults::{LeaderChange, Server};
 use crate::notice::{Notice, Observer};
 
@@ -78,7 +78,8 @@ impl Server for Ha {
         let (old, new) = self.cluster.switchover().await?;
         self.cluster.wait_healthy(HEALTHY_BOUND).await?;
         let writes = probe.finish().await;
-        let detail = format!("planned switchover from {old} to {new} (Patroni); {old} follows again; {}", writes.line());
+        let detail =
+            format!("planned switchover from {old} to {new} (Patroni); {old} follows again; {}", writes.line());
         Ok(LeaderChange { detail, writes })
     }
 
