@@ -418,12 +418,25 @@ mod tests {
         let at: Vec<u64> = chaos.faults.iter().map(|f| f.at.as_secs()).collect();
         assert_eq!(at, [30, 50, 70, 90, 110, 130, 150, 170]);
         assert!(get("chaos-backends").faults.iter().all(|f| f.kind == "terminate-backends"));
-        // Every built-in profile's faults are kinds the registry reads.
+        // Every built-in profile's faults are kinds the registry reads (the
+        // failover profile's on --ha only).
         for p in builtin_profiles() {
-            let reach =
-                crate::faults::Reach { embedded_db: true, local_agents: Some(3), duration: p.duration, ha: false };
+            let ha = p.name == "failover";
+            let reach = crate::faults::Reach { embedded_db: !ha, local_agents: Some(3), duration: p.duration, ha };
             crate::faults::Schedule::resolve(&p.faults, &reach).unwrap_or_else(|e| panic!("{}: {e}", p.name));
         }
+        let failover = get("failover");
+        let kinds: Vec<&str> = failover.faults.iter().map(|f| f.kind.as_str()).collect();
+        assert_eq!(kinds, ["switchover", "failover"]);
+        let on_one_server = crate::faults::Reach {
+            embedded_db: true,
+            local_agents: Some(2),
+            duration: get("failover").duration,
+            ha: false,
+        };
+        let refused =
+            crate::faults::Schedule::resolve(&get("failover").faults, &on_one_server).expect_err("needs --ha");
+        assert!(refused.contains("needs --ha"), "{refused}");
     }
 
     #[test]
