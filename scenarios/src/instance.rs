@@ -119,6 +119,9 @@ pub trait Background: Send + std::fmt::Debug {
     fn next(&mut self) -> Message;
     /// A message from [`Self::next`] was sent (`ok`) or failed.
     fn sent(&mut self, message: &Message, ok: bool);
+    /// A message sent (`ok`) only after failed attempts: the one that failed
+    /// may have committed before its error, so it may have arrived twice.
+    fn retried(&mut self, _message: &Message) {}
     /// The last messages, once every earlier one has been sent or failed.
     fn finish(&self) -> Vec<Message>;
 }

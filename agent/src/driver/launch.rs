@@ -41,6 +41,9 @@ pub struct Acted {
     pub scenario: &'static str,
     pub fact: String,
     pub ok: bool,
+    /// Attempts that failed before the last (a call that succeeded after
+    /// any may have been delivered twice).
+    pub retried: u32,
     /// The background message it was (to tell the sender).
     pub message: Option<Message>,
 }
@@ -49,29 +52,46 @@ pub struct Acted {
 /// restart or a terminated connection) with backoff for up to
 /// [`CALL_TIMEOUT`]: an event that is never raised would leave its instance
 /// waiting forever and read as the provider's fault. A call that failed
-/// after its write committed would deliver the event twice; with the errors
-/// seen here (connection reset, server shutting down) the write did not
-/// commit.
-pub async fn act(client: &Client, instance: &str, action: &Action) -> Result<(), String> {
-    retrying(instance, Instant::now(), CALL_TIMEOUT, || act_once(client, instance, action)).await
+/// after its write committed (a connection a proxy cut while the commit's
+/// answer was on its way) delivers the event twice when retried: the
+/// number of failed attempts is returned with the result, so a call that
+/// succeeded after any is counted as possibly delivered twice.
+pub async fn act(client: &Client, instance: &str, action: &Action) -> (Result<(), String>, u32) {
+    retrying_counted(instance, Instant::now(), CALL_TIMEOUT, || act_once(client, instance, action)).await
 }
 
 /// Call `attempt` until it succeeds or `bound` (from `began`) would pass,
 /// backing off from 100 ms, doubling to 2 s; the last error otherwise.
-async fn retrying<F, Fut>(instance: &str, began: Instant, bound: Duration, mut attempt: F) -> Result<(), String>
+async fn retrying<F, Fut>(instance: &str, began: Instant, bound: Duration, attempt: F) -> Result<(), String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    retrying_counted(instance, began, bound, attempt).await.0
+}
+
+/// [`retrying`], with how many attempts failed.
+async fn retrying_counted<F, Fut>(
+    instance: &str,
+    began: Instant,
+    bound: Duration,
+    mut attempt: F,
+) -> (Result<(), String>, u32)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
 {
     let mut backoff = Duration::from_millis(100);
+    let mut failed = 0;
     loop {
         match attempt().await {
             Err(e) if began.elapsed() + backoff < bound => {
+                failed += 1;
                 tracing::debug!(instance, error = %e, "call failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
-            done => return done,
+            done => return (done, failed),
         }
     }
 }
@@ -222,12 +242,12 @@ impl<S> Driver<S> {
                     let (client, tx, id) = (Arc::clone(&self.deps.client), self.act_tx.clone(), l.id.clone());
                     self.hooks.spawn(async move {
                         tokio::time::sleep(hook.after).await;
-                        let result = act(&client, &id, &hook.action).await;
+                        let (result, retried) = act(&client, &id, &hook.action).await;
                         if let Err(e) = &result {
                             tracing::warn!(instance = %id, error = %e, "hook call failed");
                         }
                         let fact = hook.action.fact().to_string();
-                        let _ = tx.send(Acted { scenario, fact, ok: result.is_ok(), message: None });
+                        let _ = tx.send(Acted { scenario, fact, ok: result.is_ok(), retried, message: None });
                     });
                 }
                 self.track(
@@ -253,12 +273,12 @@ impl<S> Driver<S> {
         let (client, tx) = (Arc::clone(&self.deps.client), self.act_tx.clone());
         let scenario = self.background.as_ref().map_or(self.deps.workload.name(), |b| b.scenario());
         self.hooks.spawn(async move {
-            let result = act(&client, &message.instance, &message.action).await;
+            let (result, retried) = act(&client, &message.instance, &message.action).await;
             if let Err(e) = &result {
                 tracing::warn!(instance = %message.instance, error = %e, "message failed");
             }
             let fact = message.fact.clone();
-            let _ = tx.send(Acted { scenario, fact, ok: result.is_ok(), message: Some(message) });
+            let _ = tx.send(Acted { scenario, fact, ok: result.is_ok(), retried, message: Some(message) });
         });
     }
 
@@ -269,10 +289,16 @@ impl<S> Driver<S> {
         } else {
             t.fact("call_errors", 1);
         }
+        if a.ok && a.retried > 0 {
+            t.fact("calls_retried", 1);
+        }
         if let Some(m) = a.message {
             self.messages_pending = self.messages_pending.saturating_sub(1);
             if let Some(bg) = self.background.as_mut() {
                 bg.sent(&m, a.ok);
+                if a.ok && a.retried > 0 {
+                    bg.retried(&m);
+                }
             }
         }
     }

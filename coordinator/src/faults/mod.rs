@@ -194,8 +194,9 @@ pub trait Server: Send {
     /// again on the same data.
     async fn crash_and_restart(&mut self, down: Duration) -> Result<(), String>;
 
-    /// An HA cluster's planned switchover to another node.
-    async fn switchover(&mut self) -> Result<LeaderChange, String> {
+    /// An HA cluster's planned switchover to another node (`drain`: the
+    /// proxy takes the old leader out of rotation and cuts its sessions first).
+    async fn switchover(&mut self, _drain: bool) -> Result<LeaderChange, String> {
         Err("a switchover needs --ha (a high-availability cluster)".into())
     }
 

@@ -22,7 +22,7 @@ fn the_cluster(tmp: &Path) -> (PathBuf, u16) {
         .lines()
         .filter_map(|l| l.trim().strip_prefix("bind 127.0.0.1:"))
         .filter_map(|p| p.trim().parse::<u16>().ok())
-        .last()
+        .next_back()
         .expect("the write endpoint's port");
     (dir, port)
 }

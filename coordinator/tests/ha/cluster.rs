@@ -37,7 +37,7 @@ async fn the_cluster_survives_a_switchover_and_a_failover_and_leaves_nothing() {
     };
     write_through(&url, 1).await;
     let first = ha.leader().await.expect("a leader");
-    let (old, new) = ha.switchover().await.expect("switchover");
+    let (old, new) = ha.switchover(false).await.expect("switchover");
     assert_eq!(old, first);
     let gap = write_through(&url, 2).await;
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -49,6 +49,12 @@ impl Layout {
     pub fn yaml_path(&self, i: usize) -> PathBuf {
         self.dir.join(format!("{}.yaml", Self::node_name(i)))
     }
+
+    /// HAProxy's admin socket (a drained switchover takes the old leader
+    /// out of rotation through it).
+    pub fn proxy_socket(&self) -> PathBuf {
+        self.dir.join("haproxy.sock")
+    }
 }
 
 /// etcd's command line: one member on loopback, its data in the cluster's directory.
@@ -156,6 +162,7 @@ pub fn haproxy_cfg(l: &Layout) -> String {
     let mut lines: Vec<String> = vec![
         "global".into(),
         "    maxconn 2000".into(),
+        format!("    stats socket {} mode 600 level admin", path(&l.proxy_socket())),
         "defaults".into(),
         "    mode tcp".into(),
         "    retries 8".into(),
@@ -225,6 +232,7 @@ mod tests {
         assert!(
             h.contains("bind 127.0.0.1:20003") && h.contains("server n2 127.0.0.1:20021 maxconn 500 check port 20020")
         );
+        assert!(h.contains("stats socket /tmp/loadgen-ha-x/haproxy.sock mode 600 level admin"), "{h}");
         let e = etcd_args(&l).join(" ");
         assert!(
             e.contains("--listen-client-urls http://127.0.0.1:20001") && e.contains("etcd0=http://127.0.0.1:20002")

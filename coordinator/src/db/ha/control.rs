@@ -41,12 +41,54 @@ fn processes_of(scope: &str) -> Vec<u32> {
 
 impl HaCluster {
     /// A planned switchover to another node (Patroni's REST API): the old
-    /// and the new leader, once the new one leads.
-    pub async fn switchover(&self) -> Result<(String, String), String> {
+    /// and the new leader, once the new one leads. `drain`: first take the
+    /// old leader out of HAProxy's rotation and cut its client sessions (as a
+    /// careful operator does), so no statement is under way when Patroni
+    /// shuts it down; it goes back into rotation (health-checked) after.
+    pub async fn switchover(&self, drain: bool) -> Result<(String, String), String> {
         let old = self.leader().await.ok_or("switchover: the cluster has no leader")?;
+        if !drain {
+            return self.switch_from(&old).await;
+        }
+        self.proxy_command(&format!("set server primary/{old} state maint")).await?;
+        let switched = match self.proxy_command(&format!("shutdown sessions server primary/{old}")).await {
+            Ok(_) => self.switch_from(&old).await,
+            Err(e) => Err(e),
+        };
+        // Back into rotation as down: only a passing health check (it now
+        // answers 503 on /primary) may route to it, not its state before.
+        let back = match self.proxy_command(&format!("set server primary/{old} health down")).await {
+            Ok(_) => self.proxy_command(&format!("set server primary/{old} state ready")).await,
+            Err(e) => Err(e),
+        };
+        let switched = switched?;
+        back?;
+        Ok(switched)
+    }
+
+    /// One command on HAProxy's admin socket: its answer.
+    async fn proxy_command(&self, command: &str) -> Result<String, String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let socket = self.layout.proxy_socket();
+        let exchange = async {
+            let mut s = tokio::net::UnixStream::connect(&socket).await.map_err(|e| e.to_string())?;
+            s.write_all(format!("{command}\n").as_bytes()).await.map_err(|e| e.to_string())?;
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.map_err(|e| e.to_string())?;
+            Ok::<_, String>(out.trim().to_string())
+        };
+        let answer = tokio::time::timeout(Duration::from_secs(5), exchange)
+            .await
+            .map_err(|_| format!("HAProxy did not answer {command:?} within 5s"))?
+            .map_err(|e| format!("HAProxy's admin socket ({command:?}): {e}"))?;
+        // Success is silent; an error is said.
+        if answer.is_empty() { Ok(answer) } else { Err(format!("HAProxy answered {command:?} with: {answer}")) }
+    }
+
+    async fn switch_from(&self, old: &str) -> Result<(String, String), String> {
         let candidate = (0..self.layout.nodes.len())
             .map(Layout::node_name)
-            .find(|n| *n != old)
+            .find(|n| n != old)
             .ok_or("switchover: the cluster has no other node")?;
         let body = format!(r#"{{"leader": "{old}", "candidate": "{candidate}"}}"#);
         let port = self.layout.nodes.iter().map(|n| n.rest).next().ok_or("no node")?;
@@ -54,7 +96,7 @@ impl HaCluster {
         if status != 200 {
             return Err(format!("switchover {old} -> {candidate}: Patroni answered {status}: {}", answer.trim()));
         }
-        Ok((old, candidate))
+        Ok((old.to_string(), candidate))
     }
 
     /// A failover: the leader's Patroni and Postgres killed (SIGKILL), as a

@@ -1,7 +1,10 @@
 //! `switchover`: a planned change of leader in the `--ha` cluster, through
 //! Patroni (as an operator or a rolling maintenance does): the leader's
 //! connections are closed, a standby is promoted, HAProxy routes the write
-//! endpoint to it, the old leader follows again.
+//! endpoint to it, the old leader follows again. With `drain = true` HAProxy
+//! first takes the leader out of rotation and cuts its client sessions, so
+//! clients see a dropped connection rather than a statement ended by the
+//! shutdown (SQLSTATE 57P01).
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -11,14 +14,20 @@ use crate::faults::{Apply, Failure, Fault, FaultDef, Lasting, Reach, read_fields
 pub const DEF: FaultDef = FaultDef {
     name: "switchover",
     about: "a planned switchover of the --ha cluster's leader to its standby, through Patroni",
-    fields: &[],
+    fields: &[(
+        "drain",
+        "true: HAProxy takes the leader out of rotation and cuts its sessions before Patroni switches (default false)",
+    )],
     lasting: Lasting::Instant,
     parse: |fields| Ok(Box::new(read_fields::<Switchover>(fields)?)),
 };
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Switchover {}
+struct Switchover {
+    #[serde(default)]
+    drain: bool,
+}
 
 #[async_trait]
 impl Fault for Switchover {
@@ -27,7 +36,7 @@ impl Fault for Switchover {
     }
 
     fn target(&self) -> String {
-        "the HA cluster's leader".into()
+        if self.drain { "the HA cluster's leader (drained first)".into() } else { "the HA cluster's leader".into() }
     }
 
     fn check(&self, name: &str, reach: &Reach) -> Result<(), String> {
@@ -36,8 +45,10 @@ impl Fault for Switchover {
 
     async fn apply(&self, cx: Apply<'_>) -> Result<String, Failure> {
         let server = cx.targets.server().ok_or("no HA cluster")?;
-        let change =
-            server.switchover().await.map_err(|e| Failure::NotUndone(format!("the switchover failed: {e}")))?;
+        let change = server
+            .switchover(self.drain)
+            .await
+            .map_err(|e| Failure::NotUndone(format!("the switchover failed: {e}")))?;
         *cx.writes = Some(change.writes);
         Ok(change.detail)
     }

@@ -73,13 +73,13 @@ impl Server for Ha {
         Err("on --ha, the failover fault crashes the leader".into())
     }
 
-    async fn switchover(&mut self) -> Result<LeaderChange, String> {
+    async fn switchover(&mut self, drain: bool) -> Result<LeaderChange, String> {
         let probe = WriteProbe::start(&self.url);
-        let (old, new) = self.cluster.switchover().await?;
+        let (old, new) = self.cluster.switchover(drain).await?;
         self.cluster.wait_healthy(HEALTHY_BOUND).await?;
         let writes = probe.finish().await;
-        let detail =
-            format!("planned switchover from {old} to {new} (Patroni); {old} follows again; {}", writes.line());
+        let how = if drain { "HAProxy drained of it first, then Patroni" } else { "Patroni" };
+        let detail = format!("planned switchover from {old} to {new} ({how}); {old} follows again; {}", writes.line());
         Ok(LeaderChange { detail, writes })
     }
 
