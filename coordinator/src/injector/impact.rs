@@ -142,6 +142,8 @@ pub fn judge(events: &[FaultEvent], merged: &[TimePoint]) -> Vec<FaultReport> {
                 recovery_s: recovered_at.map(|t| (t - e.end_s).max(0.0)),
                 recovery_orch_per_sec: bars.orch_per_sec,
                 recovery_p99_ms: bars.p99_ms,
+                // Read from the schema after the run (db::audit::errors).
+                failed_by_error: Default::default(),
             }
         })
         .collect()

@@ -242,6 +242,17 @@ pub struct WriteOutage {
     pub first_error: Option<String>,
 }
 
+impl FaultReport {
+    /// " (57P01 in ack_orchestration_item: 1)": the undesigned failures by error.
+    pub fn by_error(&self) -> String {
+        if self.failed_by_error.is_empty() {
+            return String::new();
+        }
+        let parts: Vec<String> = self.failed_by_error.iter().map(|(e, n)| format!("{e}: {n}")).collect();
+        format!(" ({})", parts.join(", "))
+    }
+}
+
 impl WriteOutage {
     /// "writes unavailable 1.62 s (first failed 0.31 s in: 57P01 terminating connection ...; 14 failed writes)".
     pub fn line(&self) -> String {
@@ -279,6 +290,11 @@ pub struct FaultReport {
     /// `failed_during` by category.
     #[serde(default)]
     pub failures: Failures,
+    /// Of those, the failures no scenario designs, by the SQLSTATE their
+    /// stored message is Postgres's wording of and the provider call that
+    /// met it ("57P01 in ack_orchestration_item"), read after the run.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub failed_by_error: BTreeMap<String, u64>,
     /// From the fault's end until throughput (over two seconds) was back
     /// to `recovery_orch_per_sec` and p99 under `recovery_p99_ms`; `None`:
     /// not within the run.

@@ -333,6 +333,10 @@ async fn conclude(
             let lost = crate::db::audit::acknowledged::check(db, &ended).await?;
             crate::db::audit::acknowledged::record(&mut outcome.audit, ended.len() as u64, lost);
         }
+        if !ran.faults.is_empty() {
+            let failures = crate::db::audit::errors::read(db, ran.started_at).await?;
+            crate::db::audit::errors::attribute(&mut ran.faults, &failures);
+        }
     }
     assemble::add_audit(&mut merged.scenarios, &outcome);
     // An upgrade mid-run migrated the schema again: what was said of it at

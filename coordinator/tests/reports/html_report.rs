@@ -241,6 +241,7 @@ pub(crate) fn run_report(run_id: &str) -> RunReport {
             recovery_s: Some(2.0),
             recovery_orch_per_sec: 45.0,
             recovery_p99_ms: Some(600.0),
+            failed_by_error: Default::default(),
         }],
         procedures: Some(ProcedureReport {
             functions_tracked: true,

@@ -23,6 +23,7 @@ use crate::error::CoordinatorError;
 use crate::model::{Audit, InstanceMismatch};
 
 pub mod acknowledged;
+pub mod errors;
 pub mod inspected;
 pub mod livelock;
 pub mod query;

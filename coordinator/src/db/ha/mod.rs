@@ -56,7 +56,12 @@ fn find_program(name: &str) -> Option<PathBuf> {
 
 /// The programs, or one line naming the packages that are missing.
 pub fn programs() -> Result<Vec<PathBuf>, String> {
-    let found: Vec<(Option<PathBuf>, &str)> = PROGRAMS.iter().map(|(p, pkg)| (find_program(p), *pkg)).collect();
+    programs_found(find_program)
+}
+
+/// [`programs`], looking each up with `find`.
+fn programs_found(find: impl Fn(&str) -> Option<PathBuf>) -> Result<Vec<PathBuf>, String> {
+    let found: Vec<(Option<PathBuf>, &str)> = PROGRAMS.iter().map(|(p, pkg)| (find(p), *pkg)).collect();
     let missing: Vec<&str> = found.iter().filter(|(p, _)| p.is_none()).map(|(_, pkg)| *pkg).collect();
     if !missing.is_empty() {
         return Err(format!(
@@ -322,6 +327,20 @@ impl HaCluster {
         .await;
         let _ = conn.close().await;
         n.unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn missing_packages_are_named_in_one_line() {
+        let without_patroni = |p: &str| (p != "patroni" && p != "haproxy").then(|| std::path::PathBuf::from(p));
+        assert_eq!(
+            super::programs_found(without_patroni).expect_err("missing"),
+            "--ha needs Debian's patroni, haproxy package(s) (apt-get install patroni haproxy; scripts/test-deps.sh installs them)"
+        );
+        let all = super::programs_found(|p| Some(p.into())).expect("found");
+        assert_eq!(all, [std::path::PathBuf::from("etcd"), "patroni".into(), "haproxy".into()]);
     }
 }
 

@@ -167,7 +167,7 @@ fn render_faults(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
             e.error.as_ref().map_or(e.detail.clone(), |err| format!("NOT APPLIED: {err}")),
             format!("{:.1} → {:.1}", f.before_orch_per_sec, f.during_orch_per_sec),
             format!("{} → {}", p99(f.before_p99_ms), p99(f.during_p99_ms)),
-            f.failures.describe(),
+            f.failures.describe() + &f.by_error(),
             {
                 let bar = format!("≥ {:.1} orch/s", f.recovery_orch_per_sec)
                     + &f.recovery_p99_ms.map_or(String::new(), |ms| format!(", p99 < {}", p99(ms)));

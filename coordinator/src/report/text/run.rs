@@ -278,7 +278,7 @@ fn render_faults(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
             f.during_orch_per_sec,
             p99(f.before_p99_ms),
             p99(f.during_p99_ms),
-            f.failures.describe(),
+            f.failures.describe() + &f.by_error(),
         )?;
     }
     Ok(())

@@ -28,6 +28,8 @@ pub struct Ha {
 
 impl Ha {
     pub async fn start(replication: Replication, obs: &dyn Observer) -> Result<Self, CoordinatorError> {
+        // Packages missing: the command cannot work here (exit 2), said before anything starts.
+        crate::db::ha::programs().map_err(CoordinatorError::Usage)?;
         let cluster = HaCluster::start(replication, NODES).await.map_err(CoordinatorError::Embedded)?;
         let host = Ha { url: cluster.url().to_string(), cluster };
         obs.notice(&Notice::DatabaseStarted { description: &host.description() });
