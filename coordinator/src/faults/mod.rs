@@ -23,9 +23,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub mod kinds;
+mod outage;
 pub mod schedule;
 
 pub use kinds::{KINDS, find};
+pub use outage::WriteOutage;
 pub use schedule::{FaultSpec, Planned, Reach, Schedule};
 
 /// One registry entry: a kind's name and how to read its table.
@@ -127,7 +129,7 @@ pub struct Apply<'a> {
     pub length: Duration,
     pub targets: &'a mut dyn Targets,
     /// What writes saw while it went, for a kind that measured it.
-    pub writes: &'a mut Option<crate::model::WriteOutage>,
+    pub writes: &'a mut Option<WriteOutage>,
 }
 
 /// Why a fault failed.
@@ -212,7 +214,7 @@ pub trait Server: Send {
 #[derive(Clone, Debug, PartialEq)]
 pub struct LeaderChange {
     pub detail: String,
-    pub writes: crate::model::WriteOutage,
+    pub writes: WriteOutage,
 }
 
 /// What an agent applies itself when told (it undoes it after `duration`).

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use loadgen_common::histogram::LatencyHistogram;
 use serde::{Deserialize, Serialize};
 
+pub use crate::faults::WriteOutage;
+
 /// One second of a run, for one agent or merged. Counts are of the interval;
 /// latencies come from the interval's histogram (merged exactly across
 /// agents), the headline latency (from the intended start in open loop).
@@ -220,28 +222,6 @@ pub struct FaultEvent {
     pub writes: Option<WriteOutage>,
 }
 
-/// Writes through a cluster's write endpoint while its leader changed: a
-/// small write (a transaction id taken) every `probe_ms`, on one
-/// connection opened again after each failure. Times are seconds after
-/// the fault began: a failed write by when it was sent, a successful one by
-/// when it was done, so `unavailable_s` is the whole gap a client saw (to
-/// within one probe).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct WriteOutage {
-    pub probe_ms: u64,
-    /// The first write that failed (`None`: none failed).
-    pub first_failed_s: Option<f64>,
-    /// The first write that succeeded after it (`None`: none within the probe's bound).
-    pub first_ok_s: Option<f64>,
-    /// From the first failed write to the first successful one.
-    pub unavailable_s: Option<f64>,
-    /// Writes that failed in between.
-    pub failed_writes: u64,
-    /// The first failure, as the client read it (with its SQLSTATE when the server sent one).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub first_error: Option<String>,
-}
-
 impl FaultReport {
     /// " (57P01 in ack_orchestration_item: 1)": the undesigned failures by error.
     pub fn by_error(&self) -> String {
@@ -250,25 +230,6 @@ impl FaultReport {
         }
         let parts: Vec<String> = self.failed_by_error.iter().map(|(e, n)| format!("{e}: {n}")).collect();
         format!(" ({})", parts.join(", "))
-    }
-}
-
-impl WriteOutage {
-    /// "writes unavailable 1.62 s (first failed 0.31 s in: 57P01 terminating connection ...; 14 failed writes)".
-    pub fn line(&self) -> String {
-        match (self.first_failed_s, self.first_ok_s, self.unavailable_s) {
-            (None, _, _) => format!("no write failed (probed every {} ms)", self.probe_ms),
-            (Some(f), Some(_), Some(u)) => format!(
-                "writes unavailable {u:.2} s (first failed {f:.2} s in: {}; {} failed write(s))",
-                self.first_error.as_deref().unwrap_or("?"),
-                self.failed_writes
-            ),
-            (Some(f), _, _) => format!(
-                "writes unavailable from {f:.2} s in, and not back while probed ({}; {} failed write(s))",
-                self.first_error.as_deref().unwrap_or("?"),
-                self.failed_writes
-            ),
-        }
     }
 }
 

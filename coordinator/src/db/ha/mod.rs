@@ -330,20 +330,6 @@ impl HaCluster {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn missing_packages_are_named_in_one_line() {
-        let without_patroni = |p: &str| (p != "patroni" && p != "haproxy").then(|| std::path::PathBuf::from(p));
-        assert_eq!(
-            super::programs_found(without_patroni).expect_err("missing"),
-            "--ha needs Debian's patroni, haproxy package(s) (apt-get install patroni haproxy; scripts/test-deps.sh installs them)"
-        );
-        let all = super::programs_found(|p| Some(p.into())).expect("found");
-        assert_eq!(all, [std::path::PathBuf::from("etcd"), "patroni".into(), "haproxy".into()]);
-    }
-}
-
 /// Poll `ready` every 200 ms until it holds, for at most `bound`.
 async fn bounded<F, Fut>(what: &str, bound: Duration, mut ready: F) -> Result<(), String>
 where
@@ -359,5 +345,19 @@ where
             return Err(format!("the HA cluster: waited {bound:?} for {what}"));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn missing_packages_are_named_in_one_line() {
+        let without_patroni = |p: &str| (p != "patroni" && p != "haproxy").then(|| std::path::PathBuf::from(p));
+        assert_eq!(
+            super::programs_found(without_patroni).expect_err("missing"),
+            "--ha needs Debian's patroni, haproxy package(s) (apt-get install patroni haproxy; scripts/test-deps.sh installs them)"
+        );
+        let all = super::programs_found(|p| Some(p.into())).expect("found");
+        assert_eq!(all, [std::path::PathBuf::from("etcd"), "patroni".into(), "haproxy".into()]);
     }
 }

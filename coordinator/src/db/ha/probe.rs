@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::Connection;
 
-use crate::model::WriteOutage;
+use crate::faults::WriteOutage;
 
 /// How often a write is tried.
 const EVERY: Duration = Duration::from_millis(50);
