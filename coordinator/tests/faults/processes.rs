@@ -3,7 +3,6 @@
 
 use crate::support;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
@@ -17,13 +16,7 @@ use sqlx::Connection;
 fn spawn_coordinator(tmp: &std::path::Path, args: &[&str]) -> (Child, Receiver<String>) {
     let mut child =
         coordinator(tmp).args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn coordinator");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = support::stderr_lines(&mut child);
     (child, rx)
 }
 

@@ -3,7 +3,6 @@
 //! `--yes`, and with it stopped and removed: no process, no directory, no
 //! port held.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -48,13 +47,7 @@ fn an_ha_cluster_left_by_a_killed_coordinator_is_found_and_removed() {
         .expect("coordinator");
     // Until the load has begun (bounded: the cluster takes 4-10 s, the
     // schema and the agent a few more).
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = super::support::stderr_lines(&mut child);
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut seen = Vec::new();
     while !seen.iter().any(|l: &String| l.contains("orch/s")) {

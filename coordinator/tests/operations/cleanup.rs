@@ -1,7 +1,6 @@
 //! `coordinator cleanup`: a coordinator killed with SIGKILL cannot drop its
 //! schema; cleanup finds it, says what it holds, and drops it only when told.
 
-use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -21,13 +20,7 @@ async fn a_schema_left_by_a_killed_coordinator_is_listed_then_dropped() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("coordinator");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = crate::support::stderr_lines(&mut child);
     // "run <id> on schema loadgen_<id>: ...", then progress.
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut run_id = None;

@@ -228,20 +228,14 @@ pub(crate) fn run_report(run_id: &str) -> RunReport {
                 at_s: 12.0,
                 end_s: 14.0,
                 detail: "34 server processes stopped for 2s".into(),
-                error: None,
-                load_kept: None,
-                writes: None,
+                ..Default::default()
             },
             before_orch_per_sec: 50.0,
             before_p99_ms: 300.0,
-            during_orch_per_sec: 0.0,
-            during_p99_ms: 0.0,
-            failed_during: 0,
-            failures: Default::default(),
             recovery_s: Some(2.0),
             recovery_orch_per_sec: 45.0,
             recovery_p99_ms: Some(600.0),
-            failed_by_error: Default::default(),
+            ..Default::default()
         }],
         procedures: Some(ProcedureReport {
             functions_tracked: true,

@@ -3,7 +3,6 @@
 
 use crate::support;
 
-use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -25,17 +24,11 @@ async fn expect_agents_waits_for_a_late_agent_and_then_runs_with_all() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("coordinator");
-    let stderr = child.stderr.take().expect("stderr");
+    let rx = crate::support::stderr_lines(&mut child);
     let mut stdout = child.stdout.take().expect("stdout");
     let stdout_text = std::thread::spawn(move || {
         let mut text = String::new();
         std::io::Read::read_to_string(&mut stdout, &mut text).map(|_| text)
-    });
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
     });
     // The coordinator reports that it waits, and on whom.
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -187,7 +187,6 @@ fn check_one_line(args: &[&str], out: &Output, code: i32, needle: &str) {
 
 #[test]
 fn ctrl_c_mid_run_releases_agents_and_removes_the_throwaway_postgres() {
-    use std::io::{BufRead, BufReader};
     use std::process::Stdio;
     use std::time::{Duration, Instant};
 
@@ -198,14 +197,8 @@ fn ctrl_c_mid_run_releases_agents_and_removes_the_throwaway_postgres() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn coordinator");
-    let stderr = child.stderr.take().expect("stderr");
     // Wait (bounded) until the load is running: the first live line.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = support::stderr_lines(&mut child);
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut seen = Vec::new();
     loop {

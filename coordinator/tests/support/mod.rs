@@ -333,3 +333,17 @@ pub fn all_text_under(dir: &Path) -> Vec<(String, String)> {
     }
     out
 }
+
+/// The lines `child` writes to its piped stderr, as they come (read on a
+/// thread of their own, so the child never blocks on a full pipe).
+pub fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::{BufRead, BufReader};
+    let stderr = child.stderr.take().expect("stderr piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
