@@ -49,6 +49,7 @@ const DATA_MAPS: &[&str] = &[
     "mix",
     "given",
     "facts",
+    "failed_by_error",
 ];
 
 /// Every field of a result the tests read is named in docs/results.md (as

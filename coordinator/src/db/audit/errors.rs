@@ -38,7 +38,10 @@ const WORDING: [(&str, &str); 14] = [
 /// connection due to administrator command`.
 pub fn label(message: &str) -> String {
     let call = message.split(':').nth(1).map(str::trim).filter(|c| !c.is_empty() && !c.contains(' '));
-    let code = WORDING.iter().find(|(w, _)| message.contains(w)).map_or("other", |(_, c)| c);
+    // The sqlstate fault says its code in its own words.
+    let injected = message.split_once("sqlstate fault (").and_then(|(_, rest)| rest.get(..5));
+    let code =
+        injected.or_else(|| WORDING.iter().find(|(w, _)| message.contains(w)).map(|(_, c)| *c)).unwrap_or("other");
     match call {
         Some(call) => format!("{code} in {call}"),
         None => code.to_string(),
@@ -95,6 +98,8 @@ mod tests {
         let ro = "infrastructure:ack_orchestration_item: Database error: error returned from database: cannot execute INSERT in a read-only transaction";
         assert_eq!(label(ro), "25006 in ack_orchestration_item");
         assert_eq!(label("poison: message exceeded max attempts"), "other");
+        let injected = "infrastructure:ack_orchestration_item: Database error: error returned from database: injected by the load generator's sqlstate fault (40001 serialization_failure)";
+        assert_eq!(label(injected), "40001 in ack_orchestration_item");
         let report = |at_s: f64, end_s: f64, recovery_s: Option<f64>| FaultReport {
             event: FaultEvent { kind: "switchover".into(), at_s, end_s, ..Default::default() },
             recovery_s,

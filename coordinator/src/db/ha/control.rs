@@ -13,6 +13,8 @@ use super::rest;
 
 /// How long each process may take to stop before it is killed.
 const STOP_BOUND: Duration = Duration::from_secs(15);
+/// How long a new leader may take to leave recovery once Patroni says it leads.
+const WRITABLE_BOUND: Duration = Duration::from_secs(30);
 
 /// The postmaster's pid of the data directory `data`, while it runs.
 fn postmaster_pid(data: &std::path::Path) -> Option<u32> {
@@ -41,29 +43,69 @@ fn processes_of(scope: &str) -> Vec<u32> {
 
 impl HaCluster {
     /// A planned switchover to another node (Patroni's REST API): the old
-    /// and the new leader, once the new one leads. `drain`: first take the
-    /// old leader out of HAProxy's rotation and cut its client sessions (as a
-    /// careful operator does), so no statement is under way when Patroni
-    /// shuts it down; it goes back into rotation (health-checked) after.
+    /// and the new leader, once the new one leads. `drain`: hold every client
+    /// at HAProxy while the leader changes, as a careful operator does: both
+    /// nodes out of rotation and the old leader's sessions cut first (so no
+    /// statement is under way when Patroni shuts it down), the new leader
+    /// back once it takes writes (Patroni says it leads a moment before it
+    /// has left recovery), the old one only through a passing health check.
     pub async fn switchover(&self, drain: bool) -> Result<(String, String), String> {
         let old = self.leader().await.ok_or("switchover: the cluster has no leader")?;
+        let new = (0..self.layout.nodes.len())
+            .map(Layout::node_name)
+            .find(|n| *n != old)
+            .ok_or("switchover: the cluster has no other node")?;
         if !drain {
-            return self.switch_from(&old).await;
+            return self.switch(&old, &new).await;
         }
-        self.proxy_command(&format!("set server primary/{old} state maint")).await?;
-        let switched = match self.proxy_command(&format!("shutdown sessions server primary/{old}")).await {
-            Ok(_) => self.switch_from(&old).await,
-            Err(e) => Err(e),
+        let held = async {
+            for n in [&new, &old] {
+                self.proxy_command(&format!("set server primary/{n} state maint")).await?;
+            }
+            self.proxy_command(&format!("shutdown sessions server primary/{old}")).await?;
+            let switched = self.switch(&old, &new).await?;
+            self.wait_writable(&new, WRITABLE_BOUND).await?;
+            Ok::<_, String>(switched)
         };
-        // Back into rotation as down: only a passing health check (it now
-        // answers 503 on /primary) may route to it, not its state before.
-        let back = match self.proxy_command(&format!("set server primary/{old} health down")).await {
-            Ok(_) => self.proxy_command(&format!("set server primary/{old} state ready")).await,
-            Err(e) => Err(e),
-        };
+        let switched = held.await;
+        // Back into rotation whatever happened: the new leader as up (it takes
+        // writes), the old as down until its health check passes.
+        let mut back = Ok(String::new());
+        for (n, health) in [(&new, "up"), (&old, "down")] {
+            for command in
+                [format!("set server primary/{n} health {health}"), format!("set server primary/{n} state ready")]
+            {
+                let done = self.proxy_command(&command).await;
+                back = back.and(done);
+            }
+        }
         let switched = switched?;
         back?;
         Ok(switched)
+    }
+
+    /// Wait (at most `bound`) until node `name`'s Postgres takes writes.
+    async fn wait_writable(&self, name: &str, bound: Duration) -> Result<(), String> {
+        use sqlx::Connection;
+        let i = (0..self.layout.nodes.len()).find(|&i| Layout::node_name(i) == name).ok_or("unknown node")?;
+        let url = format!(
+            "postgres://postgres:{}@127.0.0.1:{}/postgres?sslmode=disable",
+            self.layout.superuser_password, self.layout.nodes[i].pg
+        );
+        let deadline = Instant::now() + bound;
+        loop {
+            if let Ok(mut c) = sqlx::PgConnection::connect(&url).await {
+                let writable = sqlx::query_scalar::<_, bool>("select not pg_is_in_recovery()").fetch_one(&mut c).await;
+                let _ = c.close().await;
+                if writable.unwrap_or(false) {
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("{name} did not take writes within {bound:?} of leading"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// One command on HAProxy's admin socket: its answer.
@@ -85,18 +127,14 @@ impl HaCluster {
         if answer.is_empty() { Ok(answer) } else { Err(format!("HAProxy answered {command:?} with: {answer}")) }
     }
 
-    async fn switch_from(&self, old: &str) -> Result<(String, String), String> {
-        let candidate = (0..self.layout.nodes.len())
-            .map(Layout::node_name)
-            .find(|n| n != old)
-            .ok_or("switchover: the cluster has no other node")?;
-        let body = format!(r#"{{"leader": "{old}", "candidate": "{candidate}"}}"#);
+    async fn switch(&self, old: &str, new: &str) -> Result<(String, String), String> {
+        let body = format!(r#"{{"leader": "{old}", "candidate": "{new}"}}"#);
         let port = self.layout.nodes.iter().map(|n| n.rest).next().ok_or("no node")?;
         let (status, answer) = rest::request(port, "POST", "/switchover", Some(&body)).await?;
         if status != 200 {
-            return Err(format!("switchover {old} -> {candidate}: Patroni answered {status}: {}", answer.trim()));
+            return Err(format!("switchover {old} -> {new}: Patroni answered {status}: {}", answer.trim()));
         }
-        Ok((old.to_string(), candidate))
+        Ok((old.to_string(), new.to_string()))
     }
 
     /// A failover: the leader's Patroni and Postgres killed (SIGKILL), as a
