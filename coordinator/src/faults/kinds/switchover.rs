@@ -2,9 +2,10 @@
 //! Patroni (as an operator or a rolling maintenance does): the leader's
 //! connections are closed, a standby is promoted, HAProxy routes the write
 //! endpoint to it, the old leader follows again. With `drain = true` HAProxy
-//! first takes the leader out of rotation and cuts its client sessions, so
-//! clients see a dropped connection rather than a statement ended by the
-//! shutdown (SQLSTATE 57P01).
+//! holds every client while the leader changes (the old leader's sessions
+//! cut first, so clients see a dropped connection rather than a statement
+//! ended by the shutdown, SQLSTATE 57P01; the new leader back once it takes
+//! writes).
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -16,7 +17,7 @@ pub const DEF: FaultDef = FaultDef {
     about: "a planned switchover of the --ha cluster's leader to its standby, through Patroni",
     fields: &[(
         "drain",
-        "true: HAProxy takes the leader out of rotation and cuts its sessions before Patroni switches (default false)",
+        "true: HAProxy holds every client while the leader changes (the old leader's sessions cut first, the new leader back once it takes writes); default false",
     )],
     lasting: Lasting::Instant,
     parse: |fields| Ok(Box::new(read_fields::<Switchover>(fields)?)),
