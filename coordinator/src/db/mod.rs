@@ -169,7 +169,7 @@ pub async fn agents_schema(url: &str, db: &RunDb) -> SchemaCheck {
             url,
         ))),
     }
-    let probe = loadgen_common::tracker::Tracker::new(&db.schema);
+    let probe = loadgen_common::tracker::Tracker::fingerprinting(&db.schema);
     let readable = match probe.poll(&db.pool, &[]).await {
         Ok(_) => true,
         Err(e) => {

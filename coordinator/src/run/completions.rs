@@ -78,7 +78,7 @@ impl ClusterTracker {
     /// `routes[i]`.
     pub fn start(provider: Arc<RunDb>, schema: &str, routes: Vec<Route>, ceiling: Duration) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        let tracker = Tracker::new(schema);
+        let tracker = Tracker::fingerprinting(schema);
         let handle = tokio::spawn(track(provider, tracker, routes, ceiling, rx));
         ClusterTracker { tx, handle }
     }

@@ -35,12 +35,6 @@ fn stop_child(child: &mut Child, signal: i32) {
     let _ = child.wait();
 }
 
-/// Every process whose command line names `scope` (the cluster's unique
-/// directory name), other than this one.
-fn processes_of(scope: &str) -> Vec<u32> {
-    crate::db::leftover::processes_naming(scope)
-}
-
 impl HaCluster {
     /// A planned switchover to another node (Patroni's REST API): the old
     /// and the new leader, once the new one leads. `drain`: hold every client
@@ -86,26 +80,19 @@ impl HaCluster {
 
     /// Wait (at most `bound`) until node `name`'s Postgres takes writes.
     async fn wait_writable(&self, name: &str, bound: Duration) -> Result<(), String> {
-        use sqlx::Connection;
         let i = (0..self.layout.nodes.len()).find(|&i| Layout::node_name(i) == name).ok_or("unknown node")?;
         let url = format!(
             "postgres://postgres:{}@127.0.0.1:{}/postgres?sslmode=disable",
             self.layout.superuser_password, self.layout.nodes[i].pg
         );
         let deadline = Instant::now() + bound;
-        loop {
-            if let Ok(mut c) = sqlx::PgConnection::connect(&url).await {
-                let writable = sqlx::query_scalar::<_, bool>("select not pg_is_in_recovery()").fetch_one(&mut c).await;
-                let _ = c.close().await;
-                if writable.unwrap_or(false) {
-                    return Ok(());
-                }
-            }
+        while !super::takes_writes(&url).await {
             if Instant::now() >= deadline {
                 return Err(format!("{name} did not take writes within {bound:?} of leading"));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        Ok(())
     }
 
     /// One command on HAProxy's admin socket: its answer.
@@ -199,7 +186,7 @@ impl HaCluster {
         }
         let deadline = Instant::now() + STOP_BOUND;
         loop {
-            let left = processes_of(&self.layout.scope);
+            let left = crate::db::leftover::processes_naming(&self.layout.scope);
             if left.is_empty() {
                 break;
             }

@@ -306,11 +306,7 @@ impl HaCluster {
     }
 
     async fn writable(&self) -> bool {
-        use sqlx::Connection;
-        let Ok(mut conn) = sqlx::PgConnection::connect(&self.url).await else { return false };
-        let ok = sqlx::query_scalar::<_, bool>("select not pg_is_in_recovery()").fetch_one(&mut conn).await;
-        let _ = conn.close().await;
-        ok.unwrap_or(false)
+        takes_writes(&self.url).await
     }
 
     /// Standbys streaming from the leader (by their Patroni names: a base
@@ -328,6 +324,15 @@ impl HaCluster {
         let _ = conn.close().await;
         n.unwrap_or(0)
     }
+}
+
+/// Whether the server at `url` answers and is out of recovery.
+async fn takes_writes(url: &str) -> bool {
+    use sqlx::Connection;
+    let Ok(mut conn) = sqlx::PgConnection::connect(url).await else { return false };
+    let ok = sqlx::query_scalar::<_, bool>("select not pg_is_in_recovery()").fetch_one(&mut conn).await;
+    let _ = conn.close().await;
+    ok.unwrap_or(false)
 }
 
 /// Poll `ready` every 200 ms until it holds, for at most `bound`.
