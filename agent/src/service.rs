@@ -210,8 +210,12 @@ impl AgentRpc for Agent {
     }
 
     async fn release(&self, req: Request<proto::ReleaseRequest>) -> Result<Response<proto::ReleaseReply>, Status> {
-        let late_activities = Agent::release(self, &req.into_inner().run_id).await?;
-        Ok(Response::new(proto::ReleaseReply { late_activities }))
+        let r = Agent::release(self, &req.into_inner().run_id).await?;
+        Ok(Response::new(proto::ReleaseReply {
+            late_activities: r.late_activities,
+            activity_runs: loadgen_common::wire::encode_runs(&r.runs),
+            activity_runs_dropped: r.dropped,
+        }))
     }
 }
 

@@ -151,6 +151,8 @@ impl AgentRpc for Synthetic {
                     status_query_errors: 0,
                     unix_micros: chrono::Utc::now().timestamp_micros(),
                     provider_errors: Default::default(),
+                    activity_runs: Vec::new(),
+                    activity_runs_dropped: 0,
                 };
                 let p = loadgen_common::wire::encode_interval(&interval);
                 if tx.send(Ok(RunEvent { event: Some(run_event::Event::Progress(p)) })).await.is_err() {
@@ -173,7 +175,7 @@ impl AgentRpc for Synthetic {
 
     async fn release(&self, _: Request<proto::ReleaseRequest>) -> Result<Response<proto::ReleaseReply>, Status> {
         *self.prepared.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        Ok(Response::new(proto::ReleaseReply { late_activities: 0 }))
+        Ok(Response::new(proto::ReleaseReply { late_activities: 0, ..Default::default() }))
     }
 }
 

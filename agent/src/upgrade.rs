@@ -110,16 +110,32 @@ pub async fn serve_runtimes_only(url: String) -> anyhow::Result<()> {
             _ = tick.tick() => {}
             _ = &mut stop => break,
         }
-        let now = counters.snapshot();
-        if now != last {
-            println!("{}", activities_line(&now));
-            last = now;
-        }
+        report(&counters, &mut last);
     }
     runtimes.shutdown().await;
-    println!("{}", activities_line(&counters.snapshot()));
+    report(&counters, &mut last);
     Ok(())
 }
+
+/// The ledger's lines since the last report, then the counts if they moved
+/// (the lines first: the agent checks its ledger against the counts).
+fn report(counters: &ActivityCounters, last: &mut BTreeMap<&'static str, u64>) {
+    let (runs, dropped) = counters.ledger.take();
+    for r in &runs {
+        println!("{}", loadgen_common::ledger::to_line(r));
+    }
+    if dropped > 0 {
+        println!("{DROPPED}{dropped}");
+    }
+    let now = counters.snapshot();
+    if now != *last {
+        println!("{}", activities_line(&now));
+        *last = now;
+    }
+}
+
+/// The successor's line for ledger lines it could not keep.
+const DROPPED: &str = "ledger dropped ";
 
 fn activities_line(counts: &BTreeMap<&'static str, u64>) -> String {
     let parts: Vec<String> = counts.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -170,6 +186,14 @@ impl Successor {
         let reader = tokio::spawn(async move {
             let mut seen: BTreeMap<String, u64> = BTreeMap::new();
             while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(run) = loadgen_common::ledger::from_line(&line) {
+                    counters.ledger.record(run);
+                    continue;
+                }
+                if let Some(n) = line.strip_prefix(DROPPED).and_then(|n| n.parse::<u64>().ok()) {
+                    counters.ledger.dropped(n);
+                    continue;
+                }
                 let Some(list) = line.strip_prefix("activities ") else { continue };
                 for (k, v) in list.split(',').filter_map(|kv| kv.split_once('=')) {
                     let Ok(v) = v.parse::<u64>() else { continue };

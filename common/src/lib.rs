@@ -29,6 +29,7 @@ pub mod conninfo;
 pub mod dburl;
 pub mod histogram;
 pub mod http;
+pub mod ledger;
 pub mod limits;
 pub mod load;
 pub mod percent;

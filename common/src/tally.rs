@@ -218,6 +218,10 @@ pub struct Interval {
     /// Provider errors met and retried so far in the run (cumulative),
     /// "operation/error_type".
     pub provider_errors: BTreeMap<String, u64>,
+    /// The activity ledger's lines of the interval, and how many the agent
+    /// could not keep.
+    pub activity_runs: Vec<crate::ledger::ActivityRun>,
+    pub activity_runs_dropped: u64,
 }
 
 impl Interval {

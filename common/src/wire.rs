@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use thiserror::Error;
 
 use crate::histogram::{HistogramError, LatencyHistogram};
+use crate::ledger::ActivityRun;
 use crate::proto;
 use crate::tally::{Counts, Finish, Histograms, Interval, Tally};
 
@@ -98,7 +99,35 @@ pub fn encode_interval(i: &Interval) -> proto::Progress {
         status_query_errors: i.status_query_errors,
         unix_micros: i.unix_micros,
         provider_errors: i.provider_errors.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        activity_runs: encode_runs(&i.activity_runs),
+        activity_runs_dropped: i.activity_runs_dropped,
     }
+}
+
+/// Lines of the activity ledger as they cross the wire.
+pub fn encode_runs(runs: &[ActivityRun]) -> Vec<proto::ActivityRun> {
+    runs.iter()
+        .map(|r| proto::ActivityRun {
+            instance_id: r.instance.clone(),
+            execution_id: r.execution,
+            activity: r.activity.clone(),
+            input_md5: r.input_md5.clone(),
+            ok: r.ok,
+        })
+        .collect()
+}
+
+/// Lines of the activity ledger as the coordinator reads them.
+pub fn decode_runs(runs: Vec<proto::ActivityRun>) -> Vec<ActivityRun> {
+    runs.into_iter()
+        .map(|r| ActivityRun {
+            instance: r.instance_id,
+            execution: r.execution_id,
+            activity: r.activity,
+            input_md5: r.input_md5,
+            ok: r.ok,
+        })
+        .collect()
 }
 
 impl TryFrom<&proto::Progress> for Interval {
@@ -141,6 +170,8 @@ impl TryFrom<&proto::Progress> for Interval {
             status_query_errors: p.status_query_errors,
             unix_micros: p.unix_micros,
             provider_errors: p.provider_errors.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            activity_runs: decode_runs(p.activity_runs.clone()),
+            activity_runs_dropped: p.activity_runs_dropped,
         })
     }
 }
@@ -257,12 +288,21 @@ mod tests {
             status_query_errors: 1,
             unix_micros: 1_796_000_000_000_000,
             provider_errors: BTreeMap::from([("ack_worker/deadlock".to_string(), 2)]),
+            activity_runs: vec![ActivityRun {
+                instance: "r-0-1".into(),
+                execution: 2,
+                activity: "Work".into(),
+                input_md5: "c4ca4238a0b923820dcc509a6f75849b".into(),
+                ok: false,
+            }],
+            activity_runs_dropped: 3,
         };
         let wire = encode_interval(&i);
         assert!(wire.scenarios[0].intended_latency.is_empty(), "closed loop sends no intended histogram");
         assert!(wire.scenarios[0].start_lateness.is_empty(), "closed loop sends no lateness histogram");
         let back = Interval::try_from(&wire).expect("decode");
         assert_eq!(back.provider_errors, i.provider_errors);
+        assert_eq!((&back.activity_runs, back.activity_runs_dropped), (&i.activity_runs, 3));
         let b = &back.scenarios["fanout"];
         assert_eq!(b.counts, i.scenarios["fanout"].counts);
         assert_eq!((b.hist.e2e.count(), b.hist.start.count(), b.hist.intended.count()), (1, 1, 0));

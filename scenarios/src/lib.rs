@@ -26,6 +26,7 @@ use thiserror::Error;
 
 pub mod expect;
 pub mod instance;
+pub mod ledger;
 pub mod options;
 
 mod cancellation;
@@ -192,12 +193,17 @@ pub fn build(name: &str, given: &Options, ctx: &Context) -> Result<Built, Scenar
 #[derive(Debug, Default)]
 pub struct ActivityCounters {
     counters: BTreeMap<&'static str, AtomicU64>,
+    /// Every execution, until the agent's next report takes it.
+    pub ledger: ledger::Buffer,
 }
 
 impl ActivityCounters {
     /// One counter per registered scenario.
     pub fn new() -> Self {
-        ActivityCounters { counters: REGISTRY.iter().map(|e| (e.info.name, AtomicU64::new(0))).collect() }
+        ActivityCounters {
+            counters: REGISTRY.iter().map(|e| (e.info.name, AtomicU64::new(0))).collect(),
+            ledger: ledger::Buffer::default(),
+        }
     }
 
     fn bump(&self, scenario: &str) {
@@ -271,8 +277,17 @@ impl Registrar {
                 if !extra.is_zero() {
                     tokio::time::sleep(extra).await;
                 }
+                let (instance, execution) = (ctx.instance_id().to_string(), ctx.execution_id());
+                let input_md5 = expect::md5_hex(&input);
                 let result = f(ctx, input).await;
                 counters.bump(scenario);
+                counters.ledger.record(loadgen_common::ledger::ActivityRun {
+                    instance,
+                    execution,
+                    activity: name.to_string(),
+                    input_md5,
+                    ok: result.is_ok(),
+                });
                 result
             }
         };

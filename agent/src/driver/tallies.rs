@@ -28,6 +28,8 @@ pub struct Tallies {
 impl Tallies {
     pub fn new(counters: Arc<ActivityCounters>) -> Self {
         let activities_seen = counters.snapshot();
+        // The ledger starts with the run, as the counts do.
+        let _ = counters.ledger.take();
         Tallies {
             interval: BTreeMap::new(),
             totals: Counts::default(),
@@ -85,6 +87,7 @@ impl Tallies {
             scenarios.insert(name.to_string(), t);
         }
         self.interval.clear();
+        let (activity_runs, activity_runs_dropped) = self.counters.ledger.take();
         let cpu = loadgen_common::process::cpu_time();
         let cpu_ms = u64::try_from(cpu.saturating_sub(self.cpu_mark).as_millis()).unwrap_or(u64::MAX);
         self.cpu_mark = cpu;
@@ -100,6 +103,8 @@ impl Tallies {
             unix_micros: chrono::Utc::now().timestamp_micros(),
             // The driver adds the run's provider errors.
             provider_errors: Default::default(),
+            activity_runs,
+            activity_runs_dropped,
         };
         self.status_queries = 0;
         self.status_query_errors = 0;

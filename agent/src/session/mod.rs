@@ -52,6 +52,15 @@ pub const PREPARED_LEASE: Duration = Duration::from_secs(60);
 /// Bound on waiting for the driver when a run is released.
 const DRIVER_STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// What a release hands back: the activities executed after the finish was
+/// sent, their lines of the ledger, and how many lines could not be kept.
+#[derive(Debug, Default)]
+pub struct Released {
+    pub late_activities: u64,
+    pub runs: Vec<loadgen_common::ledger::ActivityRun>,
+    pub dropped: u64,
+}
+
 /// Where the agent is in a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
@@ -339,19 +348,20 @@ impl Agent {
     }
 
     /// Stop and tear down the run (any phase). Returns the activities executed
-    /// after the finish was sent. Releasing an idle agent is a no-op.
-    pub async fn release(&self, run_id: &str) -> Result<u64, AgentError> {
+    /// after the finish was sent, with their lines of the ledger. Releasing
+    /// an idle agent is a no-op.
+    pub async fn release(&self, run_id: &str) -> Result<Released, AgentError> {
         let slot = {
             let mut slot = self.lock();
             match slot.as_ref() {
-                None => return Ok(0),
+                None => return Ok(Released::default()),
                 Some(s) if s.run_id != run_id && !run_id.is_empty() => {
                     return Err(AgentError::Busy { run_id: s.run_id.clone(), phase: s.phase.name() });
                 }
                 Some(_) => slot.take(),
             }
         };
-        let Some(mut s) = slot else { return Ok(0) };
+        let Some(mut s) = slot else { return Ok(Released::default()) };
         s.cancel.cancel();
         let mut mark = None;
         if let Some(handle) = s.driver.take() {
@@ -370,6 +380,7 @@ impl Agent {
         // Counted only now: executions that ended while the runtimes shut
         // down, and the successor's last report, arrive after the finish.
         let late = mark.map_or(0, |m| s.counters.total().saturating_sub(m));
+        let (runs, dropped) = s.counters.ledger.take();
         if let Some(relay) = s.relay.take() {
             relay.stop();
         }
@@ -383,7 +394,7 @@ impl Agent {
             tracing::info!("--run-once: exiting after this run");
             exit.cancel();
         }
-        Ok(late)
+        Ok(Released { late_activities: late, runs, dropped })
     }
 
     /// Release a run that its coordinator stopped caring about: prepared but

@@ -51,7 +51,7 @@ impl Sink for Kept {
 async fn one_run_at_a_time_from_prepare_through_run_to_release() {
     let a = agent();
     assert_eq!(a.phase(), Phase::Idle);
-    assert_eq!(a.release("none").await.expect("an idle release is a no-op"), 0);
+    assert_eq!(a.release("none").await.expect("an idle release is a no-op").late_activities, 0);
     let described = a.prepare(sqlite_spec("r1", 800)).await.expect("prepare");
     assert!(described.starts_with("fanout"), "{described}");
     assert_eq!(a.phase(), Phase::Prepared);

@@ -198,9 +198,21 @@ pub async fn inspect(
         .map_err(|_| fail(format!("no answer within {INSPECT_TIMEOUT:?}")))?
 }
 
+/// What one agent's release handed back.
+#[derive(Debug, Default)]
+pub struct Released {
+    /// It answered (a lost or failing agent did not).
+    pub answered: bool,
+    /// Activities its runtimes executed after its result was sent.
+    pub late_activities: u64,
+    /// Their lines of the activity ledger, and how many it could not keep.
+    pub runs: Vec<loadgen_common::ledger::ActivityRun>,
+    pub dropped: u64,
+}
+
 /// Release the agents at `indices` (lost ones are skipped: they cannot
-/// answer); returns every agent's late activity count (0 for the others).
-pub async fn release(links: &[AgentLink], run_id: &str, indices: &[usize]) -> Vec<u64> {
+/// answer); returns what each agent handed back (nothing for the others).
+pub async fn release(links: &[AgentLink], run_id: &str, indices: &[usize]) -> Vec<Released> {
     let mut set = tokio::task::JoinSet::new();
     for l in indices.iter().filter_map(|&i| links.get(i)) {
         let mut client = l.client.clone();
@@ -209,19 +221,28 @@ pub async fn release(links: &[AgentLink], run_id: &str, indices: &[usize]) -> Ve
             let mut req = tonic::Request::new(proto::ReleaseRequest { run_id });
             req.set_timeout(RELEASE_TIMEOUT);
             match client.release(req).await {
-                Ok(r) => (index, r.into_inner().late_activities),
+                Ok(r) => {
+                    let r = r.into_inner();
+                    let released = Released {
+                        answered: true,
+                        late_activities: r.late_activities,
+                        runs: loadgen_common::wire::decode_runs(r.activity_runs),
+                        dropped: r.activity_runs_dropped,
+                    };
+                    (index, released)
+                }
                 Err(s) => {
                     tracing::warn!(agent = %address, error = %s.message(), "release failed");
-                    (index, 0)
+                    (index, Released::default())
                 }
             }
         });
     }
-    let mut late = vec![0; links.len()];
-    while let Some(Ok((i, n))) = set.join_next().await {
-        if let Some(slot) = late.get_mut(i as usize) {
-            *slot = n;
+    let mut out: Vec<Released> = (0..links.len()).map(|_| Released::default()).collect();
+    while let Some(Ok((i, r))) = set.join_next().await {
+        if let Some(slot) = out.get_mut(i as usize) {
+            *slot = r;
         }
     }
-    late
+    out
 }

@@ -87,6 +87,10 @@ pub struct Audit {
     /// The first of them.
     #[serde(default)]
     pub lost_work: Vec<LostWork>,
+    /// The activity ledger the agents kept, compared with the history
+    /// (absent when it was not: a store only an agent reads, older agents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activity_ledger: Option<super::ledger::LedgerCheck>,
     /// The first instances that differ, each with what differs.
     #[serde(default)]
     pub mismatches: Vec<InstanceMismatch>,

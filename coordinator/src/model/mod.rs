@@ -18,6 +18,7 @@ pub mod agent;
 pub mod audit;
 pub mod compare;
 pub mod figures;
+pub mod ledger;
 pub mod live;
 pub mod matrix;
 pub mod procedures;

@@ -92,6 +92,8 @@ pub struct Live {
     /// Headline histograms of the merged seconds closed since the last
     /// [`Live::take_closed`] (kept only when asked for: a live judge).
     closed: Option<Vec<LatencyHistogram>>,
+    /// The activity ledger the agents reported so far.
+    pub ledger: loadgen_common::ledger::Ledger,
 }
 
 /// A point from an interval's counts and histogram.
@@ -132,6 +134,7 @@ impl Live {
             merged_hlog: Vec::new(),
             keep_hlog,
             closed: None,
+            ledger: Default::default(),
         }
     }
 
@@ -155,8 +158,12 @@ impl Live {
     }
 
     /// Fold one interval of agent `i`.
-    pub fn fold(&mut self, i: usize, iv: Interval) -> Result<(), HistogramError> {
+    pub fn fold(&mut self, i: usize, mut iv: Interval) -> Result<(), HistogramError> {
         let t_s = iv.elapsed_ms as f64 / 1000.0;
+        self.ledger.add(i as u32, std::mem::take(&mut iv.activity_runs));
+        if iv.activity_runs_dropped > 0 {
+            self.ledger.incomplete(format!("agent {i} could not keep every line (its buffer was full)"));
+        }
         let counts = iv.counts();
         // The interval's headline histogram over its scenarios.
         let mut h = LatencyHistogram::new();

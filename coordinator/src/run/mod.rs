@@ -30,6 +30,7 @@ use crate::plan::{Profile, RunPlan};
 pub mod abort;
 pub mod assemble;
 pub mod completions;
+pub mod evidence;
 pub mod executor;
 pub mod host;
 pub mod live;

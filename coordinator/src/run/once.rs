@@ -16,7 +16,7 @@ use super::live::Live;
 use super::session::Session;
 use super::store::{self, RunStore, Watchers};
 use super::stream::{self, Follow, Followed};
-use super::{RUN_SLACK, START_DELAY, assemble, describe_load, load_shares, settle};
+use super::{RUN_SLACK, START_DELAY, assemble, describe_load, evidence, load_shares, settle};
 use crate::agents::calls;
 use crate::agents::run::Controls;
 use crate::db::audit::record::RunRecord;
@@ -295,7 +295,8 @@ async fn conclude(
         (true, Some(link)) => Some(calls::inspect(link, &b.run_id, &metrics).await?),
         _ => None,
     };
-    let late = session.release_agents_among(&b.run_id, &finished).await;
+    let released = session.release_agents_among(&b.run_id, &finished).await;
+    let late: Vec<u64> = released.iter().map(|r| r.late_activities).collect();
     if let Some(controls) = ran.controls.take() {
         controls.close();
     }
@@ -326,17 +327,14 @@ async fn conclude(
         None => b.store.audit(&input).await?,
     };
     if let Some(db) = b.store.db() {
-        let mut seen = std::mem::take(&mut ran.sampled.redelivered);
-        crate::db::audit::livelock::settle(db, &mut seen).await?;
-        crate::db::audit::livelock::record(&mut outcome.audit, seen);
-        if let Some(ended) = ran.seen_ended.take() {
-            let lost = crate::db::audit::acknowledged::check(db, &ended).await?;
-            crate::db::audit::acknowledged::record(&mut outcome.audit, ended.len() as u64, lost);
-        }
-        if !ran.faults.is_empty() {
-            let failures = crate::db::audit::errors::read(db, ran.started_at).await?;
-            crate::db::audit::errors::attribute(&mut ran.faults, &failures);
-        }
+        let counted = merged.merged.counts.activities;
+        let gathered = evidence::Gathered {
+            redelivered: std::mem::take(&mut ran.sampled.redelivered),
+            seen_ended: ran.seen_ended.take(),
+            started_at: ran.started_at,
+            ledger: evidence::ledger_of(std::mem::take(&mut live.ledger), released, &finished, &lost, counted),
+        };
+        evidence::check(db, &b.run_id, gathered, &mut ran.faults, &mut outcome).await?;
     }
     assemble::add_audit(&mut merged.scenarios, &outcome);
     // An upgrade mid-run migrated the schema again: what was said of it at

@@ -208,15 +208,15 @@ impl Session {
         Ok(provider)
     }
 
-    /// Release every agent from `run_id`; returns each agent's late activity count.
-    pub async fn release_agents(&self, run_id: &str) -> Vec<u64> {
+    /// Release every agent from `run_id`; returns what each handed back.
+    pub async fn release_agents(&self, run_id: &str) -> Vec<crate::agents::calls::Released> {
         let all: Vec<usize> = (0..self.links.len()).collect();
         self.release_agents_among(run_id, &all).await
     }
 
     /// Release the agents at `indices` (lost ones are skipped: they cannot
-    /// answer); returns every agent's late activity count (0 for the others).
-    pub async fn release_agents_among(&self, run_id: &str, indices: &[usize]) -> Vec<u64> {
+    /// answer); returns what each handed back (nothing for the others).
+    pub async fn release_agents_among(&self, run_id: &str, indices: &[usize]) -> Vec<crate::agents::calls::Released> {
         crate::agents::calls::release(&self.links, run_id, indices).await
     }
 

@@ -10,7 +10,9 @@
 //! - [`query`]: the reads;
 //! - [`inspected`]: the same judge over what an agent read of a store the
 //!   coordinator cannot reach (SQLite, or a schema whose tables changed);
-//! - [`record`]: what a run records in its schema for a later audit.
+//! - [`record`]: what a run records in its schema for a later audit;
+//! - [`twice`], [`ledger`], [`livelock`], [`acknowledged`], [`errors`]: the
+//!   invariants read from the history, the agents' ledger and the sampler.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -25,6 +27,7 @@ use crate::model::{Audit, InstanceMismatch};
 pub mod acknowledged;
 pub mod errors;
 pub mod inspected;
+pub mod ledger;
 pub mod livelock;
 pub mod query;
 pub mod record;

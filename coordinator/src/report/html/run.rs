@@ -405,7 +405,11 @@ fn render_audit_and_load(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
         ),
         ("activities executed (redeliveries)", format!("{} ({})", a.activities_executed, a.redeliveries)),
     ];
-    kv_table(w, "Audit", &audit.map(|(k, v)| (k.to_string(), v)))?;
+    let mut audit: Vec<(String, String)> = audit.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    if let Some(l) = &a.activity_ledger {
+        audit.push(("activity ledger (kept by the agents)".into(), l.summary()));
+    }
+    kv_table(w, "Audit", &audit)?;
     let d = &r.db_load;
     let mut load = vec![
         (

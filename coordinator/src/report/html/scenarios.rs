@@ -148,6 +148,26 @@ pub fn render_mismatches(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
             rows,
         )?;
     }
+    if let Some(l) = a.activity_ledger.as_ref().filter(|l| !l.named.is_empty()) {
+        let rows = l.named.iter().map(|e| {
+            let class = if e.kind == "ran_again" { None } else { Some("bad") };
+            let agents: Vec<String> = e.agents.iter().map(u32::to_string).collect();
+            let cells = vec![
+                e.kind.replace('_', " "),
+                e.instance.clone(),
+                e.execution.to_string(),
+                e.activity.clone(),
+                e.input_md5.chars().take(8).collect(),
+                e.scheduled.to_string(),
+                e.completed.to_string(),
+                (e.ran_ok + e.ran_failed).to_string(),
+                agents.join(", "),
+            ];
+            (class, cells)
+        });
+        let head = ["what", "instance", "execution", "activity", "input", "scheduled", "completed", "ran", "agents"];
+        table(w, "Activity ledger (kept by the agents) against the history", &head, 5, rows)?;
+    }
     if a.mismatches.is_empty() {
         return Ok(());
     }

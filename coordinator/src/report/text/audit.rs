@@ -73,6 +73,13 @@ pub(super) fn render_audit_findings(r: &RunReport, w: &mut dyn Write) -> io::Res
             }
         }
     }
+    if let Some(l) = &a.activity_ledger {
+        let verdict = if l.completed_unrun + l.unrecorded > 0 { "VIOLATED, " } else { "" };
+        writeln!(w, "  exactly once (activity ledger, kept by the agents): {verdict}{}", l.summary())?;
+        for e in l.named.iter().take(5) {
+            writeln!(w, "    {}: {}", e.kind.replace('_', " "), e.line())?;
+        }
+    }
     if a.livelock_checked {
         let many = crate::model::audit::Redelivered::MANY;
         match a.redelivered_messages.len() {
