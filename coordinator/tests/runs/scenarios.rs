@@ -393,7 +393,7 @@ async fn instances_seen_complete_and_later_undone_are_named() {
 }
 
 /// A light run of one local agent on `url`, writing `json`, left running.
-fn spawn_run(dir: &Path, url: &str, duration: &str, json: &Path) -> std::process::Child {
+pub(crate) fn spawn_run(dir: &Path, url: &str, duration: &str, json: &Path) -> std::process::Child {
     coordinator(dir)
         .args(["--local", "1", "--profile", "light", "--duration", duration, "--database-url", url, "--json"])
         .arg(json)
@@ -405,7 +405,7 @@ fn spawn_run(dir: &Path, url: &str, duration: &str, json: &Path) -> std::process
 
 /// The running run's schema, once its `table` has `column` (its migrations
 /// got that far); within 10 s.
-async fn run_schema(conn: &mut sqlx::PgConnection, table: &str, column: &str) -> String {
+pub(crate) async fn run_schema(conn: &mut sqlx::PgConnection, table: &str, column: &str) -> String {
     for _ in 0..100 {
         let found = sqlx::query_scalar::<_, String>(
             "SELECT table_schema::text FROM information_schema.columns WHERE table_schema LIKE 'loadgen_%' \
