@@ -40,9 +40,8 @@ async fn work_the_history_lost_and_a_completion_nobody_ran_are_named_by_the_ledg
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(found.len(), 2, "two instances with a completed activity within 10 s");
-    let completion = format!(
-        "event_data::jsonb->>'type' = 'ActivityCompleted' AND (event_data::jsonb->>'source_event_id')::bigint = $3"
-    );
+    let completion =
+        "event_data::jsonb->>'type' = 'ActivityCompleted' AND (event_data::jsonb->>'source_event_id')::bigint = $3";
     // The history loses an activity that ran: every scheduling of it (by
     // name and input) in its execution, with their completions.
     let (lost, e, id) = &found[0];
@@ -83,7 +82,7 @@ async fn work_the_history_lost_and_a_completion_nobody_ran_are_named_by_the_ledg
     let completed = copy(
         "1",
         "jsonb_set(jsonb_set(event_data::jsonb, '{source_event_id}', to_jsonb(m.n)), '{event_id}', to_jsonb(m.n + 1))",
-    ) + &completion;
+    ) + completion;
     for sql in [scheduled, completed] {
         let n = sqlx::query(&sql).bind(forged).bind(e).bind(id).execute(&mut conn).await.expect(&sql).rows_affected();
         assert_eq!(n, 1, "{sql}");
