@@ -12,6 +12,7 @@ pub mod audit;
 pub mod cleanup;
 pub mod embedded;
 pub mod ha;
+pub mod leases;
 pub mod leftover;
 pub mod procedures;
 pub mod watch;

@@ -71,6 +71,11 @@ pub struct Audit {
     /// Of those, the ones never processed (still queued after the run).
     #[serde(default)]
     pub livelocked: u64,
+    /// Leases seen handed out already expired (must be 0), and the first of them.
+    #[serde(default)]
+    pub expired_leases: u64,
+    #[serde(default)]
+    pub expired_lease_named: Vec<ExpiredLease>,
     /// Instances the generator saw end during the run whose final state was
     /// compared (0: not checked, as when the agents track completions).
     #[serde(default)]
@@ -197,6 +202,33 @@ impl Redelivered {
             self.first_seen_s,
             self.last_seen_s,
             if self.processed { ", then processed" } else { ", never processed" }
+        )
+    }
+}
+
+/// A lease the sampler saw handed out already expired (on the database's clock).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExpiredLease {
+    /// "orchestrator" (an instance lock) or "worker" (a work item's lock).
+    pub queue: String,
+    pub instance: String,
+    pub token: String,
+    /// How long before it was handed out it had expired, at least.
+    pub expired_for_ms: u64,
+    /// When the sampler first saw it, seconds after the common start.
+    pub seen_s: f64,
+}
+
+impl ExpiredLease {
+    /// "worker lease of r-0-7 (lock token 5f3a...): handed out expired by 29.1 s or more (seen at 12.0 s)".
+    pub fn line(&self) -> String {
+        format!(
+            "{} lease of {} (lock token {}): handed out already expired, by {:.1} s or more (seen at {:.1} s)",
+            self.queue,
+            self.instance,
+            self.token,
+            self.expired_for_ms as f64 / 1000.0,
+            self.seen_s
         )
     }
 }

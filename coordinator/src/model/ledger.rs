@@ -74,8 +74,13 @@ impl LedgerEntry {
     pub fn line(&self) -> String {
         let agents: Vec<String> = self.agents.iter().map(u32::to_string).collect();
         let failed = if self.ran_failed > 0 { format!(", {} of them failed", self.ran_failed) } else { String::new() };
+        let on = match agents.len() {
+            0 => "no agent".to_string(),
+            1 => format!("agent {}", agents[0]),
+            _ => format!("agents {}", agents.join(", ")),
+        };
         format!(
-            "{} execution {}: activity {} (input {}) scheduled {}, completed {} in the history, ran {} time(s){failed} (agent{} {})",
+            "{} execution {}: activity {} (input {}) scheduled {}, completed {} in the history, ran {} time(s){failed} ({on})",
             self.instance,
             self.execution,
             self.activity,
@@ -83,8 +88,6 @@ impl LedgerEntry {
             self.scheduled,
             self.completed,
             self.ran_ok + self.ran_failed,
-            if agents.len() == 1 { "" } else { "s" },
-            if agents.is_empty() { "none".to_string() } else { agents.join(", ") }
         )
     }
 }

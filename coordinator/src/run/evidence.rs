@@ -14,6 +14,7 @@ use crate::model::{FaultReport, LostAgent};
 /// What the run gathered for these checks.
 pub struct Gathered {
     pub redelivered: Vec<crate::model::audit::Redelivered>,
+    pub expired_leases: (Vec<crate::model::audit::ExpiredLease>, u64),
     pub seen_ended: Option<Vec<audit::acknowledged::Seen>>,
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub ledger: Ledger,
@@ -61,6 +62,7 @@ pub async fn check(
     let mut seen = g.redelivered;
     audit::livelock::settle(db, &mut seen).await?;
     audit::livelock::record(&mut outcome.audit, seen);
+    crate::db::leases::record(&mut outcome.audit, g.expired_leases);
     if let Some(ended) = g.seen_ended {
         let lost = audit::acknowledged::check(db, &ended).await?;
         audit::acknowledged::record(&mut outcome.audit, ended.len() as u64, lost);

@@ -330,6 +330,7 @@ async fn conclude(
         let counted = merged.merged.counts.activities;
         let gathered = evidence::Gathered {
             redelivered: std::mem::take(&mut ran.sampled.redelivered),
+            expired_leases: std::mem::take(&mut ran.sampled.expired_leases),
             seen_ended: ran.seen_ended.take(),
             started_at: ran.started_at,
             ledger: evidence::ledger_of(std::mem::take(&mut live.ledger), released, &finished, &lost, counted),

@@ -10,6 +10,7 @@ mod completions;
 mod discovery;
 mod e2e;
 mod hunt;
+mod leases;
 mod ledger;
 mod open_loop;
 mod procedures;

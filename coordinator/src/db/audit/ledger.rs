@@ -205,7 +205,7 @@ mod tests {
         let mut a = Audit::default();
         record(&mut a, c);
         let p = a.problems.join("\n");
-        assert!(p.contains("1 activity completion(s) in the history that no agent's activity ran, e.g. r-0-2 execution 1: activity Work (input b) scheduled 1, completed 1 in the history, ran 0 time(s) (agent none)"), "{p}");
+        assert!(p.contains("1 activity completion(s) in the history that no agent's activity ran, e.g. r-0-2 execution 1: activity Work (input b) scheduled 1, completed 1 in the history, ran 0 time(s) (no agent)"), "{p}");
         assert!(p.contains("the history lost work that ran), e.g. r-0-3 execution 1"), "{p}");
         assert!(
             a.notes[0].contains("r-0-1 execution 1: activity Work (input a) scheduled 1, completed 1 in the history, ran 2 time(s) (agents 0, 1)"),

@@ -137,6 +137,20 @@ pub fn render_mismatches(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
             rows,
         )?;
     }
+    if !a.expired_lease_named.is_empty() {
+        let rows = a.expired_lease_named.iter().map(|l| {
+            let cells = vec![
+                l.queue.clone(),
+                l.instance.clone(),
+                l.token.clone(),
+                format!("{:.1} s", l.expired_for_ms as f64 / 1000.0),
+                format!("{:.1} s", l.seen_s),
+            ];
+            (Some("bad"), cells)
+        });
+        let head = ["lease", "instance", "lock token", "expired by (at least)", "seen at"];
+        table(w, "Leases handed out already expired", &head, 3, rows)?;
+    }
     if !a.lost_work.is_empty() {
         let rows =
             a.lost_work.iter().map(|l| (Some("bad"), vec![l.instance.clone(), l.seen.clone(), l.finally.clone()]));

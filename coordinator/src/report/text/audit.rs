@@ -97,6 +97,20 @@ pub(super) fn render_audit_findings(r: &RunReport, w: &mut dyn Write) -> io::Res
             }
         }
     }
+    if a.livelock_checked {
+        match a.expired_leases {
+            0 => writeln!(
+                w,
+                "  no expired lease: no lease seen handed out already expired (database clock, each second)"
+            )?,
+            n => {
+                writeln!(w, "  no expired lease: VIOLATED, {n} lease(s) handed out already expired:")?;
+                for l in a.expired_lease_named.iter().take(5) {
+                    writeln!(w, "    {}", l.line())?;
+                }
+            }
+        }
+    }
     if a.acknowledged_checked > 0 {
         if a.lost_work.is_empty() {
             writeln!(

@@ -1,0 +1,57 @@
+//! A lease handed out already expired, end to end: mid-run, an instance
+//! lock appears whose expiry lies a minute in the past (what a fetch that
+//! read its clock before a long wait, or a worker whose clock is behind,
+//! writes). The database sampler sees a token it had not seen with an
+//! expiry before its previous sample, names it after the run and fails the
+//! audit; the leases the runtimes themselves took are not named.
+
+use sqlx::Connection;
+
+use crate::scenarios::{run_schema, spawn_run};
+use crate::support::{read_report, show};
+use loadgen_coordinator::db::embedded::EmbeddedPostgres;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_handed_out_already_expired_is_named() {
+    let pg = EmbeddedPostgres::start().await.expect("throwaway postgres for the test");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let json = tmp.path().join("leases.json");
+    let child = spawn_run(tmp.path(), pg.url(), "6s", &json);
+    let mut conn = sqlx::PgConnection::connect(pg.url()).await.expect("connect");
+    let s = run_schema(&mut conn, "instance_locks", "locked_at").await;
+    // After the sampler's first samples (one a second from the start).
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let instance = format!("{}-expired-lease", s.trim_start_matches("loadgen_"));
+    sqlx::query(&format!(
+        "INSERT INTO {s}.instance_locks (instance_id, lock_token, locked_until, locked_at) \
+         VALUES ($1, 'lock_forged-by-the-test', \
+                 (extract(epoch FROM now()) * 1000)::bigint - 60000, (extract(epoch FROM now()) * 1000)::bigint - 65000)"
+    ))
+    .bind(&instance)
+    .execute(&mut conn)
+    .await
+    .expect("an instance lock expired a minute ago");
+    conn.close().await.expect("close");
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await.expect("join").expect("wait");
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let a = read_report(&json).audit;
+    assert_eq!(a.expired_leases, 1, "{:?}", a.expired_lease_named);
+    let l = &a.expired_lease_named[0];
+    assert_eq!(
+        (l.queue.as_str(), l.instance.as_str(), l.token.as_str()),
+        ("orchestrator", instance.as_str(), "lock_forged-by-the-test")
+    );
+    assert!(l.expired_for_ms >= 58_000, "{l:?}");
+    assert!(
+        a.problems.iter().any(|p| p.starts_with("no expired lease: 1 lease(s) handed out already expired")),
+        "{:?}",
+        a.problems
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "orchestrator lease of {instance} (lock token lock_forged-by-the-test): handed out already expired"
+        )),
+        "{text}"
+    );
+}
