@@ -25,10 +25,11 @@ fn a_switchover_and_a_failover_under_load_lose_nothing_acknowledged_and_leave_no
     // A change of leader can end a statement with 57P01 (an abrupt
     // shutdown) or route a connection to a node not yet writable (25006),
     // which duroxide-pg (0.1.38 and before) takes as permanent
-    // (docs/findings.md, 7): an orchestration whose acknowledgement meets
-    // one fails, and may leave an execution without an instance row
-    // (finding 3). Seen in 1 of 3 runs of each kind (docs/ha.md). Anything
-    // else fails this test.
+    // (docs/findings.md, 7), or cut a connection for longer than an
+    // acknowledgement's own retries (finding 9): an orchestration whose
+    // acknowledgement meets one fails, and may leave an execution without an
+    // instance row (finding 3). Seen in 1 of 3 runs of each kind
+    // (docs/ha.md). Anything else fails this test.
     assert!(matches!(out.status.code(), Some(0 | 1)), "{text}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("HA cluster on 127.0.0.1:"), "{text}");
     let r = read_report(&json);
@@ -50,7 +51,10 @@ fn a_switchover_and_a_failover_under_load_lose_nothing_acknowledged_and_leave_no
     let c = &r.merged.counts;
     assert!(c.completed > 0 && c.failed() == c.failed_infrastructure && c.failed_infrastructure <= 3, "{c:?}");
     for f in &r.faults {
-        assert!(f.failed_by_error.keys().all(|e| e.starts_with("57P01 ") || e.starts_with("25006 ")), "{f:?}");
+        let known = |e: &String| {
+            e.starts_with("57P01 ") || e.starts_with("25006 ") || e == "connection lost in ack_orchestration_item"
+        };
+        assert!(f.failed_by_error.keys().all(known), "{f:?}");
     }
     let named: u64 = r.faults.iter().flat_map(|f| f.failed_by_error.values()).sum();
     assert!(named <= c.failed_infrastructure, "{named} named, {c:?}");
