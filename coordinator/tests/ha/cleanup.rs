@@ -62,6 +62,20 @@ fn an_ha_cluster_left_by_a_killed_coordinator_is_found_and_removed() {
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(), "the write endpoint answers");
     child.kill().expect("SIGKILL");
     child.wait().expect("reaped");
+    // Its local agent stops on its own (SIGTERM at its parent's death, then
+    // its shutdown, which may wait on the cluster): within 30 s.
+    let agent_bin = support::agent_bin().display().to_string();
+    let agents = || -> Vec<String> {
+        support::processes_mentioning(&tmp.path().display().to_string())
+            .into_iter()
+            .filter(|p| p.starts_with(&agent_bin))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !agents().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(agents().is_empty(), "the killed coordinator's agent still runs: {:?}", agents());
 
     let (code, text) = cleanup(tmp.path(), false);
     assert_eq!(code, Some(0), "{text}");
