@@ -1,121 +1,98 @@
-//! Leases handed out already expired, seen by the database sampler.
+//! Leases handed out already expired.
 //!
-//! duroxide-pg leases a message (worker queue) or an instance
-//! (`instance_locks`) until `locked_until`, a time in milliseconds that the
+//! duroxide-pg leases a work item (`worker_queue`) or an instance
+//! (`instance_locks`) until `locked_until`, a time in milliseconds the
 //! fetching worker computes from its own clock (`p_now_ms`), which may have
 //! been read before a pool wait and an advisory-lock wait, and may be
 //! behind. A lease that has expired when it is handed out cannot be
 //! acknowledged (`Invalid lock token`) and lets any other fetch take the
-//! work at once (duroxide-pg #21, fixed for orchestrations in 0.1.36).
+//! work at once (duroxide-pg #21, fixed for instance locks in 0.1.36).
 //!
-//! Each sample reads the leases held, with the database's clock. A lease
-//! whose token the previous sample did not see was handed out after it; if
-//! its `locked_until` lies before the previous sample's time, it had
-//! expired when it was handed out. This only says what is certain: a lease
-//! handed out expired and gone before the next sample is not seen, and one
-//! whose expiry falls between the two samples is not judged.
-
-use std::collections::{BTreeMap, HashSet};
+//! Before the load starts, the coordinator adds a row trigger to both tables
+//! of the run's schema that fires only when a lock token is written with an
+//! expiry already past on the database's clock (`WHEN`: a comparison per
+//! written lease, nothing more) and notes it in `loadgen_expired_leases`.
+//! The run's schema takes them with it. After the run each one is named.
 
 use sqlx::Row;
 
 use crate::db::RunDb;
-use crate::model::audit::ExpiredLease;
+use crate::db::db_err;
+use crate::error::CoordinatorError;
+use crate::model::audit::{Audit, ExpiredLease};
+use loadgen_common::schema::GENERATOR_SQL_MARK;
 
-/// Most leases read per sample (far above what a run holds at once).
-const READ: i64 = 20_000;
 /// Expired leases kept by name (the count is always whole).
-pub const KEPT: usize = 50;
+pub const KEPT: i64 = 50;
 
-/// One lease held at a sample.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Held {
-    pub queue: &'static str,
-    pub instance: String,
-    pub token: String,
-    pub locked_until_ms: i64,
+/// The leases' tables and what the result calls each.
+const TABLES: [(&str, &str); 2] = [("instance_locks", "orchestrator"), ("worker_queue", "worker")];
+
+/// Add the triggers (after the migrations, before the load).
+pub async fn install(provider: &RunDb) -> Result<(), CoordinatorError> {
+    let s = provider.schema_name();
+    let mut statements = vec![
+        format!(
+            "CREATE TABLE IF NOT EXISTS {s}.loadgen_expired_leases (queue text NOT NULL, instance_id text, \
+             lock_token text, locked_until bigint, at_ms bigint NOT NULL)"
+        ),
+        format!(
+            "CREATE OR REPLACE FUNCTION {s}.loadgen_note_expired_lease() RETURNS trigger LANGUAGE plpgsql AS $f$ \
+             BEGIN INSERT INTO {s}.loadgen_expired_leases VALUES (TG_ARGV[0], NEW.instance_id, NEW.lock_token, \
+             NEW.locked_until, (extract(epoch FROM clock_timestamp()) * 1000)::bigint); RETURN NULL; END $f$"
+        ),
+    ];
+    for (table, queue) in TABLES {
+        // (DROP and CREATE: CREATE OR REPLACE TRIGGER needs Postgres 14.)
+        statements.push(format!("DROP TRIGGER IF EXISTS loadgen_expired_lease ON {s}.{table}"));
+        statements.push(format!(
+            "CREATE TRIGGER loadgen_expired_lease AFTER INSERT OR UPDATE OF lock_token ON {s}.{table} \
+             FOR EACH ROW WHEN (NEW.lock_token IS NOT NULL \
+               AND NEW.locked_until < (extract(epoch FROM clock_timestamp()) * 1000)::bigint) \
+             EXECUTE FUNCTION {s}.loadgen_note_expired_lease('{queue}')"
+        ));
+    }
+    for sql in statements {
+        sqlx::query(&sql).execute(provider.pool()).await.map_err(|e| db_err("adding the expired-lease triggers", e))?;
+    }
+    Ok(())
 }
 
-/// The leases held now, and the database's clock (ms since the epoch) as
-/// the statement began, before its snapshot: every lease held then is read.
-pub async fn held(provider: &RunDb) -> Result<(Vec<Held>, i64), sqlx::Error> {
+/// The leases noted during the run (the first [`KEPT`]) and how many;
+/// `started_ms` is the run's start on the database's clock's scale.
+pub async fn read(provider: &RunDb, started_ms: i64) -> Result<(Vec<ExpiredLease>, u64), CoordinatorError> {
     let s = provider.schema_name();
     let sql = format!(
-        "{mark} SELECT 0, instance_id, lock_token, locked_until FROM {s}.instance_locks WHERE lock_token IS NOT NULL \
-         UNION ALL SELECT 1, coalesce(instance_id, ''), lock_token, locked_until FROM {s}.worker_queue \
-           WHERE lock_token IS NOT NULL AND locked_until IS NOT NULL \
-         UNION ALL SELECT 2, '', '', (extract(epoch FROM statement_timestamp()) * 1000)::bigint LIMIT $1",
-        mark = loadgen_common::schema::GENERATOR_SQL_MARK
+        "{GENERATOR_SQL_MARK} SELECT queue, coalesce(instance_id, ''), coalesce(lock_token, ''), \
+         coalesce(locked_until, 0), at_ms, count(*) OVER ()::bigint \
+         FROM {s}.loadgen_expired_leases ORDER BY at_ms LIMIT $1"
     );
-    let rows = sqlx::query(&sql).bind(READ).fetch_all(provider.pool()).await?;
+    let rows = sqlx::query(&sql)
+        .bind(KEPT)
+        .fetch_all(provider.pool())
+        .await
+        .map_err(|e| db_err("reading the leases handed out expired", e))?;
+    let mut count = 0;
     let mut out = Vec::with_capacity(rows.len());
-    let mut now = None;
     for r in rows {
-        let which: i32 = r.try_get(0)?;
-        let until: i64 = r.try_get(3)?;
-        let queue = match which {
-            0 => "orchestrator",
-            1 => "worker",
-            _ => {
-                now = Some(until);
-                continue;
-            }
-        };
-        out.push(Held { queue, instance: r.try_get(1)?, token: r.try_get(2)?, locked_until_ms: until });
+        let get = |e| db_err("reading a lease handed out expired", e);
+        let until: i64 = r.try_get(3).map_err(get)?;
+        let at: i64 = r.try_get(4).map_err(get)?;
+        count = r.try_get::<i64, _>(5).map_err(get)?.max(0) as u64;
+        out.push(ExpiredLease {
+            queue: r.try_get(0).map_err(get)?,
+            instance: r.try_get(1).map_err(get)?,
+            token: r.try_get(2).map_err(get)?,
+            expired_for_ms: (at - until).max(0) as u64,
+            seen_s: (at - started_ms) as f64 / 1000.0,
+        });
     }
-    // The clock's row comes last: past the limit, this sample says nothing.
-    now.map(|n| (out, n)).ok_or(sqlx::Error::RowNotFound)
+    Ok((out, count))
 }
 
-/// What the samples have shown so far.
-#[derive(Debug, Default)]
-pub struct LeaseWatch {
-    /// The previous sample's tokens and database time.
-    prev: Option<(HashSet<String>, i64)>,
-    found: BTreeMap<String, ExpiredLease>,
-    /// Every lease seen handed out expired (the kept ones are named).
-    pub count: u64,
-}
-
-impl LeaseWatch {
-    /// One sample's leases, at `now_ms` on the database's clock, `t_s`
-    /// seconds after the common start.
-    pub fn observe(&mut self, leases: Vec<Held>, now_ms: i64, t_s: f64) {
-        if let Some((tokens, before_ms)) = &self.prev {
-            for l in leases.iter().filter(|l| !tokens.contains(&l.token) && l.locked_until_ms < *before_ms) {
-                if self.found.contains_key(&l.token) {
-                    continue;
-                }
-                self.count += 1;
-                if self.found.len() < KEPT {
-                    let expired_ms = (before_ms - l.locked_until_ms) as u64;
-                    self.found.insert(
-                        l.token.clone(),
-                        ExpiredLease {
-                            queue: l.queue.into(),
-                            instance: l.instance.clone(),
-                            token: l.token.clone(),
-                            expired_for_ms: expired_ms,
-                            seen_s: t_s,
-                        },
-                    );
-                }
-            }
-        }
-        self.prev = Some((leases.into_iter().map(|l| l.token).collect(), now_ms));
-    }
-
-    /// The leases seen handed out expired, the first first.
-    pub fn finish(self) -> (Vec<ExpiredLease>, u64) {
-        let count = self.count;
-        let mut v: Vec<ExpiredLease> = self.found.into_values().collect();
-        v.sort_by(|a, b| a.seen_s.total_cmp(&b.seen_s).then(a.token.cmp(&b.token)));
-        (v, count)
-    }
-}
-
-/// Record what the sampler saw in the audit.
-pub fn record(a: &mut crate::model::Audit, (found, count): (Vec<ExpiredLease>, u64)) {
+/// Record what the triggers noted in the audit.
+pub fn record(a: &mut Audit, (found, count): (Vec<ExpiredLease>, u64)) {
+    a.expired_leases_checked = true;
     a.expired_leases = count;
     if count > 0 {
         let named: Vec<String> = found.iter().take(3).map(ExpiredLease::line).collect();
@@ -137,34 +114,24 @@ pub fn record(a: &mut crate::model::Audit, (found, count): (Vec<ExpiredLease>, u
 mod tests {
     use super::*;
 
-    fn held(queue: &'static str, token: &str, until: i64) -> Held {
-        Held { queue, instance: format!("r-0-{token}"), token: token.into(), locked_until_ms: until }
-    }
-
     #[test]
-    fn only_a_new_lease_that_expired_before_the_previous_sample_is_named() {
-        let mut w = LeaseWatch::default();
-        // The first sample judges nothing: nothing is known of before it.
-        w.observe(vec![held("worker", "old", 500)], 1_000, 1.0);
-        w.observe(
-            vec![
-                held("worker", "old", 500),        // seen before: handed out earlier
-                held("worker", "fresh", 31_500),   // valid
-                held("orchestrator", "late", 900), // expired before the previous sample
-                held("worker", "between", 1_500),  // expired between the samples: not judged
-            ],
-            2_000,
-            2.0,
-        );
-        // Seen again: counted once.
-        w.observe(vec![held("orchestrator", "late", 900)], 3_000, 3.0);
-        let (found, n) = w.finish();
-        assert_eq!(n, 1);
-        assert_eq!(found.len(), 1);
-        let f = &found[0];
-        assert_eq!(
-            (f.queue.as_str(), f.instance.as_str(), f.expired_for_ms, f.seen_s),
-            ("orchestrator", "r-0-late", 100, 2.0)
+    fn leases_handed_out_expired_fail_the_audit_and_are_named() {
+        let mut a = Audit::default();
+        record(&mut a, (Vec::new(), 0));
+        assert!(a.passed() && a.expired_leases_checked && a.notes.is_empty());
+        let l = ExpiredLease {
+            queue: "worker".into(),
+            instance: "r-1-7".into(),
+            token: "0b5c".into(),
+            expired_for_ms: 35_012,
+            seen_s: 12.25,
+        };
+        record(&mut a, (vec![l], 3));
+        assert_eq!(a.expired_leases, 3);
+        let p = a.problems.join("\n");
+        assert!(
+            p.contains("no expired lease: 3 lease(s) handed out already expired on the database's clock, e.g. worker lease of r-1-7 (lock token 0b5c): handed out already expired, by 35.0 s (at 12.2 s)"),
+            "{p}"
         );
     }
 }

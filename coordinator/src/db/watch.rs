@@ -25,8 +25,8 @@ const EVERY: Duration = Duration::from_secs(1);
 const SAMPLE_TIMEOUT: Duration = Duration::from_millis(900);
 
 /// Queries of one sample (database counters, connections, queue depths,
-/// messages delivered many times, leases held).
-pub const QUERIES_PER_SAMPLE: u64 = 5;
+/// messages delivered many times).
+pub const QUERIES_PER_SAMPLE: u64 = 4;
 /// Most messages delivered many times read per sample.
 const REDELIVERED_PER_SAMPLE: i64 = 50;
 
@@ -42,8 +42,6 @@ pub struct Sampled {
     /// Messages seen delivered [`Redelivered::MANY`] times or more (their
     /// `processed` is settled after the run).
     pub redelivered: Vec<Redelivered>,
-    /// Leases seen handed out already expired: the first, and how many.
-    pub expired_leases: (Vec<crate::model::audit::ExpiredLease>, u64),
 }
 
 /// A running sampler.
@@ -70,7 +68,6 @@ impl DbWatch {
             let mut seen = Vec::new();
             let mut prev_fetches: Option<[u64; 4]> = None;
             let mut redelivered: BTreeMap<(String, u64), Redelivered> = BTreeMap::new();
-            let mut leases = super::leases::LeaseWatch::default();
             let schema = provider.schema_name().to_string();
             let mut tick = tokio::time::interval(EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -88,11 +85,6 @@ impl DbWatch {
                 let t_s =
                     if at >= t0 { at.duration_since(t0).as_secs_f64() } else { -t0.duration_since(at).as_secs_f64() };
                 sample.t_s = t_s;
-                if let Ok(Ok((held, now_ms))) =
-                    tokio::time::timeout(SAMPLE_TIMEOUT, super::leases::held(&provider)).await
-                {
-                    leases.observe(held, now_ms, t_s);
-                }
                 for m in many {
                     let seen = redelivered
                         .entry((m.queue.clone(), m.message_id))
@@ -125,13 +117,7 @@ impl DbWatch {
                 }
                 prev = Some((at, counters));
             }
-            Sampled {
-                samples,
-                counters: seen,
-                queries,
-                redelivered: redelivered.into_values().collect(),
-                expired_leases: leases.finish(),
-            }
+            Sampled { samples, counters: seen, queries, redelivered: redelivered.into_values().collect() }
         });
         DbWatch { stop, handle, latest }
     }

@@ -71,7 +71,11 @@ pub struct Audit {
     /// Of those, the ones never processed (still queued after the run).
     #[serde(default)]
     pub livelocked: u64,
-    /// Leases seen handed out already expired (must be 0), and the first of them.
+    /// Whether the run's schema noted leases handed out already expired (a
+    /// trigger on each lease written; not where only an agent reads the store).
+    #[serde(default)]
+    pub expired_leases_checked: bool,
+    /// Leases handed out already expired (must be 0), and the first of them.
     #[serde(default)]
     pub expired_leases: u64,
     #[serde(default)]
@@ -206,24 +210,25 @@ impl Redelivered {
     }
 }
 
-/// A lease the sampler saw handed out already expired (on the database's clock).
+/// A lease handed out already expired (on the database's clock), as the
+/// run schema's trigger noted it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExpiredLease {
     /// "orchestrator" (an instance lock) or "worker" (a work item's lock).
     pub queue: String,
     pub instance: String,
     pub token: String,
-    /// How long before it was handed out it had expired, at least.
+    /// How long before it was handed out it had expired.
     pub expired_for_ms: u64,
-    /// When the sampler first saw it, seconds after the common start.
+    /// When it was handed out, seconds after the common start.
     pub seen_s: f64,
 }
 
 impl ExpiredLease {
-    /// "worker lease of r-0-7 (lock token 5f3a...): handed out expired by 29.1 s or more (seen at 12.0 s)".
+    /// "worker lease of r-0-7 (lock token 5f3a...): handed out already expired, by 29.1 s (at 12.0 s)".
     pub fn line(&self) -> String {
         format!(
-            "{} lease of {} (lock token {}): handed out already expired, by {:.1} s or more (seen at {:.1} s)",
+            "{} lease of {} (lock token {}): handed out already expired, by {:.1} s (at {:.1} s)",
             self.queue,
             self.instance,
             self.token,

@@ -14,7 +14,8 @@ use crate::model::{FaultReport, LostAgent};
 /// What the run gathered for these checks.
 pub struct Gathered {
     pub redelivered: Vec<crate::model::audit::Redelivered>,
-    pub expired_leases: (Vec<crate::model::audit::ExpiredLease>, u64),
+    /// The run's schema notes leases handed out expired (its triggers were added).
+    pub leases_watched: bool,
     pub seen_ended: Option<Vec<audit::acknowledged::Seen>>,
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub ledger: Ledger,
@@ -62,7 +63,10 @@ pub async fn check(
     let mut seen = g.redelivered;
     audit::livelock::settle(db, &mut seen).await?;
     audit::livelock::record(&mut outcome.audit, seen);
-    crate::db::leases::record(&mut outcome.audit, g.expired_leases);
+    if g.leases_watched {
+        let found = crate::db::leases::read(db, g.started_at.timestamp_millis()).await?;
+        crate::db::leases::record(&mut outcome.audit, found);
+    }
     if let Some(ended) = g.seen_ended {
         let lost = audit::acknowledged::check(db, &ended).await?;
         audit::acknowledged::record(&mut outcome.audit, ended.len() as u64, lost);

@@ -105,6 +105,8 @@ struct Prepared {
     before: XactCounters,
     procedures_before: Option<Snapshot>,
     record: RunRecord,
+    /// The run's schema notes leases handed out already expired.
+    leases_watched: bool,
 }
 
 impl Prepared {
@@ -134,6 +136,13 @@ async fn prepare(
     };
     calls::prepare_all(&session.links, &b.slices, &request).await?;
     let check = b.store.check(plan).await;
+    let leases_watched = match b.store.db() {
+        Some(db) if check.readable => crate::db::leases::install(db)
+            .await
+            .map_err(|e| tracing::warn!(error = %e, "leases handed out expired will not be noted"))
+            .is_ok(),
+        _ => false,
+    };
     let before = b.store.counters().await?;
     let record = RunRecord {
         run_id: b.run_id.clone(),
@@ -146,7 +155,7 @@ async fn prepare(
     };
     b.store.record(&record).await?;
     let procedures_before = b.store.procedures().await;
-    Ok(Prepared { check, before, procedures_before, record })
+    Ok(Prepared { check, before, procedures_before, record, leases_watched })
 }
 
 /// What following the run gathered.
@@ -330,7 +339,7 @@ async fn conclude(
         let counted = merged.merged.counts.activities;
         let gathered = evidence::Gathered {
             redelivered: std::mem::take(&mut ran.sampled.redelivered),
-            expired_leases: std::mem::take(&mut ran.sampled.expired_leases),
+            leases_watched: p.leases_watched,
             seen_ended: ran.seen_ended.take(),
             started_at: ran.started_at,
             ledger: evidence::ledger_of(std::mem::take(&mut live.ledger), released, &finished, &lost, counted),

@@ -148,7 +148,7 @@ pub fn render_mismatches(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
             ];
             (Some("bad"), cells)
         });
-        let head = ["lease", "instance", "lock token", "expired by (at least)", "seen at"];
+        let head = ["lease", "instance", "lock token", "expired by", "handed out at"];
         table(w, "Leases handed out already expired", &head, 3, rows)?;
     }
     if !a.lost_work.is_empty() {
