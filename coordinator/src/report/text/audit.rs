@@ -97,11 +97,11 @@ pub(super) fn render_audit_findings(r: &RunReport, w: &mut dyn Write) -> io::Res
             }
         }
     }
-    if a.livelock_checked {
+    if a.expired_leases_checked {
         match a.expired_leases {
             0 => writeln!(
                 w,
-                "  no expired lease: no lease seen handed out already expired (database clock, each second)"
+                "  no expired lease: no lease handed out already expired (every lease written, on the database's clock)"
             )?,
             n => {
                 writeln!(w, "  no expired lease: VIOLATED, {n} lease(s) handed out already expired:")?;
