@@ -75,9 +75,14 @@ pub struct Audit {
     /// trigger on each lease written; not where only an agent reads the store).
     #[serde(default)]
     pub expired_leases_checked: bool,
-    /// Leases handed out already expired (must be 0), and the first of them.
+    /// Leases handed out already expired (must be 0).
     #[serde(default)]
     pub expired_leases: u64,
+    /// Renewals of an instance lock that revived it after it expired or
+    /// moved its deadline earlier (must be 0).
+    #[serde(default)]
+    pub bad_renewals: u64,
+    /// The first of both.
     #[serde(default)]
     pub expired_lease_named: Vec<ExpiredLease>,
     /// Instances the generator saw end during the run whose final state was
@@ -210,30 +215,36 @@ impl Redelivered {
     }
 }
 
-/// A lease handed out already expired (on the database's clock), as the
-/// run schema's trigger noted it.
+/// A lease handed out already expired, or renewed wrongly (on the
+/// database's clock), as the run schema's trigger noted it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExpiredLease {
     /// "orchestrator" (an instance lock) or "worker" (a work item's lock).
     pub queue: String,
     pub instance: String,
     pub token: String,
-    /// How long before it was handed out it had expired.
-    pub expired_for_ms: u64,
-    /// When it was handed out, seconds after the common start.
+    /// "handed_out" (written already expired), "revived" (a renewal extended
+    /// a lease already expired), "shortened" (a renewal moved its deadline earlier).
+    pub kind: String,
+    /// handed_out: how long before it was handed out it had expired;
+    /// revived: how long it had been expired; shortened: by how much.
+    pub by_ms: u64,
+    /// When it was written, seconds after the common start.
     pub seen_s: f64,
 }
 
 impl ExpiredLease {
     /// "worker lease of r-0-7 (lock token 5f3a...): handed out already expired, by 29.1 s (at 12.0 s)".
     pub fn line(&self) -> String {
+        let by = self.by_ms as f64 / 1000.0;
+        let what = match self.kind.as_str() {
+            "revived" => format!("renewed {by:.1} s after it had expired"),
+            "shortened" => format!("renewed with a deadline {by:.1} s earlier"),
+            _ => format!("handed out already expired, by {by:.1} s"),
+        };
         format!(
-            "{} lease of {} (lock token {}): handed out already expired, by {:.1} s (at {:.1} s)",
-            self.queue,
-            self.instance,
-            self.token,
-            self.expired_for_ms as f64 / 1000.0,
-            self.seen_s
+            "{} lease of {} (lock token {}): {what} (at {:.1} s)",
+            self.queue, self.instance, self.token, self.seen_s
         )
     }
 }

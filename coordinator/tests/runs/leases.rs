@@ -1,8 +1,10 @@
 //! A lease handed out already expired, end to end: mid-run, an instance
 //! lock appears whose expiry lies a minute in the past (what a fetch that
 //! read its clock before a long wait, or a worker whose clock is behind,
-//! writes). The run schema's trigger notes it; the run names it and fails
-//! the audit; the leases the runtimes themselves took are not named.
+//! writes), then is renewed late (revived) and renewed earlier (its deadline
+//! moved back), as duroxide-pg's renewal before 0.1.38 could. The run
+//! schema's triggers note each; the run names them and fails the audit; the
+//! leases the runtimes themselves took and renewed are not named.
 
 use sqlx::Connection;
 
@@ -30,19 +32,35 @@ async fn a_lease_handed_out_already_expired_is_named() {
     .execute(&mut conn)
     .await
     .expect("an instance lock expired a minute ago");
+    // Then renewed as duroxide-pg before 0.1.38 could: revived a minute
+    // late, then moved 30 s earlier.
+    for ms in [60_000, 30_000] {
+        sqlx::query(&format!(
+            "UPDATE {s}.instance_locks SET locked_until = (extract(epoch FROM now()) * 1000)::bigint + {ms} \
+             WHERE lock_token = 'lock_forged-by-the-test'"
+        ))
+        .execute(&mut conn)
+        .await
+        .expect("a renewal");
+    }
     conn.close().await.expect("close");
     let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await.expect("join").expect("wait");
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let a = read_report(&json).audit;
-    assert_eq!(a.expired_leases, 1, "{:?}", a.expired_lease_named);
+    assert_eq!((a.expired_leases, a.bad_renewals), (1, 2), "{:?}", a.expired_lease_named);
+    let kinds: Vec<&str> = a.expired_lease_named.iter().map(|l| l.kind.as_str()).collect();
+    assert_eq!(kinds, ["handed_out", "revived", "shortened"]);
+    let (revived, shortened) = (&a.expired_lease_named[1], &a.expired_lease_named[2]);
+    assert!(revived.by_ms >= 59_000 && (29_000..31_000).contains(&shortened.by_ms), "{revived:?} {shortened:?}");
     let l = &a.expired_lease_named[0];
     assert_eq!(
         (l.queue.as_str(), l.instance.as_str(), l.token.as_str()),
         ("orchestrator", instance.as_str(), "lock_forged-by-the-test")
     );
-    assert!((59_000..70_000).contains(&l.expired_for_ms) && l.seen_s > 0.0, "{l:?}");
+    assert!(l.kind == "handed_out" && (59_000..70_000).contains(&l.by_ms) && l.seen_s > 0.0, "{l:?}");
     assert!(
-        a.problems.iter().any(|p| p.starts_with("no expired lease: 1 lease(s) handed out already expired")),
+        a.problems.iter().any(|p| p.starts_with("no expired lease: 1 lease(s) handed out already expired"))
+            && a.problems.iter().any(|p| p.starts_with("no expired lease: 2 renewal(s) revived an instance lock")),
         "{:?}",
         a.problems
     );

@@ -143,13 +143,14 @@ pub fn render_mismatches(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
                 l.queue.clone(),
                 l.instance.clone(),
                 l.token.clone(),
-                format!("{:.1} s", l.expired_for_ms as f64 / 1000.0),
+                l.kind.replace('_', " "),
+                format!("{:.1} s", l.by_ms as f64 / 1000.0),
                 format!("{:.1} s", l.seen_s),
             ];
             (Some("bad"), cells)
         });
-        let head = ["lease", "instance", "lock token", "expired by", "handed out at"];
-        table(w, "Leases handed out already expired", &head, 3, rows)?;
+        let head = ["lease", "instance", "lock token", "what", "by", "at"];
+        table(w, "Leases handed out already expired, or renewed wrongly", &head, 4, rows)?;
     }
     if !a.lost_work.is_empty() {
         let rows =

@@ -98,13 +98,17 @@ pub(super) fn render_audit_findings(r: &RunReport, w: &mut dyn Write) -> io::Res
         }
     }
     if a.expired_leases_checked {
-        match a.expired_leases {
+        match a.expired_leases + a.bad_renewals {
             0 => writeln!(
                 w,
-                "  no expired lease: no lease handed out already expired (every lease written, on the database's clock)"
+                "  no expired lease: no lease handed out already expired, no renewal reviving one (every lease written, on the database's clock)"
             )?,
-            n => {
-                writeln!(w, "  no expired lease: VIOLATED, {n} lease(s) handed out already expired:")?;
+            _ => {
+                writeln!(
+                    w,
+                    "  no expired lease: VIOLATED, {} lease(s) handed out already expired, {} renewal(s) that revived one or moved its deadline earlier:",
+                    a.expired_leases, a.bad_renewals
+                )?;
                 for l in a.expired_lease_named.iter().take(5) {
                     writeln!(w, "    {}", l.line())?;
                 }
