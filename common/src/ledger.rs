@@ -77,6 +77,15 @@ impl Ledger {
         }
     }
 
+    /// Add what agent `agent` reported, and say so when it could not keep
+    /// `dropped` lines.
+    pub fn add_reported(&mut self, agent: u32, runs: impl IntoIterator<Item = ActivityRun>, dropped: u64) {
+        self.add(agent, runs);
+        if dropped > 0 {
+            self.incomplete(format!("agent {agent} could not keep every line (its buffer was full)"));
+        }
+    }
+
     /// Note that the ledger lacks executions, and why.
     pub fn incomplete(&mut self, why: impl Into<String>) {
         let why = why.into();

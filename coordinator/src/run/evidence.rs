@@ -32,13 +32,10 @@ pub fn ledger_of(
     counted: u64,
 ) -> Ledger {
     for (i, r) in released.into_iter().enumerate() {
-        if r.dropped > 0 {
-            ledger.incomplete(format!("agent {i} could not keep every line (its buffer was full)"));
-        }
         if finished.contains(&i) && !r.answered {
             ledger.incomplete(format!("agent {i} did not answer its release"));
         }
-        ledger.add(i as u32, r.runs);
+        ledger.add_reported(i as u32, r.runs, r.dropped);
     }
     for l in lost {
         ledger.incomplete(format!("agent {} was lost", l.index));

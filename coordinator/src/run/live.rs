@@ -160,10 +160,7 @@ impl Live {
     /// Fold one interval of agent `i`.
     pub fn fold(&mut self, i: usize, mut iv: Interval) -> Result<(), HistogramError> {
         let t_s = iv.elapsed_ms as f64 / 1000.0;
-        self.ledger.add(i as u32, std::mem::take(&mut iv.activity_runs));
-        if iv.activity_runs_dropped > 0 {
-            self.ledger.incomplete(format!("agent {i} could not keep every line (its buffer was full)"));
-        }
+        self.ledger.add_reported(i as u32, std::mem::take(&mut iv.activity_runs), iv.activity_runs_dropped);
         let counts = iv.counts();
         // The interval's headline histogram over its scenarios.
         let mut h = LatencyHistogram::new();

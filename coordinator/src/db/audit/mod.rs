@@ -2,17 +2,13 @@
 //! demand for a kept schema with `coordinator audit --schema S`) each
 //! instance the generator started is held to what its scenario expects of
 //! it (status, output, executions, history events by type, children), read
-//! from the database in a few set-based queries; nothing may be left
-//! running or queued; activity executions beyond the history's completions
-//! are counted as redeliveries, not hidden. A mismatch names the instance
-//! and what differs.
-//!
-//! - [`query`]: the reads;
-//! - [`inspected`]: the same judge over what an agent read of a store the
-//!   coordinator cannot reach (SQLite, or a schema whose tables changed);
-//! - [`record`]: what a run records in its schema for a later audit;
-//! - [`twice`], [`ledger`], [`livelock`], [`acknowledged`], [`errors`]: the
-//!   invariants read from the history, the agents' ledger and the sampler.
+//! in a few set-based queries; nothing may be left running or queued;
+//! activity executions beyond the history's completions are counted as
+//! redeliveries. A mismatch names the instance and what differs.
+//! [`query`] reads; [`inspected`] judges what an agent read of a store the
+//! coordinator cannot reach; [`record`] is what a run keeps in its schema;
+//! [`twice`], [`ledger`], [`livelock`], [`acknowledged`], [`errors`] are
+//! the invariants from the history, the agents' ledger and the sampler.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
