@@ -4,9 +4,7 @@
 
 use std::collections::HashSet;
 
-use loadgen_common::proto;
-
-use super::{AgentLink, state_name};
+use super::{AgentLink, PROTOCOL_VERSION};
 use crate::error::CoordinatorError;
 
 /// Refuse an agent that can never take part in a run with this coordinator
@@ -15,14 +13,10 @@ use crate::error::CoordinatorError;
 /// migrate their own schemas (`coordinator ab`), only the protocol counts.
 pub(super) fn compatible(l: &AgentLink, agents_migrate: bool) -> Result<(), CoordinatorError> {
     let h = &l.hello;
-    if h.protocol_version != proto::PROTOCOL_VERSION {
+    if h.protocol_version != PROTOCOL_VERSION {
         return Err(CoordinatorError::agent(
             &l.address,
-            format!(
-                "speaks protocol revision {}, this coordinator speaks {}",
-                h.protocol_version,
-                proto::PROTOCOL_VERSION
-            ),
+            format!("speaks protocol revision {}, this coordinator speaks {}", h.protocol_version, PROTOCOL_VERSION),
         ));
     }
     if !agents_migrate && h.duroxide_pg_version != loadgen_common::DUROXIDE_PG_VERSION {
@@ -97,10 +91,10 @@ pub fn check(links: &[AgentLink]) -> Result<(), CoordinatorError> {
     for l in links {
         compatible(l, true)?;
         let h = &l.hello;
-        if h.state != proto::AgentState::Idle as i32 {
+        if let Some(state) = h.busy {
             return Err(CoordinatorError::agent(
                 &l.address,
-                format!("is busy ({}); another coordinator is using it", state_name(h.state)),
+                format!("is busy ({state}); another coordinator is using it"),
             ));
         }
         if !processes.insert((h.hostname.clone(), h.pid)) {

@@ -38,11 +38,45 @@ pub struct AgentLink {
     pub index: u32,
     pub address: String,
     pub client: Client,
-    pub hello: HelloReply,
+    pub hello: AgentInfo,
     /// The agent's clock offset from this process's, in milliseconds, and
     /// the half round trip it is good within (`None`: the agent did not send
     /// its time).
     pub clock: Option<(f64, f64)>,
+}
+
+/// The protocol revision this coordinator speaks.
+pub const PROTOCOL_VERSION: u32 = proto::PROTOCOL_VERSION;
+
+/// What an agent said at its Hello, read off the wire once.
+#[derive(Clone, Debug, Default)]
+pub struct AgentInfo {
+    pub protocol_version: u32,
+    pub duroxide_version: String,
+    pub duroxide_pg_version: String,
+    pub hostname: String,
+    pub pid: u32,
+    /// `None` when idle, else the state it is in ("running", ...).
+    pub busy: Option<&'static str>,
+    /// The connection-pool size of each provider in the agent process.
+    pub pool_max: u32,
+    /// Started with `--clock-control`: a clock-skew fault can shift it.
+    pub clock_control: bool,
+}
+
+impl From<&HelloReply> for AgentInfo {
+    fn from(h: &HelloReply) -> Self {
+        AgentInfo {
+            protocol_version: h.protocol_version,
+            duroxide_version: h.duroxide_version.clone(),
+            duroxide_pg_version: h.duroxide_pg_version.clone(),
+            hostname: h.hostname.clone(),
+            pid: h.pid,
+            busy: (h.state != proto::AgentState::Idle as i32).then(|| state_name(h.state)),
+            pool_max: h.pool_max,
+            clock_control: h.clock_control,
+        }
+    }
 }
 
 /// The agent's clock offset from its Hello time `agent_us`, read between
@@ -198,7 +232,7 @@ async fn connect(index: u32, target: &Target, access: &Access) -> Result<AgentLi
         Err(s) => return Err(CoordinatorError::agent(address, format!("hello failed: {}", s.message()))),
     };
     let clock = clock_offset(hello.unix_micros, sent, std::time::SystemTime::now());
-    Ok(AgentLink { index, address: address.to_string(), client, hello, clock })
+    Ok(AgentLink { index, address: address.to_string(), client, hello: AgentInfo::from(&hello), clock })
 }
 
 /// Resolve `entries` once, connect to every agent they name concurrently,
@@ -260,8 +294,8 @@ pub async fn discover(
                 Ok(link) => {
                     compatible(&link, true)?;
                     // A busy agent may be finishing another coordinator's run: wait for it.
-                    if link.hello.state != proto::AgentState::Idle as i32 {
-                        pending.push(format!("{} busy ({})", target.label, state_name(link.hello.state)));
+                    if let Some(state) = link.hello.busy {
+                        pending.push(format!("{} busy ({state})", target.label));
                         continue;
                     }
                     let same = answered
