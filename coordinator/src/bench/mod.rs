@@ -36,6 +36,7 @@ use crate::db::embedded::EmbeddedPostgres;
 use crate::error::CoordinatorError;
 use crate::notice::{Notice, Observer, Silent};
 use crate::plan::profile::{find_profile, parse_dispatchers};
+use crate::plan::provider::StoreSite;
 use crate::plan::workload::{WorkloadOverrides, WorkloadPlan};
 use crate::plan::{AgentSource, CompletionSource, Database, Outputs, PlanError, ProviderKind, RunPlan, Tracking};
 
@@ -224,7 +225,7 @@ pub async fn bench(
 ) -> Result<BenchReport, CoordinatorError> {
     let mut embedded = None;
     let url = match (&plan.database_url, plan.provider) {
-        (_, p) if p.is_sqlite() => None,
+        (_, p) if p.in_agent() => None,
         (Some(u), _) => Some(u.clone()),
         (None, _) => {
             let pg = EmbeddedPostgres::start().await?;
@@ -270,7 +271,8 @@ pub async fn bench(
             comparisons.push(Comparison::of(combo, t, o));
         }
         let ceiling = match (plan.ceiling_step, plan.combos.last()) {
-            (Some(step), Some(combo)) if plan.provider == ProviderKind::SqliteMemory => {
+            // The ceiling is read where the database is not the limit.
+            (Some(step), Some(combo)) if plan.provider.spec().store == StoreSite::AgentMemory => {
                 // From this tool's closed-loop throughput at the same setting.
                 let start = comparisons
                     .last()

@@ -87,7 +87,7 @@ pub async fn run_job(job: &StressJob, url: Option<&str>) -> Result<StressOutcome
             run_parallel_orchestrations_test_with_config(&factory, config).await
         }
         ProviderKind::SqliteFile => {
-            return Err(CoordinatorError::Usage("the bench runs on postgres or sqlite-memory".into()));
+            return Err(CoordinatorError::Usage(format!("the bench runs on {}", ProviderKind::benched_names())));
         }
     };
     let cpu = loadgen_common::process::cpu_time().saturating_sub(cpu0);

@@ -6,7 +6,7 @@
 use crate::plan::{AgentSource, CompletionSource, Database, Outputs, PlanError};
 
 use super::Args;
-use super::resolve::{plan_for, profile, profile_or, refuse_faults, sqlite_is_local};
+use super::resolve::{in_agent_is_local, plan_for, profile, profile_or, refuse_faults};
 
 /// A provider comparison's plan: one run plan per provider, local agents.
 pub fn compare_plan(c: &super::CompareArgs, args: &Args) -> Result<crate::compare::ComparePlan, PlanError> {
@@ -29,8 +29,8 @@ pub fn compare_plan(c: &super::CompareArgs, args: &Args) -> Result<crate::compar
         return Err(PlanError::Invalid("compare's runs are not tracked: drop --track".into()));
     }
     let count = args.local.unwrap_or(1);
-    if count != 1 && providers.iter().any(|p| p.is_sqlite()) {
-        return Err(sqlite_is_local(ProviderKind::SqliteMemory));
+    if count != 1 && providers.iter().any(|p| p.in_agent()) {
+        return Err(in_agent_is_local(ProviderKind::SqliteMemory));
     }
     let agents = agents_for_compare(args, count)?;
     let profile = profile(args)?;
@@ -41,7 +41,7 @@ pub fn compare_plan(c: &super::CompareArgs, args: &Args) -> Result<crate::compar
         .map(|p| {
             let mut plan = base.clone();
             plan.provider = p;
-            if p.is_sqlite() {
+            if p.in_agent() {
                 plan.database = Database::InAgent;
                 plan.completion_source = CompletionSource::Agent;
             }
@@ -150,21 +150,20 @@ pub fn bench_plan(b: &super::BenchArgs) -> Result<crate::bench::BenchPlan, PlanE
     {
         return Err(PlanError::Invalid(format!("--min-throughput-ratio {r} must be a positive number")));
     }
-    if b.provider == crate::plan::ProviderKind::SqliteFile {
-        return Err(PlanError::Invalid(
-            "bench runs on postgres or sqlite-memory (a file store measures the disk, not the generator)".into(),
-        ));
+    if !b.provider.spec().benched {
+        return Err(PlanError::Invalid(format!(
+            "bench runs on {} (a file store measures the disk, not the generator)",
+            crate::plan::ProviderKind::benched_names()
+        )));
     }
-    if b.provider.is_sqlite() && b.database_url.is_some() {
+    if b.provider.in_agent() && b.database_url.is_some() {
         return Err(PlanError::Invalid(format!(
             "--provider {} keeps its store in the agent's memory: drop --database-url (or unset DATABASE_URL)",
             b.provider.as_str()
         )));
     }
-    if b.provider == crate::plan::ProviderKind::SqliteMemory
-        && !b.ceiling_step.is_zero()
-        && b.ceiling_step < std::time::Duration::from_secs(3)
-    {
+    let in_memory = b.provider.spec().store == crate::plan::provider::StoreSite::AgentMemory;
+    if in_memory && !b.ceiling_step.is_zero() && b.ceiling_step < std::time::Duration::from_secs(3) {
         return Err(PlanError::Invalid(
             "--ceiling-step must be at least 3s (a step's pace is read over its last two thirds), or 0 to skip the search"
                 .into(),
@@ -194,7 +193,6 @@ pub fn bench_plan(b: &super::BenchArgs) -> Result<crate::bench::BenchPlan, PlanE
             .map_err(|e| PlanError::Invalid(format!("cannot find this executable: {e}")))?,
         provider: b.provider,
         min_throughput_ratio: b.min_throughput_ratio,
-        ceiling_step: (b.provider == crate::plan::ProviderKind::SqliteMemory && !b.ceiling_step.is_zero())
-            .then_some(b.ceiling_step),
+        ceiling_step: (in_memory && !b.ceiling_step.is_zero()).then_some(b.ceiling_step),
     })
 }

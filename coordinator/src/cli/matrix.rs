@@ -25,7 +25,7 @@ pub fn matrix_plan(m: &super::MatrixArgs, args: &Args) -> Result<MatrixPlan, Pla
     if args.suite.is_some() || args.track || args.track_cloud {
         return invalid("matrix runs one fault per run: drop --suite and --track");
     }
-    if args.provider.is_sqlite() {
+    if args.provider.in_agent() {
         return invalid(
             "matrix breaks a Postgres provider: drop --provider (SQLite has no server to answer with errors)",
         );

@@ -195,13 +195,13 @@ pub fn outputs(args: &Args) -> Result<Outputs, PlanError> {
 /// The whole plan of a run (or suite).
 pub fn run_plan(args: &Args) -> Result<RunPlan, PlanError> {
     // Said before the agents' own checks, which would ask for a database URL.
-    if args.provider.is_sqlite() && !args.agents.is_empty() {
-        return Err(sqlite_is_local(args.provider));
+    if args.provider.in_agent() && !args.agents.is_empty() {
+        return Err(in_agent_is_local(args.provider));
     }
     plan_for(args, profile(args)?, agents(args)?)
 }
 
-pub(super) fn sqlite_is_local(p: crate::plan::ProviderKind) -> PlanError {
+pub(super) fn in_agent_is_local(p: crate::plan::ProviderKind) -> PlanError {
     PlanError::Invalid(format!(
         "--provider {} is process-local: it runs with --local 1 (several runtimes share it with --runtimes-per-agent)",
         p.as_str()
@@ -219,11 +219,11 @@ pub(super) fn plan_for(args: &Args, profile: Profile, agents: AgentSource) -> Re
     slices::check(&profile, agents.fewest())?;
     let outputs = outputs(args)?;
     let faults = fault_schedule(args, &profile, &agents)?;
-    let sqlite = args.provider.is_sqlite();
-    if sqlite {
+    let in_agent = args.provider.in_agent();
+    if in_agent {
         let one_local = matches!(agents, AgentSource::Local { count: 1, .. });
         if !one_local {
-            return Err(sqlite_is_local(args.provider));
+            return Err(in_agent_is_local(args.provider));
         }
         if args.database_url.is_some() {
             return Err(PlanError::Invalid(format!(
@@ -240,7 +240,7 @@ pub(super) fn plan_for(args: &Args, profile: Profile, agents: AgentSource) -> Re
         runs,
         workload,
         agents,
-        database: if sqlite {
+        database: if in_agent {
             Database::InAgent
         } else if args.ha {
             Database::Ha(args.replication)
@@ -256,7 +256,7 @@ pub(super) fn plan_for(args: &Args, profile: Profile, agents: AgentSource) -> Re
             fail_on_regression: args.fail_on_regression,
         },
         // Nothing but the agent reaches a process-local store.
-        completion_source: if sqlite { CompletionSource::Agent } else { args.completion_source },
+        completion_source: if in_agent { CompletionSource::Agent } else { args.completion_source },
         completion_poll: args.completion_poll,
         on_agent_loss: args.on_agent_loss,
         faults,

@@ -16,6 +16,7 @@ use crate::error::CoordinatorError;
 use crate::model::compare::{CompareReport, CompareRow, CompareRun, ProviderCell};
 use crate::model::{IntervalLogs, RunReport};
 use crate::notice::{Notice, Observer};
+use crate::plan::provider::{PROVIDERS, Role, StoreSite};
 use crate::plan::{ProviderKind, RunPlan};
 use crate::run::executor::with_sessions;
 use crate::run::run_once;
@@ -97,10 +98,10 @@ async fn execute(
     let database = sessions
         .iter()
         .zip(&plan.plans)
-        .find(|(_, p)| !p.provider.is_sqlite())
+        .find(|(_, p)| !p.provider.in_agent())
         .map(|(s, _)| s.database.clone())
         .unwrap_or_default();
-    let local = sessions.iter().zip(&plan.plans).any(|(s, p)| !p.provider.is_sqlite() && is_local(&s.db_host));
+    let local = sessions.iter().zip(&plan.plans).any(|(s, p)| !p.provider.in_agent() && is_local(&s.db_host));
     let compare = assemble(plan, database, local, rows);
     Ok(CompareOutcome { compare, runs, logs })
 }
@@ -139,17 +140,23 @@ pub fn assemble(plan: &ComparePlan, database: String, local_postgres: bool, runs
                     }
                 })
                 .collect();
-            let of = |p: ProviderKind| cells.iter().find(|c| c.provider == p).map(|c| c.median);
-            let sqlite = of(ProviderKind::SqliteMemory).or(of(ProviderKind::SqliteFile));
-            let ratio = match (of(ProviderKind::Postgres), sqlite) {
+            // The system under test against a reference, in the registry's order.
+            let of = |role: Role| {
+                PROVIDERS
+                    .iter()
+                    .filter(|spec| spec.role == role)
+                    .find_map(|spec| cells.iter().find(|c| c.provider == spec.kind).map(|c| c.median))
+            };
+            let ratio = match (of(Role::UnderTest), of(Role::Reference)) {
                 (Some(pg), Some(sq)) if sq > 0.0 => Some(pg / sq),
                 _ => None,
             };
             CompareRow { dispatchers: d, cells, ratio }
         })
         .collect();
-    let has = |p: ProviderKind| providers.contains(&p);
-    let expected = (has(ProviderKind::Postgres) && has(ProviderKind::SqliteMemory))
+    // The SPEC's expectation is for a server store against the in-memory reference.
+    let has = |store: StoreSite| providers.iter().any(|p| p.spec().store == store);
+    let expected = (has(StoreSite::Server) && has(StoreSite::AgentMemory))
         .then(|| if local_postgres { "70-90% (local Postgres)" } else { "20-40% (remote Postgres)" }.to_string());
     let problems: Vec<String> = runs
         .iter()

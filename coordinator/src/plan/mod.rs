@@ -10,7 +10,8 @@
 //! - [`load`]: the load over time (stages, or a constant rate or budget);
 //! - [`workload`]: the scenario (or mix) with its options, built to check them;
 //! - [`slices`]: each agent's share of the budget, the rate and the seed;
-//! - [`outputs`]: result files and directories, checked writable up front.
+//! - [`outputs`]: result files and directories, checked writable up front;
+//! - [`provider`]: the duroxide providers, one registry entry each.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,11 +20,13 @@ pub mod load;
 pub mod outputs;
 pub mod profile;
 pub mod profiles;
+pub mod provider;
 pub mod slices;
 pub mod workload;
 
 pub use outputs::{LiveMode, Outputs};
 pub use profile::{Arrival, ConfigError, Profile};
+pub use provider::ProviderKind;
 pub use slices::AgentSlice;
 pub use workload::WorkloadPlan;
 
@@ -144,34 +147,6 @@ pub struct Tracking {
     pub baseline: Option<PathBuf>,
     /// A regression or memory growth fails the run.
     pub fail_on_regression: bool,
-}
-
-/// Which duroxide provider the agents' runtimes use.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ProviderKind {
-    /// duroxide-pg on a schema of the run's own: the system under test.
-    #[default]
-    Postgres,
-    /// duroxide's SQLite provider in the agent's memory: the single-process
-    /// reference (one agent; its runtimes share the store).
-    SqliteMemory,
-    /// duroxide's SQLite provider on a file of the run's own (one agent).
-    SqliteFile,
-}
-
-impl ProviderKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::Postgres => "postgres",
-            ProviderKind::SqliteMemory => "sqlite-memory",
-            ProviderKind::SqliteFile => "sqlite-file",
-        }
-    }
-
-    pub fn is_sqlite(self) -> bool {
-        self != ProviderKind::Postgres
-    }
 }
 
 /// Who learns which instances reached a terminal status.

@@ -268,7 +268,7 @@ pub fn needs_root(test: &str, why: &str) -> bool {
 pub fn sqlite_lost_a_start(r: &RunReport) -> bool {
     let a = &r.audit;
     let c = &r.merged.counts;
-    r.provider.is_sqlite()
+    r.provider.in_agent()
         && !r.passed
         && a.queued == 0
         && a.orphaned == 0

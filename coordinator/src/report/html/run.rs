@@ -97,7 +97,7 @@ fn render_charts(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     figure(w, "Latency", &format!("per second, {definition}"), &spanning(latency_chart(r), span))?;
     figure(w, "Latency percentile spectrum", &format!("whole run, merged, {definition}"), &spectrum_chart(r))?;
     let db = &r.db_timeline;
-    if r.provider.is_sqlite() {
+    if r.provider.in_agent() {
         return writeln!(
             w,
             r#"<p class="sub">Database charts: not applicable ({} has no server statistics).</p>"#,

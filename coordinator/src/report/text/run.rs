@@ -60,7 +60,7 @@ fn row(w: &mut dyn Write, label: &str, s: &Section) -> io::Result<()> {
 /// The human summary of a run.
 pub fn render(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     writeln!(w)?;
-    if r.provider.is_sqlite() {
+    if r.provider.in_agent() {
         writeln!(w, "Run {} on {} ({}), duroxide {}", r.run_id, r.database, r.provider.as_str(), r.duroxide_version)?;
     } else {
         writeln!(
@@ -316,7 +316,7 @@ fn render_stages(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
 
 fn render_database(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     let d = &r.db_load;
-    if r.provider.is_sqlite() {
+    if r.provider.in_agent() {
         // No server: nothing to sample, count or time per procedure.
         let retries: Vec<String> = r.contention.provider_retries.iter().map(|(k, n)| format!("{k} {n}")).collect();
         writeln!(

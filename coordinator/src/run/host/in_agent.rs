@@ -7,6 +7,7 @@ use std::path::Path;
 use super::DatabaseHost;
 use crate::error::CoordinatorError;
 use crate::plan::ProviderKind;
+use crate::plan::provider::StoreSite;
 
 pub struct InAgent {
     provider: ProviderKind,
@@ -16,14 +17,13 @@ pub struct InAgent {
 
 impl InAgent {
     pub fn new(provider: ProviderKind) -> Result<Self, CoordinatorError> {
-        let dir = match provider {
-            ProviderKind::SqliteFile => Some(
-                tempfile::Builder::new()
-                    .prefix("loadgen-sqlite-")
-                    .tempdir()
-                    .map_err(|e| CoordinatorError::Local(format!("creating a directory for SQLite: {e}")))?,
-            ),
-            _ => None,
+        let dir = match provider.spec().store {
+            StoreSite::AgentFiles => {
+                Some(tempfile::Builder::new().prefix(&format!("loadgen-{}-", provider.as_str())).tempdir().map_err(
+                    |e| CoordinatorError::Local(format!("creating a directory for {}: {e}", provider.as_str())),
+                )?)
+            }
+            StoreSite::AgentMemory | StoreSite::Server => None,
         };
         Ok(InAgent { provider, dir })
     }
@@ -36,14 +36,15 @@ impl DatabaseHost for InAgent {
     }
 
     fn description(&self) -> String {
-        match (&self.dir, self.provider) {
-            (Some(d), _) => format!("duroxide's SQLite provider on files in {}", d.path().display()),
-            _ => "duroxide's SQLite provider in the agent's memory".into(),
+        let described = self.provider.spec().described;
+        match &self.dir {
+            Some(d) => format!("{described} in {}", d.path().display()),
+            None => described.into(),
         }
     }
 
     fn host_label(&self) -> String {
-        "sqlite".into()
+        self.provider.spec().host_label.into()
     }
 
     fn is_server(&self) -> bool {

@@ -97,7 +97,7 @@ pub async fn begin(
     run_id: &str,
     schema: &str,
 ) -> Result<Box<dyn RunStore>, CoordinatorError> {
-    if plan.provider.is_sqlite() {
+    if plan.provider.in_agent() {
         let path = session.begin_store_run(run_id);
         return Ok(Box::new(agent::AgentStore { provider: plan.provider, path }));
     }
