@@ -38,8 +38,13 @@ pub enum CoordinatorError {
     /// A `--baseline` file that cannot be read as a result.
     #[error("{detail}")]
     Baseline { path: String, detail: String },
+    /// The database could not be reached, or a statement on it failed
+    /// (built by `db::connect_err` and `db::db_err`, password scrubbed).
     #[error("database: {0}")]
     Database(String),
+    /// duroxide's stress module (`coordinator bench`) failed or gave no result.
+    #[error("duroxide stress module {0}")]
+    Stress(String),
     #[error("agent {address}: {detail}")]
     Agent { address: String, detail: String },
     /// The throwaway Postgres could not be started.

@@ -81,9 +81,7 @@ fn per_1000(cpu_s: f64, completed: u64) -> f64 {
 
 async fn commits(url: &str) -> Result<u64, CoordinatorError> {
     use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(url)
-        .await
-        .map_err(|e| CoordinatorError::Database(loadgen_common::secret::scrub(&e.to_string(), url)))?;
+    let mut conn = sqlx::PgConnection::connect(url).await.map_err(|e| crate::db::connect_err(url, e))?;
     // Our own session's counters first, so the snapshot includes everything.
     let n: i64 = sqlx::query_scalar("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
         .fetch_one(&mut conn)

@@ -92,7 +92,7 @@ pub async fn run_job(job: &StressJob, url: Option<&str>) -> Result<StressOutcome
     };
     let cpu = loadgen_common::process::cpu_time().saturating_sub(cpu0);
     let wall = t0.elapsed();
-    let r = result.map_err(|e| CoordinatorError::Database(format!("duroxide stress module: {e}")))?;
+    let r = result.map_err(|e| CoordinatorError::Stress(format!("failed: {e}")))?;
     Ok(StressOutcome {
         launched: r.launched as u64,
         completed: r.completed as u64,
@@ -126,18 +126,17 @@ pub async fn spawn(
         .map_err(|e| CoordinatorError::Local(format!("cannot start {} stress-module: {e}", exe.display())))?;
     let out = tokio::time::timeout(bound, child.wait_with_output())
         .await
-        .map_err(|_| CoordinatorError::Database(format!("duroxide stress module did not finish within {bound:?}")))?
-        .map_err(|e| CoordinatorError::Database(format!("duroxide stress module: {e}")))?;
+        .map_err(|_| CoordinatorError::Stress(format!("did not finish within {bound:?}")))?
+        .map_err(|e| CoordinatorError::Stress(format!("could not be waited for: {e}")))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let why = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no message");
         let why = url.map_or(why.to_string(), |u| loadgen_common::secret::scrub(why, u));
-        return Err(CoordinatorError::Database(format!("duroxide stress module exited with {}: {why}", out.status)));
+        return Err(CoordinatorError::Stress(format!("exited with {}: {why}", out.status)));
     }
     let line = stdout.lines().rev().find(|l| l.starts_with('{')).unwrap_or("");
-    serde_json::from_str(line)
-        .map_err(|e| CoordinatorError::Database(format!("duroxide stress module printed no result ({e})")))
+    serde_json::from_str(line).map_err(|e| CoordinatorError::Stress(format!("printed no result ({e})")))
 }
 
 #[cfg(test)]

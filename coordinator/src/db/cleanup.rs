@@ -77,12 +77,7 @@ pub struct CleanupReport {
 }
 
 async fn connect(url: &str) -> Result<sqlx::PgConnection, CoordinatorError> {
-    sqlx::PgConnection::connect(url).await.map_err(|e| {
-        CoordinatorError::Database(one_line(&loadgen_common::secret::scrub(
-            &format!("cannot connect to {}: {e}", loadgen_common::secret::mask_url(url)),
-            url,
-        )))
-    })
+    sqlx::PgConnection::connect(url).await.map_err(|e| super::connect_err(url, e))
 }
 
 /// Every `loadgen_*` schema with what it holds.

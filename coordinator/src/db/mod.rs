@@ -30,12 +30,7 @@ const PREFLIGHT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10
 /// password is reported at once and with its real cause.
 pub async fn preflight(url: &str) -> Result<(), CoordinatorError> {
     use sqlx::Connection;
-    let fail = |detail: String| {
-        CoordinatorError::Database(one_line(&secret::scrub(
-            &format!("cannot connect to {}: {detail}", secret::mask_url(url)),
-            url,
-        )))
-    };
+    let fail = |detail: String| connect_err(url, detail);
     match tokio::time::timeout(PREFLIGHT_TIMEOUT, sqlx::PgConnection::connect(url)).await {
         Ok(Ok(conn)) => {
             let _ = conn.close().await;
@@ -49,9 +44,7 @@ pub async fn preflight(url: &str) -> Result<(), CoordinatorError> {
 /// The server's connection limits: (max_connections, reserved for superusers, in use now).
 pub async fn connection_limits(url: &str) -> Result<(u64, u64, u64), CoordinatorError> {
     use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(url)
-        .await
-        .map_err(|e| CoordinatorError::Database(one_line(&secret::scrub(&format!("connecting: {e}"), url))))?;
+    let mut conn = sqlx::PgConnection::connect(url).await.map_err(|e| connect_err(url, e))?;
     let row = sqlx::query(
         "SELECT current_setting('max_connections')::bigint, current_setting('superuser_reserved_connections')::bigint, \
                 (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')",
@@ -87,18 +80,8 @@ impl RunDb {
             .connect(url);
         let pool = match tokio::time::timeout(CONNECT_TIMEOUT, pool).await {
             Ok(Ok(p)) => p,
-            Ok(Err(e)) => {
-                return Err(CoordinatorError::Database(one_line(&secret::scrub(
-                    &format!("cannot connect to {}: {e}", secret::mask_url(url)),
-                    url,
-                ))));
-            }
-            Err(_) => {
-                return Err(CoordinatorError::Database(format!(
-                    "no answer from {} within {CONNECT_TIMEOUT:?}",
-                    secret::mask_url(url)
-                )));
-            }
+            Ok(Err(e)) => return Err(connect_err(url, e)),
+            Err(_) => return Err(connect_err(url, format!("no answer within {CONNECT_TIMEOUT:?}"))),
         };
         Ok(RunDb { pool, schema: schema.to_string() })
     }
@@ -314,6 +297,16 @@ pub async fn server_version(provider: &RunDb) -> Result<String, CoordinatorError
         .fetch_one(provider.pool())
         .await
         .map_err(|e| CoordinatorError::Database(one_line(&format!("reading server_version: {e}"))))
+}
+
+/// A database that could not be reached at `url`, as a one-line error
+/// naming it without its password (the detail is scrubbed too: a driver's
+/// message may quote the URL).
+pub fn connect_err(url: &str, detail: impl std::fmt::Display) -> CoordinatorError {
+    CoordinatorError::Database(one_line(&secret::scrub(
+        &format!("cannot connect to {}: {detail}", secret::mask_url(url)),
+        url,
+    )))
 }
 
 /// A database error as a one-line coordinator error.
