@@ -95,7 +95,8 @@ fn profiles(file: Option<&std::path::Path>) -> u8 {
         Ok(t) => t,
         Err(e) => return usage(format!("cannot read profile file: {e}")),
     };
-    match crate::plan::profile::all_profiles(text.as_ref().map(|(t, n)| (t.as_str(), n.as_str()))) {
+    let all = crate::plan::profile::all_profiles(text.as_ref().map(|(t, n)| (t.as_str(), n.as_str())));
+    match all.and_then(crate::plan::resolved::resolve_all) {
         Ok(all) => write_listing(&Document::Profiles(&all)),
         Err(e) => usage(e),
     }

@@ -11,7 +11,7 @@
 use loadgen_common::units::format_latency_us as fmt_ms;
 
 use crate::model::{AgentReport, Audit, Gate, LostAgent, Section};
-use crate::plan::Profile;
+use crate::plan::ProfilePlan;
 
 /// The gate `--abort-on-fail` lost while the run went (always failed).
 pub fn abort_gate(a: &crate::model::Aborted) -> Gate {
@@ -24,21 +24,21 @@ pub fn abort_gate(a: &crate::model::Aborted) -> Gate {
 }
 
 /// Evaluate every must-pass gate.
-pub fn evaluate(profile: &Profile, merged: &Section, audit: &Audit) -> Vec<Gate> {
+pub fn evaluate(profile: &ProfilePlan, merged: &Section, audit: &Audit) -> Vec<Gate> {
     evaluate_workload(profile, merged, audit, true)
 }
 
 /// Every must-pass gate; `instances` is false for a workload whose load is
 /// messages to a few long-lived instances (its throughput is not
 /// orchestrations per second, so that gate does not apply).
-pub fn evaluate_workload(profile: &Profile, merged: &Section, audit: &Audit, instances: bool) -> Vec<Gate> {
+pub fn evaluate_workload(profile: &ProfilePlan, merged: &Section, audit: &Audit, instances: bool) -> Vec<Gate> {
     let c = &merged.counts;
     let gate =
         |name: &str, limit: String, value: String, passed: bool| Gate { name: name.into(), limit, value, passed };
     let not_as_expected = c.not_as_expected();
     let expected =
         if c.expected_failures > 0 { format!(", {} failed by design", c.expected_failures) } else { String::new() };
-    let success = match profile.max_failed {
+    let success = match profile.gates.max_failed {
         None | Some(0) => gate(
             "success rate",
             "100% of launched ended as their scenario expects".into(),
@@ -68,9 +68,9 @@ pub fn evaluate_workload(profile: &Profile, merged: &Section, audit: &Audit, ins
         if instances {
             gate(
                 "throughput",
-                format!(">= {:.2} orch/s", profile.min_orch_per_sec),
+                format!(">= {:.2} orch/s", profile.gates.min_orch_per_sec),
                 format!("{:.2} orch/s", merged.orch_per_sec),
-                merged.orch_per_sec >= profile.min_orch_per_sec,
+                merged.orch_per_sec >= profile.gates.min_orch_per_sec,
             )
         } else {
             gate(
@@ -91,7 +91,7 @@ pub fn evaluate_workload(profile: &Profile, merged: &Section, audit: &Audit, ins
             c.dropped == 0,
         ));
     }
-    if let Some(limit) = profile.p99_ms {
+    if let Some(limit) = profile.gates.p99_ms {
         // Open loop: from the intended start (what users would see).
         let p99 = merged.headline_latency().p99_us;
         gates.push(if instances {
@@ -160,8 +160,8 @@ pub fn faults_gate(faults: &[crate::model::FaultReport]) -> Gate {
 /// The clock gate, when the profile sets `max_clock_offset`: every agent's
 /// clock read within it of the coordinator's, at its Hello and during the
 /// run (an agent that sent no time cannot be vouched for, and fails it).
-pub fn clock_gate(profile: &Profile, agents: &[AgentReport]) -> Option<Gate> {
-    let limit = profile.max_clock_offset?;
+pub fn clock_gate(profile: &ProfilePlan, agents: &[AgentReport]) -> Option<Gate> {
+    let limit = profile.gates.max_clock_offset?;
     let limit_ms = limit.as_secs_f64() * 1000.0;
     let off: Vec<String> = agents
         .iter()
@@ -184,8 +184,8 @@ pub fn clock_gate(profile: &Profile, agents: &[AgentReport]) -> Option<Gate> {
 }
 
 /// Warnings for agents whose memory grew faster than the profile allows.
-pub fn memory_warnings(profile: &Profile, agents: &[AgentReport]) -> Vec<String> {
-    let Some(limit) = profile.rss_growth_mb_per_min else { return Vec::new() };
+pub fn memory_warnings(profile: &ProfilePlan, agents: &[AgentReport]) -> Vec<String> {
+    let Some(limit) = profile.gates.rss_growth_mb_per_min else { return Vec::new() };
     agents
         .iter()
         .filter_map(|a| {
@@ -223,14 +223,19 @@ mod tests {
         Audit { problems: vec![problem.to_string()], ..Default::default() }
     }
 
-    fn failed(p: &Profile, s: &Section, d: &Audit) -> Vec<String> {
-        evaluate(p, s, d).into_iter().filter(|g| !g.passed).map(|g| g.name).collect()
+    /// The profile resolved, as a run hands it to the gates.
+    fn plan(p: &crate::plan::Profile) -> ProfilePlan {
+        ProfilePlan::resolve(p.clone()).expect("resolves")
+    }
+
+    fn failed(p: &crate::plan::Profile, s: &Section, d: &Audit) -> Vec<String> {
+        evaluate(&plan(p), s, d).into_iter().filter(|g| !g.passed).map(|g| g.name).collect()
     }
 
     #[test]
     fn a_clean_run_passes_every_gate() {
         let p = find_profile("light").expect("light");
-        assert!(evaluate(&p, &section(10, 10, 0, 5.0), &db(10)).iter().all(|g| g.passed));
+        assert!(evaluate(&plan(&p), &section(10, 10, 0, 5.0), &db(10)).iter().all(|g| g.passed));
     }
 
     #[test]
@@ -257,8 +262,8 @@ mod tests {
         s.counts.failed_application = 2;
         let d =
             Audit { instances: 10, terminal_once: 10, completed: 8, failed: 2, as_expected: 8, ..Default::default() };
-        assert!(failed(&p, &s, &d).is_empty(), "{:?}", evaluate(&p, &s, &d));
-        let gate = evaluate(&p, &s, &d).into_iter().next().expect("first gate");
+        assert!(failed(&p, &s, &d).is_empty(), "{:?}", evaluate(&plan(&p), &s, &d));
+        let gate = evaluate(&plan(&p), &s, &d).into_iter().next().expect("first gate");
         assert_eq!((gate.name.as_str(), gate.limit.as_str()), ("failed or unfinished", "<= 2"));
         p.max_failed = Some(1);
         assert_eq!(failed(&p, &s, &d), ["failed or unfinished"]);
@@ -274,12 +279,12 @@ mod tests {
             ..Default::default()
         };
         let agents = [agent(0, Some(3.0)), agent(1, Some(-15_000.0))];
-        assert!(clock_gate(&p, &agents).is_none(), "no gate unless asked for");
+        assert!(clock_gate(&plan(&p), &agents).is_none(), "no gate unless asked for");
         p.max_clock_offset = Some(std::time::Duration::from_secs(1));
-        let g = clock_gate(&p, &agents).expect("gate");
+        let g = clock_gate(&plan(&p), &agents).expect("gate");
         assert!(!g.passed && g.value.contains("agent 1") && !g.value.contains("agent 0"), "{g:?}");
-        assert!(clock_gate(&p, &agents[..1]).expect("gate").passed);
-        assert!(!clock_gate(&p, &[agent(2, None)]).expect("gate").passed, "an unread clock is not vouched for");
+        assert!(clock_gate(&plan(&p), &agents[..1]).expect("gate").passed);
+        assert!(!clock_gate(&plan(&p), &[agent(2, None)]).expect("gate").passed, "an unread clock is not vouched for");
     }
 
     #[test]
@@ -290,8 +295,8 @@ mod tests {
             memory: MemorySummary { growth_mb_per_min: Some(g), ..Default::default() },
             ..Default::default()
         };
-        assert!(memory_warnings(&p, &[agent(1.0)]).is_empty());
-        let w = memory_warnings(&p, &[agent(1.0), agent(7.5)]);
+        assert!(memory_warnings(&plan(&p), &[agent(1.0)]).is_empty());
+        let w = memory_warnings(&plan(&p), &[agent(1.0), agent(7.5)]);
         assert_eq!(w.len(), 1);
         assert!(w[0].contains("7.50 MB/min"), "{w:?}");
     }

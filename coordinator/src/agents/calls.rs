@@ -16,7 +16,7 @@ use crate::db::audit::query::InstanceRow;
 use crate::error::CoordinatorError;
 use loadgen_common::load::{Arrival, Loop};
 
-use crate::plan::{AgentSlice, CompletionSource, Profile, RunPlan};
+use crate::plan::{AgentSlice, CompletionSource, ProfilePlan, RunPlan};
 
 /// Bound on Release (stopping the driver and shutting runtimes down).
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(45);
@@ -33,7 +33,7 @@ pub struct RunRequest<'a> {
     pub run_id: &'a str,
     pub schema: &'a str,
     pub seed: u64,
-    pub profile: &'a Profile,
+    pub profile: &'a ProfilePlan,
     pub plan: &'a RunPlan,
     /// The workload as the coordinator understands it.
     pub workload: &'a str,
@@ -91,8 +91,8 @@ fn request(r: &RunRequest<'_>, slice: &AgentSlice, agents: usize) -> Result<prot
         }),
         runtime: Some(proto::RuntimeSettings {
             runtimes: p.runtimes_per_agent,
-            orchestration_concurrency: p.orch_concurrency,
-            worker_concurrency: p.worker_concurrency,
+            orchestration_concurrency: p.dispatchers.orch,
+            worker_concurrency: p.dispatchers.worker,
             poll_interval_ms: ms(p.poll_interval),
             orchestrator_lock_timeout_ms: p.orchestrator_lock_timeout.map_or(0, ms),
             worker_lock_timeout_ms: p.worker_lock_timeout.map_or(0, ms),

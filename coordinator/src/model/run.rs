@@ -10,7 +10,7 @@ pub use super::agent::{AgentReport, ClockRange, ClockReading, LostAgent, MemoryS
 use super::audit::{Audit, ScenarioAudit};
 pub use super::section::{Section, headline_histogram};
 use super::timeline::{DbSample, SpectrumPoint, Timeline};
-use crate::plan::profile::Profile;
+use crate::plan::ProfilePlan;
 
 /// One scenario's part of the run, merged over every agent.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -162,7 +162,7 @@ pub struct RunReport {
     pub database: String,
     pub duroxide_version: String,
     pub duroxide_pg_version: String,
-    pub profile: Profile,
+    pub profile: ProfilePlan,
     /// The scenario (or mix) driven, with every option and the seed.
     #[serde(default)]
     pub workload: WorkloadReport,
@@ -253,10 +253,9 @@ pub struct CoordinatorCost {
 }
 
 impl RunReport {
-    /// True when the run started on a schedule (open loop), as its load
-    /// resolves (a profile's stages decide open or closed).
+    /// True when the run started on a schedule (open loop).
     pub fn open_loop(&self) -> bool {
-        self.profile.load().map_or(self.profile.rate.is_some(), |l| l.is_open())
+        self.profile.open_loop()
     }
 
     /// True when an agent was lost: the figures cover less than the plan.
@@ -269,7 +268,7 @@ impl RunReport {
     /// configuration changes are reported by [`Self::config_differences`], not
     /// hidden by refusing the comparison.
     pub fn comparable_key(&self) -> String {
-        let combo = if self.profile.suite.is_empty() { String::new() } else { self.profile.dispatchers() };
+        let combo = if self.profile.in_suite() { self.profile.dispatchers.to_string() } else { String::new() };
         format!("{}|{combo}|{}|cloud={}", self.profile.name, self.environment.db_host, self.environment.cloud)
     }
 
@@ -286,10 +285,10 @@ impl RunReport {
             t
         };
         let fields = [
-            ("max_concurrent", a.max_concurrent.to_string(), b.max_concurrent.to_string()),
+            ("load", a.load_phrase.clone(), b.load_phrase.clone()),
             ("duration", d(a.duration), d(b.duration)),
             ("workload", workload(&other.workload), workload(&self.workload)),
-            ("dispatchers", a.dispatchers(), b.dispatchers()),
+            ("dispatchers", a.dispatchers.to_string(), b.dispatchers.to_string()),
             ("runtimes_per_agent", a.runtimes_per_agent.to_string(), b.runtimes_per_agent.to_string()),
             ("pool_max", opt(a.pool_max), opt(b.pool_max)),
             ("poll_interval", d(a.poll_interval), d(b.poll_interval)),

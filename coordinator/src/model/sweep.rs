@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::run::Environment;
-use crate::plan::profile::Profile;
+use crate::plan::ProfilePlan;
 
 /// What a sweep raises step by step.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -91,7 +91,7 @@ pub struct SweepReport {
     /// What to configure, with the measured numbers behind it.
     pub recommendation: Vec<String>,
     /// The configuration every step shared.
-    pub profile: Profile,
+    pub profile: ProfilePlan,
     pub environment: Environment,
     pub agents: usize,
     /// True when a step met the SLO and no step failed its audit or lost an agent.

@@ -5,36 +5,10 @@
 
 use loadgen_common::load::{Load, Loop};
 use loadgen_common::stages::StagePlan;
-use loadgen_common::units::format_rate;
 
 use super::profile::{ConfigError, Profile, stages_are_rates};
 
 impl Profile {
-    /// The load in one phrase: "10 in flight", "open loop 40/s constant (at most 100 in flight)".
-    pub fn describe_load(&self) -> String {
-        let p = self;
-        if let Some(stages) = &p.stages {
-            return match p.rate {
-                Some(peak) => format!(
-                    "open loop in stages {stages} (peak {}, {} arrivals, at most {} in flight)",
-                    format_rate(peak),
-                    p.arrival.as_str(),
-                    p.open_loop_cap().unwrap_or(p.max_concurrent)
-                ),
-                None => format!("closed loop in stages {stages} (peak {} in flight)", p.max_concurrent),
-            };
-        }
-        match p.rate {
-            None => format!("{} in flight", p.max_concurrent),
-            Some(rate) => format!(
-                "open loop {} {} (at most {} in flight)",
-                format_rate(rate),
-                p.arrival.as_str(),
-                p.open_loop_cap().unwrap_or(p.max_concurrent)
-            ),
-        }
-    }
-
     /// Resolve `stages` into the fields the rest of the plan reads: the
     /// duration of explicit stages, and the peak as the rate (open loop) or
     /// the budget (closed loop). Call after every override.

@@ -5,13 +5,15 @@
 //! split and rate shares ([`slices`]), the workload with its options resolved
 //! ([`workload`]), the output targets ([`outputs`]).
 //!
-//! - [`profile`]: a profile (TOML data) and its validation;
+//! - [`profile`]: a profile (the TOML schema) and its validation;
 //! - [`profiles`]: the built-in profiles and a profile file, looked up by name;
 //! - [`load`]: the load over time (stages, or a constant rate or budget);
 //! - [`workload`]: the scenario (or mix) with its options, built to check them;
 //! - [`slices`]: each agent's share of the budget, the rate and the seed;
 //! - [`outputs`]: result files and directories, checked writable up front;
-//! - [`provider`]: the duroxide providers, one registry entry each.
+//! - [`provider`]: the duroxide providers, one registry entry each;
+//! - [`resolved`]: a profile resolved for one run (what the run, its results
+//!   and the renderers read).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -21,12 +23,14 @@ pub mod outputs;
 pub mod profile;
 pub mod profiles;
 pub mod provider;
+pub mod resolved;
 pub mod slices;
 pub mod workload;
 
 pub use outputs::{LiveMode, Outputs};
 pub use profile::{Arrival, ConfigError, Profile};
 pub use provider::ProviderKind;
+pub use resolved::ProfilePlan;
 pub use slices::AgentSlice;
 pub use workload::WorkloadPlan;
 

@@ -220,11 +220,6 @@ pub fn parse_dispatchers(text: &str) -> Result<(u32, u32), ConfigError> {
 }
 
 impl Profile {
-    /// The cluster-wide in-flight cap of an open-loop run.
-    pub fn open_loop_cap(&self) -> Option<u64> {
-        self.rate.map(|r| self.cap_at(r))
-    }
-
     /// The in-flight cap of an open loop peaking at `rate`: `max_in_flight`,
     /// or a minute of arrivals (at least 100).
     pub(super) fn cap_at(&self, rate: f64) -> u64 {

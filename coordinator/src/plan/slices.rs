@@ -40,8 +40,19 @@ pub fn check(profile: &Profile, agents: usize) -> Result<(), PlanError> {
 
 /// The slices of a run of `profile` over `agents`, seeded by `run_seed`.
 pub fn slices(profile: &Profile, agents: usize, run_seed: u64) -> Result<Vec<AgentSlice>, PlanError> {
-    let loads = profile.load()?.shares(agents)?;
-    let iterations = match profile.iterations {
+    slices_of(&profile.load()?, profile.iterations, agents, run_seed)
+}
+
+/// The slices of `load` and `iterations` (a run's resolved profile) over
+/// `agents`, seeded by `run_seed`.
+pub fn slices_of(
+    load: &Load,
+    iterations: Option<u64>,
+    agents: usize,
+    run_seed: u64,
+) -> Result<Vec<AgentSlice>, PlanError> {
+    let loads = load.shares(agents)?;
+    let iterations = match iterations {
         // Every agent needs at least one iteration (0 would mean no limit).
         Some(n) if n < agents as u64 => {
             return Err(PlanError::Invalid(format!(

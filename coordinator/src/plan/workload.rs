@@ -25,6 +25,23 @@ pub struct WorkloadPlan {
     pub seed: Option<u64>,
 }
 
+/// The options a profile gives its scenario, as the scenario reads them:
+/// `[profile.options]`, a mix's weights, fanout's old names.
+pub fn profile_options(profile: &Profile) -> Options {
+    let mut given = profile.options.clone();
+    if !profile.mix.is_empty() {
+        let weights: Vec<String> = profile.mix.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+        given.insert("weights".into(), weights.join(","));
+    }
+    if let Some(t) = profile.tasks_per_instance {
+        given.insert("tasks".into(), t.to_string());
+    }
+    if let Some(d) = profile.activity_delay {
+        given.insert("activity_delay".into(), loadgen_common::units::format_duration(d));
+    }
+    given
+}
+
 /// What the command line says about the workload.
 #[derive(Clone, Debug, Default)]
 pub struct WorkloadOverrides {
@@ -46,17 +63,7 @@ impl WorkloadPlan {
         // The profile's options belong to the profile's scenario: another
         // scenario named on the command line starts from its own defaults.
         if scenario == from_profile {
-            given.extend(profile.options.clone());
-            if !profile.mix.is_empty() {
-                let weights: Vec<String> = profile.mix.iter().map(|(k, v)| format!("{k}:{v}")).collect();
-                given.insert("weights".into(), weights.join(","));
-            }
-            if let Some(t) = profile.tasks_per_instance {
-                given.insert("tasks".into(), t.to_string());
-            }
-            if let Some(d) = profile.activity_delay {
-                given.insert("activity_delay".into(), loadgen_common::units::format_duration(d));
-            }
+            given = profile_options(profile);
         }
         if let Some(t) = o.tasks {
             given.insert("tasks".into(), t.to_string());

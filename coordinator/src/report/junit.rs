@@ -53,7 +53,7 @@ impl Renderer for Junit {
 }
 
 fn suite(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
-    let name = format!("{} {} ({})", r.profile.name, r.profile.dispatchers(), r.run_id);
+    let name = format!("{} {} ({})", r.profile.name, r.profile.dispatchers, r.run_id);
     let failures = r.gates.iter().filter(|g| !g.passed).count();
     writeln!(
         w,

@@ -39,7 +39,7 @@ pub fn run(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     let e = &r.environment;
     let m = &r.merged;
     let l = m.headline_latency();
-    writeln!(w, "## {} · {} · {} · {} agent(s)\n", r.started_at, p.name, p.dispatchers(), r.agents.len())?;
+    writeln!(w, "## {} · {} · {} · {} agent(s)\n", r.started_at, p.name, p.dispatchers, r.agents.len())?;
     writeln!(
         w,
         "- commit `{}` on `{}`; machine `{}` ({} CPUs); PostgreSQL {}; environment: {}",

@@ -18,8 +18,8 @@ use crate::error::CoordinatorError;
 use crate::model::{Audit, IntervalLogs, RunReport, SweepReport};
 use crate::notice::{Notice, Observer};
 use crate::plan::Outputs;
+use crate::plan::ProfilePlan;
 use crate::plan::outputs::create_file;
-use crate::plan::profile::Profile;
 
 pub mod console;
 pub mod hlog;
@@ -45,7 +45,7 @@ pub enum Document<'a> {
     Matrix { matrix: &'a crate::model::matrix::MatrixReport, runs: &'a [RunReport] },
     Audit { schema: &'a str, audit: &'a Audit },
     Cleanup(&'a crate::db::cleanup::CleanupReport),
-    Profiles(&'a [Profile]),
+    Profiles(&'a [ProfilePlan]),
     Scenarios,
     Faults,
 }

@@ -25,10 +25,10 @@ pub fn describe_config(r: &RunReport) -> String {
     format!(
         "provider {}, {}{iterations}, {} of load, {}, dispatchers {} x {} runtime(s)/agent, poll {}, pool {}, db latency {}",
         r.provider.as_str(),
-        p.describe_load(),
+        p.load_phrase,
         format_duration(p.duration),
         describe_workload(&r.workload),
-        p.dispatchers(),
+        p.dispatchers,
         p.runtimes_per_agent,
         format_duration(p.poll_interval),
         p.pool_max.map_or("default".into(), |n| n.to_string()),

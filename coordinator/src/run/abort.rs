@@ -12,7 +12,7 @@ use loadgen_common::tally::Counts;
 use loadgen_common::units::format_latency_us as fmt_ms;
 
 use crate::model::Aborted;
-use crate::plan::Profile;
+use crate::plan::ProfilePlan;
 
 /// The p99 gate is judged over this many merged seconds.
 pub const WINDOW_S: usize = 10;
@@ -32,10 +32,10 @@ pub struct Judge {
 
 impl Judge {
     /// A judge for `profile`, when it asks for one.
-    pub fn of(profile: &Profile) -> Option<Judge> {
-        profile.abort_on_fail.then(|| Judge {
-            max_failed: profile.max_failed.unwrap_or(0),
-            p99_ms: profile.p99_ms,
+    pub fn of(profile: &ProfilePlan) -> Option<Judge> {
+        profile.gates.abort_on_fail.then(|| Judge {
+            max_failed: profile.gates.max_failed.unwrap_or(0),
+            p99_ms: profile.gates.p99_ms,
             window: VecDeque::with_capacity(WINDOW_S + 1),
             lost: None,
         })
@@ -106,14 +106,19 @@ impl Judge {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::Profile;
+
+    fn plan(p: Profile) -> ProfilePlan {
+        ProfilePlan::resolve(p).expect("resolves")
+    }
 
     fn judge(max_failed: Option<u64>, p99_ms: Option<f64>) -> Judge {
-        Judge::of(&Profile { abort_on_fail: true, max_failed, p99_ms, ..Default::default() }).expect("asked for")
+        Judge::of(&plan(Profile { abort_on_fail: true, max_failed, p99_ms, ..Default::default() })).expect("asked for")
     }
 
     #[test]
     fn only_a_profile_that_asks_gets_a_judge() {
-        assert!(Judge::of(&Profile::default()).is_none());
+        assert!(Judge::of(&plan(Profile::default())).is_none());
     }
 
     #[test]

@@ -109,9 +109,9 @@ async fn execute(
 
 /// How a run describes its load for people: the load's one phrase (the
 /// same the summary uses), each agent's slice, the length.
-fn describe_load(p: &Profile, slices: &[crate::plan::AgentSlice]) -> String {
+fn announce_load(p: &crate::plan::ProfilePlan, slices: &[crate::plan::AgentSlice]) -> String {
     let split = slices.iter().map(|s| s.in_flight().to_string()).collect::<Vec<_>>().join("+");
-    format!("{} ({split}), {} of load", p.describe_load(), loadgen_common::units::format_duration(p.duration))
+    format!("{} ({split}), {} of load", p.load_phrase, loadgen_common::units::format_duration(p.duration))
 }
 
 /// Each agent's share of the load: its rate (open loop) or its in-flight

@@ -16,7 +16,7 @@ use super::live::Live;
 use super::session::Session;
 use super::store::{self, RunStore, Watchers};
 use super::stream::{self, Follow, Followed};
-use super::{RUN_SLACK, START_DELAY, assemble, describe_load, evidence, load_shares, settle};
+use super::{RUN_SLACK, START_DELAY, assemble, announce_load, evidence, load_shares, settle};
 use crate::agents::calls;
 use crate::agents::run::Controls;
 use crate::db::audit::record::RunRecord;
@@ -30,7 +30,7 @@ use crate::model::{
     WorkloadReport,
 };
 use crate::notice::{Notice, Observer};
-use crate::plan::{AgentSlice, CompletionSource, Profile, RunPlan, slices};
+use crate::plan::{AgentSlice, CompletionSource, Profile, ProfilePlan, RunPlan, slices};
 use loadgen_scenarios::Built;
 
 /// How long the end of a run waits for the released agents' connections to
@@ -46,6 +46,8 @@ pub(crate) async fn run_once(
     nth: (usize, usize, &str),
     obs: &dyn Observer,
 ) -> Result<(RunReport, Option<IntervalLogs>), CoordinatorError> {
+    // Resolved once: every phase, the gates and the report read the plan.
+    let profile = &ProfilePlan::resolve(profile.clone())?;
     let begun = begin(session, plan, profile, run_id, nth, obs).await?;
     let prepared = prepare(session, plan, profile, &begun).await?;
     let mut ran = start_and_follow(session, plan, profile, &begun, &prepared, obs).await?;
@@ -71,7 +73,7 @@ struct Begun {
 async fn begin(
     session: &mut Session,
     plan: &RunPlan,
-    profile: &Profile,
+    profile: &ProfilePlan,
     run_id: &str,
     nth: (usize, usize, &str),
     obs: &dyn Observer,
@@ -81,13 +83,13 @@ async fn begin(
     let server = store.server().await;
     let agents = session.links.len();
     let seed = plan.workload.seed_for(run_id);
-    let slices = slices::slices(profile, agents, seed)?;
+    let slices = slices::slices_of(&profile.load, profile.iterations, agents, seed)?;
     let workload = plan.workload.build(run_id, seed, agents as u32)?;
     obs.notice(&Notice::RunStarting {
         run_id,
         schema: &store.place(),
         agents,
-        load: describe_load(profile, &slices),
+        load: announce_load(profile, &slices),
         n: nth.0,
         of: nth.1,
         label: nth.2,
@@ -121,7 +123,7 @@ impl Prepared {
 async fn prepare(
     session: &Session,
     plan: &RunPlan,
-    profile: &Profile,
+    profile: &ProfilePlan,
     b: &Begun,
 ) -> Result<Prepared, CoordinatorError> {
     let described = b.workload.describe(b.seed);
@@ -182,7 +184,7 @@ struct Ran {
 async fn start_and_follow(
     session: &mut Session,
     plan: &RunPlan,
-    profile: &Profile,
+    profile: &ProfilePlan,
     b: &Begun,
     p: &Prepared,
     obs: &dyn Observer,
@@ -198,7 +200,7 @@ async fn start_and_follow(
     let tracking = if cluster { CompletionSource::Cluster } else { CompletionSource::Agent };
     let watchers =
         Watchers::start(b.store.as_ref(), started, cluster.then(|| (controls.routes(), plan.completion_poll)));
-    let load_plan = profile.load()?;
+    let load_plan = profile.load.clone();
     let agents = session.links.len();
     let mut live = Live::new(agents, started, plan.outputs.hlog_dir.is_some());
     let mut judge = Judge::of(profile);
@@ -281,7 +283,7 @@ struct Concluded {
 async fn conclude(
     session: &Session,
     plan: &RunPlan,
-    profile: &Profile,
+    profile: &ProfilePlan,
     b: &Begun,
     p: &Prepared,
     ran: &mut Ran,
@@ -384,7 +386,7 @@ fn record_of(p: &Prepared, input: &AuditInput) -> RunRecord {
 fn report(
     session: &Session,
     plan: &RunPlan,
-    profile: &Profile,
+    profile: &ProfilePlan,
     b: Begun,
     p: Prepared,
     ran: Ran,

@@ -138,7 +138,7 @@ async fn execute(
         max_sustainable_orch_per_sec: max_sustainable,
         stop_reason,
         recommendation: Vec::new(),
-        profile: base.clone(),
+        profile: crate::plan::ProfilePlan::resolve(base.clone())?,
         environment,
         agents,
         passed: problems.is_empty(),

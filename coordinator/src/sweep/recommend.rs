@@ -37,7 +37,7 @@ pub fn recommend(s: &SweepReport, runs: &[RunReport]) -> Vec<String> {
         ks.p99_ms,
         s.agents,
         p.runtimes_per_agent,
-        p.dispatchers(),
+        p.dispatchers,
         p.pool_max.map_or("10 (default)".into(), |n| n.to_string())
     ));
     if let Some(r) = run {
@@ -66,7 +66,7 @@ pub fn recommend(s: &SweepReport, runs: &[RunReport]) -> Vec<String> {
         // Lock contention: deadlocks, or at least half the dispatchers (and
         // two backends) waiting on locks at once.
         let dispatchers =
-            u64::from(p.orch_concurrency + p.worker_concurrency) * u64::from(p.runtimes_per_agent) * s.agents as u64;
+            u64::from(p.dispatchers.orch + p.dispatchers.worker) * u64::from(p.runtimes_per_agent) * s.agents as u64;
         let why = if next.deadlocks > 0 || next.peak_lock_waits >= (dispatchers / 2).max(2) {
             format!(
                 "lock waits peaked at {} backend(s) and {} deadlock(s) were detected: contention inside the provider, so more dispatchers on this database add waiting rather than throughput",
@@ -80,10 +80,7 @@ pub fn recommend(s: &SweepReport, runs: &[RunReport]) -> Vec<String> {
             };
             format!(
                 "{waits}: the dispatchers ({} x {} runtime(s) x {} agent(s)) were saturated; more runtimes or agents (or higher --orch-concurrency/--worker-concurrency) should raise the knee while the database has headroom ({:.0} commits/s here)",
-                p.dispatchers(),
-                p.runtimes_per_agent,
-                s.agents,
-                next.commits_per_sec
+                p.dispatchers, p.runtimes_per_agent, s.agents, next.commits_per_sec
             )
         };
         out.push(format!(

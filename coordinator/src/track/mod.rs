@@ -143,7 +143,9 @@ pub fn finish(t: &Tracking, runs: &mut [RunReport]) -> Result<(), CoordinatorErr
             Some((runs, file)) => runs
                 .iter()
                 .find(|r| r.comparable_key() == key)
-                .or_else(|| runs.iter().find(|r| r.profile.dispatchers() == report.profile.dispatchers()))
+                .or_else(|| {
+                    runs.iter().find(|r| r.profile.dispatchers.to_string() == report.profile.dispatchers.to_string())
+                })
                 .or(runs.first())
                 .map(|r| (r, format!("baseline {file} (run {})", r.run_id))),
             None => history.iter().rev().find(|r| r.comparable_key() == key).map(|r| {
@@ -197,7 +199,7 @@ mod tests {
             database: "d".into(),
             duroxide_version: "x".into(),
             duroxide_pg_version: "y".into(),
-            profile: find_profile("standard").expect("standard"),
+            profile: crate::plan::ProfilePlan::resolve(find_profile("standard").expect("standard")).expect("resolves"),
             agents: Vec::new(),
             merged: Section {
                 orch_per_sec,
@@ -229,8 +231,7 @@ mod tests {
         assert!(x.config_differences.is_empty());
         // A slower configuration of the same profile is compared, and says how it differs.
         let mut slower = report(50.0, 200_000);
-        slower.profile.orch_concurrency = 1;
-        slower.profile.worker_concurrency = 1;
+        slower.profile.dispatchers = crate::plan::resolved::Dispatchers { orch: 1, worker: 1 };
         assert_eq!(slower.comparable_key(), base.comparable_key());
         let c = compare(&slower, &base, "b".into());
         assert!(c.regressed);

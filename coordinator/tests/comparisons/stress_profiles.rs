@@ -31,7 +31,7 @@ fn test_standard_profile() {
     let json = json_arg(&tmp, "standard.json");
     run_ok(tmp.path(), &["--local", "2", "--profile", "standard", "--json", &json]);
     let r = read_report(json.as_ref());
-    assert_eq!((r.profile.max_concurrent, r.workload.options["tasks"].as_str()), (20, "5"));
+    assert_eq!((r.profile.in_flight(), r.workload.options["tasks"].as_str()), (20, "5"));
     assert_consistent(&r, 2);
     // Every agent sampled its memory about once a second.
     for a in &r.agents {
@@ -46,7 +46,7 @@ fn test_high_concurrency() {
     let json = json_arg(&tmp, "hc.json");
     run_ok(tmp.path(), &["--local", "2", "--profile", "high-concurrency", "--json", &json]);
     let r = read_report(json.as_ref());
-    assert_eq!((r.profile.max_concurrent, r.profile.dispatchers().as_str()), (50, "4:4"));
+    assert_eq!((r.profile.in_flight(), r.profile.dispatchers.to_string().as_str()), (50, "4:4"));
     assert!(r.merged.orch_per_sec >= 2.0, "{}", r.merged.orch_per_sec);
     assert_consistent(&r, 2);
 }
@@ -85,7 +85,7 @@ fn test_suite_compares_dispatcher_combinations() {
     let json = json_arg(&tmp, "suite.json");
     let out = run_ok(tmp.path(), &["--local", "1", "--profile", "suite", "--duration", "3s", "--json", &json]);
     let suite = read_suite(json.as_ref());
-    let combos: Vec<String> = suite.runs.iter().map(|r| r.profile.dispatchers()).collect();
+    let combos: Vec<String> = suite.runs.iter().map(|r| r.profile.dispatchers.to_string()).collect();
     assert_eq!(combos, ["1:1", "2:2", "4:4"]);
     // Each run had its own schema.
     let mut schemas: Vec<&str> = suite.runs.iter().map(|r| r.schema.as_str()).collect();

@@ -11,6 +11,7 @@ use loadgen_coordinator::model::{
     AgentReport, Audit, Counts, DbLoad, DbSample, Environment, FaultEvent, FaultReport, Gate, LostAgent, RunReport,
     Section, SpectrumPoint, StageRow, StagesReport, SweepReport, SweepStep, TimePoint, Timeline,
 };
+use loadgen_coordinator::plan::ProfilePlan;
 use loadgen_coordinator::plan::profile::{Arrival, find_profile};
 use loadgen_coordinator::report::html::{render_run, render_sweep};
 
@@ -171,7 +172,7 @@ pub(crate) fn run_report(run_id: &str) -> RunReport {
         database: "postgres://loadgen:***@db.internal:5432/loadgen".into(),
         duroxide_version: "0.1.32".into(),
         duroxide_pg_version: "0.1.38".into(),
-        profile,
+        profile: ProfilePlan::resolve(profile).expect("resolves"),
         agents: vec![agent(0, "worker-a"), agent(1, HOSTILE)],
         merged: section(1470, 42.0),
         audit: Audit {
@@ -325,7 +326,7 @@ pub(crate) fn sweep_report() -> SweepReport {
             "Run at most 59 orch/s per 2 agents (p99 140 ms).".into(),
             "Beyond 60 orch/s the database queues grow: add dispatchers before agents.".into(),
         ],
-        profile,
+        profile: ProfilePlan::resolve(profile).expect("resolves"),
         environment: Environment {
             db_host: "db.internal".into(),
             machine: "bench-1".into(),

@@ -52,7 +52,7 @@ fn closed_loop_stages_change_what_is_kept_in_flight() {
     );
     let r = read_report(&json);
     assert!(r.passed && r.audit.passed(), "{:?}", r.gates);
-    assert_eq!(r.profile.max_concurrent, 8, "the budget is the plan's peak");
+    assert_eq!(r.profile.in_flight(), 8, "the budget is the plan's peak");
     let stages = r.stages.expect("a stage table");
     assert!(!stages.open && stages.rows.len() == 2, "{stages:?}");
     let (low, high) = (&stages.rows[0], &stages.rows[1]);

@@ -138,7 +138,7 @@ pub fn assert_consistent(r: &RunReport, agents: usize) {
     assert_eq!(r.merged.e2e_latency.count, m.completed);
     assert_eq!(r.agents.iter().map(|a| a.section.counts.completed).sum::<u64>(), m.completed);
     assert_eq!(r.agents.iter().map(|a| a.section.e2e_latency.count).sum::<u64>(), m.completed);
-    assert_eq!(r.agents.iter().map(|a| a.concurrency).sum::<u64>(), r.profile.max_concurrent);
+    assert_eq!(r.agents.iter().map(|a| a.concurrency).sum::<u64>(), r.profile.in_flight());
     // Activities counted where they ran add up to at least tasks x completed.
     assert!(m.activities >= m.completed * tasks, "{m:?}");
     // Percentiles are ordered and the end-to-end latency is at least the

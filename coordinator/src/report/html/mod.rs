@@ -24,7 +24,7 @@ use loadgen_common::units::format_duration;
 
 use super::{Document, Renderer};
 use crate::model::Environment;
-use crate::plan::Profile;
+use crate::plan::ProfilePlan;
 
 mod ab;
 mod axis;
@@ -211,48 +211,48 @@ fn num(v: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
-/// Every profile field that is set, by its name in the profile file.
-fn profile_rows(p: &Profile) -> Vec<(String, String)> {
+/// The profile as the run resolved it, by the names of the profile file.
+fn profile_rows(p: &ProfilePlan) -> Vec<(String, String)> {
     let d = format_duration;
     let mut rows: Vec<(&str, String)> = vec![("name", p.name.clone())];
     if !p.description.is_empty() {
         rows.push(("description", p.description.clone()));
     }
-    if let Some(rate) = p.rate {
-        rows.push(("rate", format!("{} orch/s (open loop)", num(rate))));
-        rows.push(("arrival", p.arrival.as_str().into()));
-        let cap = p.open_loop_cap().unwrap_or_default();
-        rows.push(("max_in_flight", p.max_in_flight.map_or(format!("{cap} (default)"), |n| n.to_string())));
+    match p.load.arrival() {
+        Some(arrival) => {
+            rows.push(("rate", format!("{} orch/s (open loop)", num(p.load.peak()))));
+            rows.push(("arrival", arrival.as_str().into()));
+            let cap = p.in_flight();
+            rows.push(("max_in_flight", if p.default_cap { format!("{cap} (default)") } else { cap.to_string() }));
+        }
+        None => rows.push(("max_concurrent", p.in_flight().to_string())),
+    }
+    if p.load.staged {
+        rows.push(("stages", p.load_phrase.clone()));
     }
     rows.extend([
-        ("max_concurrent", p.max_concurrent.to_string()),
         ("duration", d(p.duration)),
-        ("scenario", p.scenario_name().to_string()),
-        ("dispatchers (orch:worker)", p.dispatchers()),
+        ("scenario", p.scenario.clone()),
+        ("dispatchers (orch:worker)", p.dispatchers.to_string()),
         ("runtimes_per_agent", p.runtimes_per_agent.to_string()),
         ("poll_interval", d(p.poll_interval)),
         ("drain_timeout", d(p.drain_timeout)),
-        ("min_orch_per_sec", num(p.min_orch_per_sec)),
+        ("min_orch_per_sec", num(p.gates.min_orch_per_sec)),
     ]);
+    let g = &p.gates;
     let optional = [
-        ("tasks_per_instance", p.tasks_per_instance.map(|n| n.to_string())),
-        ("activity_delay", p.activity_delay.map(d)),
         (
             "options",
             (!p.options.is_empty())
                 .then(|| p.options.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")),
         ),
-        (
-            "mix",
-            (!p.mix.is_empty()).then(|| p.mix.iter().map(|(k, v)| format!("{k}:{v}")).collect::<Vec<_>>().join(", ")),
-        ),
         ("iterations", p.iterations.map(|n| n.to_string())),
         ("pool_max", p.pool_max.map(|n| n.to_string())),
         ("db_latency", (!p.db_latency.is_zero()).then(|| d(p.db_latency))),
         ("suite", (!p.suite.is_empty()).then(|| p.suite.join(", "))),
-        ("p99_ms", p.p99_ms.map(num)),
-        ("max_failed", p.max_failed.map(|n| n.to_string())),
-        ("rss_growth_mb_per_min", p.rss_growth_mb_per_min.map(num)),
+        ("p99_ms", g.p99_ms.map(num)),
+        ("max_failed", g.max_failed.map(|n| n.to_string())),
+        ("rss_growth_mb_per_min", g.rss_growth_mb_per_min.map(num)),
         ("orchestrator_lock_timeout", p.orchestrator_lock_timeout.map(d)),
         ("worker_lock_timeout", p.worker_lock_timeout.map(d)),
     ];

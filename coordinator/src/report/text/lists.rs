@@ -7,21 +7,15 @@ use loadgen_common::units::format_duration;
 use loadgen_scenarios::REGISTRY;
 
 use crate::model::{Audit, RunReport};
-use crate::plan::Profile;
+use crate::plan::ProfilePlan;
 use crate::report::view::fmt_ms;
 
 /// The workload of a profile in a few words.
-fn workload(p: &Profile) -> String {
-    if !p.mix.is_empty() {
-        return format!("mix of {} scenarios", p.mix.len());
+fn workload(p: &ProfilePlan) -> String {
+    if let Some(weights) = p.options.get("weights").filter(|_| p.scenario == "mixed") {
+        return format!("mix of {} scenarios", weights.split(',').count());
     }
-    let mut text = p.scenario_name().to_string();
-    if let Some(t) = p.tasks_per_instance {
-        text.push_str(&format!(" tasks={t}"));
-    }
-    if let Some(d) = p.activity_delay {
-        text.push_str(&format!(" activity_delay={}", format_duration(d)));
-    }
+    let mut text = p.scenario.clone();
     for (k, v) in &p.options {
         text.push_str(&format!(" {k}={v}"));
     }
@@ -32,38 +26,36 @@ fn workload(p: &Profile) -> String {
 }
 
 /// The profiles and their gates, as `coordinator profiles` lists them.
-pub fn profiles(profiles: &[Profile], w: &mut dyn Write) -> io::Result<()> {
+pub fn profiles(profiles: &[ProfilePlan], w: &mut dyn Write) -> io::Result<()> {
     writeln!(
         w,
         "{:<17} {:>7} {:>8} {:<34} {:<14} {:>3} {:>4} {:>6}  {:<48} description",
         "profile", "in-flt", "duration", "workload", "dispatchers", "rt", "pool", "db-lat", "gates"
     )?;
     for p in profiles {
-        let dispatchers = if p.suite.is_empty() { p.dispatchers() } else { p.suite.join(",") };
-        let mut gates = vec![format!(">={} orch/s", p.min_orch_per_sec)];
-        if let Some(v) = p.p99_ms {
+        let dispatchers = if p.suite.is_empty() { p.dispatchers.to_string() } else { p.suite.join(",") };
+        let g = &p.gates;
+        let mut gates = vec![format!(">={} orch/s", g.min_orch_per_sec)];
+        if let Some(v) = g.p99_ms {
             gates.push(format!("p99<={v}ms"));
         }
-        gates.push(match p.max_failed {
+        gates.push(match g.max_failed {
             Some(n) if n > 0 => format!("failed<={n}"),
             _ => "100% success".into(),
         });
-        // The load as the plan resolves it: a profile's stages decide open or closed.
-        let plan = p.load().ok();
-        let open = plan.as_ref().map_or(p.rate.is_some(), |l| l.is_open());
-        if open {
+        if p.open_loop() {
             gates.push("no dropped starts".into());
         }
-        if !p.faults.is_empty() {
+        if p.faults > 0 {
             gates.push("every fault applied".into());
         }
-        if let Some(v) = p.rss_growth_mb_per_min {
+        if let Some(v) = g.rss_growth_mb_per_min {
             gates.push(format!("warn RSS>{v}MB/min"));
         }
-        let load = match (&plan, p.rate) {
-            (Some(l), _) if l.staged && l.is_open() => "open".to_string(),
-            (_, Some(r)) => loadgen_common::units::format_rate(r),
-            _ => p.max_concurrent.to_string(),
+        let load = match p.load.arrival() {
+            Some(_) if p.load.staged => "open".to_string(),
+            Some(_) => loadgen_common::units::format_rate(p.load.peak()),
+            None => p.in_flight().to_string(),
         };
         writeln!(
             w,
@@ -136,7 +128,7 @@ pub fn suite(profile: &str, runs: &[RunReport], w: &mut dyn Write) -> io::Result
             w,
             "{:<12} {:<8} {:>9} {:>6} {:>5} {:>6} {:>5} {:>9.2} {:>9.2} {:>12.2} {:>9} {:>9}",
             "duroxide-pg",
-            r.profile.dispatchers(),
+            r.profile.dispatchers.to_string(),
             c.completed,
             c.failed(),
             c.failed_infrastructure,
@@ -152,7 +144,7 @@ pub fn suite(profile: &str, runs: &[RunReport], w: &mut dyn Write) -> io::Result
     if let Some(r) = runs.first() {
         writeln!(w, "(latencies {})", r.merged.headline_definition())?;
     }
-    let failed: Vec<String> = runs.iter().filter(|r| !r.passed).map(|r| r.profile.dispatchers()).collect();
+    let failed: Vec<String> = runs.iter().filter(|r| !r.passed).map(|r| r.profile.dispatchers.to_string()).collect();
     if failed.is_empty() {
         writeln!(w, "Suite gates: PASSED (every run passed its gates)")
     } else {

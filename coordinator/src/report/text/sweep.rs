@@ -17,7 +17,7 @@ pub fn render(s: &SweepReport, w: &mut dyn Write) -> io::Result<()> {
         s.mode.name(),
         s.profile.name,
         s.agents,
-        s.profile.dispatchers(),
+        s.profile.dispatchers,
         s.slo_p99_ms,
         format_duration(s.profile.duration)
     )?;
