@@ -58,6 +58,55 @@ fn state(phase: Phase) -> proto::AgentState {
     }
 }
 
+/// Apply one fault the coordinator sent: to the relay at once, or in a task
+/// that answers on the run's event stream when it is done.
+fn apply_fault(agent: &Agent, f: proto::AgentFault, events: &mpsc::Sender<Result<RunEvent, Status>>) {
+    // Bounded like the coordinator's schedule: a minute at most.
+    let duration = Duration::from_millis(f.duration_ms.min(60_000));
+    let (agent, events) = (agent.clone(), events.clone());
+    match proto::AgentFaultKind::try_from(f.kind) {
+        Ok(proto::AgentFaultKind::Latency) => {
+            agent.relay_fault(RelayFault::Latency(Duration::from_micros(f.delay_us)), duration)
+        }
+        Ok(proto::AgentFaultKind::Partition) => agent.relay_fault(RelayFault::Partition, duration),
+        Ok(proto::AgentFaultKind::RestartRuntime) => {
+            tokio::spawn(async move {
+                let result = agent.restart_runtime(f.runtime, duration).await;
+                fault_done(&events, f.id, result).await;
+            });
+        }
+        Ok(proto::AgentFaultKind::ClockSkew) => {
+            let result = agent.clock_skew(f.offset_us, duration);
+            tokio::spawn(async move { fault_done(&events, f.id, result).await });
+        }
+        Ok(proto::AgentFaultKind::UpgradeRuntimes) => {
+            tokio::spawn(async move {
+                let result = agent.upgrade_runtimes(std::path::Path::new(&f.binary)).await;
+                fault_done(&events, f.id, result).await;
+            });
+        }
+        Ok(proto::AgentFaultKind::RefuseConnect) => {
+            let share = (f.share > 0.0).then_some(f.share);
+            let refusal = crate::relay::Refusal { code: f.sqlstate.clone(), every: f.every.max(1), share };
+            tokio::spawn(async move {
+                let result = agent.refuse_connect(refusal, duration).await;
+                fault_done(&events, f.id, result).await;
+            });
+        }
+        _ => tracing::warn!(kind = f.kind, "unknown agent fault; ignored"),
+    }
+}
+
+/// Tell the coordinator a fault `id` was applied (what happened) or not (why).
+async fn fault_done(events: &mpsc::Sender<Result<RunEvent, Status>>, id: u32, result: Result<String, String>) {
+    let done = match result {
+        Ok(detail) => proto::FaultDone { id, detail, error: String::new() },
+        Err(error) => proto::FaultDone { id, detail: String::new(), error },
+    };
+    let event = RunEvent { event: Some(run_event::Event::FaultDone(done)) };
+    let _ = tokio::time::timeout(SEND_TIMEOUT, events.send(Ok(event))).await;
+}
+
 type EventStream = Pin<Box<dyn Stream<Item = Result<RunEvent, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -113,62 +162,7 @@ impl AgentRpc for Agent {
                     Ok(Some(proto::RunControl { control: Some(Control::Heartbeat(_)) })) => lease.renew(),
                     Ok(Some(proto::RunControl { control: Some(Control::Fault(f)) })) => {
                         lease.renew();
-                        // Bounded like the coordinator's schedule: a minute at most.
-                        let duration = Duration::from_millis(f.duration_ms.min(60_000));
-                        match proto::AgentFaultKind::try_from(f.kind) {
-                            Ok(proto::AgentFaultKind::Latency) => {
-                                agent.relay_fault(RelayFault::Latency(Duration::from_micros(f.delay_us)), duration)
-                            }
-                            Ok(proto::AgentFaultKind::Partition) => agent.relay_fault(RelayFault::Partition, duration),
-                            Ok(proto::AgentFaultKind::RestartRuntime) => {
-                                let (agent, events) = (agent.clone(), events.clone());
-                                tokio::spawn(async move {
-                                    let done = match agent.restart_runtime(f.runtime, duration).await {
-                                        Ok(detail) => proto::FaultDone { id: f.id, detail, error: String::new() },
-                                        Err(error) => proto::FaultDone { id: f.id, detail: String::new(), error },
-                                    };
-                                    let event = RunEvent { event: Some(run_event::Event::FaultDone(done)) };
-                                    let _ = tokio::time::timeout(SEND_TIMEOUT, events.send(Ok(event))).await;
-                                });
-                            }
-                            Ok(proto::AgentFaultKind::ClockSkew) => {
-                                let done = match agent.clock_skew(f.offset_us, duration) {
-                                    Ok(detail) => proto::FaultDone { id: f.id, detail, error: String::new() },
-                                    Err(error) => proto::FaultDone { id: f.id, detail: String::new(), error },
-                                };
-                                let event = RunEvent { event: Some(run_event::Event::FaultDone(done)) };
-                                let events = events.clone();
-                                tokio::spawn(async move {
-                                    let _ = tokio::time::timeout(SEND_TIMEOUT, events.send(Ok(event))).await;
-                                });
-                            }
-                            Ok(proto::AgentFaultKind::UpgradeRuntimes) => {
-                                let (agent, events) = (agent.clone(), events.clone());
-                                tokio::spawn(async move {
-                                    let done = match agent.upgrade_runtimes(std::path::Path::new(&f.binary)).await {
-                                        Ok(detail) => proto::FaultDone { id: f.id, detail, error: String::new() },
-                                        Err(error) => proto::FaultDone { id: f.id, detail: String::new(), error },
-                                    };
-                                    let event = RunEvent { event: Some(run_event::Event::FaultDone(done)) };
-                                    let _ = tokio::time::timeout(SEND_TIMEOUT, events.send(Ok(event))).await;
-                                });
-                            }
-                            Ok(proto::AgentFaultKind::RefuseConnect) => {
-                                let (agent, events) = (agent.clone(), events.clone());
-                                let share = (f.share > 0.0).then_some(f.share);
-                                let refusal =
-                                    crate::relay::Refusal { code: f.sqlstate.clone(), every: f.every.max(1), share };
-                                tokio::spawn(async move {
-                                    let done = match agent.refuse_connect(refusal, duration).await {
-                                        Ok(detail) => proto::FaultDone { id: f.id, detail, error: String::new() },
-                                        Err(error) => proto::FaultDone { id: f.id, detail: String::new(), error },
-                                    };
-                                    let event = RunEvent { event: Some(run_event::Event::FaultDone(done)) };
-                                    let _ = tokio::time::timeout(SEND_TIMEOUT, events.send(Ok(event))).await;
-                                });
-                            }
-                            _ => tracing::warn!(kind = f.kind, "unknown agent fault; ignored"),
-                        }
+                        apply_fault(&agent, f, &events);
                     }
                     Ok(Some(proto::RunControl { control: Some(Control::Completions(c)) })) => {
                         lease.renew();

@@ -239,24 +239,7 @@ impl Profile {
     /// Check every field is usable (the scenario checks its own options).
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |option, value: String, detail| Err(ConfigError::InvalidOption { option, value, detail });
-        if let Some(text) = &self.stages {
-            let open = stages_are_rates(text);
-            let plan = StagePlan::parse(text, open, self.duration)
-                .map_err(|e| ConfigError::Stages { value: text.clone(), detail: e.to_string() })?;
-            if !StagePlan::is_shape(text) && plan.duration() != self.duration {
-                return bad(
-                    "stages",
-                    text.clone(),
-                    "explicit stages set the duration: drop `duration` or make it their total",
-                );
-            }
-            if open && self.rate.is_some_and(|r| r != plan.peak()) {
-                return bad("stages", text.clone(), "rate stages and `rate` exclude each other");
-            }
-            if !self.suite.is_empty() {
-                return bad("stages", text.clone(), "a suite runs constant load: drop `stages` or `suite`");
-            }
-        }
+        self.validate_stages()?;
         if self.max_concurrent == 0 {
             return bad("max_concurrent", "0".into(), "must be at least 1");
         }
@@ -325,6 +308,36 @@ impl Profile {
         for combo in &self.suite {
             parse_dispatchers(combo)?;
         }
+        self.validate_locks()
+    }
+
+    /// Stages that parse, agree with `duration` and `rate`, and are not a suite.
+    fn validate_stages(&self) -> Result<(), ConfigError> {
+        let bad = |option, value: String, detail| Err(ConfigError::InvalidOption { option, value, detail });
+        if let Some(text) = &self.stages {
+            let open = stages_are_rates(text);
+            let plan = StagePlan::parse(text, open, self.duration)
+                .map_err(|e| ConfigError::Stages { value: text.clone(), detail: e.to_string() })?;
+            if !StagePlan::is_shape(text) && plan.duration() != self.duration {
+                return bad(
+                    "stages",
+                    text.clone(),
+                    "explicit stages set the duration: drop `duration` or make it their total",
+                );
+            }
+            if open && self.rate.is_some_and(|r| r != plan.peak()) {
+                return bad("stages", text.clone(), "rate stages and `rate` exclude each other");
+            }
+            if !self.suite.is_empty() {
+                return bad("stages", text.clone(), "a suite runs constant load: drop `stages` or `suite`");
+            }
+        }
+        Ok(())
+    }
+
+    /// duroxide's lock timeouts within what it accepts.
+    fn validate_locks(&self) -> Result<(), ConfigError> {
+        let bad = |option, value: String, detail| Err(ConfigError::InvalidOption { option, value, detail });
         let (lo, hi) = limits::ORCHESTRATOR_LOCK;
         if let Some(t) = self.orchestrator_lock_timeout
             && !(lo..=hi).contains(&t)

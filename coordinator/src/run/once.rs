@@ -16,7 +16,7 @@ use super::live::Live;
 use super::session::Session;
 use super::store::{self, RunStore, Watchers};
 use super::stream::{self, Follow, Followed};
-use super::{RUN_SLACK, START_DELAY, assemble, announce_load, evidence, load_shares, settle};
+use super::{RUN_SLACK, START_DELAY, announce_load, assemble, evidence, load_shares, settle};
 use crate::agents::calls;
 use crate::agents::run::Controls;
 use crate::db::audit::record::RunRecord;

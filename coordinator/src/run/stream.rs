@@ -68,6 +68,57 @@ fn abort(lost: &Aborted, open: impl Iterator<Item = usize>, controls: &Controls,
     }
 }
 
+/// Show the live view: the figures so far, the database's latest sample and
+/// the load offered at this moment.
+fn show(f: &Follow<'_>, live: &Live) {
+    let sample = f.db.as_ref().and_then(|rx| rx.borrow().clone());
+    let mut frame = live.frame(sample.as_ref());
+    // While the plan lasts (the drain after it offers nothing).
+    let now = std::time::Duration::from_secs_f64(frame.elapsed_s.max(0.0));
+    frame.offered_now = f.load.filter(|l| now <= l.plan.duration()).map(|l| (l.plan.value_at(now), l.is_open()));
+    frame.offered = frame.offered_now.filter(|_| f.load.is_some_and(|l| l.staged));
+    f.obs.notice(&Notice::Live(&frame));
+}
+
+/// Agent `i` went silent or its stream broke: say so, count it lost, and
+/// stop the others (`--on-agent-loss abort`) or judge the loss
+/// (`--abort-on-fail`).
+fn lose(
+    f: &mut Follow<'_>,
+    i: usize,
+    reason: String,
+    outcome: &mut [Option<Followed>],
+    live: &mut Live,
+    controls: &Controls,
+) {
+    let links = f.links;
+    let address = |i: usize| links.get(i).map_or("?", |l| l.address.as_str());
+    let n = outcome.len();
+    let at = f.started.elapsed();
+    let stopping = f.policy == OnAgentLoss::Abort;
+    f.obs.notice(&Notice::AgentLost {
+        index: i,
+        address: address(i),
+        at_s: at.as_secs_f64(),
+        reason: &reason,
+        stopping_others: stopping,
+    });
+    tracing::warn!(agent = %address(i), reason, "agent lost");
+    live.lost(i);
+    if let Some(t) = f.tracker {
+        t.forget(i);
+    }
+    let judged = f.judge.as_deref_mut().and_then(|j| j.agent_lost(i, &reason, at.as_secs_f64())).cloned();
+    outcome[i] = Some(Followed::Lost { at, reason });
+    if stopping {
+        for j in (0..n).filter(|&j| outcome[j].is_none()) {
+            controls.stop(j, &format!("agent {} was lost", address(i)));
+        }
+    } else if let Some(lost) = judged {
+        abort(&lost, (0..n).filter(|&j| outcome[j].is_none()), controls, f.obs);
+    }
+}
+
 /// Follow every agent until each has sent its finish or is lost, folding
 /// intervals into `live` and showing it once a second.
 pub async fn follow(
@@ -77,7 +128,8 @@ pub async fn follow(
     live: &mut Live,
 ) -> Result<Vec<Followed>, CoordinatorError> {
     let n = f.links.len();
-    let address = |i: usize| f.links.get(i).map_or("?", |l| l.address.as_str());
+    let links = f.links;
+    let address = |i: usize| links.get(i).map_or("?", |l| l.address.as_str());
     let mut outcome: Vec<Option<Followed>> = vec![None; n];
     let mut last_heard = vec![Instant::now().max(f.started); n];
     let deadline = tokio::time::Instant::from_std(f.started + f.bound);
@@ -85,15 +137,6 @@ pub async fn follow(
     // includes the interval that just ended.
     let first = tokio::time::Instant::from_std(f.started) + Duration::from_millis(1300);
     let mut ticker = tokio::time::interval_at(first, Duration::from_secs(1));
-    let show = |live: &Live| {
-        let sample = f.db.as_ref().and_then(|rx| rx.borrow().clone());
-        let mut frame = live.frame(sample.as_ref());
-        // While the plan lasts (the drain after it offers nothing).
-        let now = std::time::Duration::from_secs_f64(frame.elapsed_s.max(0.0));
-        frame.offered_now = f.load.filter(|l| now <= l.plan.duration()).map(|l| (l.plan.value_at(now), l.is_open()));
-        frame.offered = frame.offered_now.filter(|_| f.load.is_some_and(|l| l.staged));
-        f.obs.notice(&Notice::Live(&frame));
-    };
     while outcome.iter().any(Option::is_none) {
         let mut newly_lost: Option<(usize, String)> = None;
         tokio::select! {
@@ -132,7 +175,7 @@ pub async fn follow(
                 }
             }
             _ = ticker.tick() => {
-                show(live);
+                show(&f, live);
                 if let Some(judge) = f.judge.as_deref_mut() {
                     for h in live.take_closed() {
                         judge.second(&h);
@@ -150,32 +193,10 @@ pub async fn follow(
             _ = tokio::time::sleep_until(deadline) => return Err(CoordinatorError::Timeout(f.bound)),
         }
         if let Some((i, reason)) = newly_lost {
-            let at = f.started.elapsed();
-            let stopping = f.policy == OnAgentLoss::Abort;
-            f.obs.notice(&Notice::AgentLost {
-                index: i,
-                address: address(i),
-                at_s: at.as_secs_f64(),
-                reason: &reason,
-                stopping_others: stopping,
-            });
-            tracing::warn!(agent = %address(i), reason, "agent lost");
-            live.lost(i);
-            if let Some(t) = f.tracker {
-                t.forget(i);
-            }
-            let judged = f.judge.as_deref_mut().and_then(|j| j.agent_lost(i, &reason, at.as_secs_f64())).cloned();
-            outcome[i] = Some(Followed::Lost { at, reason });
-            if stopping {
-                for j in (0..n).filter(|&j| outcome[j].is_none()) {
-                    controls.stop(j, &format!("agent {} was lost", address(i)));
-                }
-            } else if let Some(lost) = judged {
-                abort(&lost, (0..n).filter(|&j| outcome[j].is_none()), controls, f.obs);
-            }
+            lose(&mut f, i, reason, &mut outcome, live, controls);
         }
     }
-    show(live);
+    show(&f, live);
     outcome
         .into_iter()
         .enumerate()

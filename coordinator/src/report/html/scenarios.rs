@@ -91,9 +91,29 @@ pub fn render_contention(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     kv_table(w, "Contention", &rows)
 }
 
-/// The instances that differ from their scenario's expectation.
+/// The instances that differ from their scenario's expectation, and what
+/// the audit named: messages processed again or redelivered, bad leases,
+/// lost work, the activity ledger's differences.
 pub fn render_mismatches(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
     let a = &r.audit;
+    render_messages(a, w)?;
+    render_named(a, w)?;
+    if a.mismatches.is_empty() {
+        return Ok(());
+    }
+    let rows =
+        a.mismatches.iter().map(|m| (Some("bad"), vec![m.instance.clone(), m.scenario.clone(), m.problems.join("; ")]));
+    table(
+        w,
+        "Instances that differ from what their scenario expects",
+        &["instance", "scenario", "what differs"],
+        3,
+        rows,
+    )
+}
+
+/// Messages processed again, and messages delivered many times.
+fn render_messages(a: &crate::model::Audit, w: &mut dyn Write) -> io::Result<()> {
     if !a.duplicates.is_empty() {
         let rows = a.duplicates.iter().map(|d| {
             let ids: Vec<String> = d.event_ids.iter().map(u64::to_string).collect();
@@ -137,6 +157,11 @@ pub fn render_mismatches(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
             rows,
         )?;
     }
+    Ok(())
+}
+
+/// Leases handed out expired, acknowledged work lost, the activity ledger.
+fn render_named(a: &crate::model::Audit, w: &mut dyn Write) -> io::Result<()> {
     if !a.expired_lease_named.is_empty() {
         let rows = a.expired_lease_named.iter().map(|l| {
             let cells = vec![
@@ -183,16 +208,5 @@ pub fn render_mismatches(r: &RunReport, w: &mut dyn Write) -> io::Result<()> {
         let head = ["what", "instance", "execution", "activity", "input", "scheduled", "completed", "ran", "agents"];
         table(w, "Activity ledger (kept by the agents) against the history", &head, 5, rows)?;
     }
-    if a.mismatches.is_empty() {
-        return Ok(());
-    }
-    let rows =
-        a.mismatches.iter().map(|m| (Some("bad"), vec![m.instance.clone(), m.scenario.clone(), m.problems.join("; ")]));
-    table(
-        w,
-        "Instances that differ from what their scenario expects",
-        &["instance", "scenario", "what differs"],
-        3,
-        rows,
-    )
+    Ok(())
 }
