@@ -50,7 +50,7 @@ pub async fn install(provider: &RunDb) -> Result<(), CoordinatorError> {
              THEN CASE WHEN NEW.locked_until < OLD.locked_until THEN 'shortened' ELSE 'revived' END \
              ELSE 'handed_out' END, CASE WHEN TG_OP = 'UPDATE' THEN OLD.locked_until END); RETURN NULL; END $f$"
         ),
-        "DROP TRIGGER IF EXISTS loadgen_renewed_lease ON {s}.instance_locks".replace("{s}", s),
+        format!("DROP TRIGGER IF EXISTS loadgen_renewed_lease ON {s}.instance_locks"),
         format!(
             "CREATE TRIGGER loadgen_renewed_lease AFTER UPDATE OF locked_until ON {s}.instance_locks \
              FOR EACH ROW WHEN (OLD.lock_token = NEW.lock_token AND (NEW.locked_until < OLD.locked_until \

@@ -143,12 +143,6 @@ impl ProfilePlan {
     pub fn in_suite(&self) -> bool {
         !self.suite.is_empty()
     }
-
-    /// The profile as given, for code that plans new runs from it (a sweep's
-    /// next step, a bench setting): change it, then resolve it again.
-    pub fn given(&self) -> &Profile {
-        &self.given
-    }
 }
 
 /// Profiles as they would run (stages settled), for listing them.
